@@ -1,0 +1,75 @@
+"""Crash-safe file writing: write to a temporary name beside the target, then rename.
+
+A step killed in the middle leaves either the old file or the new one, never a
+half-written file under the real name.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facelab.errors import FacelabError, MediaError
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
+    path = Path(path)
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise FacelabError(f"disk full while writing {path}", "free some space and run the step again; finished work is kept") from e
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any, fsync: bool = False) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode("utf-8"), fsync=fsync)
+
+
+def encode_image(image: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
+    """Encode an ``(H, W, 3|4) uint8`` BGR(A) or ``(H, W) uint8`` image to ``.png``/``.jpg`` bytes."""
+    ext = ext.lower()
+    params: list[int] = []
+    if ext in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    elif ext == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fast; PNG stays lossless
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise MediaError(f"could not encode image as {ext}")
+    return buf.tobytes()
+
+
+def write_image(path: str | Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
+    path = Path(path)
+    atomic_write_bytes(path, encode_image(image, path.suffix, jpeg_quality))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3) uint8`` BGR; raise :class:`MediaError` naming the file."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise MediaError(f"cannot read {path}: {e.strerror}") from e
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise MediaError(f"{path} is not a readable image (corrupt or truncated?)", "delete it or re-run the step that made it")
+    return image

@@ -1,0 +1,160 @@
+"""The workspace folder: the only module that knows its layout (SPEC section 1).
+
+::
+
+    workspace/
+      data_src.<ext>  data_dst.<ext>        input videos
+      data_src/  data_dst/                   frames 00001.png ...
+      data_<side>/aligned/                   aligned faces <frame>_<i>.jpg
+      data_<side>/aligned_debug/             frames with landmarks drawn
+      data_dst/merged/  data_dst/merged_mask/
+      model/<name>/                          one folder per model
+      result.mp4
+      data_<side>/.facelab/                  step records (frames.json, ...)
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from facelab.errors import SettingsError, WorkspaceError
+from facelab.types import SIDES
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v", ".wmv", ".flv", ".ts")
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def check_side(side: str) -> str:
+    if side not in SIDES:
+        raise SettingsError(f"unknown side {side!r}", "use 'src' or 'dst'")
+    return side
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    # --- layout -----------------------------------------------------------
+    def frames_dir(self, side: str) -> Path:
+        return self.root / f"data_{check_side(side)}"
+
+    def aligned_dir(self, side: str) -> Path:
+        return self.frames_dir(side) / "aligned"
+
+    def aligned_debug_dir(self, side: str) -> Path:
+        return self.frames_dir(side) / "aligned_debug"
+
+    def state_dir(self, side: str) -> Path:
+        """Hidden folder for step records (frame timing, extraction progress)."""
+        return self.frames_dir(side) / ".facelab"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.root / "data_dst" / "merged"
+
+    @property
+    def merged_mask_dir(self) -> Path:
+        return self.root / "data_dst" / "merged_mask"
+
+    @property
+    def model_root(self) -> Path:
+        return self.root / "model"
+
+    def model_dir(self, name: str) -> Path:
+        return self.model_root / name
+
+    def result_path(self, ext: str = "mp4") -> Path:
+        return self.root / f"result.{ext}"
+
+    def all_dirs(self) -> list[Path]:
+        dirs = [self.root, self.model_root]
+        for side in SIDES:
+            dirs += [self.frames_dir(side), self.aligned_dir(side), self.aligned_debug_dir(side)]
+        dirs += [self.merged_dir, self.merged_mask_dir]
+        return dirs
+
+    # --- lookups ----------------------------------------------------------
+    def find_video(self, side: str) -> Path:
+        """Return ``data_<side>.<ext>``; raise with a hint if none or several."""
+        check_side(side)
+        found = sorted(
+            p for p in self.root.glob(f"data_{side}.*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+        )
+        if not found:
+            raise WorkspaceError(
+                f"no video data_{side}.<ext> in {self.root}",
+                f"copy your {side} video there as data_{side}.mp4 (or .mkv/.avi/.mov/...)",
+            )
+        if len(found) > 1:
+            names = ", ".join(p.name for p in found)
+            raise WorkspaceError(f"several {side} videos in {self.root}: {names}", "keep only one data_{side}.*")
+        return found[0]
+
+    def frame_paths(self, side: str) -> list[Path]:
+        """Extracted frames of a side, sorted by name."""
+        folder = self.frames_dir(side)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS and p.is_file())
+
+    def require_frames(self, side: str) -> list[Path]:
+        frames = self.frame_paths(side)
+        if not frames:
+            raise WorkspaceError(
+                f"{self.frames_dir(side)} has no frames", f"run `facelab frames {side}` first"
+            )
+        return frames
+
+    def aligned_paths(self, side: str) -> list[Path]:
+        folder = self.aligned_dir(side)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.stem.endswith("_debug")
+        )
+
+    def require_aligned(self, side: str) -> list[Path]:
+        faces = self.aligned_paths(side)
+        if not faces:
+            raise WorkspaceError(
+                f"{self.aligned_dir(side)} has no faces", f"run `facelab extract {side}` first"
+            )
+        return faces
+
+    def require_exists(self) -> None:
+        if not self.root.is_dir():
+            raise WorkspaceError(f"workspace {self.root} does not exist", "run `facelab workspace` to create it")
+
+    # --- changes ----------------------------------------------------------
+    def create(self) -> list[Path]:
+        """Create every folder of the layout; return the ones that were new."""
+        made = [d for d in self.all_dirs() if not d.exists()]
+        for d in self.all_dirs():
+            d.mkdir(parents=True, exist_ok=True)
+        return made
+
+    def clear(self) -> int:
+        """Delete everything inside the workspace but the input videos; recreate the layout.
+
+        Returns the number of top-level entries removed.
+        """
+        self.require_exists()
+        keep = {p for side in SIDES for p in self.root.glob(f"data_{side}.*") if p.is_file()}
+        removed = 0
+        for entry in self.root.iterdir():
+            if entry in keep:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        self.create()
+        return removed
