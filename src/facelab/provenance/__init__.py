@@ -1,0 +1,1 @@
+"""Marking everything facelab writes as synthetic, and finding those marks."""
