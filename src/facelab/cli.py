@@ -1,0 +1,223 @@
+"""Command line: each command parses its flags, builds the step's settings and calls one stage.
+
+Errors a user can fix (:class:`facelab.errors.FacelabError`) are printed as one
+line with a hint and exit with status 2; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from facelab import __version__
+from facelab.errors import FacelabError
+from facelab.stages import Summary
+from facelab.workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="facelab",
+    help="Face replacement for video (DeepFaceLab workflow). Every output is marked as synthetic.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Side(str, Enum):
+    src = "src"
+    dst = "dst"
+
+
+class FaceTypeOpt(str, Enum):
+    half = "half"
+    mid = "mid"
+    full = "full"
+    whole = "whole"
+    head = "head"
+
+
+class FrameFormat(str, Enum):
+    png = "png"
+    jpg = "jpg"
+
+
+class MergeMode(str, Enum):
+    seamless = "seamless"
+    overlay = "overlay"
+    hist_match = "hist-match"
+
+
+class ColorMode(str, Enum):
+    none = "none"
+    rct = "rct"
+    lct = "lct"
+
+
+_state: dict[str, Workspace] = {}
+
+
+def _ws() -> Workspace:
+    return _state["ws"]
+
+
+def _report(summary: Summary) -> None:
+    console.print(summary.line(), highlight=False)
+    for w in summary.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"facelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    workspace: Annotated[Path, typer.Option("-w", "--workspace", help="Workspace folder.")] = Path("workspace"),
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    _state["ws"] = Workspace(workspace)
+
+
+@app.command("workspace")
+def workspace_cmd(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete everything in the workspace except data_src.*/data_dst.*")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before clearing.")] = False,
+) -> None:
+    """Create the workspace folder layout (or clear it)."""
+    ws = _ws()
+    if clear:
+        ws.require_exists()
+        if not yes:
+            if not sys.stdin.isatty():
+                raise FacelabError(f"refusing to clear {ws.root} without confirmation", "add --yes")
+            typer.confirm(f"Delete everything in {ws.root} except the input videos?", abort=True)
+        removed = ws.clear()
+        console.print(f"cleared {ws.root} ({removed} entries removed)")
+        return
+    made = ws.create()
+    console.print(f"workspace {ws.root}: {len(made)} folders created" if made else f"workspace {ws.root} is ready")
+    console.print("next: put your videos there as data_src.mp4 and data_dst.mp4, then run `facelab frames src`")
+
+
+@app.command("frames")
+def frames_cmd(
+    side: Annotated[Side, typer.Argument(help="src or dst")],
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second to keep (default: every frame; dst always keeps every frame).")] = None,
+    format: Annotated[FrameFormat, typer.Option("--format", help="Frame image format.")] = FrameFormat.png,
+    force: Annotated[bool, typer.Option(help="Redo frames already extracted.")] = False,
+) -> None:
+    """Decode data_src.* / data_dst.* into numbered frames."""
+    from facelab.stages import frames
+
+    _report(frames.run(_ws(), side.value, frames.FramesSettings(fps=fps, format=format.value), force=force))
+
+
+@app.command("extract")
+def extract_cmd(
+    side: Annotated[Side, typer.Argument(help="src or dst")],
+    face_type: Annotated[FaceTypeOpt, typer.Option("--face-type", help="How much of the head to keep.")] = FaceTypeOpt.full,
+    size: Annotated[int, typer.Option(help="Aligned face size in pixels.")] = 512,
+    jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality 1-100.")] = 90,
+    max_faces: Annotated[int, typer.Option("--max-faces", help="Keep at most N faces per frame (largest first); 0 = all.")] = 0,
+    min_score: Annotated[float, typer.Option("--min-score", help="Detector confidence threshold.")] = 0.7,
+    debug: Annotated[bool, typer.Option("--debug/--no-debug", help="Write aligned_debug/<frame>.jpg with box, landmarks, hull and crop.")] = False,
+    force: Annotated[bool, typer.Option(help="Delete the aligned faces and extract again.")] = False,
+) -> None:
+    """Detect, landmark and align every face into data_<side>/aligned."""
+    from facelab.stages import extract
+
+    settings = extract.ExtractSettings(face_type=face_type.value, size=size, jpeg_quality=jpeg_quality, max_faces=max_faces, min_score=min_score, debug=debug)
+    _report(extract.run(_ws(), side.value, settings, force=force))
+
+
+@app.command("train")
+def train_cmd(
+    model: Annotated[str, typer.Option(help="Model architecture (quick).")] = "quick",
+    name: Annotated[Optional[str], typer.Option(help="Model folder name under model/ (default: the model name).")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="Train until this total iteration.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Train for this many minutes (this run).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Faces per side per iteration.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Train (or continue training) a model on the src and dst face sets. Ctrl+C saves and stops."""
+    from facelab.stages import train
+
+    kwargs = {"model": model, "name": name, "iterations": iterations, "minutes": minutes, "device": device}
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    settings = train.TrainSettings(**kwargs)
+    _report(train.run(_ws(), settings, log=lambda s: console.print(s, highlight=False)))
+
+
+@app.command("merge")
+def merge_cmd(
+    model: Annotated[str, typer.Option("--model", "--name", help="Model folder name under model/.")] = "quick",
+    mode: Annotated[MergeMode, typer.Option(help="How the face is blended in.")] = MergeMode.seamless,
+    color: Annotated[ColorMode, typer.Option(help="Colour transfer of the predicted face to the dst face.")] = ColorMode.rct,
+    erode: Annotated[Optional[int], typer.Option(help="Shrink (+) or grow (-) the mask, -200..200.")] = None,
+    blur: Annotated[Optional[int], typer.Option(help="Feather the mask edge, -200..200.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    force: Annotated[bool, typer.Option(help="Render every frame again.")] = False,
+) -> None:
+    """Put the predicted faces back into every dst frame (data_dst/merged)."""
+    from facelab.merge.compose import MergeSettings
+    from facelab.stages import merge
+
+    kwargs = {"mode": mode.value, "color": color.value}
+    if erode is not None:
+        kwargs["erode"] = erode
+    if blur is not None:
+        kwargs["blur"] = blur
+    _report(merge.run(_ws(), model, MergeSettings(**kwargs), device=device, force=force))
+
+
+@app.command("video")
+def video_cmd(
+    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate, e.g. 8M (default: quality-based, CRF 18).")] = None,
+    force: Annotated[bool, typer.Option(help="Write result.mp4 again even if it is up to date.")] = False,
+) -> None:
+    """Write result.mp4 from data_dst/merged with data_dst's frame rate and audio."""
+    from facelab.stages import video
+
+    _report(video.run(_ws(), video.VideoSettings(bitrate=bitrate), force=force))
+
+
+@app.command("demo")
+def demo_cmd(
+    minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 5.0,
+    force: Annotated[bool, typer.Option(help="Start the demo workspace from scratch.")] = False,
+) -> None:
+    """Run the whole workflow on the sample clips shipped with facelab."""
+    from facelab.stages import demo
+
+    result = demo.run(_ws(), minutes=minutes, force=force, report=_report, log=lambda s: console.print(s, highlight=False))
+    console.print(f"\n[bold green]done:[/bold green] {result}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except FacelabError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e.message}", highlight=False)
+        if e.hint:
+            err_console.print(f"  [yellow]hint:[/yellow] {e.hint}", highlight=False)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished work is kept; run the same command again to continue")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

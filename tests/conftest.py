@@ -1,0 +1,61 @@
+"""Shared test fixtures: real faces only.
+
+Files shipped with the project (``src/facelab/sample_data``) are always
+present; the rest of ``../shared/data/faces`` is used when it is there, and
+tests that need it skip with a reason otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "src" / "facelab" / "sample_data"
+SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
+
+SAMPLE_SRC = SAMPLES / "src_clm_cap13.mp4"
+SAMPLE_DST = SAMPLES / "dst_grid_bbaf2n.mpg"
+ASTRONAUT = SAMPLES / "astronaut.png"
+
+
+def shared(rel: str) -> Path:
+    """Path into ../shared/data/faces; skips the test if that data is absent."""
+    p = SHARED_FACES / rel
+    if not p.exists():
+        pytest.skip(f"needs {p} (the shared test data is not beside this checkout)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return cv2.imread(str(ASTRONAUT))
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from facelab.detect import create_detector
+
+    return create_detector("retinaface", threads=2)
+
+
+@pytest.fixture(scope="session")
+def landmarker():
+    from facelab.landmarks import create_landmarker
+
+    return create_landmarker("dlib68")
+
+
+@pytest.fixture(scope="session")
+def dst_frames(tmp_path_factory) -> list[Path]:
+    """The 75 frames of the shipped GRID clip as PNGs (decoded once per session)."""
+    import av
+
+    out = tmp_path_factory.mktemp("dst_frames")
+    with av.open(str(SAMPLE_DST)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            cv2.imwrite(str(out / f"{i + 1:05d}.png"), f.to_ndarray(format="bgr24"))
+    return sorted(out.glob("*.png"))
