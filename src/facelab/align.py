@@ -190,7 +190,7 @@ def warp_image(image: np.ndarray, mat: Affine, size: int, border: int = cv2.BORD
     """Cut the aligned face out of a frame: ``(H, W, C)`` -> ``(size, size, C)``, same dtype."""
     if image.ndim not in (2, 3):
         raise ValueError(f"warp_image: expected (H, W) or (H, W, C), got {image.shape}")
-    return cv2.warpAffine(image, _check_affine(mat), (size, size), flags=cv2.INTER_LANCZOS4 if size > 256 else cv2.INTER_CUBIC, borderMode=border)
+    return cv2.warpAffine(image, _check_affine(mat), (size, size), flags=cv2.INTER_CUBIC, borderMode=border)
 
 
 def unwarp_image(face: np.ndarray, mat: Affine, frame_shape: tuple[int, int], border: int = cv2.BORDER_CONSTANT) -> np.ndarray:

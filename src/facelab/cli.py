@@ -167,7 +167,7 @@ def merge_cmd(
     mode: Annotated[MergeMode, typer.Option(help="How the face is blended in.")] = MergeMode.seamless,
     color: Annotated[ColorMode, typer.Option(help="Colour transfer of the predicted face to the dst face.")] = ColorMode.rct,
     erode: Annotated[Optional[int], typer.Option(help="Shrink (+) or grow (-) the mask, -200..200.")] = None,
-    blur: Annotated[Optional[int], typer.Option(help="Feather the mask edge, -200..200.")] = None,
+    blur: Annotated[Optional[int], typer.Option(help="Feather the mask edge inward, 0..200 (default 32).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     force: Annotated[bool, typer.Option(help="Render every frame again.")] = False,
 ) -> None:

@@ -1,0 +1,135 @@
+"""Merge speed: frames/s and peak memory for a 1280x720 frame with one face.
+
+Usage: ``PYTHONPATH=src python benchmarks/bench_merge.py [--frames 40]``
+
+The model is an identity predictor at 96 px (returns its input and a mask of
+ones), so **model time is excluded**: the figures are the merge's own cost
+(alignment, colour transfer, mask shaping, blending, and in the stage figures
+PNG encoding, labelling and writing). The frame is a real webcam frame
+(shared test data, or the shipped astronaut photo) upscaled to 1280x720.
+
+Printed:
+- ``merge_frame``: one frame at a time on one thread, no I/O.
+- ``stage``: ``facelab.stages.merge.run`` on a workspace of N such frames
+  (read PNG, merge, encode, write), with 1 and 2 worker threads.
+- ``process pool``: the same per-frame work (read, merge, encode, write) in a
+  2-process pool, for comparison with the threads the stage uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facelab.align import face_matrix, transform_points, warp_image
+from facelab.faceimage import FaceRecord, write_face
+from facelab.fileio import read_image
+from facelab.merge import MergeSettings, merge_frame
+from facelab.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FRAME = ROOT.parent / "shared" / "data" / "faces" / "person_b_clm_webcam" / "frames" / "cap12_f00000.jpg"
+ASTRONAUT = ROOT / "src" / "facelab" / "sample_data" / "astronaut.png"
+
+
+class IdentityPredictor:
+    resolution = 96
+    face_type = "full"
+
+    def predict(self, batch):
+        return batch.copy(), np.ones(batch.shape[:3], np.float32)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_frame() -> tuple[np.ndarray, FaceRecord]:
+    import dlib
+    import face_recognition_models
+
+    src = SHARED_FRAME if SHARED_FRAME.exists() else ASTRONAUT
+    small = cv2.imread(str(src))
+    h, w = small.shape[:2]
+    scale = max(1280 / w, 720 / h)
+    big = cv2.resize(small, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+    y0, x0 = (big.shape[0] - 720) // 2, (big.shape[1] - 1280) // 2
+    frame = np.ascontiguousarray(big[y0 : y0 + 720, x0 : x0 + 1280])
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    det = dlib.get_frontal_face_detector()
+    sp = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    box = det(rgb, 0)[0]
+    lm = np.array([(p.x, p.y) for p in sp(rgb, box).parts()], np.float32)
+    mat = face_matrix(lm, "full", 256)
+    rec = FaceRecord("full", 256, "00001.png", (1280, 720), (box.left(), box.top(), box.right(), box.bottom()), lm, transform_points(lm, mat), mat)
+    print(f"frame: {src.name} upscaled to 1280x720, face box {box.width()}x{box.height()} px")
+    return frame, rec
+
+
+def _merge_and_write(args):
+    """The stage's per-frame work, in a worker process (model included there: identity)."""
+    from facelab.stages.merge import _write_png
+
+    frame_path, rec_dict, settings_dict, out_dir = args
+    frame = read_image(frame_path)
+    merged, mask = merge_frame(frame, [FaceRecord.from_dict(rec_dict)], IdentityPredictor(), MergeSettings(**settings_dict))
+    _write_png(Path(out_dir) / ("m_" + Path(frame_path).name), mask)
+    _write_png(Path(out_dir) / Path(frame_path).name, merged)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=40)
+    args = ap.parse_args()
+    frame, rec = make_frame()
+    pred = IdentityPredictor()
+    configs = {"overlay+rct": MergeSettings(mode="overlay", color="rct"), "seamless+rct": MergeSettings(mode="seamless", color="rct")}
+
+    print("\nmerge_frame, 1 thread, no I/O, model time excluded (identity predictor, 96 px):")
+    for name, s in configs.items():
+        merge_frame(frame, [rec], pred, s)
+        n, t = 0, time.perf_counter()
+        while n < 30 or time.perf_counter() - t < 2:
+            merge_frame(frame, [rec], pred, s)
+            n += 1
+        dt = (time.perf_counter() - t) / n
+        print(f"  {name:14s} {1 / dt:6.1f} frames/s ({dt * 1000:.1f} ms/frame), peak RSS {peak_rss_mib():.0f} MiB")
+
+    from facelab.stages import merge as stage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Path(tmp) / "ws")
+        ws.create()
+        for i in range(args.frames):
+            name = f"{i + 1:05d}.png"
+            cv2.imwrite(str(ws.frames_dir("dst") / name), frame)
+            r = rec.replace(source_filename=name)
+            write_face(ws.aligned_dir("dst") / f"{i + 1:05d}_0.jpg", warp_image(frame, r.image_to_face_mat, 256), r)
+        print(f"\nstage run on {args.frames} frames (read + merge + PNG encode + label + write), model time excluded:")
+        for name, s in configs.items():
+            for workers in (1, 2):
+                t = time.perf_counter()
+                summary = stage.run(ws, "bench", s, predictor=pred, force=True, workers=workers)
+                dt = time.perf_counter() - t
+                assert summary.counts["merged"] == args.frames
+                print(f"  {name:14s} {workers} thread(s): {args.frames / dt:6.1f} frames/s, peak RSS {peak_rss_mib():.0f} MiB")
+            out_dir = Path(tmp) / "proc_out"
+            out_dir.mkdir(exist_ok=True)
+            jobs = [(str(p), rec.replace(source_filename=p.name).to_dict(), s.to_dict(), str(out_dir)) for p in ws.frame_paths("dst")]
+            with ProcessPoolExecutor(2) as pool:
+                list(pool.map(_merge_and_write, jobs[:2]))  # start the workers
+                t = time.perf_counter()
+                list(pool.map(_merge_and_write, jobs))
+                dt = time.perf_counter() - t
+            print(f"  {name:14s} 2 processes: {args.frames / dt:6.1f} frames/s (same work per frame; pool start excluded)")
+
+
+if __name__ == "__main__":
+    main()

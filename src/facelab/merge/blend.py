@@ -1,0 +1,196 @@
+"""Mask shaping and the ways a face is blended into a frame.
+
+Conventions: images are ``(H, W, 3) float32`` BGR in ``[0, 1]``; masks are
+``(H, W) float32`` in ``[0, 1]`` (an ``(H, W, 1)`` mask is accepted too).
+Nothing here modifies its inputs.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+REFERENCE_FACE_SIZE = 512
+"""Erode and blur are given in pixels of a face this many pixels wide (see :func:`erode_blur_mask`)."""
+
+
+def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"{name}: expected (H, W, 3) float32 in [0, 1], got {got}")
+    return image
+
+
+def _check_mask(mask: np.ndarray, shape: tuple[int, ...] | None, name: str) -> np.ndarray:
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f"{name}: expected an (H, W) float32 mask, got {type(mask).__name__}")
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"{name}: expected an (H, W) mask, got {mask.shape}")
+    if shape is not None and mask.shape != tuple(shape[:2]):
+        raise ValueError(f"{name}: expected a {tuple(shape[:2])} mask to match the image, got {mask.shape}")
+    return np.clip(mask.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def erode_blur_mask(mask: np.ndarray, erode: int = 0, blur: int = 0) -> np.ndarray:
+    """Shrink or grow a face mask, then feather its edge inward.
+
+    Works on a mask in aligned-face space (the square crop the model sees).
+    As in DeepFaceLab, the amounts are relative to the face size: they are
+    pixels of a :data:`REFERENCE_FACE_SIZE` (512) px face, scaled to the
+    mask's side (``erode=32`` on a 256 px mask erodes 16 px).
+
+    Args:
+        mask: ``(S, S)`` (or ``(H, W)``) float32 mask in ``[0, 1]``.
+        erode: ``-200..200``; positive shrinks the mask, negative grows it.
+        blur: ``0..200``; width of the soft edge. The edge is feathered inward:
+            the mask is first eroded by half the width, then Gaussian-blurred
+            with a kernel of that width, so nothing outside the (eroded or
+            grown) mask becomes non-zero and the core stays at 1.
+
+    Returns:
+        ``(H, W) float32`` mask in ``[0, 1]``. Pixels within the blur width of
+        the crop border are zero, so the mask fades out before the crop's edge.
+    """
+    mask = _check_mask(mask, None, "erode_blur_mask")
+    if not -200 <= int(erode) <= 200 or not 0 <= int(blur) <= 200:
+        raise ValueError(f"erode_blur_mask: erode must be in -200..200 and blur in 0..200, got {erode}, {blur}")
+    scale = max(mask.shape) / REFERENCE_FACE_SIZE
+    ero = int(round(abs(erode) * scale)) * (1 if erode >= 0 else -1)
+    radius = int(round(blur * scale / 2))  # half the feather width
+    out = mask.copy()
+    if ero == 0 and radius == 0:
+        return out
+    pad = max(-ero, 0) + 1  # room to grow beyond the crop; zero outside it
+    out = cv2.copyMakeBorder(out, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    if ero > 0:
+        out = cv2.erode(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ero + 1, 2 * ero + 1)))
+    elif ero < 0:
+        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (-2 * ero + 1, -2 * ero + 1)))
+    out = out[pad:-pad, pad:-pad]
+    if radius > 0:
+        # erode with a zero border: the feather stays inside the mask and the crop
+        # a square kernel, matching the Gaussian's square support: nothing
+        # leaks past the mask even at the kernel's corners
+        kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+        out = cv2.erode(out, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        # sigma ~ radius / 2.5: the Gaussian is ~0 at the kernel edge, so the
+        # feather ends where the eroded-away band ends
+        out = cv2.GaussianBlur(out, (2 * radius + 1, 2 * radius + 1), radius / 2.5, borderType=cv2.BORDER_CONSTANT)
+    return np.clip(out, 0.0, 1.0)
+
+
+def overlay(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Alpha-blend ``face`` over ``frame``: ``frame * (1 - mask) + face * mask``.
+
+    Args:
+        frame: ``(H, W, 3) float32`` BGR ``[0, 1]``.
+        face: ``(H, W, 3) float32`` BGR ``[0, 1]``, already in frame geometry.
+        mask: ``(H, W)`` float32 ``[0, 1]``.
+
+    Returns:
+        ``(H, W, 3) float32`` BGR ``[0, 1]``.
+    """
+    _check_image(frame, "overlay frame")
+    _check_image(face, "overlay face")
+    if face.shape != frame.shape:
+        raise ValueError(f"overlay: face {face.shape} and frame {frame.shape} differ in shape")
+    m = _check_mask(mask, frame.shape, "overlay mask")[..., None]
+    return frame * (1.0 - m) + face * m  # exact at m == 0 and m == 1
+
+
+def _to_u8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def seamless(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Poisson-blend ``face`` into ``frame`` inside ``mask`` (``cv2.seamlessClone``, NORMAL_CLONE).
+
+    The gradients of ``face`` are kept and its colours adjusted so it meets the
+    frame at the mask's edge (Pérez, Gangnet, Blake 2003). The clone runs on
+    the mask's bounding box only, with a replicated border so masks touching
+    the frame's edge work. The result is then alpha-blended with ``mask`` so
+    that pixels where ``mask == 0`` equal ``frame`` exactly and a soft mask
+    edge stays soft.
+
+    Args:
+        frame: ``(H, W, 3) float32`` BGR ``[0, 1]``.
+        face: ``(H, W, 3) float32`` BGR ``[0, 1]``, already in frame geometry.
+        mask: ``(H, W)`` float32 ``[0, 1]``; the clone region is ``mask > 0``.
+
+    Returns:
+        ``(H, W, 3) float32`` BGR ``[0, 1]``. The clone itself is computed in
+        8 bits (OpenCV's limit).
+    """
+    _check_image(frame, "seamless frame")
+    _check_image(face, "seamless face")
+    if face.shape != frame.shape:
+        raise ValueError(f"seamless: face {face.shape} and frame {frame.shape} differ in shape")
+    soft = _check_mask(mask, frame.shape, "seamless mask")
+    region = soft > 0
+    if not region.any():
+        return frame.copy()
+    ys, xs = np.nonzero(region.any(1))[0], np.nonzero(region.any(0))[0]
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    if min(y1 - y0, x1 - x0) < 3:  # too small to solve; plain overlay
+        return overlay(frame, face, soft)
+    margin = 4
+    box = (slice(y0, y1), slice(x0, x1))
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        return cv2.copyMakeBorder(a, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+
+    dst = padded(_to_u8(frame[box]))
+    src = padded(_to_u8(face[box]))
+    clone_mask = cv2.copyMakeBorder(region[box].astype(np.uint8) * 255, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=0)
+    # seamlessClone centres the mask's bounding box on `center` (top-left = center - size // 2)
+    h, w = y1 - y0, x1 - x0
+    center = (margin + w // 2, margin + h // 2)
+    cloned = cv2.seamlessClone(src, dst, clone_mask, center, cv2.NORMAL_CLONE)
+    result = face.copy()
+    result[box] = cloned[margin : margin + h, margin : margin + w].astype(np.float32) / 255.0
+    return overlay(frame, result, soft)
+
+
+def hist_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, threshold: int = 238) -> np.ndarray:
+    """Per-channel histogram matching of ``face`` to ``reference`` inside ``mask``.
+
+    Each channel value ``v`` of ``face`` maps to ``Q_ref(min(1, F_face(v) * 255 / threshold))``,
+    where ``F_face`` is the face's cumulative distribution (mid-rank) and
+    ``Q_ref`` the reference's quantile function, both measured on the pixels
+    with ``mask > 0.5``. ``threshold=255`` is plain histogram matching; lower
+    values map the top ``(255 - threshold) / 255`` of the face's values onto
+    the reference's brightest value, as DeepFaceLab's hist-match threshold.
+
+    Args:
+        face: ``(H, W, 3) float32`` BGR ``[0, 1]``, the image to change.
+        reference: ``(H, W, 3) float32`` BGR ``[0, 1]`` (same size as ``face``).
+        mask: optional ``(H, W)`` mask of the pixels to measure in both.
+        threshold: ``1..255``.
+
+    Returns:
+        ``(H, W, 3) float32`` BGR ``[0, 1]`` (every pixel mapped); ``face``
+        copied when the mask is empty.
+    """
+    _check_image(face, "hist_match face")
+    _check_image(reference, "hist_match reference")
+    if reference.shape != face.shape:
+        raise ValueError(f"hist_match: face {face.shape} and reference {reference.shape} differ in shape")
+    if not 1 <= int(threshold) <= 255:
+        raise ValueError(f"hist_match: threshold must be in 1..255, got {threshold}")
+    sel = np.ones(face.shape[:2], bool) if mask is None else _check_mask(mask, face.shape, "hist_match mask") > 0.5
+    if not sel.any():
+        return face.copy()
+    out = np.empty_like(face)
+    stretch = 255.0 / int(threshold)
+    for c in range(3):
+        f_vals = np.sort(face[..., c][sel])
+        r_vals = np.sort(reference[..., c][sel])
+        chan = face[..., c]
+        lo = np.searchsorted(f_vals, chan, side="left")
+        hi = np.searchsorted(f_vals, chan, side="right")
+        q = np.clip((lo + hi) / (2.0 * len(f_vals)) * stretch, 0.0, 1.0)
+        ref_q = (np.arange(len(r_vals)) + 0.5) / len(r_vals)
+        out[..., c] = np.interp(q, ref_q, r_vals)
+    return np.clip(out, 0.0, 1.0)
