@@ -1,0 +1,9 @@
+"""Video decode/encode and audio pass-through (PyAV).
+
+Frames are ``(H, W, 3) uint8`` BGR at this boundary. Decoding streams frame by
+frame; writing goes to a temporary file that is renamed when complete.
+"""
+
+from facelab.media.video import VideoInfo, iter_frames, parse_bitrate, probe, read_video_tags, write_video
+
+__all__ = ["VideoInfo", "probe", "iter_frames", "write_video", "read_video_tags", "parse_bitrate"]

@@ -1,0 +1,179 @@
+"""Carry the audio of a source video into a video being written (PyAV).
+
+The audio is decoded and re-encoded to AAC, AAC included. Why not copy AAC
+packets: the source's encoder delay and edit list do not survive a packet copy,
+and the copied track came out ~25 ms early (measured on a .mov whose audio
+starts 2.43 s in); decoding applies them, so re-encoding keeps sync to the
+sample. Audio time 0 is the source's *video* start, so sound stays in sync with
+frames ``0, 1/fps, ...`` of the new file: audio that starts late is preceded by
+silence (a start offset in an MP4 edit list was read back 24 ms off), audio
+before the video's start and after the new video's end is dropped. Audio is
+written interleaved with the video as frames are added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from facelab.errors import MediaError
+
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+_FRAME_SIZE = 1024  # samples per AAC frame
+
+
+class AudioTrack:
+    """The first audio stream of ``source``, re-encoded to AAC into the open output ``out``.
+
+    Call :meth:`advance` with the time written so far (seconds) after each video
+    frame, then :meth:`finish` with the video's duration.
+    """
+
+    def __init__(self, out: av.container.OutputContainer, source: Path) -> None:
+        self.source = source
+        try:
+            self._in = av.open(str(source), mode="r")
+        except av.FFmpegError as e:
+            raise MediaError(f"cannot read audio from {source} ({e.strerror or e})", "check the dst video") from e
+        in_audio = self._in.streams.audio[0]
+        video = self._in.streams.video[0] if self._in.streams.video else None
+        # Source video start, in seconds: audio before it is cut, a late audio start is kept as a gap.
+        self._offset = Fraction(0)
+        if video is not None and video.start_time is not None and video.time_base:
+            self._offset = video.start_time * Fraction(video.time_base.numerator, video.time_base.denominator)
+        rate = in_audio.codec_context.sample_rate
+        rate = rate if rate in _AAC_RATES else 48000
+        channels = in_audio.codec_context.channels
+        self._layout = "mono" if channels == 1 else "stereo"  # more channels are downmixed
+        self._rate = rate
+        self.stream = out.add_stream("aac", rate=rate)
+        self.stream.layout = self._layout
+        self.stream.bit_rate = 96_000 * (1 if channels == 1 else 2)
+        self.stream.codec_context.time_base = Fraction(1, rate)
+        self._in_stream = in_audio
+        self._limit: Fraction | None = None  # seconds; set by finish()
+        self._packets = self._encode_packets()
+        self._pending: tuple[Fraction, av.Packet] | None = None
+        self._done = False
+
+    # --- public --------------------------------------------------------------
+    def advance(self, out: av.container.OutputContainer, until: float | Fraction) -> None:
+        """Mux audio packets that start before ``until`` seconds."""
+        until = Fraction(until)
+        while not self._done:
+            if self._pending is None:
+                try:
+                    self._pending = next(self._packets)
+                except StopIteration:
+                    self._done = True
+                    break
+            t, packet = self._pending
+            if t >= until:
+                break
+            out.mux(packet)
+            self._pending = None
+
+    def finish(self, out: av.container.OutputContainer, duration: float | Fraction) -> None:
+        """Write the rest of the audio up to ``duration`` seconds and close the source."""
+        self._limit = Fraction(duration)
+        try:
+            self.advance(out, self._limit)
+            if self._pending is not None and self._pending[0] < self._limit:
+                out.mux(self._pending[1])
+            self._pending = None
+            # The generator trims to self._limit; drain it (nothing past the limit is muxed).
+            for t, packet in self._packets:
+                if t < self._limit:
+                    out.mux(packet)
+        finally:
+            self._in.close()
+
+    def close(self) -> None:
+        self._in.close()
+
+    # --- re-encode ---------------------------------------------------------------
+    def _encode_packets(self) -> Iterator[tuple[Fraction, av.Packet]]:
+        rate = self._rate
+        resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=rate)
+        buf = np.zeros((1 if self._layout == "mono" else 2, 0), dtype=np.float32)
+        cursor: int | None = None  # output sample index of buf[:, 0]
+        tb_in = Fraction(self._in_stream.time_base.numerator, self._in_stream.time_base.denominator)
+
+        first_time: list[Fraction] = []  # time of the first decoded frame, seconds
+
+        def frames_from_decoder() -> Iterator[av.AudioFrame]:
+            for packet in self._demux():
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError as e:
+                    raise MediaError(f"{self.source}: audio decoding failed ({e.strerror or e})", "re-encode the video's audio") from e
+                for frame in decoded:
+                    if not first_time:
+                        first_time.append(frame.pts * tb_in if frame.pts is not None else Fraction(0))
+                    yield from resampler.resample(frame)
+            yield from resampler.resample(None)
+
+        for frame in frames_from_decoder():
+            samples = frame.to_ndarray().reshape(buf.shape[0], -1)
+            if cursor is None:
+                lead = round((first_time[0] - self._offset) * rate)
+                cursor = 0
+                if lead < 0:  # audio starts before the video: cut the lead-in
+                    samples = samples[:, -lead:]
+                elif lead > 0:  # audio starts after the video: lead in with silence, a frame at a time
+                    silence = np.zeros((buf.shape[0], _FRAME_SIZE), np.float32)
+                    for _ in range(lead // _FRAME_SIZE):
+                        yield from self._encode_chunk(silence, cursor)
+                        cursor += _FRAME_SIZE
+                    samples = np.concatenate([silence[:, : lead % _FRAME_SIZE], samples], axis=1)
+            buf = np.concatenate([buf, samples], axis=1)
+            while buf.shape[1] >= _FRAME_SIZE:
+                chunk, buf = buf[:, :_FRAME_SIZE], buf[:, _FRAME_SIZE:]
+                yield from self._encode_chunk(chunk, cursor)
+                cursor += _FRAME_SIZE
+                if self._limit is not None and cursor >= self._limit * rate:
+                    buf = buf[:, :0]
+                    break
+            if self._limit is not None and cursor is not None and cursor >= self._limit * rate:
+                break
+        if cursor is not None and buf.shape[1]:
+            yield from self._encode_chunk(buf, cursor)
+        for packet in self.stream.encode(None):
+            yield Fraction(packet.pts or 0, rate), packet
+
+    def _encode_chunk(self, chunk: np.ndarray, cursor: int) -> Iterator[tuple[Fraction, av.Packet]]:
+        rate = self._rate
+        if self._limit is not None:
+            keep = int(round(self._limit * rate)) - cursor
+            if keep <= 0:
+                return
+            chunk = chunk[:, :keep]
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=self._layout)
+        frame.sample_rate = rate
+        frame.pts = cursor
+        frame.time_base = Fraction(1, rate)
+        for packet in self.stream.encode(frame):
+            yield Fraction(packet.pts, rate), packet
+
+    def _demux(self) -> Iterator[av.Packet]:
+        try:
+            for packet in self._in.demux(self._in_stream):
+                if packet.size == 0 and packet.pts is None:
+                    continue  # flush packet
+                yield packet
+        except av.FFmpegError as e:
+            raise MediaError(f"{self.source}: reading audio failed ({e.strerror or e})", "re-encode the video's audio") from e
+
+
+def mux_audio(out: av.container.OutputContainer, source: Path) -> AudioTrack | None:
+    """Add the first audio stream of ``source`` to ``out``; ``None`` if it has none."""
+    try:
+        with av.open(str(source), mode="r") as probe:
+            has_audio = bool(probe.streams.audio)
+    except av.FFmpegError as e:
+        raise MediaError(f"cannot read audio from {source} ({e.strerror or e})", "check the dst video") from e
+    return AudioTrack(out, source) if has_audio else None

@@ -1,0 +1,191 @@
+"""Step `frames`: decode ``data_<side>.<ext>`` into ``data_<side>/00001.png, ...`` (SPEC section 2).
+
+The record ``data_<side>/.facelab/frames.json`` says which video (name, size,
+mtime) and settings the frames came from, their timing (fps as ``"num/den"``,
+count, size) and whether extraction completed. Re-running skips a completed
+extraction, resumes an interrupted one (frames already on disk are kept) and
+refuses to mix frames of another video or settings unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from facelab.errors import MediaError, SettingsError, WorkspaceError
+from facelab.fileio import atomic_write_json, write_image
+from facelab.media import iter_frames, probe
+from facelab.progress import track
+from facelab.stages import Summary
+from facelab.workspace import FRAME_EXTENSIONS, Workspace, check_side
+
+FORMATS = ("png", "jpg")
+RECORD = "frames.json"
+MAX_FPS = 1000.0
+
+
+@dataclass(frozen=True)
+class FramesSettings:
+    """Settings of the `frames` step.
+
+    - ``fps``: frames per second to keep (the frame nearest each point of a
+      regular grid), ``None`` for every frame. Ignored for dst, which always
+      keeps every frame so the result has the dst video's timing.
+    - ``format``: ``"png"`` (lossless) or ``"jpg"`` (quality 95).
+    """
+
+    fps: float | None = None
+    format: str = "png"
+
+    def __post_init__(self) -> None:
+        if self.fps is not None:
+            if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps <= MAX_FPS:
+                raise SettingsError(f"frames.fps must be a number in (0, {MAX_FPS:g}] or unset, got {self.fps!r}", "leave it unset to keep every frame")
+        if self.format not in FORMATS:
+            raise SettingsError(f"frames.format must be one of {', '.join(FORMATS)}, got {self.format!r}", "png is lossless, jpg is smaller")
+
+
+def _record_path(ws: Workspace, side: str) -> Path:
+    return ws.state_dir(side) / RECORD
+
+
+def read_record(ws: Workspace, side: str) -> dict | None:
+    """The ``frames.json`` record of a side, or ``None`` if there is none (or it is unreadable)."""
+    path = _record_path(ws, side)
+    try:
+        record = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _video_id(video: Path) -> dict:
+    st = video.stat()
+    return {"video": video.name, "video_size": st.st_size, "video_mtime": st.st_mtime}
+
+
+def _frame_name(number: int, width: int, ext: str) -> str:
+    return f"{number:0{width}d}.{ext}"
+
+
+def _delete_frames(folder: Path) -> int:
+    removed = 0
+    if folder.is_dir():
+        for p in folder.iterdir():
+            stray_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
+            if p.is_file() and (p.suffix.lower() in FRAME_EXTENSIONS or stray_tmp):
+                p.unlink()
+                removed += 1
+    return removed
+
+
+def frame_timing(ws: Workspace, side: str) -> tuple[Fraction, int]:
+    """``(fps, frame_count)`` of a side's extracted frames.
+
+    Read from a completed ``frames.json``; without one, probed from the side's
+    video (exact count, which may decode the whole video).
+    """
+    check_side(side)
+    record = read_record(ws, side)
+    if record and record.get("completed"):
+        try:
+            return Fraction(record["fps"]), int(record["frame_count"])
+        except (KeyError, ValueError, ZeroDivisionError):
+            pass
+    info = probe(ws.find_video(side))
+    return info.fps, info.frame_count
+
+
+def run(
+    ws: Workspace,
+    side: str,
+    settings: FramesSettings = FramesSettings(),
+    force: bool = False,
+    video: str | Path | None = None,
+) -> Summary:
+    """Extract the frames of a side's video (``video`` overrides ``data_<side>.<ext>``)."""
+    t0 = time.perf_counter()
+    check_side(side)
+    ws.require_exists()
+    video = Path(video) if video is not None else ws.find_video(side)
+    summary = Summary(step=f"frames {side}")
+    fps = settings.fps
+    if side == "dst" and fps is not None:
+        summary.warnings.append(f"fps={fps:g} ignored: dst frames are always extracted at the video's full rate")
+        fps = None
+
+    info = probe(video, count_frames=False)
+    if fps is not None and fps >= info.fps:
+        summary.warnings.append(f"fps={fps:g} is not below the video's {float(info.fps):g} fps: keeping every frame")
+        fps = None
+    out_fps = info.fps if fps is None else Fraction(fps).limit_denominator(1_000_000)
+    folder = ws.frames_dir(side)
+    folder.mkdir(parents=True, exist_ok=True)
+    ws.state_dir(side).mkdir(parents=True, exist_ok=True)
+
+    ident = {**_video_id(video), "requested_fps": fps, "format": settings.format}
+    record = read_record(ws, side)
+    existing = ws.frame_paths(side)
+    same = record is not None and all(record.get(k) == v for k, v in ident.items())
+    if force:
+        _delete_frames(folder)
+        record, existing, same = None, [], False
+    elif existing and not same:
+        raise WorkspaceError(
+            f"{folder} already holds {len(existing)} frames from another video or other settings",
+            f"run `facelab frames {side} --force` to replace them",
+        )
+    if same and record.get("completed"):
+        names = {p.name for p in existing}
+        width, ext = int(record["name_width"]), record["format"]
+        if all(_frame_name(i, width, ext) in names for i in range(1, int(record["frame_count"]) + 1)):
+            summary.counts.update(frames=int(record["frame_count"]), skipped=1)
+            summary.outputs.append(str(folder))
+            summary.warnings.append("frames already extracted; use --force to redo")
+            summary.seconds = time.perf_counter() - t0
+            return summary
+
+    estimate = info.frame_count if fps is None else round(info.duration * fps)
+    # Keep the name width of an interrupted run so names stay sortable.
+    width = int(record["name_width"]) if same and record.get("name_width") else max(5, len(str(int(estimate * 1.1) + 1)))
+    base = {**ident, "fps": f"{out_fps.numerator}/{out_fps.denominator}", "width": info.width,
+            "height": info.height, "name_width": width, "settings": asdict(settings)}
+    atomic_write_json(_record_path(ws, side), {**base, "frame_count": None, "completed": False})
+
+    for stray in folder.glob(".*.tmp"):  # left by a killed run
+        stray.unlink(missing_ok=True)
+    names = {p.name for p in ws.frame_paths(side)}
+    written = kept = 0
+    # PNG/JPEG encoding (OpenCV, GIL released) is the bottleneck, not decoding: encode on
+    # a few threads, with a bounded number of frames in flight so memory stays flat.
+    workers = max(1, min(8, os.cpu_count() or 1))
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="frames") as pool:
+        for number, (_, _, image) in enumerate(track(iter_frames(video, fps), estimate, f"frames {side}"), start=1):
+            name = _frame_name(number, width, settings.format)
+            if name in names:
+                kept += 1
+                continue
+            in_flight.append(pool.submit(write_image, folder / name, image))
+            written += 1
+            if len(in_flight) >= 2 * workers:
+                in_flight.popleft().result()
+        for future in in_flight:
+            future.result()
+    count = written + kept
+    if count == 0:
+        raise MediaError(f"{video} has no decodable frames", "check that the video plays; re-encode it if needed")
+    if info.frame_count and fps is None and count < info.frame_count:
+        summary.warnings.append(f"decoded {count} frames, the container says {info.frame_count}: the video may be truncated")
+    atomic_write_json(_record_path(ws, side), {**base, "frame_count": count, "completed": True})
+
+    summary.counts.update(frames=count, written=written, resumed=kept)
+    summary.outputs.append(str(folder))
+    summary.seconds = time.perf_counter() - t0
+    return summary
