@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,14 +26,11 @@ from facelab.errors import FacelabError, SettingsError
 from facelab.faceimage import FaceRecord, write_face
 from facelab.fileio import atomic_write_json, read_image, write_image
 from facelab.landmarks import create_landmarker
+from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.stages import Summary
 from facelab.types import FaceType
 from facelab.workspace import Workspace, check_side
-
-T = TypeVar("T")
-R = TypeVar("R")
-
 
 @dataclass(frozen=True)
 class ExtractSettings:
@@ -127,22 +123,6 @@ def draw_debug(image: np.ndarray, faces: list[FoundFace], settings: ExtractSetti
         square = align.transform_points(np.array([[0, 0], [s, 0], [s, s], [0, s]], np.float64), align.invert_affine(mat))
         cv2.polylines(out, [np.round(square).astype(np.int32)], True, (0, 255, 255), thick, cv2.LINE_AA)
     return out
-
-
-def prefetch(fn: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecutor, depth: int = 4) -> Iterator[tuple[T, R]]:
-    """``(item, fn(item))`` in order, computing up to ``depth`` items ahead on ``pool``."""
-    pending: deque[tuple[T, Future[R]]] = deque()
-    it = iter(items)
-    for item in it:
-        pending.append((item, pool.submit(fn, item)))
-        if len(pending) >= depth:
-            break
-    while pending:
-        item, fut = pending.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append((nxt, pool.submit(fn, nxt)))
-        yield item, fut.result()
 
 
 def _done_log(ws: Workspace, side: str) -> Path:

@@ -23,7 +23,6 @@ import json
 import os
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from facelab.errors import FaceFileError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_record
 from facelab.fileio import atomic_write_bytes, atomic_write_json, encode_image, read_image
 from facelab.merge.compose import MergeSettings, Predictor, PreparedFaces, compose_faces, prepare_faces
+from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
 from facelab.stages import Summary
@@ -93,21 +93,6 @@ def _finish(
         merged, mask = compose_faces(frame, prepared, faces, masks, settings)
     _write_png(mask_path, mask)
     _write_png(out_path, merged)  # written last: its presence marks the frame done
-
-
-def _read_ahead(pool: ThreadPoolExecutor, paths: list[Path], depth: int) -> Iterator[tuple[Path, np.ndarray]]:
-    queue: deque[tuple[Path, Future]] = deque()
-    it = iter(paths)
-    for path in it:
-        queue.append((path, pool.submit(read_image, path)))
-        if len(queue) >= depth:
-            break
-    while queue:
-        path, fut = queue.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            queue.append((nxt, pool.submit(read_image, nxt)))
-        yield path, fut.result()
 
 
 def run(
@@ -188,7 +173,7 @@ def run(
     in_flight = 2 * workers
     with ThreadPoolExecutor(workers, thread_name_prefix="merge") as pool:
         pending: deque[Future] = deque()
-        for path, frame in track(_read_ahead(pool, todo, workers), len(todo), "merge"):
+        for path, frame in track(prefetch(read_image, todo, pool, workers), len(todo), "merge"):
             recs = by_frame.get(path.name, [])
             prepared = faces = masks = None
             if recs:
