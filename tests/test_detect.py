@@ -22,7 +22,10 @@ def test_astronaut_has_one_face(detector, astronaut):
     assert 70 < x1 - x0 < 130
 
 
-@pytest.mark.parametrize("name,count", [("group/multi_face.jpg", 5), ("singles/pyfeat_single_face.jpg", 1)])
+@pytest.mark.parametrize(
+    "name,count",
+    [("group/multi_face.jpg", 5), ("group/faceapi_sample1.jpg", 3), ("group/faceapi_sample2.jpg", 3), ("group/faceapi_sample3.jpg", 3), ("singles/pyfeat_single_face.jpg", 1)],
+)
 def test_group_counts(detector, name, count):
     img = cv2.imread(str(shared(name)))
     assert len(detector(img)) == count
