@@ -1,0 +1,116 @@
+"""``quick``: a small full-face autoencoder for first results in minutes (DeepFaceLab's Quick96 idea).
+
+::
+
+    src face ┐                                   ┌ decoder_src -> BGR face (sigmoid) + mask (sigmoid)
+             ├ encoder -> inter (dense bottleneck)┤
+    dst face ┘                                   └ decoder_dst -> BGR face (sigmoid) + mask (sigmoid)
+
+One encoder and one bottleneck are shared by both identities, so they learn a
+common description of pose, expression and light; each decoder learns to paint
+one person. Swapping = encode a dst face, decode it with the src decoder.
+
+Shapes: input ``(N, 3, R, R)`` float32 BGR in ``[0, 1]``; outputs faces
+``(N, 3, R, R)`` and masks ``(N, 1, R, R)`` in ``[0, 1]``. ``R`` must be a
+multiple of 16 (four halvings in the encoder).
+
+The defaults (64 px, small dims) are chosen to learn a recognisable face on
+two CPU cores in about five minutes. Measured on 2 cores, batch 8, real faces:
+d_dims 32 -> 145 ms/it, d_dims 16 -> 75 ms/it, with the same loss per
+iteration over the first thousand, so the smaller decoder learns twice as fast
+per second; 96 px costs ~3x more per step. The decoders dominate the cost
+(the encoder works on ever smaller maps). See ``benchmarks/bench_train.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from facelab.errors import SettingsError
+from facelab.models import register_model
+from facelab.models.layers import DenseBottleneck, Downscale, ResidualBlock, Upscale
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "resolution": 64,
+    "face_type": "full",
+    "ae_dims": 128,  # bottleneck vector
+    "e_dims": 32,  # encoder channels at the first level (x2 per level)
+    "d_dims": 16,  # decoder channels at the last level (x2 per level up)
+    "d_mask_dims": 8,  # mask decoder channels at the last level
+}
+
+
+class Encoder(nn.Sequential):
+    def __init__(self, e_dims: int) -> None:
+        super().__init__(
+            Downscale(3, e_dims),
+            Downscale(e_dims, e_dims * 2),
+            Downscale(e_dims * 2, e_dims * 4),
+            Downscale(e_dims * 4, e_dims * 8),
+        )
+
+
+class Decoder(nn.Module):
+    """Bottleneck map ``(N, C, R/8, R/8)`` -> face ``(N, 3, R, R)`` and mask ``(N, 1, R, R)``."""
+
+    def __init__(self, c_in: int, d_dims: int, d_mask_dims: int) -> None:
+        super().__init__()
+        d, m = d_dims, d_mask_dims
+        self.face = nn.Sequential(
+            Upscale(c_in, d * 4), ResidualBlock(d * 4),
+            Upscale(d * 4, d * 2), ResidualBlock(d * 2),
+            Upscale(d * 2, d), ResidualBlock(d),
+            nn.Conv2d(d, 3, 3, padding=1),
+        )
+        self.mask = nn.Sequential(
+            Upscale(c_in, m * 4), Upscale(m * 4, m * 2), Upscale(m * 2, m), nn.Conv2d(m, 1, 3, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.sigmoid(self.face(z)), torch.sigmoid(self.mask(z))
+
+
+@register_model("quick")
+class Quick(nn.Module):
+    def __init__(self, resolution: int = 64, face_type: str = "full", ae_dims: int = 128, e_dims: int = 32,
+                 d_dims: int = 16, d_mask_dims: int = 8) -> None:
+        super().__init__()
+        if resolution % 16 or not 16 <= resolution <= 512:
+            raise SettingsError(f"quick: resolution {resolution} is not allowed", "use a multiple of 16 from 16 to 512")
+        for key, value, lo, hi in (("ae_dims", ae_dims, 4, 1024), ("e_dims", e_dims, 2, 256),
+                                   ("d_dims", d_dims, 2, 256), ("d_mask_dims", d_mask_dims, 1, 256)):
+            if not lo <= int(value) <= hi:
+                raise SettingsError(f"quick: {key}={value} is out of range", f"use {lo}..{hi}")
+        self.config = {"resolution": int(resolution), "face_type": str(face_type), "ae_dims": int(ae_dims),
+                       "e_dims": int(e_dims), "d_dims": int(d_dims), "d_mask_dims": int(d_mask_dims)}
+        side = resolution // 16
+        self.encoder = Encoder(e_dims)
+        self.inter = DenseBottleneck(e_dims * 8 * side * side, ae_dims, side, ae_dims)
+        self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims)
+        self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims)
+
+    @property
+    def resolution(self) -> int:
+        return self.config["resolution"]
+
+    @property
+    def face_type(self) -> str:
+        return self.config["face_type"]
+
+    def forward(self, src: torch.Tensor, dst: torch.Tensor):
+        """Reconstruct each side with its own decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""
+        # one encoder pass over both halves: better use of the cores than two small passes
+        z = self.inter(self.encoder(torch.cat([src, dst])))
+        z_src, z_dst = z[: len(src)], z[len(src):]
+        return (*self.decoder_src(z_src), *self.decoder_dst(z_dst))
+
+    def swap(self, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """dst faces -> src-looking faces ``(N, 3, R, R)`` and their masks ``(N, 1, R, R)``."""
+        return self.decoder_src(self.inter(self.encoder(dst)))
+
+    def reconstruct(self, x: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        decoder = self.decoder_src if side == "src" else self.decoder_dst
+        return decoder(self.inter(self.encoder(x)))

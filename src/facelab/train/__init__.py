@@ -1,0 +1,1 @@
+"""Training machinery: dataset, augmentation, losses, checkpoints, the loop and previews."""

@@ -1,0 +1,89 @@
+"""Training augmentation: random warp, random affine and flip (numpy + OpenCV, per sample).
+
+The autoencoder sees a *warped* face and must output the *unwarped* one. The
+warp is a smooth random deformation (a coarse grid of random offsets,
+interpolated to every pixel), so the network cannot just copy pixels: it must
+learn what a face of this person looks like. That is what later lets it paint
+the src person into dst poses. A random similarity transform and a mirror flip
+(applied to input, target and mask alike) add pose variety.
+
+Images are ``(R, R, 3) uint8`` BGR, masks ``(R, R) float32``; nothing is
+modified in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    rotation: float = 10.0  # degrees, +-
+    scale: float = 0.05  # +- fraction
+    shift: float = 0.05  # +- fraction of the side
+    flip: bool = True
+    warp: bool = True
+    warp_cells: int = 5  # grid of control points per side (DeepFaceLab uses about 5)
+    warp_strength: float = 0.24  # offset std as a fraction of the cell size
+
+
+def random_affine(rng: np.random.Generator, size: int, opts: AugmentOptions = AugmentOptions()) -> np.ndarray:
+    """A random ``(2, 3)`` similarity about the centre (and mirror, if ``opts.flip``)."""
+    angle = rng.uniform(-opts.rotation, opts.rotation)
+    scale = 1.0 + rng.uniform(-opts.scale, opts.scale)
+    c = (size - 1) / 2  # pixel centres are integers: the image centre is (size - 1) / 2
+    mat = cv2.getRotationMatrix2D((c, c), angle, scale)
+    mat[:, 2] += rng.uniform(-opts.shift, opts.shift, 2) * size
+    if opts.flip and rng.random() < 0.5:
+        mat[0] = -mat[0]
+        mat[0, 2] += size - 1  # x -> (size - 1) - x
+    return mat
+
+
+def random_warp_maps(rng: np.random.Generator, size: int, cells: int = 5, strength: float = 0.24) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random deformation as ``cv2.remap`` maps ``(size, size) float32`` (x and y).
+
+    Offsets are drawn at ``(cells + 1)^2`` grid points (the border points stay
+    fixed so the face is not pulled off the image) and upsampled bicubically.
+    """
+    step = size / cells
+    grid = np.linspace(0, size, cells + 1, dtype=np.float32)
+    gx, gy = np.meshgrid(grid, grid)
+    noise = rng.normal(0, step * strength, (2, cells + 1, cells + 1)).astype(np.float32)
+    noise[:, [0, -1], :] = 0
+    noise[:, :, [0, -1]] = 0
+    mx = cv2.resize(gx + noise[0], (size, size), interpolation=cv2.INTER_CUBIC)
+    my = cv2.resize(gy + noise[1], (size, size), interpolation=cv2.INTER_CUBIC)
+    return mx, my
+
+
+def random_warp(image: np.ndarray, rng: np.random.Generator, cells: int = 5, strength: float = 0.24) -> np.ndarray:
+    """Warp one ``(H, W, C)`` square image smoothly at random; returns a new array, same shape and dtype."""
+    if image.ndim not in (2, 3) or image.shape[0] != image.shape[1]:
+        raise ValueError(f"random_warp: expected a square (S, S) or (S, S, C) image, got {image.shape}")
+    mx, my = random_warp_maps(rng, image.shape[0], cells, strength)
+    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def augment_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, opts: AugmentOptions = AugmentOptions()):
+    """One training sample: ``(warped input, target, target mask)``.
+
+    Input and target share the random affine/flip; only the input is warped.
+    """
+    size = image.shape[0]
+    mat = random_affine(rng, size, opts)
+    target = cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    tmask = cv2.warpAffine(mask, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if not opts.warp:
+        return target, target, tmask
+    # compose warp and affine into one remap of the original: the warp says where
+    # in the *transformed* image to sample; map that back through the inverse affine
+    mx, my = random_warp_maps(rng, size, opts.warp_cells, opts.warp_strength)
+    inv = cv2.invertAffineTransform(mat)
+    sx = inv[0, 0] * mx + inv[0, 1] * my + inv[0, 2]
+    sy = inv[1, 0] * mx + inv[1, 1] * my + inv[1, 2]
+    warped = cv2.remap(image, sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warped, target, tmask

@@ -1,0 +1,231 @@
+"""Model folders: save and load a trained model without pickle.
+
+::
+
+    model/<name>/
+      config.json            {"format_version", "model", "config" (architecture), "options"}
+      weights.safetensors    model parameters and buffers
+      optimizer.safetensors  Adam state tensors; param groups and the key map in the metadata
+      state.json             iteration, loss history, elapsed seconds, options, save id (written last)
+      preview.jpg            latest preview;  previews/<iteration>.jpg  history
+
+Saving writes every file under a temporary name, fsyncs it, then renames, with
+``state.json`` last. Each save has a random ``save_id`` stored in the metadata
+of both ``.safetensors`` files and in ``state.json``; loading checks they agree,
+so a save interrupted between two renames is reported, never half-used.
+``config.json`` is authoritative for the architecture on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save, safe_open
+
+from facelab.errors import ModelError
+from facelab.models import create_model
+
+FORMAT_VERSION = 1
+CONFIG, WEIGHTS, OPTIMIZER, STATE, PREVIEW, PREVIEWS = (
+    "config.json", "weights.safetensors", "optimizer.safetensors", "state.json", "preview.jpg", "previews")
+
+
+def _write_tmp(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, sort_keys=True).encode("utf-8")
+
+
+# --- optimizer state <-> flat tensors ----------------------------------------
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Flatten ``optimizer.state_dict()`` into ``{"state.<param>.<key>": tensor}`` and a JSON-able rest."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "class": type(optimizer).__name__}
+    return tensors, meta
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`optimizer_to_tensors`: a ``state_dict`` for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = v
+    for pid, d in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(d)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# --- save / load ---------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model folder."""
+
+    model: torch.nn.Module
+    model_name: str
+    config: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    optimizer_state: dict[str, Any] | None = None
+
+
+def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    options: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write a model folder atomically (see module docstring); ``state`` gets a fresh ``save_id``."""
+    folder = Path(model_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_id = secrets.token_hex(8)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    files = [(WEIGHTS, save(weights, metadata={"save_id": save_id, "model": model.model_name}))]
+    if optimizer is not None:
+        tensors, meta = optimizer_to_tensors(optimizer)
+        files.append((OPTIMIZER, save(tensors, metadata={"save_id": save_id, "optimizer": json.dumps(meta)})))
+    config = {"format_version": FORMAT_VERSION, "model": model.model_name, "config": model.config, "options": options}
+    files.append((CONFIG, _json_bytes(config)))
+    files.append((STATE, _json_bytes({**state, "save_id": save_id, "options": options,
+                                      "has_optimizer": optimizer is not None})))
+    tmps = [(_write_tmp(folder / name, data), folder / name) for name, data in files]
+    for tmp, final in tmps:  # state.json is last in the list
+        os.replace(tmp, final)
+    _fsync_dir(folder)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"model file {path} is missing", "train the model first (`facelab train`), or pick another --name")
+    try:
+        d = json.loads(path.read_text("utf-8"))
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        return d
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"model file {path} is corrupt: {e}", "restore it from a backup, or delete the model folder to start over") from e
+
+
+def read_config(model_dir: str | Path) -> dict[str, Any]:
+    """``config.json`` of a model folder (architecture, model name, options)."""
+    cfg = _read_json(Path(model_dir) / CONFIG)
+    for key in ("model", "config"):
+        if key not in cfg:
+            raise ModelError(f"{Path(model_dir) / CONFIG} has no {key!r}", "restore it from a backup, or delete the model folder to start over")
+    if int(cfg.get("format_version", 1)) > FORMAT_VERSION:
+        raise ModelError(f"{Path(model_dir) / CONFIG} is from a newer facelab", "upgrade facelab")
+    return cfg
+
+
+def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise ModelError(f"model file {path} is missing", "restore it from a backup, or delete the model folder to start over")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"model file {path} is corrupt: {e}", "restore it from a backup, or delete the model folder to start over") from e
+
+
+def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu", with_optimizer: bool = True) -> Checkpoint:
+    """Load a model folder strictly; any missing, corrupt or mismatched file raises :class:`ModelError` naming it."""
+    folder = Path(model_dir)
+    cfg = read_config(folder)
+    state = _read_json(folder / STATE)
+    try:
+        model = create_model(cfg["model"], **cfg["config"])
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{folder / CONFIG} describes an invalid {cfg['model']!r} model: {e}", "restore it from a backup") from e
+    weights, meta = _load_tensors(folder / WEIGHTS)
+    if meta.get("save_id") != state.get("save_id"):
+        raise ModelError(f"{folder / WEIGHTS} does not belong to {folder / STATE} (a save was interrupted)",
+                         "restore the folder from a backup, or delete it to start over")
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{folder / WEIGHTS} does not fit the architecture in {folder / CONFIG}: {str(e).splitlines()[0]}",
+                         "restore the folder from a backup, or delete it to start over") from e
+    model.to(device)
+    opt_state = None
+    if with_optimizer and state.get("has_optimizer", True):
+        tensors, ometa = _load_tensors(folder / OPTIMIZER)
+        if ometa.get("save_id") != state.get("save_id"):
+            raise ModelError(f"{folder / OPTIMIZER} does not belong to {folder / STATE} (a save was interrupted)",
+                             "restore the folder from a backup, or delete it to start over")
+        try:
+            opt_state = optimizer_from_tensors(tensors, json.loads(ometa["optimizer"]))
+        except (KeyError, ValueError) as e:
+            raise ModelError(f"{folder / OPTIMIZER} has a malformed key map: {e}", "delete it to restart the optimizer") from e
+    return Checkpoint(model, cfg["model"], cfg["config"], cfg.get("options", {}), state, opt_state)
+
+
+# --- inference -------------------------------------------------------------------
+
+
+class Predictor:
+    """A trained model ready to swap faces: dst faces in, src-looking faces and masks out.
+
+    Attributes:
+        resolution: side ``R`` of the faces it takes and returns.
+        face_type: face type of the aligned faces it was trained on.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        self.model = model.eval()
+        self.device = device
+        self.resolution: int = int(model.config["resolution"])
+        self.face_type: str = str(model.config["face_type"])
+
+    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, R, R, 3) float32`` BGR in ``[0, 1]`` -> ``((N, R, R, 3) float32, (N, R, R) float32)`` in ``[0, 1]``."""
+        batch = np.asarray(batch)
+        r = self.resolution
+        if batch.ndim != 4 or batch.shape[1:] != (r, r, 3):
+            raise ValueError(f"predict: expected (N, {r}, {r}, 3) float32 BGR faces, got {batch.shape} {batch.dtype}")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device).permute(0, 3, 1, 2)
+            face, mask = self.model.swap(x)
+            return (face.permute(0, 2, 3, 1).float().cpu().numpy().copy(), mask[:, 0].float().cpu().numpy().copy())
+
+
+def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
+    """Load a model folder's weights (not its optimizer) for inference on ``device``."""
+    dev = torch.device(device)
+    ckpt = load_checkpoint(model_dir, dev, with_optimizer=False)
+    return Predictor(ckpt.model, dev)

@@ -1,0 +1,361 @@
+"""Training machinery: losses, augmentation, dataset, checkpoints, predictor, the loop and the stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facelab.errors import ModelError, SettingsError, WorkspaceError
+from facelab.models import create_model
+from facelab.train.augment import AugmentOptions, augment_sample, random_affine, random_warp
+from facelab.train.checkpoint import load_checkpoint, load_predictor, save_checkpoint
+from facelab.train.dataset import FaceDataset
+from facelab.train.losses import C1, C2, dssim, ssim
+from facelab.train.loop import TrainOptions, make_optimizer, train, train_step
+from facelab.workspace import Workspace
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+if not FACES.is_dir():
+    FACES = Path("/work/shared/data/faces")
+TINY = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims": 2}
+
+
+def build_aligned(out: Path, frames_dir: Path, count: int, size: int = 128) -> None:
+    """Cut ``count`` full-face aligned faces (with metadata) from real frames, as `facelab extract` does."""
+    import dlib
+    import face_recognition_models
+
+    from facelab.align import face_matrix, transform_points, warp_image
+    from facelab.faceimage import FaceRecord, write_face
+
+    det = dlib.get_frontal_face_detector()
+    pred = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    out.mkdir(parents=True, exist_ok=True)
+    made = 0
+    for path in sorted(frames_dir.glob("*.jpg")):
+        frame = cv2.imread(str(path))
+        rects = det(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), 0)
+        if not rects:
+            continue
+        r = rects[0]
+        lm = np.array([[p.x, p.y] for p in pred(frame, r).parts()], np.float64)
+        mat = face_matrix(lm, "full", size)
+        rec = FaceRecord("full", size, path.name, (frame.shape[1], frame.shape[0]), (r.left(), r.top(), r.right(), r.bottom()),
+                         lm.astype(np.float32), transform_points(lm, mat), mat)
+        write_face(out / f"{path.stem}_0.jpg", warp_image(frame, mat, size), rec)
+        made += 1
+        if made == count:
+            return
+
+
+@pytest.fixture(scope="module")
+def faces_root(tmp_path_factory) -> Path:
+    """A workspace with ~30 real aligned faces per side (src: person_a_franck, dst: person_b_clm_webcam)."""
+    root = tmp_path_factory.mktemp("faces_ws")
+    ws = Workspace(root)
+    ws.create()
+    build_aligned(ws.aligned_dir("src"), FACES / "person_a_franck" / "frames", 30)
+    build_aligned(ws.aligned_dir("dst"), FACES / "person_b_clm_webcam" / "frames", 30)
+    return root
+
+
+@pytest.fixture()
+def ws(faces_root, tmp_path) -> Workspace:
+    """A fresh copy of the face workspace (tests write models into it)."""
+    import shutil
+
+    shutil.copytree(faces_root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture(scope="module")
+def datasets(faces_root):
+    w = Workspace(faces_root)
+    return FaceDataset(w.aligned_paths("src"), 32), FaceDataset(w.aligned_paths("dst"), 32)
+
+
+def _t(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
+# --- losses -------------------------------------------------------------------
+
+
+def test_dssim_identical_is_zero(datasets):
+    x = _t(datasets[0].faces[:4])
+    assert dssim(x, x).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dssim_of_constant_images_matches_hand_computation():
+    # constant images: variances and covariance are 0, so SSIM is the luminance term only
+    a, b = torch.full((1, 3, 16, 16), 0.2, dtype=torch.float64), torch.full((1, 3, 16, 16), 0.6, dtype=torch.float64)
+    expected_ssim = (2 * 0.2 * 0.6 + C1) / (0.2**2 + 0.6**2 + C1)
+    assert ssim(a, b).item() == pytest.approx(expected_ssim, rel=1e-9)
+    assert dssim(a, b).item() == pytest.approx((1 - expected_ssim) / 2, rel=1e-9)
+    # float32 loses a little to cancellation in E[x^2] - E[x]^2, no more
+    assert dssim(a.float(), b.float()).item() == pytest.approx((1 - expected_ssim) / 2, rel=1e-3)
+
+
+def test_ssim_matches_an_opencv_reference(datasets):
+    """Against the SSIM recipe of the OpenCV docs (GaussianBlur 11x11, sigma 1.5), on the valid region."""
+    a = datasets[0].faces[0].astype(np.float64) / 255
+    b = datasets[1].faces[0].astype(np.float64) / 255
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)[5:-5, 5:-5]  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    ref = ((2 * mu_a * mu_b + C1) * (2 * cov + C2) / ((mu_a**2 + mu_b**2 + C1) * (var_a + var_b + C2))).mean()
+    to_t = lambda x: torch.from_numpy(x[None]).permute(0, 3, 1, 2).float()  # noqa: E731
+    got = ssim(to_t(a), to_t(b))
+    assert got.item() == pytest.approx(ref, abs=1e-4)
+    assert 0 < dssim(_t(datasets[0].faces[:1]), _t(datasets[1].faces[:1])).item() < 0.5
+
+
+def test_ssim_bad_input():
+    with pytest.raises(ValueError, match="smaller"):
+        ssim(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="expected"):
+        ssim(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 15))
+
+
+# --- augmentation ---------------------------------------------------------------
+
+
+def test_random_warp_keeps_shape_dtype_and_input(datasets):
+    face = datasets[0].faces[0]
+    before = face.copy()
+    out = random_warp(face, np.random.default_rng(1))
+    assert out.shape == face.shape and out.dtype == face.dtype
+    np.testing.assert_array_equal(face, before)
+    assert np.abs(out.astype(int) - face).mean() > 1  # it did move pixels
+    assert np.abs(out.astype(int) - face).mean() < 40  # but it is still the same face
+    np.testing.assert_array_equal(out, random_warp(face, np.random.default_rng(1)))  # seeded
+
+
+def test_random_warp_bad_input():
+    with pytest.raises(ValueError, match="square"):
+        random_warp(np.zeros((10, 12, 3), np.uint8), np.random.default_rng(0))
+
+
+def test_flip_mirrors_the_image():
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:, :4] = 255
+    opts = AugmentOptions(rotation=0, scale=0, shift=0, flip=True)
+    rng = np.random.default_rng(0)
+    mats = [random_affine(rng, 32, opts) for _ in range(20)]
+    flipped = [m for m in mats if m[0, 0] < 0]
+    assert 0 < len(flipped) < 20
+    out = cv2.warpAffine(img, flipped[0], (32, 32))
+    assert out[:, -4:].min() == 255 and out[:, :4].max() == 0
+
+
+def test_augment_sample_warps_only_the_input(datasets):
+    face, mask = datasets[0].faces[1], datasets[0].masks[1]
+    face_before, mask_before = face.copy(), mask.copy()
+    warped, target, tmask = augment_sample(face, mask, np.random.default_rng(3))
+    assert warped.shape == target.shape == face.shape and warped.dtype == np.uint8
+    assert tmask.shape == mask.shape and tmask.dtype == np.float32
+    np.testing.assert_array_equal(face, face_before)
+    np.testing.assert_array_equal(mask, mask_before)
+    assert not np.array_equal(warped, target)
+    # without the warp, input and target are the same picture
+    w2, t2, _ = augment_sample(face, mask, np.random.default_rng(3), AugmentOptions(warp=False))
+    np.testing.assert_array_equal(w2, t2)
+
+
+# --- dataset ------------------------------------------------------------------------
+
+
+def test_dataset_shapes_and_masks(datasets):
+    src, _ = datasets
+    assert src.faces.shape == (len(src), 32, 32, 3) and src.faces.dtype == np.uint8
+    assert src.masks.shape == (len(src), 32, 32) and src.masks.dtype == np.float32
+    assert src.mismatched == 0
+    # the hull covers the middle of the face and not the corners
+    assert src.masks[:, 16, 16].min() == 1 and src.masks[:, 0, 0].max() == 0
+    inputs, targets, masks = src.sample(5, np.random.default_rng(0))
+    assert inputs.shape == targets.shape == (5, 32, 32, 3) and masks.shape == (5, 32, 32)
+
+
+def test_dataset_needs_faces():
+    with pytest.raises(WorkspaceError):
+        FaceDataset([], 32)
+
+
+# --- checkpoints and predictor --------------------------------------------------------
+
+
+def _trained_tiny(datasets, steps: int = 3):
+    torch.manual_seed(0)
+    model = create_model("quick", **TINY)
+    opt = make_optimizer(model, TrainOptions())
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        train_step(model, opt, datasets[0].sample(2, rng), datasets[1].sample(2, rng), torch.device("cpu"))
+    return model, opt
+
+
+def test_checkpoint_round_trip(datasets, tmp_path):
+    model, opt = _trained_tiny(datasets)
+    save_checkpoint(tmp_path / "m", model, opt, {"batch_size": 2}, {"iteration": 3, "loss_history": [[3, 0.1, 0.2]]})
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "weights.safetensors", "optimizer.safetensors", "state.json"}
+    ck = load_checkpoint(tmp_path / "m")
+    assert ck.model_name == "quick" and ck.config == model.config and ck.options == {"batch_size": 2}
+    assert ck.state["iteration"] == 3
+    x = _t(datasets[1].faces[:2])
+    model.eval(), ck.model.eval()
+    with torch.no_grad():
+        for a, b in zip(model(x, x), ck.model(x, x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    opt2 = make_optimizer(ck.model, TrainOptions())
+    opt2.load_state_dict(ck.optimizer_state)
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert json.dumps(s1["param_groups"]) == json.dumps(s2["param_groups"])
+    assert s1["state"].keys() == s2["state"].keys()
+    for k in s1["state"]:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(s1["state"][k][name], s2["state"][k][name], rtol=0, atol=0)
+    # no pickle anywhere: the weights are plain safetensors
+    from safetensors.torch import load_file
+
+    assert set(load_file(tmp_path / "m" / "weights.safetensors")) == set(model.state_dict())
+
+
+def test_corrupt_or_missing_files_raise_model_error(datasets, tmp_path):
+    model, opt = _trained_tiny(datasets, 1)
+    folder = tmp_path / "m"
+    save_checkpoint(folder, model, opt, {}, {"iteration": 1})
+    data = (folder / "weights.safetensors").read_bytes()
+    (folder / "weights.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="weights.safetensors"):
+        load_checkpoint(folder)
+    (folder / "weights.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(ModelError, match="weights.safetensors"):
+        load_predictor(folder)
+    (folder / "weights.safetensors").unlink()
+    with pytest.raises(ModelError, match="weights.safetensors"):
+        load_checkpoint(folder)
+    (folder / "state.json").write_text("{not json")
+    with pytest.raises(ModelError, match="state.json"):
+        load_checkpoint(folder)
+
+
+def test_interrupted_save_is_detected(datasets, tmp_path):
+    """Weights from one save with state.json from another: refused, not silently mixed."""
+    model, opt = _trained_tiny(datasets, 1)
+    folder = tmp_path / "m"
+    save_checkpoint(folder, model, opt, {}, {"iteration": 1})
+    old_state = (folder / "state.json").read_bytes()
+    save_checkpoint(folder, model, opt, {}, {"iteration": 2})
+    (folder / "state.json").write_bytes(old_state)
+    with pytest.raises(ModelError, match="interrupted"):
+        load_checkpoint(folder)
+
+
+def test_predictor_shapes_and_ranges(datasets, tmp_path):
+    model, opt = _trained_tiny(datasets, 1)
+    save_checkpoint(tmp_path / "m", model, opt, {}, {"iteration": 1})
+    p = load_predictor(tmp_path / "m")
+    assert p.resolution == 32 and p.face_type == "full"
+    batch = datasets[1].faces[:3].astype(np.float32) / 255
+    faces, masks = p.predict(batch)
+    assert faces.shape == (3, 32, 32, 3) and faces.dtype == np.float32
+    assert masks.shape == (3, 32, 32) and masks.dtype == np.float32
+    assert 0 <= faces.min() and faces.max() <= 1 and 0 <= masks.min() and masks.max() <= 1
+    with torch.no_grad():
+        ref, _ = model.eval().swap(torch.from_numpy(batch).permute(0, 3, 1, 2))
+    np.testing.assert_allclose(faces, ref.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="expected"):
+        p.predict(np.zeros((1, 64, 64, 3), np.float32))
+
+
+# --- loop ---------------------------------------------------------------------------
+
+
+def test_loop_budget_interrupt_and_preview(datasets, tmp_path):
+    torch.manual_seed(0)
+    model = create_model("quick", **TINY)
+    opt = make_optimizer(model, TrainOptions())
+    saves: list[int] = []
+    opts = TrainOptions(batch_size=2, log_every_seconds=0)
+
+    def stop(line: str) -> None:
+        assert line.startswith("[iter ")
+        if "[iter 5]" in line and "ms/it" in line:
+            raise KeyboardInterrupt
+
+    st = train(model, opt, *datasets, tmp_path, opts, {}, torch.device("cpu"), target_iteration=100,
+               save=lambda s: saves.append(s["iteration"]), log=stop)
+    assert st["stopped"] == "interrupted" and st["iteration"] == 5 and saves == [5]
+    assert st["loss_history"][-1][0] == 5
+    jpeg = (tmp_path / "preview.jpg").read_bytes()
+    assert b"Synthetic media" in jpeg[:2000]
+    preview = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert preview.shape[1] == 5 * 128 and preview.shape[0] > 4 * 128
+    assert (tmp_path / "previews" / "00000005.jpg").is_file()
+    st = train(model, opt, *datasets, tmp_path, TrainOptions(batch_size=2), st, torch.device("cpu"), target_iteration=8, log=lambda s: None)
+    assert st["stopped"] == "iterations" and st["iteration"] == 8
+    st = train(model, opt, *datasets, tmp_path, TrainOptions(batch_size=2), st, torch.device("cpu"), minutes=1e-4, log=lambda s: None)
+    assert st["stopped"] == "minutes"
+
+
+# --- stage --------------------------------------------------------------------------
+
+
+def test_stage_trains_and_resumes(ws):
+    from facelab.stages.train import TrainSettings, run
+
+    lines: list[str] = []
+    summary = run(ws, TrainSettings(iterations=3, batch_size=2, device="cpu"), log=lines.append)
+    folder = ws.model_dir("quick")
+    assert summary.counts["iteration"] == 3 and summary.outputs == [str(folder)]
+    state = json.loads((folder / "state.json").read_text())
+    assert state["iteration"] == 3 and state["options"]["batch_size"] == 2
+    assert (folder / "preview.jpg").is_file()
+    # a total target: three more iterations up to 6; the saved batch size is reused
+    summary = run(ws, TrainSettings(iterations=6, device="cpu"), log=lines.append)
+    assert summary.counts["iteration"] == 6
+    assert json.loads((folder / "state.json").read_text())["options"]["batch_size"] == 2
+    assert any("resuming" in line for line in lines)
+    # already past the target: nothing to do
+    assert run(ws, TrainSettings(iterations=4, device="cpu"), log=lines.append).counts["iteration"] == 6
+    # a model folder holding another architecture
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"] = "other"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SettingsError, match="other"):
+        run(ws, TrainSettings(iterations=7, device="cpu"), log=lines.append)
+
+
+def test_stage_needs_aligned_faces(tmp_path):
+    from facelab.stages.train import TrainSettings, run
+
+    w = Workspace(tmp_path / "empty")
+    w.create()
+    with pytest.raises(WorkspaceError) as e:
+        run(w, TrainSettings(iterations=1, device="cpu"))
+    assert "facelab extract src" in e.value.hint
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"iterations": 0}, "iterations"), ({"minutes": -1.0}, "minutes"), ({"batch_size": 0}, "batch_size"),
+    ({"save_every_minutes": 0}, "save_every_minutes"), ({"model": "nope"}, "model"), ({"device": "tpu"}, "device"),
+    ({"device": "cuda:7"}, "device"), ({"seed": -1}, "seed"), ({"name": "../x"}, "name"),
+])
+def test_settings_validation_names_the_key(kwargs, key):
+    from facelab.stages.train import TrainSettings
+
+    with pytest.raises(SettingsError, match=key):
+        TrainSettings(**kwargs)
+
+
+def test_device_auto_resolves():
+    from facelab.stages.train import resolve_device
+
+    dev = resolve_device("auto")
+    assert dev.type in ("cpu", "cuda", "mps")
+    assert resolve_device("cpu") == torch.device("cpu")
