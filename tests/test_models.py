@@ -11,10 +11,6 @@ import torch
 from facelab.errors import SettingsError
 from facelab.models import create_model, list_models, register_model
 
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
-if not FACES.is_dir():
-    FACES = Path("/work/shared/data/faces")
-
 # every registered model at a tiny size (keys a model does not know are dropped below)
 TINY = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims": 2}
 
@@ -26,27 +22,17 @@ def tiny_model(name: str):
     return create_model(name, **{k: v for k, v in TINY.items() if k in cls_params})
 
 
-def real_faces(n: int, size: int) -> np.ndarray:
-    """``(n, size, size, 3) float32`` aligned real faces (dlib landmarks -> full-face alignment)."""
+@pytest.fixture(scope="module")
+def real_faces(sample_faces_ws):
+    """``real_faces(n, size) -> (n, size, size, 3) float32`` aligned real faces of the shipped src clip."""
     import cv2
-    import dlib
-    import face_recognition_models
 
-    from facelab.align import face_matrix, warp_image
+    paths = sample_faces_ws.aligned_paths("src")
 
-    det = dlib.get_frontal_face_detector()
-    pred = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    out = []
-    for path in sorted((FACES / "person_a_franck" / "frames").glob("*.jpg"))[:: 3]:
-        frame = cv2.imread(str(path))
-        rects = det(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), 0)
-        if not rects:
-            continue
-        lm = np.array([[p.x, p.y] for p in pred(frame, rects[0]).parts()], np.float64)
-        out.append(warp_image(frame, face_matrix(lm, "full", size), size))
-        if len(out) == n:
-            break
-    return np.stack(out).astype(np.float32) / 255
+    def load(n: int, size: int) -> np.ndarray:
+        return np.stack([cv2.resize(cv2.imread(str(p)), (size, size), interpolation=cv2.INTER_AREA) for p in paths[:n]]).astype(np.float32) / 255
+
+    return load
 
 
 def test_registry_lists_quick():
@@ -111,7 +97,7 @@ def test_swap_uses_the_src_decoder():
 
 
 @pytest.fixture(scope="module")
-def faces32():
+def faces32(real_faces):
     return torch.from_numpy(real_faces(8, 32)).permute(0, 3, 1, 2).contiguous()
 
 

@@ -19,49 +19,13 @@ from facelab.train.losses import C1, C2, dssim, ssim
 from facelab.train.loop import TrainOptions, make_optimizer, train, train_step
 from facelab.workspace import Workspace
 
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
-if not FACES.is_dir():
-    FACES = Path("/work/shared/data/faces")
 TINY = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims": 2}
 
 
-def build_aligned(out: Path, frames_dir: Path, count: int, size: int = 128) -> None:
-    """Cut ``count`` full-face aligned faces (with metadata) from real frames, as `facelab extract` does."""
-    import dlib
-    import face_recognition_models
-
-    from facelab.align import face_matrix, transform_points, warp_image
-    from facelab.faceimage import FaceRecord, write_face
-
-    det = dlib.get_frontal_face_detector()
-    pred = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    out.mkdir(parents=True, exist_ok=True)
-    made = 0
-    for path in sorted(frames_dir.glob("*.jpg")):
-        frame = cv2.imread(str(path))
-        rects = det(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), 0)
-        if not rects:
-            continue
-        r = rects[0]
-        lm = np.array([[p.x, p.y] for p in pred(frame, r).parts()], np.float64)
-        mat = face_matrix(lm, "full", size)
-        rec = FaceRecord("full", size, path.name, (frame.shape[1], frame.shape[0]), (r.left(), r.top(), r.right(), r.bottom()),
-                         lm.astype(np.float32), transform_points(lm, mat), mat)
-        write_face(out / f"{path.stem}_0.jpg", warp_image(frame, mat, size), rec)
-        made += 1
-        if made == count:
-            return
-
-
 @pytest.fixture(scope="module")
-def faces_root(tmp_path_factory) -> Path:
-    """A workspace with ~30 real aligned faces per side (src: person_a_franck, dst: person_b_clm_webcam)."""
-    root = tmp_path_factory.mktemp("faces_ws")
-    ws = Workspace(root)
-    ws.create()
-    build_aligned(ws.aligned_dir("src"), FACES / "person_a_franck" / "frames", 30)
-    build_aligned(ws.aligned_dir("dst"), FACES / "person_b_clm_webcam" / "frames", 30)
-    return root
+def faces_root(sample_faces_ws) -> Path:
+    """A workspace with 30 real aligned faces per side, cut from the shipped clips."""
+    return sample_faces_ws.root
 
 
 @pytest.fixture()
@@ -354,7 +318,7 @@ def test_settings_validation_names_the_key(kwargs, key):
 
 
 def test_device_auto_resolves():
-    from facelab.stages.train import resolve_device
+    from facelab.device import resolve_device
 
     dev = resolve_device("auto")
     assert dev.type in ("cpu", "cuda", "mps")

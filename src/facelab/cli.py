@@ -14,14 +14,15 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from facelab import __version__
 from facelab.errors import FacelabError
 from facelab.stages import Summary
 from facelab.workspace import Workspace
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     name="facelab",
@@ -71,9 +72,9 @@ def _ws() -> Workspace:
 
 
 def _report(summary: Summary) -> None:
-    console.print(summary.line(), highlight=False)
+    console.print(summary.line(), highlight=False, markup=False)
     for w in summary.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 
 def _version(value: bool) -> None:
@@ -158,7 +159,7 @@ def train_cmd(
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     settings = train.TrainSettings(**kwargs)
-    _report(train.run(_ws(), settings, log=lambda s: console.print(s, highlight=False)))
+    _report(train.run(_ws(), settings, log=lambda s: console.print(s, highlight=False, markup=False)))
 
 
 @app.command("merge")
@@ -202,17 +203,17 @@ def demo_cmd(
     """Run the whole workflow on the sample clips shipped with facelab."""
     from facelab.stages import demo
 
-    result = demo.run(_ws(), minutes=minutes, force=force, report=_report, log=lambda s: console.print(s, highlight=False))
-    console.print(f"\n[bold green]done:[/bold green] {result}", highlight=False)
+    result = demo.run(_ws(), minutes=minutes, force=force, report=_report, log=lambda s: console.print(s, highlight=False, markup=False))
+    console.print(f"\n[bold green]done:[/bold green] {escape(str(result))}", highlight=False)
 
 
 def main() -> None:
     try:
         app()
     except FacelabError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e.message}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(e.message)}", highlight=False)
         if e.hint:
-            err_console.print(f"  [yellow]hint:[/yellow] {e.hint}", highlight=False)
+            err_console.print(f"  [yellow]hint:[/yellow] {escape(e.hint)}", highlight=False)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: finished work is kept; run the same command again to continue")

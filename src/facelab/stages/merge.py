@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab.device import resolve_device
 from facelab.errors import FaceFileError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_record
 from facelab.fileio import atomic_write_bytes, atomic_write_json, encode_image, read_image
@@ -39,19 +40,6 @@ from facelab.stages import Summary
 from facelab.workspace import Workspace
 
 STATE_FILE = "merge.json"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` / ``mps`` / ``cpu``, whichever is available; others pass through."""
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def group_records(aligned: list[Path]) -> tuple[dict[str, list[FaceRecord]], list[str]]:
@@ -131,7 +119,7 @@ def run(
             raise WorkspaceError(f"no model {model_name!r} in {ws.model_root}", "run `facelab train` first")
         from facelab.train.checkpoint import load_predictor
 
-        predictor = load_predictor(model_dir, resolve_device(device))
+        predictor = load_predictor(model_dir, str(resolve_device(device)))
     by_frame, warnings = group_records(aligned)
     frame_names = {p.name for p in frames}
     orphans = sorted(set(by_frame) - frame_names)

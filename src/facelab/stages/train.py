@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from facelab.device import resolve_device
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.models import create_model, list_models
 from facelab.stages import Summary
@@ -77,45 +78,11 @@ class TrainSettings:
             raise SettingsError(f"batch_size: {self.batch_size!r} is out of range", "use a whole number from 1 to 512")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise SettingsError(f"seed: {self.seed!r} is out of range", "use a whole number >= 0")
-        resolve_device(self.device, check_only=True)
+        resolve_device(self.device)
 
     @property
     def model_name(self) -> str:
         return self.name or self.model
-
-
-def resolve_device(device: str, check_only: bool = False) -> torch.device:
-    """``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` -> an available ``torch.device``; else SettingsError."""
-    hint = "use auto, cpu, cuda, cuda:N or mps"
-    d = str(device).strip().lower()
-    if d == "auto":
-        if torch.cuda.is_available() and torch.cuda.device_count():
-            best = max(range(torch.cuda.device_count()), key=lambda i: torch.cuda.get_device_properties(i).total_memory)
-            return torch.device("cuda", best)
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if d == "cpu":
-        return torch.device("cpu")
-    if d == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise SettingsError("device: mps (Apple GPU) is not available here", "use auto, cpu or cuda")
-        return torch.device("mps")
-    if d == "cuda" or d.startswith("cuda:"):
-        index = 0
-        if d.startswith("cuda:"):
-            try:
-                index = int(d[5:])
-            except ValueError:
-                raise SettingsError(f"device: {device!r} is not a device", hint) from None
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if index < 0 or index >= count:
-            have = f"{count} CUDA device(s)" if count else "no CUDA device"
-            raise SettingsError(f"device: {device!r} is not available ({have})", "use auto or cpu" if not count else f"use cuda:0..cuda:{count - 1}")
-        return torch.device("cuda", index)
-    raise SettingsError(f"device: unknown device {device!r}", hint)
 
 
 def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print) -> Summary:
