@@ -1,8 +1,7 @@
 """Benchmark: speed and memory of training the ``quick`` model on real faces.
 
-Builds (once, cached) a workspace of aligned faces cut with dlib from the
-shared test videos: ~300 src faces (person_a_franck) and ~75 dst faces
-(person_b_clm_webcam), the demo's sizes. Then trains for a fixed number of
+Builds (once, cached) the demo's face sets from the shipped sample clips
+(306 src faces, 75 dst faces, via facelab's own frames and extract steps). Then trains for a fixed number of
 iterations and prints ms/iteration, samples/s and peak RSS.
 
     PYTHONPATH=src python benchmarks/bench_train.py [--iters 60] [--batch 8]
@@ -17,59 +16,23 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data/faces")
+def build_workspace(root: Path) -> Path:
+    """The demo's face sets: frames and extract on the shipped sample clips (cached in ``root``)."""
+    import shutil
 
-
-def build_workspace(root: Path, n_src: int = 300, n_dst: int = 75, size: int = 512) -> Path:
-    """Cut aligned faces from the shared videos into ``root`` (a facelab workspace)."""
-    import dlib
-    import face_recognition_models
-
-    from facelab.align import face_matrix, transform_points, warp_image
-    from facelab.faceimage import FaceRecord, write_face
+    from facelab.stages import extract, frames
+    from facelab.stages.demo import SAMPLE_DST, SAMPLE_SRC, SRC_FPS, sample_path
     from facelab.workspace import Workspace
 
     ws = Workspace(root)
-    jobs = {"src": (DATA / "person_a_franck/video/franck.mp4", n_src), "dst": (DATA / "person_b_clm_webcam/video/cap13_edit2.mp4", n_dst)}
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
     ws.create()
-    for side, (video, count) in jobs.items():
-        out = ws.aligned_dir(side)
-        if len(ws.aligned_paths(side)) >= count:
-            continue
-        cap = cv2.VideoCapture(str(video))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        step = max(1, total // (count + 5))
-        made, index = 0, 0
-        while made < count:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            index += 1
-            if (index - 1) % step:
-                continue
-            rects = detector(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), 0)
-            if not rects:
-                continue
-            r = rects[0]
-            shape = predictor(frame, r)
-            lm = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
-            mat = face_matrix(lm, "full", size)
-            face = warp_image(frame, mat, size)
-            rec = FaceRecord(
-                face_type="full", size=size, source_filename=f"{index:05d}.png", source_size=(frame.shape[1], frame.shape[0]),
-                source_rect=(r.left(), r.top(), r.right(), r.bottom()), source_landmarks=lm.astype(np.float32),
-                landmarks=transform_points(lm, mat), image_to_face_mat=mat,
-            )
-            write_face(out / f"{index:05d}_0.jpg", face, rec)
-            made += 1
-        cap.release()
+    for side, name in (("src", SAMPLE_SRC), ("dst", SAMPLE_DST)):
+        if not any(ws.root.glob(f"data_{side}.*")):
+            shutil.copyfile(sample_path(name), ws.root / f"data_{side}{Path(name).suffix}")
+        frames.run(ws, side, frames.FramesSettings(fps=SRC_FPS if side == "src" else None))
+        extract.run(ws, side)
     return root
 
 
