@@ -86,7 +86,8 @@ def test_errors_are_one_line_with_a_hint(tmp_path):
     facelab(ws, "workspace")
     p = facelab(ws, "frames", "src", ok=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert "data_src" in p.stderr and "hint" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert "data_src" in p.stderr and "copy your src video there" in p.stderr
 
     p = facelab(ws, "extract", "src", "--no-such-option", ok=False)
     assert p.returncode == 2 and "No such option" in p.stderr
@@ -115,3 +116,44 @@ def test_corrupt_face_file_is_named(finished, tmp_path):
     bad.write_bytes(bad.read_bytes()[:500])
     p = facelab(ws, "train", "--name", "fresh", "--iterations", "1", "--batch-size", "2", "--device", "cpu", ok=False)
     assert p.returncode == 2 and "00001_0.jpg" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_workspace_layout_and_clear(tmp_path):
+    ws = tmp_path / "ws"
+    facelab(ws, "workspace")
+    for d in ("data_src/aligned", "data_src/aligned_debug", "data_dst/aligned", "data_dst/merged", "data_dst/merged_mask", "model"):
+        assert (ws / d).is_dir(), d
+    (ws / "data_src.mp4").write_bytes(b"kept")
+    (ws / "data_dst" / "00001.png").write_bytes(b"x")
+    # without a terminal and without --yes nothing is deleted
+    p = facelab(ws, "workspace", "--clear", ok=False)
+    assert p.returncode == 2 and "--yes" in p.stderr and (ws / "data_dst" / "00001.png").exists()
+    facelab(ws, "workspace", "--clear", "--yes")
+    assert not (ws / "data_dst" / "00001.png").exists()
+    assert (ws / "data_src.mp4").read_bytes() == b"kept" and (ws / "data_dst" / "merged").is_dir()
+
+
+def test_ctrl_c_saves_and_training_continues(finished, tmp_path):
+    import json
+    import signal
+    import time
+
+    ws = tmp_path / "copy"
+    shutil.copytree(finished, ws)
+    cmd = [sys.executable, "-u", "-m", "facelab", "-w", str(ws), "train", "--name", "interrupted", "--minutes", "5", "--batch-size", "2", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # wait until the loop is running
+        if "model 'interrupted'" in line or time.monotonic() > deadline:
+            break
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    state = json.loads((ws / "model" / "interrupted" / "state.json").read_text())
+    assert state["iteration"] > 0
+    done = state["iteration"]
+    facelab(ws, "train", "--name", "interrupted", "--iterations", str(done + 3), "--batch-size", "2", "--device", "cpu")
+    again = json.loads((ws / "model" / "interrupted" / "state.json").read_text())
+    assert again["iteration"] == done + 3
+    assert len(again["loss_history"]) >= len(state["loss_history"])

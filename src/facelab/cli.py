@@ -211,9 +211,8 @@ def main() -> None:
     try:
         app()
     except FacelabError as e:
-        err_console.print(f"[bold red]error:[/bold red] {escape(e.message)}", highlight=False)
-        if e.hint:
-            err_console.print(f"  [yellow]hint:[/yellow] {escape(e.hint)}", highlight=False)
+        # one line: what is wrong, then in brackets what to do
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: finished work is kept; run the same command again to continue")
