@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facelab.errors import SettingsError
-from facelab.models import create_model, list_models, register_model
+from facelab.models import MODELS, create_model, list_models, register_model
 
 # every registered model at a tiny size (keys a model does not know are dropped below)
 TINY = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims": 2}
@@ -18,7 +18,7 @@ TINY = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims"
 def tiny_model(name: str):
     import inspect
 
-    cls_params = inspect.signature(create_model.__globals__["_REGISTRY"][name]).parameters
+    cls_params = inspect.signature(MODELS.get(name)).parameters
     return create_model(name, **{k: v for k, v in TINY.items() if k in cls_params})
 
 

@@ -12,13 +12,12 @@ A detector is a callable object ``detect(image) -> list[Detection]`` taking an
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from facelab.errors import SettingsError
+from facelab.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -53,32 +52,14 @@ class Detector(Protocol):
     def __call__(self, image: np.ndarray) -> list[Detection]: ...
 
 
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
-
-
-def register_detector(name: str) -> Callable[[Any], Any]:
-    def deco(cls: Any) -> Any:
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def list_detectors() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+DETECTORS = Registry("detector", ("facelab.detect.retinaface",))
+register_detector = DETECTORS.register
+list_detectors = DETECTORS.names
 
 
 def create_detector(name: str = "retinaface", **options: Any) -> Detector:
     """Build a registered detector by name."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise SettingsError(f"unknown detector {name!r}", f"use one of: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
-
-
-def _load_builtin() -> None:
-    from facelab.detect import retinaface  # noqa: F401  (registers itself)
+    return DETECTORS.create(name, **options)
 
 
 def rotate_image(image: np.ndarray, angle: int) -> np.ndarray:

@@ -8,41 +8,22 @@ frame and a :class:`facelab.detect.Detection`. Register one with
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
 from facelab.detect import Detection
-from facelab.errors import SettingsError
+from facelab.registry import Registry
 
 
 class Landmarker(Protocol):
     def __call__(self, image: np.ndarray, detection: Detection) -> np.ndarray: ...
 
 
-_REGISTRY: dict[str, Callable[..., Landmarker]] = {}
-
-
-def register_landmarker(name: str) -> Callable[[Any], Any]:
-    def deco(cls: Any) -> Any:
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def list_landmarkers() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+LANDMARKERS = Registry("landmark model", ("facelab.landmarks.dlib68",))
+register_landmarker = LANDMARKERS.register
+list_landmarkers = LANDMARKERS.names
 
 
 def create_landmarker(name: str = "dlib68", **options: Any) -> Landmarker:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise SettingsError(f"unknown landmark model {name!r}", f"use one of: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
-
-
-def _load_builtin() -> None:
-    from facelab.landmarks import dlib68  # noqa: F401  (registers itself)
+    return LANDMARKERS.create(name, **options)

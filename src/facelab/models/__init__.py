@@ -15,52 +15,30 @@ takes and returns ``(N, 3, H, W) float32`` BGR tensors in ``[0, 1]`` and has:
 - ``swap(dst) -> (face, mask)``: dst encoded, decoded as src.
 
 Registration happens on import of the module that defines the model; the
-modules are listed in :data:`_MODULES` (no scanning of the file system).
+built-in modules are listed in :data:`MODELS` (no scanning of the file system).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from facelab.errors import SettingsError
+from facelab.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-_MODULES = ("facelab.models.quick",)
-_loaded = False
+MODELS = Registry("model", ("facelab.models.quick",))
+list_models = MODELS.names
 
 
 def register_model(name: str) -> Callable[[type], type]:
-    """Class decorator: make ``create_model(name, ...)`` build this class."""
+    """Class decorator: make ``create_model(name, ...)`` build this class (and set ``cls.model_name``)."""
 
     def wrap(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name]!r}")
-        _REGISTRY[name] = cls
         cls.model_name = name  # type: ignore[attr-defined]
-        return cls
+        return MODELS.register(name)(cls)
 
     return wrap
 
 
-def _load_builtin() -> None:
-    global _loaded
-    if not _loaded:
-        for module in _MODULES:
-            importlib.import_module(module)
-        _loaded = True
-
-
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
 def create_model(name: str, **config: Any):
     """Build a registered model from its architecture config (unknown keys are an error)."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise SettingsError(f"unknown model {name!r}", f"known models: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**config)
+    return MODELS.create(name, **config)
