@@ -145,9 +145,8 @@ def run(
         names = {p.name for p in existing}
         width, ext = int(record["name_width"]), record["format"]
         if all(_frame_name(i, width, ext) in names for i in range(1, int(record["frame_count"]) + 1)):
-            summary.counts.update(frames=int(record["frame_count"]), skipped=1)
+            summary.counts.update({"frames": int(record["frame_count"]), "skipped (already done, --force redoes)": int(record["frame_count"])})
             summary.outputs.append(str(folder))
-            summary.warnings.append("frames already extracted; use --force to redo")
             summary.seconds = time.perf_counter() - t0
             return summary
 

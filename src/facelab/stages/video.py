@@ -70,8 +70,7 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
     if not force and out.is_file():
         newest = max(p.stat().st_mtime for p in frames)
         if out.stat().st_mtime > newest:
-            summary.counts.update(frames=len(frames), skipped=1)
-            summary.warnings.append(f"{out.name} is newer than every merged frame; use --force to redo")
+            summary.counts.update({"frames": len(frames), "skipped (up to date, --force redoes)": len(frames)})
             summary.seconds = time.perf_counter() - t0
             return summary
 
