@@ -67,11 +67,11 @@ class ColorMode(str, Enum):
 _state: dict[str, Workspace] = {}
 
 
-def _ws() -> Workspace:
+def current_workspace() -> Workspace:
     return _state["ws"]
 
 
-def _report(summary: Summary) -> None:
+def report(summary: Summary) -> None:
     console.print(summary.line(), highlight=False, markup=False)
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
@@ -97,7 +97,7 @@ def workspace_cmd(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before clearing.")] = False,
 ) -> None:
     """Create the workspace folder layout (or clear it)."""
-    ws = _ws()
+    ws = current_workspace()
     if clear:
         ws.require_exists()
         if not yes:
@@ -110,37 +110,6 @@ def workspace_cmd(
     made = ws.create()
     console.print(f"workspace {ws.root}: {len(made)} folders created" if made else f"workspace {ws.root} is ready")
     console.print("next: put your videos there as data_src.mp4 and data_dst.mp4, then run `facelab frames src`")
-
-
-@app.command("frames")
-def frames_cmd(
-    side: Annotated[Side, typer.Argument(help="src or dst")],
-    fps: Annotated[Optional[float], typer.Option(help="Frames per second to keep (default: every frame; dst always keeps every frame).")] = None,
-    format: Annotated[FrameFormat, typer.Option("--format", help="Frame image format.")] = FrameFormat.png,
-    force: Annotated[bool, typer.Option(help="Redo frames already extracted.")] = False,
-) -> None:
-    """Decode data_src.* / data_dst.* into numbered frames."""
-    from facelab.stages import frames
-
-    _report(frames.run(_ws(), side.value, frames.FramesSettings(fps=fps, format=format.value), force=force))
-
-
-@app.command("extract")
-def extract_cmd(
-    side: Annotated[Side, typer.Argument(help="src or dst")],
-    face_type: Annotated[FaceTypeOpt, typer.Option("--face-type", help="How much of the head to keep.")] = FaceTypeOpt.full,
-    size: Annotated[int, typer.Option(help="Aligned face size in pixels.")] = 512,
-    jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality 1-100.")] = 90,
-    max_faces: Annotated[int, typer.Option("--max-faces", help="Keep at most N faces per frame (largest first); 0 = all.")] = 0,
-    min_score: Annotated[float, typer.Option("--min-score", help="Detector confidence threshold.")] = 0.7,
-    debug: Annotated[bool, typer.Option("--debug/--no-debug", help="Write aligned_debug/<frame>.jpg with box, landmarks, hull and crop.")] = False,
-    force: Annotated[bool, typer.Option(help="Delete the aligned faces and extract again.")] = False,
-) -> None:
-    """Detect, landmark and align every face into data_<side>/aligned."""
-    from facelab.stages import extract
-
-    settings = extract.ExtractSettings(face_type=face_type.value, size=size, jpeg_quality=jpeg_quality, max_faces=max_faces, min_score=min_score, debug=debug)
-    _report(extract.run(_ws(), side.value, settings, force=force))
 
 
 @app.command("train")
@@ -159,7 +128,7 @@ def train_cmd(
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     settings = train.TrainSettings(**kwargs)
-    _report(train.run(_ws(), settings, log=lambda s: console.print(s, highlight=False, markup=False)))
+    report(train.run(current_workspace(), settings, log=lambda s: console.print(s, highlight=False, markup=False)))
 
 
 @app.command("merge")
@@ -181,18 +150,7 @@ def merge_cmd(
         kwargs["erode"] = erode
     if blur is not None:
         kwargs["blur"] = blur
-    _report(merge.run(_ws(), model, MergeSettings(**kwargs), device=device, force=force))
-
-
-@app.command("video")
-def video_cmd(
-    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate, e.g. 8M (default: quality-based, CRF 18).")] = None,
-    force: Annotated[bool, typer.Option(help="Write result.mp4 again even if it is up to date.")] = False,
-) -> None:
-    """Write result.mp4 from data_dst/merged with data_dst's frame rate and audio."""
-    from facelab.stages import video
-
-    _report(video.run(_ws(), video.VideoSettings(bitrate=bitrate), force=force))
+    report(merge.run(current_workspace(), model, MergeSettings(**kwargs), device=device, force=force))
 
 
 @app.command("demo")
@@ -203,8 +161,12 @@ def demo_cmd(
     """Run the whole workflow on the sample clips shipped with facelab."""
     from facelab.stages import demo
 
-    result = demo.run(_ws(), minutes=minutes, force=force, report=_report, log=lambda s: console.print(s, highlight=False, markup=False))
+    result = demo.run(current_workspace(), minutes=minutes, force=force, report=report, log=lambda s: console.print(s, highlight=False, markup=False))
     console.print(f"\n[bold green]done:[/bold green] {escape(str(result))}", highlight=False)
+
+
+# the other commands live in their own modules and register themselves on `app`
+from facelab.cli import media_cmds, extract_cmd, sort_cmd, faceset_cmds  # noqa: E402,F401
 
 
 def main() -> None:

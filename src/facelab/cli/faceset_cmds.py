@@ -1,0 +1,3 @@
+"""CLI commands: faceset utilities."""
+
+from __future__ import annotations

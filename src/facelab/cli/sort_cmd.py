@@ -1,0 +1,3 @@
+"""CLI command: sort (face-set sorting)."""
+
+from __future__ import annotations
