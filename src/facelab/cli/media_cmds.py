@@ -1,12 +1,21 @@
-"""CLI commands for video: frames, video (and the video tools)."""
+"""CLI commands for video: frames, video, cut, denoise."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from facelab.cli import FrameFormat, Side, app, current_workspace, report
+
+
+class VideoFormat(str, Enum):
+    mp4 = "mp4"
+    avi = "avi"
+    mp4_lossless = "mp4-lossless"
+    mov_alpha = "mov-alpha"
 
 
 @app.command("frames")
@@ -16,7 +25,7 @@ def frames_cmd(
     format: Annotated[FrameFormat, typer.Option("--format", help="Frame image format.")] = FrameFormat.png,
     force: Annotated[bool, typer.Option(help="Redo frames already extracted.")] = False,
 ) -> None:
-    """Decode data_src.* / data_dst.* into numbered frames."""
+    """Decode data_src.* / data_dst.* into numbered frames (each frame's time is recorded)."""
     from facelab.stages import frames
 
     report(frames.run(current_workspace(), side.value, frames.FramesSettings(fps=fps, format=format.value), force=force))
@@ -24,10 +33,43 @@ def frames_cmd(
 
 @app.command("video")
 def video_cmd(
-    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate, e.g. 8M (default: quality-based, CRF 18).")] = None,
-    force: Annotated[bool, typer.Option(help="Write result.mp4 again even if it is up to date.")] = False,
+    format: Annotated[VideoFormat, typer.Option("--format", help="mp4 (H.264), avi (MPEG-4), mp4-lossless (RGB H.264 qp 0), mov-alpha (QuickTime RLE with the merge mask as alpha).")] = VideoFormat.mp4,
+    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate, e.g. 8M (default: quality-based, CRF 18). Ignored by lossless formats.")] = None,
+    mask_video: Annotated[bool, typer.Option("--mask-video", help="Also write result_mask.<ext> from data_dst/merged_mask.")] = False,
+    force: Annotated[bool, typer.Option(help="Write the result again even if it is up to date.")] = False,
 ) -> None:
-    """Write result.mp4 from data_dst/merged with data_dst's frame rate and audio."""
+    """Write result.<ext> from data_dst/merged with data_dst's frame timing and audio."""
     from facelab.stages import video
 
-    report(video.run(current_workspace(), video.VideoSettings(bitrate=bitrate), force=force))
+    settings = video.VideoSettings(bitrate=bitrate, format=format.value, mask_video=mask_video)
+    report(video.run(current_workspace(), settings, force=force))
+
+
+@app.command("cut")
+def cut_cmd(
+    video: Annotated[Path, typer.Argument(help="Video file to cut (left untouched).")],
+    from_: Annotated[str, typer.Option("--from", help="Start time HH:MM:SS.mmm (or seconds).")],
+    to: Annotated[str, typer.Option("--to", help="End time HH:MM:SS.mmm (or seconds), exclusive.")],
+    audio_track: Annotated[int, typer.Option("--audio-track", help="Audio track to keep, by index among the audio tracks.")] = 0,
+    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (or 800k); default quality-based.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing <name>_cut.<ext>.")] = False,
+) -> None:
+    """Cut VIDEO from --from to --to into <name>_cut.<ext> beside it (frame-exact, re-encoded)."""
+    from facelab.stages import cut
+
+    report(cut.run(video, cut.CutSettings(from_, to, audio_track, bitrate), force=force))
+
+
+@app.command("denoise")
+def denoise_cmd(
+    side: Annotated[Side, typer.Argument(help="dst (only dst frames can be denoised)")],
+    factor: Annotated[int, typer.Option(help="Strength 1-20.", min=1, max=20)] = 5,
+    force: Annotated[bool, typer.Option(help="Denoise again although already done (frames are changed in place).")] = False,
+) -> None:
+    """Denoise the extracted dst frames in place (temporal non-local means); resumable."""
+    from facelab.errors import SettingsError
+    from facelab.stages import denoise
+
+    if side.value != "dst":
+        raise SettingsError("only dst frames can be denoised", "run `facelab denoise dst`")
+    report(denoise.run(current_workspace(), denoise.DenoiseSettings(factor=factor), force=force))

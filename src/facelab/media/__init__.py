@@ -4,6 +4,17 @@ Frames are ``(H, W, 3) uint8`` BGR at this boundary. Decoding streams frame by
 frame; writing goes to a temporary file that is renamed when complete.
 """
 
-from facelab.media.video import VideoInfo, iter_frames, parse_bitrate, probe, read_video_tags, write_video
+from facelab.media.video import (
+    CODECS,
+    Codec,
+    VideoInfo,
+    is_vfr,
+    iter_frames,
+    iter_frames_between,
+    parse_bitrate,
+    probe,
+    read_video_tags,
+    write_video,
+)
 
-__all__ = ["VideoInfo", "probe", "iter_frames", "write_video", "read_video_tags", "parse_bitrate"]
+__all__ = ["CODECS", "Codec", "VideoInfo", "is_vfr", "iter_frames", "iter_frames_between", "parse_bitrate", "probe", "read_video_tags", "write_video"]

@@ -23,36 +23,56 @@ import numpy as np
 from facelab.errors import MediaError
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-_FRAME_SIZE = 1024  # samples per AAC frame
+_MP2_RATES = (48000, 44100, 32000, 24000, 22050, 16000)
+# codec -> (sample rates it takes, samples per frame)
+_CODECS = {"aac": (_AAC_RATES, 1024), "mp2": (_MP2_RATES, 1152)}
 
 
 class AudioTrack:
-    """The first audio stream of ``source``, re-encoded to AAC into the open output ``out``.
+    """Audio stream ``track`` of ``source`` (index among its audio streams), re-encoded to AAC
+    (or MP2 for MPEG-PS) into the open output ``out``; output time 0 is ``start`` seconds after
+    the source's video start.
 
     Call :meth:`advance` with the time written so far (seconds) after each video
     frame, then :meth:`finish` with the video's duration.
     """
 
-    def __init__(self, out: av.container.OutputContainer, source: Path) -> None:
+    def __init__(self, out: av.container.OutputContainer, source: Path, track: int = 0,
+                 start: float | Fraction = 0, codec: str = "aac") -> None:
         self.source = source
+        if codec not in _CODECS:
+            raise MediaError(f"audio codec {codec!r} is not supported", f"use one of {', '.join(_CODECS)}")
         try:
             self._in = av.open(str(source), mode="r")
         except av.FFmpegError as e:
             raise MediaError(f"cannot read audio from {source} ({e.strerror or e})", "check the dst video") from e
-        in_audio = self._in.streams.audio[0]
+        audios = self._in.streams.audio
+        if not 0 <= track < len(audios):
+            self._in.close()
+            raise MediaError(f"{source} has no audio track {track}", f"available: {describe_audio_tracks(source) or 'none'}")
+        in_audio = audios[track]
         video = self._in.streams.video[0] if self._in.streams.video else None
         # Source video start, in seconds: audio before it is cut, a late audio start is kept as a gap.
         self._offset = Fraction(0)
         if video is not None and video.start_time is not None and video.time_base:
             self._offset = video.start_time * Fraction(video.time_base.numerator, video.time_base.denominator)
+        self._offset += Fraction(start)  # output time 0 is `start` seconds into the source video
+        if start > 2:  # skip decoding what is cut anyway (seek lands at or before the target)
+            try:
+                tb = in_audio.time_base
+                target = (self._offset - 1) / Fraction(tb.numerator, tb.denominator)
+                self._in.seek(int(target), stream=in_audio, backward=True)
+            except (av.FFmpegError, TypeError, ZeroDivisionError):
+                self._in.seek(0)
+        allowed, self._frame_size = _CODECS[codec]
         rate = in_audio.codec_context.sample_rate
-        rate = rate if rate in _AAC_RATES else 48000
+        rate = rate if rate in allowed else 48000
         channels = in_audio.codec_context.channels
         self._layout = "mono" if channels == 1 else "stereo"  # more channels are downmixed
         self._rate = rate
-        self.stream = out.add_stream("aac", rate=rate)
+        self.stream = out.add_stream(codec, rate=rate)
         self.stream.layout = self._layout
-        self.stream.bit_rate = 96_000 * (1 if channels == 1 else 2)
+        self.stream.bit_rate = (96_000 if codec == "aac" else 128_000) * (1 if channels == 1 else 2)
         self.stream.codec_context.time_base = Fraction(1, rate)
         self._in_stream = in_audio
         self._limit: Fraction | None = None  # seconds; set by finish()
@@ -101,6 +121,7 @@ class AudioTrack:
         resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=rate)
         buf = np.zeros((1 if self._layout == "mono" else 2, 0), dtype=np.float32)
         cursor: int | None = None  # output sample index of buf[:, 0]
+        skip = 0  # source samples still to drop before output time 0
         tb_in = Fraction(self._in_stream.time_base.numerator, self._in_stream.time_base.denominator)
 
         first_time: list[Fraction] = []  # time of the first decoded frame, seconds
@@ -122,19 +143,21 @@ class AudioTrack:
             if cursor is None:
                 lead = round((first_time[0] - self._offset) * rate)
                 cursor = 0
-                if lead < 0:  # audio starts before the video: cut the lead-in
-                    samples = samples[:, -lead:]
-                elif lead > 0:  # audio starts after the video: lead in with silence, a frame at a time
-                    silence = np.zeros((buf.shape[0], _FRAME_SIZE), np.float32)
-                    for _ in range(lead // _FRAME_SIZE):
+                skip = max(0, -lead)  # audio starts before the video (or the cut): drop the lead-in
+                if lead > 0:  # audio starts after the video: lead in with silence, a frame at a time
+                    silence = np.zeros((buf.shape[0], self._frame_size), np.float32)
+                    for _ in range(lead // self._frame_size):
                         yield from self._encode_chunk(silence, cursor)
-                        cursor += _FRAME_SIZE
-                    samples = np.concatenate([silence[:, : lead % _FRAME_SIZE], samples], axis=1)
+                        cursor += self._frame_size
+                    samples = np.concatenate([silence[:, : lead % self._frame_size], samples], axis=1)
+            if skip:
+                dropped = min(skip, samples.shape[1])
+                samples, skip = samples[:, dropped:], skip - dropped
             buf = np.concatenate([buf, samples], axis=1)
-            while buf.shape[1] >= _FRAME_SIZE:
-                chunk, buf = buf[:, :_FRAME_SIZE], buf[:, _FRAME_SIZE:]
+            while buf.shape[1] >= self._frame_size:
+                chunk, buf = buf[:, :self._frame_size], buf[:, self._frame_size:]
                 yield from self._encode_chunk(chunk, cursor)
-                cursor += _FRAME_SIZE
+                cursor += self._frame_size
                 if self._limit is not None and cursor >= self._limit * rate:
                     buf = buf[:, :0]
                     break
@@ -169,11 +192,35 @@ class AudioTrack:
             raise MediaError(f"{self.source}: reading audio failed ({e.strerror or e})", "re-encode the video's audio") from e
 
 
-def mux_audio(out: av.container.OutputContainer, source: Path) -> AudioTrack | None:
-    """Add the first audio stream of ``source`` to ``out``; ``None`` if it has none."""
+def describe_audio_tracks(source: str | Path) -> str:
+    """``"0: aac 44100 Hz stereo (eng), 1: ..."``: the audio streams of a file, by index among audio streams."""
     try:
-        with av.open(str(source), mode="r") as probe:
-            has_audio = bool(probe.streams.audio)
+        with av.open(str(source), mode="r") as c:
+            parts = []
+            for i, a in enumerate(c.streams.audio):
+                lang = a.metadata.get("language")
+                parts.append(f"{i}: {a.codec_context.name} {a.codec_context.sample_rate} Hz "
+                             f"{a.codec_context.channels} ch" + (f" ({lang})" if lang else ""))
+            return ", ".join(parts)
     except av.FFmpegError as e:
-        raise MediaError(f"cannot read audio from {source} ({e.strerror or e})", "check the dst video") from e
-    return AudioTrack(out, source) if has_audio else None
+        raise MediaError(f"cannot read audio from {source} ({e.strerror or e})", "check the video") from e
+
+
+def count_audio_tracks(source: str | Path) -> int:
+    """How many audio streams ``source`` has."""
+    try:
+        with av.open(str(source), mode="r") as c:
+            return len(c.streams.audio)
+    except av.FFmpegError as e:
+        raise MediaError(f"cannot read audio from {source} ({e.strerror or e})", "check the video") from e
+
+
+def mux_audio(out: av.container.OutputContainer, source: Path, track: int = 0,
+              start: float | Fraction = 0, codec: str = "aac") -> AudioTrack | None:
+    """Add audio stream ``track`` (index among audio streams) of ``source`` to ``out``, re-encoded to
+    ``codec`` (``"aac"`` or ``"mp2"``), with output time 0 at ``start`` seconds into the source video;
+    ``None`` if the source has no audio. Raises MediaError if it has audio but not that track."""
+    n = count_audio_tracks(source)
+    if n == 0:
+        return None
+    return AudioTrack(out, source, track=track, start=start, codec=codec)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd
 from pathlib import Path
 
 import av
@@ -21,12 +22,44 @@ from facelab.errors import MediaError, SettingsError
 from facelab.media.audio import mux_audio
 from facelab.media.mp4tags import set_mp4_tag
 
-__all__ = ["VideoInfo", "probe", "iter_frames", "write_video", "read_video_tags", "parse_bitrate"]
+__all__ = ["CODECS", "Codec", "VideoInfo", "is_vfr", "iter_frames", "parse_bitrate", "probe", "read_video_tags", "write_video"]
 
 _NOT_VIDEO_HINT = "check that the file is a complete video (mp4, mkv, avi, mov, mpg, ...) and plays in a media player"
 
-# Output container format by file suffix (the codec is always H.264).
-_OUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# Output container format by file suffix.
+_OUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".mpg": "mpeg", ".mpeg": "mpeg"}
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A video encoder setting: ``encoder`` name, the pixel format fed to it, whether it is
+    lossless (no CRF/bitrate), whether frames carry alpha (``(H, W, 4)`` BGRA input),
+    the containers it may go in, and whether it needs a constant frame rate."""
+
+    encoder: str
+    pix_fmt: str
+    lossless: bool = False
+    alpha: bool = False
+    containers: tuple[str, ...] = ("mp4", "mov", "matroska")
+    cfr_only: bool = False
+
+
+CODECS = {
+    "h264": Codec("libx264", "yuv420p"),
+    # RGB H.264 at qp 0: decodes to exactly the input pixels.
+    "h264-lossless": Codec("libx264rgb", "bgr24", lossless=True, containers=("mp4", "mov", "matroska", "avi")),
+    "mpeg4": Codec("mpeg4", "yuv420p", containers=("avi", "mp4", "mov", "matroska")),
+    "mpeg1": Codec("mpeg1video", "yuv420p", containers=("mpeg",), cfr_only=True),
+    # QuickTime Animation (RLE): lossless RGB, or ARGB with alpha.
+    "qtrle": Codec("qtrle", "rgb24", lossless=True, containers=("mov",)),
+    "qtrle-alpha": Codec("qtrle", "argb", lossless=True, alpha=True, containers=("mov",)),
+}
+# Default codec and audio codec per container.
+_DEFAULT_CODEC = {"mp4": "h264", "mov": "h264", "matroska": "h264", "avi": "mpeg4", "mpeg": "mpeg1"}
+_AUDIO_CODEC = {"mp4": "aac", "mov": "aac", "matroska": "aac", "avi": "aac", "mpeg": "mp2"}
+# Frame rates MPEG-1 video can signal.
+_MPEG1_RATES = (Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30), Fraction(50),
+                Fraction(60000, 1001), Fraction(60))
 
 
 @dataclass(frozen=True)
@@ -120,14 +153,25 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
     return VideoInfo(path, width, height, fps, count, duration, audio is not None, audio_codec, audio_rate, video_codec)
 
 
-def _decode(path: Path) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
-    """Yield ``(index, time, av frame)`` of every decoded frame; errors become MediaError."""
+def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
+    """Yield ``(index, time, av frame)`` of every decoded frame; errors become MediaError.
+
+    With ``seek_to`` > 0 decoding starts at a key frame at or before that time (seconds)
+    and ``index`` is ``-1`` (unknown) for every frame; times stay exact.
+    """
     with _open(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         fps = _stream_fps(stream)
         start = stream.start_time or 0
         tb = Fraction(stream.time_base.numerator, stream.time_base.denominator) if stream.time_base else None
+        seeked = False
+        if seek_to > 1 and tb is not None:
+            try:
+                container.seek(int(Fraction(seek_to - 1).limit_denominator(1000) / tb) + start, stream=stream, backward=True)
+                seeked = True
+            except av.FFmpegError:
+                container.seek(0)
         frames = container.decode(stream)
         index = 0
         while True:
@@ -142,10 +186,42 @@ def _decode(path: Path) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
                 ) from e
             if frame.pts is not None and tb is not None:
                 t = (frame.pts - start) * tb
+            elif seeked:
+                raise MediaError(f"{path}: frames have no timestamps after seeking", "re-encode the video (e.g. to mp4)")
             else:
                 t = index / fps
-            yield index, t, frame
+            if seeked and index == 0 and t > seek_to:  # the seek overshot: decode from the start instead
+                yield from _decode(path)
+                return
+            yield (-1 if seeked else index), t, frame
             index += 1
+
+
+def iter_frames_between(path: str | Path, start: float, end: float) -> Iterator[tuple[float, np.ndarray]]:
+    """Decode the frames whose time ``t`` (seconds from the stream start) has ``start <= t < end``.
+
+    Times are compared to the microsecond. Seeks near ``start`` first, so cutting late in a long video does not decode all of it.
+
+    Yields:
+        ``(t, image)`` with ``image`` ``(H, W, 3) uint8`` BGR.
+    """
+    path = _check_file(path)
+    eps = 1e-6  # times are compared to the microsecond, so 2.6 includes a frame at 13/5 s
+    for _, t, frame in _decode(path, seek_to=float(start)):
+        if t >= end - eps:
+            return
+        if t >= start - eps:
+            yield float(t), _to_bgr(frame)
+
+
+def is_vfr(timestamps: list[float], fps: Fraction | float, tolerance: float = 0.25) -> bool:
+    """Whether frame times stray from the regular grid ``t0 + i / fps`` by more than
+    ``tolerance`` of a frame interval (i.e. the video has a variable frame rate)."""
+    if len(timestamps) < 2:
+        return False
+    t = np.asarray(timestamps, dtype=np.float64)
+    grid = t[0] + np.arange(len(t)) / float(fps)
+    return bool(np.max(np.abs(t - grid)) > tolerance / float(fps))
 
 
 def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
@@ -235,23 +311,40 @@ def write_video(
     tags: dict[str, str] | None = None,
     bitrate: str | None = None,
     crf: int = 18,
+    *,
+    codec: str | None = None,
+    timestamps: Sequence[float | Fraction] | None = None,
+    audio_track: int = 0,
+    audio_start: float | Fraction = 0,
 ) -> int:
-    """Encode frames to an H.264 (yuv420p) video, with the audio of another file.
+    """Encode frames to a video file, with the audio of another file.
 
     Args:
-        frames: ``(H, W, 3) uint8`` BGR images, all the same size; consumed one
-            at a time. Odd sizes are padded to even by repeating the last row/column.
-        out_path: ``.mp4`` (also ``.m4v``, ``.mov``, ``.mkv``).
-        fps: frame rate; frame ``i`` is stamped at exactly ``i / fps``.
-        audio_from: a file whose first audio track is copied (AAC) or re-encoded
-            to AAC, kept in sync with the frames and cut at the video's end.
-            Nothing happens if it has no audio.
-        tags: container metadata (custom keys included, for MP4/MOV).
-        bitrate: target bitrate such as ``"8M"``; if ``None`` quality is set by ``crf``.
+        frames: ``(H, W, 3) uint8`` BGR images (``(H, W, 4)`` BGRA for an alpha
+            codec), all the same size; consumed one at a time. Odd sizes are
+            padded to even by repeating the last row/column (not for lossless codecs).
+        out_path: ``.mp4``/``.m4v``, ``.mov``, ``.mkv``, ``.avi`` or ``.mpg``.
+        fps: frame rate; without ``timestamps`` frame ``i`` is stamped at exactly ``i / fps``.
+        audio_from: a file whose audio track ``audio_track`` (index among its audio
+            streams) is re-encoded (AAC; MP2 in ``.mpg``), kept in sync with the frames
+            and cut at the video's end. Nothing happens if it has no audio.
+        tags: container metadata (custom keys included, for MP4/MOV; AVI keeps only
+            its standard keys such as ``comment``).
+        bitrate: target bitrate such as ``"8M"``; if ``None`` quality is set by ``crf``
+            (MPEG-4/MPEG-1: a fixed quantiser). Ignored by lossless codecs.
         crf: x264 constant rate factor, 0 (lossless) to 51; 18 is visually lossless.
+        codec: a key of :data:`CODECS` (default: H.264, MPEG-4 part 2 in AVI, MPEG-1 in MPG).
+        timestamps: one time in seconds per frame (variable frame rate), increasing;
+            ``timestamps[0]`` becomes time 0. ``None``: the regular ``i / fps`` grid.
+        audio_track: which audio stream of ``audio_from``.
+        audio_start: seconds into ``audio_from``'s video that become time 0 (for cuts).
 
     Returns:
         The number of frames written.
+
+    Raises:
+        MediaError: unsupported extension/codec pair, bad frames, a missing audio track, encoder failure.
+        SettingsError: bad fps, crf or bitrate.
 
     The file is written under a temporary name beside ``out_path`` and renamed
     when complete, so a killed run never leaves a half file under the real name.
@@ -260,13 +353,25 @@ def write_video(
     fmt = _OUT_FORMATS.get(out_path.suffix.lower())
     if fmt is None:
         raise MediaError(f"cannot write {out_path.name}: unsupported extension", f"use one of {', '.join(_OUT_FORMATS)}")
+    codec = codec or _DEFAULT_CODEC[fmt]
+    if codec not in CODECS:
+        raise SettingsError(f"unknown video codec {codec!r}", f"use one of {', '.join(CODECS)}")
+    spec = CODECS[codec]
+    if fmt not in spec.containers:
+        raise MediaError(f"codec {codec} cannot go in {out_path.suffix} files", f"use {', '.join(spec.containers)}")
     rate = Fraction(fps).limit_denominator(1_000_000) if not isinstance(fps, Fraction) else fps
     if not rate > 0:
         raise SettingsError(f"fps must be positive, got {fps!r}", "use the frame rate of the destination video")
+    if spec.cfr_only:
+        if timestamps is not None:
+            raise MediaError(f"{out_path.suffix} ({spec.encoder}) cannot store a variable frame rate", "write .mp4 or .mkv instead")
+        if rate not in _MPEG1_RATES:
+            raise MediaError(f"{spec.encoder} cannot store {float(rate):g} fps", "write .mp4 or .mkv instead")
     if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
         raise SettingsError(f"crf must be an integer 0-51, got {crf!r}", "18 is visually lossless; higher is smaller")
     bit_rate = parse_bitrate(bitrate) if bitrate is not None else None
     audio_path = _check_file(audio_from) if audio_from is not None else None
+    time_base, pts = _time_base(rate, timestamps, spec)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")
@@ -280,25 +385,27 @@ def write_video(
             stream = None
             shape = None
             for image in frames:
-                image = _check_frame(image, count, shape)
+                image = _check_frame(image, count, shape, 4 if spec.alpha else 3)
                 if stream is None:
                     shape = image.shape
-                    stream = _add_h264_stream(out, rate, image.shape, bit_rate, crf)
-                    audio = mux_audio(out, audio_path) if audio_path is not None else None
-                frame = av.VideoFrame.from_ndarray(_pad_even(image), format="bgr24").reformat(format="yuv420p")
-                frame.pts = count
-                frame.time_base = stream.codec_context.time_base
+                    stream = _add_stream(out, spec, rate, time_base, image.shape, bit_rate, crf)
+                    audio = mux_audio(out, audio_path, audio_track, audio_start, _AUDIO_CODEC[fmt]) if audio_path is not None else None
+                if pts is not None and count >= len(pts):
+                    raise MediaError(f"more frames than timestamps ({len(pts)}) for {out_path.name}", "give one timestamp per frame")
+                frame = _to_av_frame(image, spec)
+                frame.pts = pts[count] if pts is not None else count
+                frame.time_base = time_base
                 for packet in stream.encode(frame):
                     out.mux(packet)
                 count += 1
                 if audio is not None:
-                    audio.advance(out, count / rate)
+                    audio.advance(out, _end_time(count, rate, pts, time_base))
             if stream is None:
                 raise MediaError(f"no frames to write to {out_path}", "the frame folder is empty")
             for packet in stream.encode(None):
                 out.mux(packet)
             if audio is not None:
-                audio.finish(out, count / rate)
+                audio.finish(out, _end_time(count, rate, pts, time_base))
         if fmt in ("mp4", "mov") and tags and "encoder" in tags:
             set_mp4_tag(tmp, "encoder", str(tags["encoder"]))  # libavformat overwrote it
         os.replace(tmp, out_path)
@@ -311,10 +418,55 @@ def write_video(
     return count
 
 
-def _check_frame(image: np.ndarray, index: int, shape: tuple[int, ...] | None) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+def _time_base(rate: Fraction, timestamps, spec: Codec) -> tuple[Fraction, list[int] | None]:
+    """Encoder time base and integer pts per frame (``None``: pts = frame index, time base 1/rate)."""
+    if timestamps is None:
+        return 1 / rate, None
+    ts = [Fraction(t).limit_denominator(1_000_000) for t in timestamps]
+    if not ts:
+        raise MediaError("no timestamps given", "give one timestamp per frame")
+    t0 = ts[0]
+    ts = [t - t0 for t in ts]
+    if any(b <= a for a, b in zip(ts, ts[1:])):
+        raise MediaError("frame timestamps must increase", "check the frames record (frames.json)")
+    den = 1
+    for t in ts:
+        den = den * t.denominator // gcd(den, t.denominator)
+        if den > 90_000:
+            den = 90_000  # finer than any container needs: round to 1/90000 s
+            break
+    if spec.encoder == "mpeg4" and den > 65_535:
+        den = 30_000
+    tb = Fraction(1, den)
+    pts = [round(t / tb) for t in ts]
+    for i in range(1, len(pts)):  # rounding must keep them strictly increasing
+        pts[i] = max(pts[i], pts[i - 1] + 1)
+    return tb, pts
+
+
+def _end_time(count: int, rate: Fraction, pts: list[int] | None, time_base: Fraction) -> Fraction:
+    """End of the ``count`` frames written so far, seconds (the next frame's start)."""
+    if pts is None:
+        return count / rate
+    if count < len(pts):
+        return pts[count] * time_base
+    return pts[-1] * time_base + 1 / rate
+
+
+def _to_av_frame(image: np.ndarray, spec: Codec) -> av.VideoFrame:
+    if spec.alpha:
+        return av.VideoFrame.from_ndarray(image, format="bgra").reformat(format=spec.pix_fmt)
+    if spec.lossless:
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        return frame if spec.pix_fmt == "bgr24" else frame.reformat(format=spec.pix_fmt)
+    return av.VideoFrame.from_ndarray(_pad_even(image), format="bgr24").reformat(format=spec.pix_fmt)
+
+
+def _check_frame(image: np.ndarray, index: int, shape: tuple[int, ...] | None, channels: int = 3) -> np.ndarray:
+    kind = "BGR" if channels == 3 else "BGRA"
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != channels or image.dtype != np.uint8:
         got = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise MediaError(f"frame {index}: expected (H, W, 3) uint8 BGR, got {got}")
+        raise MediaError(f"frame {index}: expected (H, W, {channels}) uint8 {kind}, got {got}")
     if shape is not None and image.shape != shape:
         raise MediaError(
             f"frame {index} is {image.shape[1]}x{image.shape[0]}, the first frame was {shape[1]}x{shape[0]}",
@@ -323,16 +475,24 @@ def _check_frame(image: np.ndarray, index: int, shape: tuple[int, ...] | None) -
     return np.ascontiguousarray(image)
 
 
-def _add_h264_stream(out, rate: Fraction, shape: tuple[int, ...], bit_rate: int | None, crf: int):
-    stream = out.add_stream("libx264", rate=rate)
-    stream.width = shape[1] + shape[1] % 2
-    stream.height = shape[0] + shape[0] % 2
-    stream.pix_fmt = "yuv420p"
-    stream.codec_context.time_base = 1 / rate
-    opts = {"preset": "fast"}
-    if bit_rate is not None:
-        stream.bit_rate = bit_rate
-    else:
-        opts["crf"] = str(crf)
+def _add_stream(out, spec: Codec, rate: Fraction, time_base: Fraction, shape: tuple[int, ...], bit_rate: int | None, crf: int):
+    stream = out.add_stream(spec.encoder, rate=rate)
+    pad = 0 if spec.lossless else 1  # 4:2:0 needs even sizes
+    stream.width = shape[1] + (shape[1] % 2) * pad
+    stream.height = shape[0] + (shape[0] % 2) * pad
+    stream.pix_fmt = spec.pix_fmt
+    stream.codec_context.time_base = time_base
+    opts: dict[str, str] = {}
+    if spec.encoder in ("libx264", "libx264rgb"):
+        opts["preset"] = "fast"
+        if spec.lossless:
+            opts["qp"] = "0"
+        elif bit_rate is not None:
+            stream.bit_rate = bit_rate
+        else:
+            opts["crf"] = str(crf)
+    elif not spec.lossless:  # mpeg4 / mpeg1video: bitrate-driven; default ~0.4 bit per pixel
+        stream.bit_rate = bit_rate if bit_rate is not None else int(max(500_000, 0.4 * shape[0] * shape[1] * float(rate)))
+        stream.codec_context.qmin = 2
     stream.options = opts
     return stream

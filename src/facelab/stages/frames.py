@@ -2,7 +2,11 @@
 
 The record ``data_<side>/.facelab/frames.json`` says which video (name, size,
 mtime) and settings the frames came from, their timing (fps as ``"num/den"``,
-count, size) and whether extraction completed. Re-running skips a completed
+count, size, ``timestamps``: each kept frame's time in seconds from the video
+stream's start, and ``vfr``: whether those stray from the regular ``i / fps``
+grid, i.e. the source has a variable frame rate) and whether extraction
+completed. The `video` step stamps result frames with these times for VFR
+sources. Re-running skips a completed
 extraction, resumes an interrupted one (frames already on disk are kept) and
 refuses to mix frames of another video or settings unless ``force``.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from facelab.errors import MediaError, SettingsError, WorkspaceError
 from facelab.fileio import atomic_write_json, write_image
-from facelab.media import iter_frames, probe
+from facelab.media import is_vfr, iter_frames, probe
 from facelab.progress import track
 from facelab.stages import Summary
 from facelab.workspace import FRAME_EXTENSIONS, Workspace, check_side
@@ -102,6 +106,20 @@ def frame_timing(ws: Workspace, side: str) -> tuple[Fraction, int]:
     return info.fps, info.frame_count
 
 
+def frame_timestamps(ws: Workspace, side: str) -> list[float] | None:
+    """Times (seconds from the stream start) of a side's extracted frames, in frame order,
+    if a completed ``frames.json`` records them and says the source has a variable frame
+    rate; ``None`` for constant-rate sources (use :func:`frame_timing`) or older records."""
+    check_side(side)
+    record = read_record(ws, side)
+    if not record or not record.get("completed") or not record.get("vfr"):
+        return None
+    ts = record.get("timestamps")
+    if not isinstance(ts, list) or len(ts) != record.get("frame_count"):
+        return None
+    return [float(t) for t in ts]
+
+
 def run(
     ws: Workspace,
     side: str,
@@ -135,6 +153,7 @@ def run(
     same = record is not None and all(record.get(k) == v for k, v in ident.items())
     if force:
         _delete_frames(folder)
+        (ws.state_dir(side) / "denoise.json").unlink(missing_ok=True)  # fresh frames are not denoised
         record, existing, same = None, [], False
     elif existing and not same:
         raise WorkspaceError(
@@ -161,12 +180,14 @@ def run(
         stray.unlink(missing_ok=True)
     names = {p.name for p in ws.frame_paths(side)}
     written = kept = 0
+    times: list[float] = []
     # PNG/JPEG encoding (OpenCV, GIL released) is the bottleneck, not decoding: encode on
     # a few threads, with a bounded number of frames in flight so memory stays flat.
     workers = max(1, min(8, os.cpu_count() or 1))
     in_flight: deque[Future] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="frames") as pool:
-        for number, (_, _, image) in enumerate(track(iter_frames(video, fps), estimate, f"frames {side}"), start=1):
+        for number, (_, t, image) in enumerate(track(iter_frames(video, fps), estimate, f"frames {side}"), start=1):
+            times.append(round(t, 6))
             name = _frame_name(number, width, settings.format)
             if name in names:
                 kept += 1
@@ -182,7 +203,11 @@ def run(
         raise MediaError(f"{video} has no decodable frames", "check that the video plays; re-encode it if needed")
     if info.frame_count and fps is None and count < info.frame_count:
         summary.warnings.append(f"decoded {count} frames, the container says {info.frame_count}: the video may be truncated")
-    atomic_write_json(_record_path(ws, side), {**base, "frame_count": count, "completed": True})
+    vfr = fps is None and is_vfr(times, info.fps)
+    if vfr:
+        summary.warnings.append(f"variable frame rate (average {float(info.fps):.3f} fps): the result keeps each frame's time")
+    atomic_write_json(_record_path(ws, side), {**base, "frame_count": count, "completed": True,
+                                               "timestamps": times, "vfr": vfr})
 
     summary.counts.update(frames=count, written=written, resumed=kept)
     summary.outputs.append(str(folder))

@@ -1,47 +1,77 @@
-"""Step `video`: merged frames -> ``result.mp4`` with the dst video's timing and audio (SPEC section 2).
+"""Step `video`: merged frames -> ``result.<ext>`` with the dst video's timing and audio (SPEC section 2).
 
 Frames are read one at a time from ``data_dst/merged`` in name order; the frame
 rate comes from ``data_dst/.facelab/frames.json`` (so the result has the dst
-video's frame count and rate) and the audio from ``data_dst.<ext>``. The file
-carries the synthetic-media container tags.
+video's frame count and rate; for a variable-frame-rate dst each frame keeps
+its recorded time) and the audio from ``data_dst.<ext>``. The file carries the
+synthetic-media container tags.
+
+Formats (``VideoSettings.format``):
+
+- ``mp4``: H.264 4:2:0 (CRF or bitrate) + AAC, ``result.mp4``.
+- ``avi``: MPEG-4 part 2 + AAC, ``result.avi`` (AVI keeps only standard tags: ``comment``).
+- ``mp4-lossless``: RGB H.264 at qp 0 (libx264rgb) + AAC, ``result.mp4``; decodes to
+  exactly the merged PNGs.
+- ``mov-alpha``: QuickTime Animation (qtrle) ARGB + AAC, ``result.mov``; RGB is the merged
+  frame, alpha is ``data_dst/merged_mask/<frame>.png``; both lossless.
+
+``mask_video`` also writes ``result_mask.<ext>``: the merged masks as a grey video in
+the same format (for mov-alpha: qtrle RGB, lossless), without audio.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from facelab.errors import SettingsError, WorkspaceError
+from facelab.errors import MediaError, SettingsError, WorkspaceError
 from facelab.fileio import atomic_write_json, read_image
 from facelab.media import parse_bitrate, write_video
 from facelab.progress import track
 from facelab.provenance.labels import VIDEO_TAGS
 from facelab.stages import Summary
-from facelab.stages.frames import frame_timing
+from facelab.stages.frames import frame_timestamps, frame_timing
 from facelab.workspace import Workspace
+
+# format -> (extension, codec of the result, codec of the mask video)
+FORMATS = {
+    "mp4": ("mp4", "h264", "h264"),
+    "avi": ("avi", "mpeg4", "mpeg4"),
+    "mp4-lossless": ("mp4", "h264-lossless", "h264-lossless"),
+    "mov-alpha": ("mov", "qtrle-alpha", "qtrle"),
+}
 
 
 @dataclass(frozen=True)
 class VideoSettings:
     """Settings of the `video` step.
 
+    - ``format``: ``mp4``, ``avi``, ``mp4-lossless`` or ``mov-alpha`` (see the module doc).
     - ``bitrate``: target video bitrate such as ``"8M"`` or ``"800k"``; unset
-      means constant quality set by ``crf``.
+      means constant quality set by ``crf``. Lossless formats ignore it.
     - ``crf``: x264 constant rate factor 0-51 (0 lossless, 18 visually lossless).
+    - ``mask_video``: also write ``result_mask.<ext>`` from ``data_dst/merged_mask``.
     """
 
     bitrate: str | None = None
     crf: int = 18
+    format: str = "mp4"
+    mask_video: bool = False
 
     def __post_init__(self) -> None:
         if self.bitrate is not None:
             parse_bitrate(self.bitrate)  # raises SettingsError naming the value
         if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
             raise SettingsError(f"video.crf must be an integer 0-51, got {self.crf!r}", "18 is visually lossless; higher is smaller")
+        if self.format not in FORMATS:
+            raise SettingsError(f"video.format must be one of {', '.join(FORMATS)}, got {self.format!r}",
+                                "mp4 for sharing, mp4-lossless for exact frames, mov-alpha for compositing")
 
 
 def merged_frames(ws: Workspace) -> list[Path]:
@@ -56,20 +86,78 @@ def _read_all(paths: list[Path]) -> Iterator[np.ndarray]:
         yield read_image(p)
 
 
+def _read_mask(ws: Workspace, frame: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """``(H, W) uint8`` mask of a merged frame from ``merged_mask/<stem>.png``."""
+    path = ws.merged_mask_dir / f"{frame.stem}.png"
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    if mask is None:
+        raise WorkspaceError(f"{path} is missing or unreadable", "run `facelab merge --force` to write the masks again")
+    if mask.shape != shape[:2]:
+        raise MediaError(f"{path} is {mask.shape[1]}x{mask.shape[0]}, its frame is {shape[1]}x{shape[0]}",
+                         "run `facelab merge --force`")
+    return mask
+
+
+def _with_alpha(ws: Workspace, paths: list[Path]) -> Iterator[np.ndarray]:
+    for p in paths:
+        image = read_image(p)
+        yield np.dstack([image, _read_mask(ws, p, image.shape)])
+
+
+def _masks(ws: Workspace, paths: list[Path]) -> Iterator[np.ndarray]:
+    for p in paths:
+        yield cv2.cvtColor(_read_mask_any(ws, p), cv2.COLOR_GRAY2BGR)
+
+
+def _read_mask_any(ws: Workspace, frame: Path) -> np.ndarray:
+    path = ws.merged_mask_dir / f"{frame.stem}.png"
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    if mask is None:
+        raise WorkspaceError(f"{path} is missing or unreadable", "run `facelab merge --force` to write the masks again")
+    return mask
+
+
+def _timestamps_for(ws: Workspace, frames: list[Path], summary: Summary) -> list[float] | None:
+    """Recorded times of the merged frames (matched by frame number) for a VFR dst, else ``None``."""
+    ts = frame_timestamps(ws, "dst")
+    if ts is None:
+        return None
+    try:
+        numbers = [int(p.stem) for p in frames]
+    except ValueError:
+        numbers = []
+    if numbers and all(1 <= n <= len(ts) for n in numbers):
+        return [ts[n - 1] for n in numbers]
+    summary.warnings.append("merged frame names do not match the dst frames: variable frame timing dropped, using the average fps")
+    return None
+
+
 def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = False) -> Summary:
-    """Encode ``data_dst/merged/*.png`` into ``result.mp4``."""
+    """Encode ``data_dst/merged/*.png`` into ``result.<ext>`` (and ``result_mask.<ext>``)."""
     t0 = time.perf_counter()
     ws.require_exists()
     summary = Summary(step="video")
     frames = merged_frames(ws)
     if not frames:
         raise WorkspaceError(f"{ws.merged_dir} has no merged frames", "run `facelab merge` first")
-    out = ws.result_path("mp4")
+    ext, codec, mask_codec = FORMATS[settings.format]
+    out = ws.result_path(ext)
+    mask_out = out.with_name(f"{out.stem}_mask.{ext}")
     summary.outputs.append(str(out))
+    if settings.mask_video:
+        summary.outputs.append(str(mask_out))
+    record_path = ws.state_dir("dst") / "video.json"
 
-    if not force and out.is_file():
+    outputs = [out] + ([mask_out] if settings.mask_video else [])
+    if not force and all(p.is_file() for p in outputs):
         newest = max(p.stat().st_mtime for p in frames)
-        if out.stat().st_mtime > newest:
+        try:
+            recorded = json.loads(record_path.read_text("utf-8")).get("settings")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        legacy = recorded is not None and settings.format == "mp4" and not settings.mask_video and "format" not in recorded
+        same = recorded == asdict(settings) or legacy
+        if same and all(p.stat().st_mtime > newest for p in outputs):
             summary.counts.update({"frames": len(frames), "skipped (up to date, --force redoes)": len(frames)})
             summary.seconds = time.perf_counter() - t0
             return summary
@@ -77,27 +165,37 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
     fps, dst_count = frame_timing(ws, "dst")
     if len(frames) != dst_count:
         summary.warnings.append(f"{len(frames)} merged frames but the dst video has {dst_count}: the result's length differs")
+    timestamps = _timestamps_for(ws, frames, summary)
     try:
         audio_from = ws.find_video("dst")
     except WorkspaceError:
         audio_from = None
         summary.warnings.append("no data_dst video: the result has no audio")
 
+    source = _with_alpha(ws, frames) if settings.format == "mov-alpha" else _read_all(frames)
     written = write_video(
-        track(_read_all(frames), len(frames), "video"),
+        track(source, len(frames), "video"),
         out,
         fps,
         audio_from=audio_from,
         tags=VIDEO_TAGS,
         bitrate=settings.bitrate,
         crf=settings.crf,
+        codec=codec,
+        timestamps=timestamps,
     )
+    if settings.mask_video:
+        write_video(track(_masks(ws, frames), len(frames), "mask video"), mask_out, fps, tags=VIDEO_TAGS,
+                    bitrate=settings.bitrate, crf=settings.crf, codec=mask_codec, timestamps=timestamps)
     ws.state_dir("dst").mkdir(parents=True, exist_ok=True)
     atomic_write_json(
-        ws.state_dir("dst") / "video.json",
+        record_path,
         {"settings": asdict(settings), "fps": f"{fps.numerator}/{fps.denominator}", "frames": written,
-         "audio_from": audio_from.name if audio_from else None, "output": out.name},
+         "vfr": timestamps is not None, "audio_from": audio_from.name if audio_from else None,
+         "output": out.name, "mask_output": mask_out.name if settings.mask_video else None},
     )
     summary.counts.update(frames=written, fps=float(fps))
+    if timestamps is not None:
+        summary.counts["variable-rate frames"] = written
     summary.seconds = time.perf_counter() - t0
     return summary

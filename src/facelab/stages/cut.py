@@ -1,0 +1,138 @@
+"""Tool `cut`: a frame-exact excerpt of a video, ``<name>_cut.<ext>`` beside it (SPEC section 2).
+
+Video is re-encoded (so the cut starts exactly at the first frame at or after
+``--from``, whatever the key frames), keeping each frame's own time (variable
+frame rates survive); one chosen audio track is re-encoded in sync (AAC; MP2 in
+``.mpg``). The original is only read; the output is written under a temporary
+name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facelab.errors import MediaError, SettingsError
+from facelab.media import is_vfr, iter_frames_between, probe, write_video
+from facelab.media.audio import count_audio_tracks, describe_audio_tracks
+from facelab.stages import Summary
+
+_TIME = re.compile(r"\s*(?:(?:(\d+):)?(\d{1,2}):)?(\d+(?:\.\d*)?)\s*")
+
+
+def parse_time(text: str | float | int) -> float:
+    """``"HH:MM:SS.mmm"``, ``"MM:SS.mmm"`` or ``"SS.mmm"`` (or a number) -> seconds.
+
+    Raises:
+        SettingsError: not a time of that form, or minutes/seconds of 60 or more in a ``:`` form.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise SettingsError(f"time {text!r} is negative", "times count from the start of the video, e.g. 00:00:01.500")
+        return float(text)
+    m = _TIME.fullmatch(str(text))
+    if not m:
+        raise SettingsError(f"time {text!r} is not understood", "write HH:MM:SS.mmm, e.g. 00:01:02.500 (or seconds, e.g. 62.5)")
+    hours, minutes, seconds = int(m.group(1) or 0), int(m.group(2) or 0), float(m.group(3))
+    if m.group(2) is not None and (minutes >= 60 or seconds >= 60):
+        raise SettingsError(f"time {text!r} has minutes or seconds of 60 or more", "write HH:MM:SS.mmm with MM and SS below 60")
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def bitrate_arg(value: str | float | None) -> str | None:
+    """DeepFaceLab-style bitrate in megabits per second (``25`` -> ``"25M"``); strings with a
+    ``k``/``M`` suffix pass through; ``None`` keeps quality-based encoding."""
+    if value is None:
+        return None
+    try:
+        mb = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not 0.01 <= mb <= 1000:
+        raise SettingsError(f"bitrate {value!r} MB/s is out of range", "use 0.01-1000 (megabits per second), e.g. 8")
+    return f"{mb:g}M"
+
+
+@dataclass(frozen=True)
+class CutSettings:
+    """``start``/``end``: seconds (or ``HH:MM:SS.mmm`` strings); ``audio_track``: index among the
+    audio streams; ``bitrate``: MB/s (or e.g. ``"800k"``), ``None`` for quality-based (CRF 18)."""
+
+    start: float | str
+    end: float | str
+    audio_track: int = 0
+    bitrate: float | str | None = None
+
+
+def output_path(video: Path) -> Path:
+    return video.with_name(f"{video.stem}_cut{video.suffix}")
+
+
+def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summary:
+    """Write ``<name>_cut.<ext>`` with the frames whose time is in ``[start, end)``.
+
+    Raises:
+        SettingsError: bad times (unparseable, start >= end, start beyond the video), bad bitrate,
+            or an audio track index out of range (the message lists the tracks).
+        MediaError: unreadable video.
+    """
+    t0 = time.perf_counter()
+    video = Path(video)
+    start, end = parse_time(settings.start), parse_time(settings.end)
+    if end <= start:
+        raise SettingsError(f"--to ({end:g} s) must be after --from ({start:g} s)", "give a later --to time")
+    bitrate = bitrate_arg(settings.bitrate)
+    info = probe(video, count_frames=False)
+    if start >= info.duration:
+        raise SettingsError(f"--from ({start:g} s) is at or past the end of {video.name} ({info.duration:.3f} s)",
+                            "give a start time inside the video")
+    summary = Summary(step="cut")
+    if end > info.duration + 1 / float(info.fps):
+        summary.warnings.append(f"--to ({end:g} s) is past the end ({info.duration:.3f} s): cut to the end")
+    n_audio = count_audio_tracks(video)
+    track = settings.audio_track
+    if isinstance(track, bool) or not isinstance(track, int) or (n_audio and not 0 <= track < n_audio) or (not n_audio and track != 0):
+        listed = describe_audio_tracks(video) or "none"
+        raise SettingsError(f"{video.name} has no audio track {track!r} (audio tracks: {listed})", "pick an index from that list")
+    out = output_path(video)
+    summary.outputs.append(str(out))
+    if out.exists() and not force:
+        raise MediaError(f"{out} already exists", "delete it or pass --force to overwrite it")
+
+    def frames():
+        for _, image in iter_frames_between(video, start, end):
+            yield image
+
+    # A first pass (decode only, no pixel conversion) gets the frame times the encoder's time base
+    # needs up front; variable-frame-rate sources keep their own times.
+    all_times = [t for t, _ in _times_only(video, start, end)]
+    if not all_times:
+        raise SettingsError(f"no frame of {video.name} lies between {start:g} s and {end:g} s", "widen the range")
+    vfr = is_vfr(all_times, info.fps)
+    written = write_video(
+        frames(), out, info.fps,
+        audio_from=video if n_audio else None,
+        bitrate=bitrate,
+        timestamps=all_times if vfr else None,
+        audio_track=track,
+        audio_start=all_times[0],
+    )
+    summary.counts.update(frames=written, seconds=round(all_times[-1] - all_times[0] + 1 / float(info.fps), 3),
+                          audio_track=track if n_audio else "none")
+    if vfr:
+        summary.counts["variable-rate frames"] = written
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _times_only(video: Path, start: float, end: float):
+    """``(t, None)`` of the frames in ``[start, end)`` without converting pixels."""
+    from facelab.media.video import _check_file, _decode
+
+    for _, t, _frame in _decode(_check_file(video), seek_to=start):
+        if t >= end - 1e-6:
+            return
+        if t >= start - 1e-6:
+            yield float(t), None

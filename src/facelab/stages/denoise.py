@@ -1,0 +1,136 @@
+"""Tool `denoise dst`: temporal-spatial denoising of the extracted dst frames, in place (SPEC section 2).
+
+Each frame is denoised with non-local means over a temporal window of itself and
+its neighbours (``cv2.fastNlMeansDenoisingColoredMulti``: patches are averaged
+only where they match, so edges stay sharp, and matching patches in the
+neighbouring frames add temporal averaging). ``factor`` (1-20, default 5) is the
+filter strength ``h`` for luminance and colour; 5 suits mild sensor/compression
+noise (sigma ~10), raise it for heavy grain.
+
+Frames are replaced atomically one by one, in name order. The record
+``data_dst/.facelab/denoise.json`` holds the factor, the number of frames done
+(a prefix of the sorted frame list) and whether the run completed. A rerun
+skips done frames and resumes after them. Because frames are changed in place,
+denoising again with another factor would filter already-filtered frames:
+that is refused unless ``force`` (which denoises the current frames once more;
+to start from clean frames, re-extract with ``facelab frames dst --force``).
+On resume, neighbours before the resume point are already denoised, which
+only slightly changes the first resumed frame.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facelab.errors import SettingsError, WorkspaceError
+from facelab.fileio import atomic_write_json, read_image, write_image
+from facelab.progress import track
+from facelab.stages import Summary
+from facelab.workspace import Workspace
+
+RECORD = "denoise.json"
+RADIUS = 1  # temporal window: the frame and RADIUS frames each side
+TEMPLATE = 5  # patch size (pixels)
+SEARCH = 11  # search window (pixels)
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """``factor``: strength 1-20 (non-local-means ``h``), default 5."""
+
+    factor: int = 5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.factor, bool) or not isinstance(self.factor, int) or not 1 <= self.factor <= 20:
+            raise SettingsError(f"denoise factor must be an integer 1-20, got {self.factor!r}", "5 for mild noise, 10-20 for heavy grain")
+
+
+def denoise_window(frames: list[np.ndarray], center: int, factor: int) -> np.ndarray:
+    """Denoise ``frames[center]`` using all of ``frames`` as its temporal window.
+
+    Args:
+        frames: ``(H, W, 3) uint8`` BGR images of the same size; an odd-length window is used
+            around ``center`` (clipped to what exists).
+        center: index of the frame to denoise.
+        factor: strength 1-20.
+
+    Returns:
+        ``(H, W, 3) uint8`` BGR.
+    """
+    r = min(center, len(frames) - 1 - center)
+    window = frames[center - r: center + r + 1]
+    if len(window) == 1:
+        return cv2.fastNlMeansDenoisingColored(window[0], None, factor, factor, TEMPLATE, SEARCH)
+    return cv2.fastNlMeansDenoisingColoredMulti(window, r, 2 * r + 1, None, factor, factor, TEMPLATE, SEARCH)
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        rec = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: bool = False) -> Summary:
+    """Denoise ``data_dst/<frames>`` in place (see the module doc for resuming and ``force``)."""
+    t0 = time.perf_counter()
+    ws.require_exists()
+    paths = ws.require_frames("dst")
+    summary = Summary(step="denoise dst")
+    summary.outputs.append(str(ws.frames_dir("dst")))
+    state = ws.state_dir("dst")
+    state.mkdir(parents=True, exist_ok=True)
+    record_path = state / RECORD
+    names = [p.name for p in paths]
+    record = _read_record(record_path)
+    done = 0
+    if record is not None and not force:
+        if record.get("factor") != settings.factor:
+            raise WorkspaceError(
+                f"the dst frames were already denoised (factor {record.get('factor')}) in place",
+                f"pass --force to denoise them again with factor {settings.factor}, or re-extract clean frames "
+                "with `facelab frames dst --force` first",
+            )
+        if record.get("names_head") == names[:1]:
+            done = min(int(record.get("done", 0)), len(names))
+    if done == len(names):
+        summary.counts.update({"frames": len(names), "skipped (already done, --force redoes)": len(names)})
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    base = {"factor": settings.factor, "method": f"fastNlMeansDenoisingColoredMulti r={RADIUS} t={TEMPLATE} s={SEARCH}",
+            "frame_count": len(names), "names_head": names[:1]}
+    atomic_write_json(record_path, {**base, "done": done, "completed": False})
+    # Sliding window of frames as read *before* they were replaced.
+    cache: dict[int, np.ndarray] = {}
+    order: deque[int] = deque()
+
+    def get(i: int) -> np.ndarray:
+        if i not in cache:
+            cache[i] = read_image(paths[i])
+            order.append(i)
+        return cache[i]
+
+    for i in track(range(done, len(paths)), len(paths) - done, "denoise dst"):
+        lo, hi = max(0, i - RADIUS), min(len(paths) - 1, i + RADIUS)
+        window = [get(j) for j in range(lo, hi + 1)]
+        if any(w.shape != window[0].shape for w in window):
+            raise WorkspaceError(f"dst frames around {names[i]} differ in size", "re-extract with `facelab frames dst --force`")
+        out = denoise_window(window, i - lo, settings.factor)
+        write_image(paths[i], out)
+        atomic_write_json(record_path, {**base, "done": i + 1, "completed": i + 1 == len(paths)})
+        while order and order[0] < i - RADIUS + 1:
+            cache.pop(order.popleft(), None)
+    n = len(paths) - done
+    summary.seconds = time.perf_counter() - t0
+    summary.counts.update(frames=len(paths), denoised=n, resumed_after=done,
+                          frames_per_s=round(n / max(summary.seconds, 1e-9), 2))
+    return summary
