@@ -1,0 +1,293 @@
+"""Sort methods and the safe renaming of a face folder.
+
+A method turns the faces of a folder into ``(order, trash)``: indices of the
+faces to keep, first to last, and of the faces to move to ``aligned_trash``.
+:func:`apply` then renames the kept files to ``00000_<original stem>.jpg`` ...
+in two phases (every file to a temporary name, then to its final name) under
+a journal, so a run killed at any point loses no file, and the next sort (or
+:func:`recover`) finishes the interrupted renaming. Every face keeps its first
+name in ``extra["original_filename"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facelab.faceimage import read_record, rewrite_record
+from facelab.fileio import atomic_write_json
+
+JOURNAL = "sort_journal.json"
+TMP_PREFIX = ".sorting-"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    features: tuple[str, ...]
+    help: str
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("blur", ("sharpness",), "sharpest first, blurriest last (variance of the Laplacian inside the face hull)"),
+        Method("motion-blur", ("motion_sharpness",), "faces with strong directional (motion) blur last"),
+        Method("face-yaw", ("pose",), "head turned to the image's left first, to the right last"),
+        Method("face-pitch", ("pose",), "head raised first, lowered last"),
+        Method("source-rect-size", ("rect_size",), "largest detected face (in the frame) first"),
+        Method("hist", ("histogram",), "look-alikes together (nearest-neighbour chain by colour histogram)"),
+        Method("hist-dissim", ("histogram",), "faces with many near-duplicates (by colour histogram) last"),
+        Method("brightness", ("hsv",), "brightest first"),
+        Method("hue", ("hsv",), "by mean hue of the face, highest first"),
+        Method("black", ("outside",), "faces cut by the frame border (black or replicated edge) last"),
+        Method("origname", ("origin",), "by source frame name, then face index"),
+        Method("oneface", ("origin",), "frames that gave more than one face: all their faces to aligned_trash"),
+        Method("absdiff", ("thumbnail",), "similar pictures together (nearest-neighbour chain by absolute pixel difference)"),
+        Method("identity", ("identity",), "closest to the --reference person first"),
+        Method("final", ("pose", "sharpness"), "keep --target faces balanced over yaw and pitch, sharpest in each bin; rest to trash"),
+    ]
+}
+
+
+# --- ordering ------------------------------------------------------------
+
+
+def _descending(values: list[float]) -> list[int]:
+    return sorted(range(len(values)), key=lambda i: (-values[i], i))
+
+
+def _ascending(values: list[float]) -> list[int]:
+    return sorted(range(len(values)), key=lambda i: (values[i], i))
+
+
+def greedy_chain(dist_to: Callable[[int, np.ndarray], np.ndarray], n: int, start: int = 0) -> list[int]:
+    """Nearest-neighbour chain: start at ``start``, always step to the closest face not yet visited.
+
+    ``dist_to(i, rest)`` returns the distances from face ``i`` to faces ``rest``.
+    """
+    if n == 0:
+        return []
+    order = [start]
+    rest = np.array([i for i in range(n) if i != start], np.int64)
+    while rest.size:
+        d = dist_to(order[-1], rest)
+        j = int(np.argmin(d))
+        order.append(int(rest[j]))
+        rest = np.delete(rest, j)
+    return order
+
+
+def hist_distances(hists: np.ndarray) -> np.ndarray:
+    """``(N, N)`` Bhattacharyya distances summed over the B, G, R histograms ``(N, 3, bins)``."""
+    roots = np.sqrt(hists.astype(np.float64))
+    d = np.zeros((len(hists), len(hists)))
+    for c in range(hists.shape[1]):
+        bc = roots[:, c] @ roots[:, c].T
+        d += np.sqrt(np.clip(1.0 - bc, 0.0, None))
+    return d
+
+
+def balanced_quota(counts: list[int], total: int) -> list[int]:
+    """Share ``total`` over bins holding ``counts`` items as evenly as possible (water filling):
+    every bin gets ``min(count, level)``, the leftovers go to the fullest bins."""
+    counts = [int(c) for c in counts]
+    if total >= sum(counts):
+        return counts
+    quota = [0] * len(counts)
+    left = total
+    open_bins = [i for i, c in enumerate(counts) if c > 0]
+    while left > 0 and open_bins:
+        share = left // len(open_bins)
+        if share == 0:
+            # fewer items left than bins: one more to each of the fullest remaining bins
+            for i in sorted(open_bins, key=lambda i: (-(counts[i] - quota[i]), i))[:left]:
+                quota[i] += 1
+            break
+        for i in open_bins:
+            take = min(share, counts[i] - quota[i])
+            quota[i] += take
+            left -= take
+        open_bins = [i for i in open_bins if quota[i] < counts[i]]
+    return quota
+
+
+def final_selection(yaw: np.ndarray, pitch: np.ndarray, sharp: np.ndarray, target: int, yaw_bins: int = 32, pitch_bins: int = 8) -> tuple[list[int], list[int]]:
+    """Keep ``target`` faces spread evenly over yaw bins, and within a yaw bin over pitch bins;
+    the sharpest faces of each (yaw, pitch) cell are kept. Kept faces are ordered by yaw."""
+    n = len(yaw)
+    if n <= target:
+        return _ascending(list(yaw)), []
+
+    def bins(v: np.ndarray, k: int) -> np.ndarray:
+        lo, hi = float(v.min()), float(v.max())
+        if hi - lo < 1e-6:
+            return np.zeros(len(v), np.int64)
+        return np.minimum(((v - lo) / (hi - lo) * k).astype(np.int64), k - 1)
+
+    ybin = bins(yaw, yaw_bins)
+    pbin = bins(pitch, pitch_bins)  # one pitch scale for the whole set
+    members = [np.flatnonzero(ybin == b) for b in range(yaw_bins)]
+    quota = balanced_quota([len(m) for m in members], target)
+    kept: list[int] = []
+    for m, q in zip(members, quota):
+        if q == 0:
+            continue
+        cells = [m[pbin[m] == b] for b in range(pitch_bins)]
+        cell_quota = balanced_quota([len(c) for c in cells], q)
+        for c, cq in zip(cells, cell_quota):
+            if cq:
+                kept += [int(i) for i in c[np.argsort(-sharp[c], kind="stable")[:cq]]]
+    keep = set(kept)
+    order = sorted(kept, key=lambda i: (yaw[i], -sharp[i]))
+    return order, [i for i in range(n) if i not in keep]
+
+
+def order_faces(method: str, feats: list[dict[str, Any]], target: int = 2000, reference: np.ndarray | None = None) -> tuple[list[int], list[int]]:
+    """``(order, trash)`` for ``method`` from the features of each face (see :data:`METHODS`)."""
+    n = len(feats)
+    if method == "blur":
+        return _descending([f["sharpness"] for f in feats]), []
+    if method == "motion-blur":
+        return _descending([f["motion_sharpness"] for f in feats]), []
+    if method == "face-yaw":
+        return _ascending([f["pose"][0] for f in feats]), []
+    if method == "face-pitch":
+        return _descending([f["pose"][1] for f in feats]), []
+    if method == "source-rect-size":
+        return _descending([f["rect_size"] for f in feats]), []
+    if method in ("hist", "hist-dissim"):
+        if n == 0:
+            return [], []
+        d = hist_distances(np.stack([f["histogram"] for f in feats]))
+        if method == "hist":
+            return greedy_chain(lambda i, rest: d[i, rest], n), []
+        return _descending(list(d.sum(1))), []
+    if method == "brightness":
+        return _descending([f["hsv"][0] for f in feats]), []
+    if method == "hue":
+        return _descending([f["hsv"][1] for f in feats]), []
+    if method == "black":
+        return _ascending([f["outside"] for f in feats]), []
+    if method == "origname":
+        return sorted(range(n), key=lambda i: feats[i]["origin"]), []
+    if method == "oneface":
+        per_frame: dict[str, int] = {}
+        for f in feats:
+            per_frame[f["origin"][0]] = per_frame.get(f["origin"][0], 0) + 1
+        order = sorted(range(n), key=lambda i: feats[i]["origin"])
+        keep = [i for i in order if per_frame[feats[i]["origin"][0]] == 1]
+        return keep, [i for i in order if per_frame[feats[i]["origin"][0]] > 1]
+    if method == "absdiff":
+        if n == 0:
+            return [], []
+        thumbs = np.stack([f["thumbnail"] for f in feats])
+        return greedy_chain(lambda i, rest: np.abs(thumbs[rest] - thumbs[i]).sum(1), n), []
+    if method == "identity":
+        if reference is None:
+            raise ValueError("identity sort needs a reference embedding")
+        emb = np.stack([f["identity"] for f in feats]) if n else np.zeros((0, 128), np.float32)
+        return _ascending(list(np.linalg.norm(emb - reference, axis=1))), []
+    if method == "final":
+        yaw = np.array([f["pose"][0] for f in feats])
+        pitch = np.array([f["pose"][1] for f in feats])
+        sharp = np.array([f["sharpness"] for f in feats])
+        return final_selection(yaw, pitch, sharp, target)
+    raise ValueError(f"unknown sort method {method!r}")
+
+
+# --- renaming ------------------------------------------------------------
+
+
+def original_name(path: Path, record=None) -> str:
+    """The face's first name: ``extra["original_filename"]``, else its name without a sort prefix."""
+    record = record if record is not None else read_record(path)
+    name = record.extra.get("original_filename")
+    return str(name) if name else path.name
+
+
+def remember_original_name(path: Path, record) -> str:
+    """Store the face's current name as its original name unless one is stored already
+    (a face sorted before always has one, so its current, prefixed name is never taken)."""
+    if record.extra.get("original_filename"):
+        return str(record.extra["original_filename"])
+    name = path.name
+    rewrite_record(path, record.replace(extra={**record.extra, "original_filename": name}))
+    return name
+
+
+def _unique(folder: Path, name: str, taken: set[str]) -> Path:
+    stem, suffix = os.path.splitext(name)
+    candidate, k = name, 1
+    while candidate in taken or (folder / candidate).exists():
+        candidate = f"{stem}_{k}{suffix}"
+        k += 1
+    taken.add(candidate)
+    return folder / candidate
+
+
+def _phase2(folder: Path, moves: list[dict[str, str]]) -> int:
+    moved = 0
+    for m in moves:
+        tmp = folder / m["tmp"]
+        if tmp.exists():
+            os.replace(tmp, folder / m["to"])
+            moved += 1
+    return moved
+
+
+def recover(folder: Path, journal: Path) -> int:
+    """Finish a renaming that was interrupted; returns how many files it moved.
+
+    Phase 1 (recorded in the journal) only creates temporary names, so any file
+    still at a ``from`` name is untouched; phase 2 starts once every file is at its
+    temporary name.
+    """
+    if not journal.exists():
+        return 0
+    doc = json.loads(journal.read_text())
+    moves = doc["moves"]
+    moved = 0
+    if doc.get("phase", 1) == 1:
+        for m in moves:
+            src, tmp = folder / m["from"], folder / m["tmp"]
+            if src.exists() and not tmp.exists():
+                os.replace(src, tmp)
+                moved += 1
+        atomic_write_json(journal, {**doc, "phase": 2}, fsync=True)
+    moved += _phase2(folder, moves)
+    journal.unlink()
+    return moved
+
+
+def apply(folder: Path, paths: list[Path], order: list[int], trash: list[int], trash_dir: Path, journal: Path, names: list[str]) -> None:
+    """Move ``trash`` faces to ``trash_dir`` and rename the ``order`` faces to ``NNNNN_<original stem><ext>``.
+
+    ``names`` are the original names of ``paths`` (already stored in their metadata).
+    Each file move is one ``os.replace``; the journal makes the renaming resumable.
+    """
+    if trash:
+        trash_dir.mkdir(parents=True, exist_ok=True)
+        taken: set[str] = set()
+        for i in trash:
+            os.replace(paths[i], _unique(trash_dir, names[i], taken))
+    width = max(5, len(str(max(len(order) - 1, 0))))
+    moves = []
+    for rank, i in enumerate(order):
+        stem = os.path.splitext(names[i])[0]
+        suffix = paths[i].suffix.lower()
+        moves.append({"from": paths[i].name, "tmp": f"{TMP_PREFIX}{rank:0{width}d}{suffix}", "to": f"{rank:0{width}d}_{stem}{suffix}"})
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"folder": str(folder), "phase": 1, "moves": moves}
+    atomic_write_json(journal, doc, fsync=True)
+    for m in moves:  # phase 1: everything to a temporary name (frees every final name)
+        os.replace(folder / m["from"], folder / m["tmp"])
+    atomic_write_json(journal, {**doc, "phase": 2}, fsync=True)
+    _phase2(folder, moves)  # phase 2: temporary -> final
+    journal.unlink()

@@ -1,0 +1,105 @@
+"""Sort step: reorder (rename) the aligned faces of one side, move rejected faces to aligned_trash.
+
+``run(ws, side, SortSettings(by="blur"))``. See :mod:`facelab.faceset.sort` for
+the methods and how renaming is kept safe, and docs/sorting.md for users.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelab.errors import FaceFileError, SettingsError
+from facelab.faceimage import read_record
+from facelab.faceset import features
+from facelab.faceset import sort as fsort
+from facelab.stages import Summary
+from facelab.workspace import Workspace, check_side
+
+
+@dataclass(frozen=True)
+class SortSettings:
+    """Settings of the sort step (``facelab sort --help`` lists them)."""
+
+    by: str = "blur"
+    target: int = 2000  # final: how many faces to keep
+    reference: Path | None = None  # identity: an image of the person, or one of their aligned faces
+    threads: int = 0  # 0: all cores
+
+    def __post_init__(self) -> None:
+        if self.by not in fsort.METHODS:
+            raise SettingsError(f"unknown sort method {self.by!r}", "use one of: " + ", ".join(fsort.METHODS))
+        if self.target < 1:
+            raise SettingsError(f"target={self.target} is out of range", "use 1 or more (default 2000)")
+        if self.by == "identity":
+            if self.reference is None:
+                raise SettingsError("sort --by identity needs a reference face", "add --reference IMAGE_OR_ALIGNED_FACE")
+            if not Path(self.reference).is_file():
+                raise SettingsError(f"reference {self.reference} does not exist", "give an image file of the person")
+        if self.threads < 0:
+            raise SettingsError(f"threads={self.threads} is out of range", "use 0 (all cores) or more")
+
+
+def trash_dir(ws: Workspace, side: str) -> Path:
+    return ws.frames_dir(side) / "aligned_trash"
+
+
+def reference_embedding(path: Path) -> np.ndarray:
+    """Identity embedding of the reference: an aligned face (its stored landmarks) or any image (largest face found)."""
+    from facelab.faceimage import read_face
+    from facelab.fileio import read_image
+    from facelab.identity import embed_face
+
+    path = Path(path)
+    try:
+        image, record = read_face(path)
+        return embed_face(image, record.landmarks)
+    except (FaceFileError, ValueError):
+        pass
+    from facelab.detect import create_detector
+    from facelab.landmarks import create_landmarker
+    from facelab.stages.extract import ExtractSettings, find_faces
+
+    image = read_image(path)
+    found = find_faces(image, create_detector("retinaface"), create_landmarker("dlib68"), ExtractSettings())
+    if not found:
+        raise SettingsError(f"no face found in reference {path}", "give a clearer picture of the person, or one of their aligned faces")
+    return embed_face(image, found[0].landmarks)
+
+
+def run(ws: Workspace, side: str, settings: SortSettings = SortSettings()) -> Summary:
+    """Sort ``data_<side>/aligned`` by ``settings.by``; see the module docstring."""
+    check_side(side)
+    start = time.perf_counter()
+    folder = ws.aligned_dir(side)
+    journal = ws.state_dir(side) / fsort.JOURNAL
+    recovered = fsort.recover(folder, journal)
+    paths = ws.require_aligned(side)
+    method = fsort.METHODS[settings.by]
+    reference = reference_embedding(settings.reference) if settings.by == "identity" else None
+
+    # every face keeps its first name (for `faceset recover-names`) before anything moves
+    def remember(p: Path) -> str:
+        return fsort.remember_original_name(p, read_record(p))
+
+    workers = settings.threads if settings.threads > 0 else None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        names = list(pool.map(remember, paths))
+
+    feats = features.compute(paths, list(method.features), settings.threads, description=f"sort {side} by {settings.by}")
+    order, trash = fsort.order_faces(settings.by, feats, target=settings.target, reference=reference)
+    fsort.apply(folder, paths, order, trash, trash_dir(ws, side), journal, names)
+
+    summary = Summary(
+        step=f"sort {side} by {settings.by}",
+        counts={"faces": len(paths), "kept": len(order), "to trash": len(trash)},
+        seconds=time.perf_counter() - start,
+        outputs=[str(folder)] + ([str(trash_dir(ws, side))] if trash else []),
+    )
+    if recovered:
+        summary.warnings.append(f"finished an interrupted sort first ({recovered} file(s) renamed)")
+    return summary
