@@ -13,7 +13,7 @@ from facelab import align
 from facelab.errors import FaceFileError, WorkspaceError
 from facelab.faceimage import read_face, read_record, rewrite_record, write_face
 from facelab.faceset import coverage as cov
-from facelab.faceset.pose_proxy import yaw_pitch
+from facelab.faceset.pose import yaw_pitch
 from facelab.stages import faceset
 from facelab.workspace import Workspace
 
@@ -164,7 +164,7 @@ def test_to_jpg_keeps_metadata(ws):
         assert rec.source_filename and img.shape[:2] == (rec.size, rec.size)
 
 
-def test_pose_proxy_mirror_and_coverage(ws):
+def test_pose_mirror_and_coverage(ws):
     faces = ws.aligned_paths("dst")
     rec = read_record(faces[0])
     lm = np.asarray(rec.landmarks, np.float64)
@@ -176,13 +176,13 @@ def test_pose_proxy_mirror_and_coverage(ws):
     y1, p1 = yaw_pitch(lm)
     y2, p2 = yaw_pitch(mirror[perm])
     assert y2 == pytest.approx(-y1, abs=1e-6) and p2 == pytest.approx(p1, abs=1e-6)
-    # turning the nose sideways moves yaw; pushing it towards the mouth moves pitch
+    # turning the nose sideways moves yaw; pushing it towards the mouth moves pitch (degrees)
     turned = lm.copy()
     turned[27:36, 0] += 0.05 * rec.size
-    assert yaw_pitch(turned)[0] > y1 + 0.05
+    assert abs(yaw_pitch(turned)[0] - y1) > 2.0
     down = lm.copy()
-    down[30, 1] += 0.05 * rec.size
-    assert yaw_pitch(down)[1] > p1 + 0.05
+    down[27:36, 1] += 0.05 * rec.size
+    assert abs(yaw_pitch(down)[1] - p1) > 1.0
 
     # uncovered cells are exactly those with dst faces but no src face
     dst_stats = [cov.face_stats(p) for p in faces]

@@ -2,7 +2,7 @@
 
 A model learns to draw src faces in the poses and light it has seen. dst
 frames in poses that no src face shows give blurry or wrong faces there. For
-each face this computes the yaw/pitch proxies of :mod:`facelab.faceset.pose_proxy`
+each face this computes yaw/pitch in degrees with :mod:`facelab.faceset.pose` (the same estimate `sort` uses)
 and a brightness (mean luma inside the landmark hull, 0..255), bins yaw and
 pitch on a grid, and names the grid cells that hold dst faces but no src face.
 """
@@ -18,10 +18,10 @@ import numpy as np
 from facelab.align import hull_mask
 from facelab.errors import FaceFileError
 from facelab.faceimage import read_face
-from facelab.faceset.pose_proxy import yaw_pitch
+from facelab.faceset.pose import yaw_pitch
 
-YAW_EDGES = np.linspace(-0.8, 0.8, 9)  # 8 bins of 0.2
-PITCH_EDGES = np.linspace(-0.3, 0.3, 7)  # 6 bins of 0.1
+YAW_EDGES = np.linspace(-80.0, 80.0, 9)  # degrees: 8 bins of 20
+PITCH_EDGES = np.linspace(-45.0, 45.0, 7)  # degrees: 6 bins of 15
 
 
 @dataclass
