@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 
@@ -24,8 +25,20 @@ from facelab.workspace import Workspace
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
+# `facelab --help` lists the workflow steps in the order they are run, then the tools
+COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "demo", "cut", "denoise", "sort", "faceset")
+
+
+class _OrderedGroup(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+
 app = typer.Typer(
     name="facelab",
+    cls=_OrderedGroup,
     help="Face replacement for video (DeepFaceLab workflow). Every output is marked as synthetic.",
     no_args_is_help=True,
     add_completion=False,
