@@ -125,25 +125,6 @@ def workspace_cmd(
     console.print("next: put your videos there as data_src.mp4 and data_dst.mp4, then run `facelab frames src`")
 
 
-@app.command("train")
-def train_cmd(
-    model: Annotated[str, typer.Option(help="Model architecture (quick).")] = "quick",
-    name: Annotated[Optional[str], typer.Option(help="Model folder name under model/ (default: the model name).")] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="Train until this total iteration.")] = None,
-    minutes: Annotated[Optional[float], typer.Option(help="Train for this many minutes (this run).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Faces per side per iteration.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-) -> None:
-    """Train (or continue training) a model on the src and dst face sets. Ctrl+C saves and stops."""
-    from facelab.stages import train
-
-    kwargs = {"model": model, "name": name, "iterations": iterations, "minutes": minutes, "device": device}
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    settings = train.TrainSettings(**kwargs)
-    report(train.run(current_workspace(), settings, log=lambda s: console.print(s, highlight=False, markup=False)))
-
-
 @app.command("merge")
 def merge_cmd(
     model: Annotated[str, typer.Option("--model", "--name", help="Model folder name under model/.")] = "quick",
@@ -179,7 +160,7 @@ def demo_cmd(
 
 
 # the other commands live in their own modules and register themselves on `app`
-from facelab.cli import media_cmds, extract_cmd, sort_cmd, faceset_cmds  # noqa: E402,F401
+from facelab.cli import media_cmds, extract_cmd, train_cmd, sort_cmd, faceset_cmds  # noqa: E402,F401
 
 
 def main() -> None:
