@@ -25,7 +25,8 @@ from typing import Any
 
 from facelab.registry import Registry
 
-MODELS = Registry("model", ("facelab.models.quick",))
+MODELS = Registry("model", ("facelab.models.quick", "facelab.models.h64", "facelab.models.h128", "facelab.models.df",
+                            "facelab.models.liaef128"))
 list_models = MODELS.names
 
 
