@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,17 +11,30 @@ from facelab.cli import app, console, current_workspace, report
 
 @app.command("train")
 def train_cmd(
-    model: Annotated[str, typer.Option(help="Model architecture (quick).")] = "quick",
-    name: Annotated[Optional[str], typer.Option(help="Model folder name under model/ (default: the model name).")] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="Train until this total iteration.")] = None,
-    minutes: Annotated[Optional[float], typer.Option(help="Train for this many minutes (this run).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Faces per side per iteration.")] = None,
+    model: Annotated[str, typer.Option(help="Model architecture (see `facelab.models.list_models()`).")] = "quick",
+    name: Annotated[str | None, typer.Option(help="Model folder name under model/ (default: the model name).")] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", "--target-iteration",
+                                                      help="Train until this total iteration.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Train for this many minutes (this run).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Faces per side per iteration (saved).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    gpu: Annotated[int | None, typer.Option("--gpu", help="Train on CUDA GPU INDEX; model files get the prefix gpuINDEX_.")] = None,
+    flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random mirror flip of faces (saved; default on).")] = None,
+    src_scale: Annotated[float | None, typer.Option("--src-scale", help="Scale src faces by this percent, -30..30 (saved; default 0).")] = None,
+    sort_by_yaw: Annotated[bool | None, typer.Option("--sort-by-yaw/--no-sort-by-yaw",
+                                                        help="Feed src faces of about the dst faces' yaw (saved; default off).")] = None,
+    preview_history: Annotated[bool | None, typer.Option("--preview-history/--no-preview-history",
+                                                            help="Keep previews/preview_<iteration>.jpg (saved; default off).")] = None,
+    backups: Annotated[int | None, typer.Option("--backups", help="Hourly backups to keep in model/<name>/backups, 0 = none (saved; default 3).")] = None,
+    save_every: Annotated[float, typer.Option("--save-every", help="Minutes between saves.")] = 15.0,
+    preview_every: Annotated[float, typer.Option("--preview-every", help="Minutes between previews.")] = 2.0,
 ) -> None:
     """Train (or continue training) a model on the src and dst face sets. Ctrl+C saves and stops."""
     from facelab.stages import train
 
-    kwargs = {"model": model, "name": name, "iterations": iterations, "minutes": minutes, "device": device}
+    kwargs = {"model": model, "name": name, "iterations": iterations, "minutes": minutes, "device": device, "gpu": gpu,
+              "flip": flip, "src_scale": src_scale, "sort_by_yaw": sort_by_yaw, "preview_history": preview_history,
+              "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every}
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     settings = train.TrainSettings(**kwargs)

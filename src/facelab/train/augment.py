@@ -23,6 +23,7 @@ import numpy as np
 class AugmentOptions:
     rotation: float = 10.0  # degrees, +-
     scale: float = 0.05  # +- fraction
+    scale_bias: float = 0.0  # fixed extra scale as a fraction (src face scale: --src-scale 10 -> 0.10)
     shift: float = 0.05  # +- fraction of the side
     flip: bool = True
     warp: bool = True
@@ -31,9 +32,9 @@ class AugmentOptions:
 
 
 def random_affine(rng: np.random.Generator, size: int, opts: AugmentOptions = AugmentOptions()) -> np.ndarray:
-    """A random ``(2, 3)`` similarity about the centre (and mirror, if ``opts.flip``)."""
+    """A random ``(2, 3)`` similarity about the centre (and mirror, if ``opts.flip``); scaled by ``1 + opts.scale_bias``."""
     angle = rng.uniform(-opts.rotation, opts.rotation)
-    scale = 1.0 + rng.uniform(-opts.scale, opts.scale)
+    scale = 1.0 + opts.scale_bias + rng.uniform(-opts.scale, opts.scale)
     c = (size - 1) / 2  # pixel centres are integers: the image centre is (size - 1) / 2
     mat = cv2.getRotationMatrix2D((c, c), angle, scale)
     mat[:, 2] += rng.uniform(-opts.shift, opts.shift, 2) * size

@@ -14,13 +14,30 @@ Saving writes every file under a temporary name, fsyncs it, then renames, with
 of both ``.safetensors`` files and in ``state.json``; loading checks they agree,
 so a save interrupted between two renames is reported, never half-used.
 ``config.json`` is authoritative for the architecture on resume.
+
+Crash safety: the temporary files are all written and fsynced first, then a
+small commit record ``.<prefix>commit.json`` naming them is written atomically;
+only then are they renamed into place. A save killed before the record exists
+leaves the old files untouched (the stray temporaries are removed next time); a
+save killed after it is rolled forward by the next load or save. So a folder
+always loads as either the last completed save or the one in progress.
+
+A ``prefix`` (e.g. ``gpu1_``) is put in front of every file name, so several
+GPUs can train variants in one folder (``gpu1_weights.safetensors`` ...).
+
+Backups: :func:`backup_checkpoint` copies the model files into
+``backups/<prefix><YYYYMMDD-HHMMSS>/`` and keeps the newest N; a model that
+fails to load names the newest backup in the error's hint.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save, safe_open
+from safetensors.torch import load_file, safe_open, save
 
 from facelab.errors import ModelError
 from facelab.models import create_model
@@ -36,6 +53,34 @@ from facelab.models import create_model
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, OPTIMIZER, STATE, PREVIEW, PREVIEWS = (
     "config.json", "weights.safetensors", "optimizer.safetensors", "state.json", "preview.jpg", "previews")
+
+
+BACKUPS = "backups"
+
+
+def _commit_record(folder: Path, prefix: str) -> Path:
+    return folder / f".{prefix}commit.json"
+
+
+def recover(model_dir: str | Path, prefix: str = "") -> None:
+    """Finish a save that was killed after its commit record was written; drop stray temporaries of one that was not."""
+    folder = Path(model_dir)
+    record = _commit_record(folder, prefix)
+    if record.is_file():
+        try:
+            pairs = json.loads(record.read_text("utf-8"))["files"]
+        except (ValueError, KeyError, UnicodeDecodeError):
+            pairs = []  # written atomically, so this cannot happen short of disk damage
+        for tmp, final in pairs:
+            if (folder / tmp).is_file():
+                os.replace(folder / tmp, folder / final)
+        _fsync_dir(folder)
+        record.unlink()
+    names = {prefix + n for n in (CONFIG, WEIGHTS, OPTIMIZER, STATE)} | {record.name}
+    for stray in folder.glob(".*.tmp") if folder.is_dir() else []:
+        m = re.fullmatch(r"\.(.+)\.\d+\.tmp", stray.name)
+        if m and m.group(1) in names:
+            stray.unlink(missing_ok=True)
 
 
 def _write_tmp(path: Path, data: bytes) -> Path:
@@ -109,10 +154,11 @@ class Checkpoint:
 
 
 def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    options: dict[str, Any], state: dict[str, Any]) -> None:
+                    options: dict[str, Any], state: dict[str, Any], prefix: str = "") -> None:
     """Write a model folder atomically (see module docstring); ``state`` gets a fresh ``save_id``."""
     folder = Path(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    recover(folder, prefix)
     save_id = secrets.token_hex(8)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     files = [(WEIGHTS, save(weights, metadata={"save_id": save_id, "model": model.model_name}))]
@@ -123,10 +169,15 @@ def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: to
     files.append((CONFIG, _json_bytes(config)))
     files.append((STATE, _json_bytes({**state, "save_id": save_id, "options": options,
                                       "has_optimizer": optimizer is not None})))
-    tmps = [(_write_tmp(folder / name, data), folder / name) for name, data in files]
+    tmps = [(_write_tmp(folder / (prefix + name), data), folder / (prefix + name)) for name, data in files]
+    # the commit point: once this record exists the save is complete (recover() finishes the renames)
+    record = _commit_record(folder, prefix)
+    os.replace(_write_tmp(record, _json_bytes({"files": [[t.name, f.name] for t, f in tmps]})), record)
+    _fsync_dir(folder)
     for tmp, final in tmps:  # state.json is last in the list
         os.replace(tmp, final)
     _fsync_dir(folder)
+    record.unlink()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -141,14 +192,15 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ModelError(f"model file {path} is corrupt: {e}", "restore it from a backup, or delete the model folder to start over") from e
 
 
-def read_config(model_dir: str | Path) -> dict[str, Any]:
+def read_config(model_dir: str | Path, prefix: str = "") -> dict[str, Any]:
     """``config.json`` of a model folder (architecture, model name, options)."""
-    cfg = _read_json(Path(model_dir) / CONFIG)
+    path = Path(model_dir) / (prefix + CONFIG)
+    cfg = _read_json(path)
     for key in ("model", "config"):
         if key not in cfg:
-            raise ModelError(f"{Path(model_dir) / CONFIG} has no {key!r}", "restore it from a backup, or delete the model folder to start over")
+            raise ModelError(f"{path} has no {key!r}", "restore it from a backup, or delete the model folder to start over")
     if int(cfg.get("format_version", 1)) > FORMAT_VERSION:
-        raise ModelError(f"{Path(model_dir) / CONFIG} is from a newer facelab", "upgrade facelab")
+        raise ModelError(f"{path} is from a newer facelab", "upgrade facelab")
     return cfg
 
 
@@ -163,36 +215,107 @@ def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise ModelError(f"model file {path} is corrupt: {e}", "restore it from a backup, or delete the model folder to start over") from e
 
 
-def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu", with_optimizer: bool = True) -> Checkpoint:
-    """Load a model folder strictly; any missing, corrupt or mismatched file raises :class:`ModelError` naming it."""
+def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu", with_optimizer: bool = True,
+                    prefix: str = "") -> Checkpoint:
+    """Load a model folder strictly; any missing, corrupt or mismatched file raises :class:`ModelError` naming it
+    (and, where one exists, the newest backup to restore)."""
     folder = Path(model_dir)
-    cfg = read_config(folder)
-    state = _read_json(folder / STATE)
+    try:
+        if folder.is_dir():
+            recover(folder, prefix)
+        return _load(folder, device, with_optimizer, prefix)
+    except ModelError as e:
+        newest = newest_backup(folder, prefix)
+        if newest is None:
+            raise
+        raise ModelError(e.message, f"restore the newest backup: copy {newest}/* into {folder}") from e
+
+
+def _load(folder: Path, device: str | torch.device, with_optimizer: bool, prefix: str) -> Checkpoint:
+    CONFIG_, WEIGHTS_, OPTIMIZER_, STATE_ = (prefix + n for n in (CONFIG, WEIGHTS, OPTIMIZER, STATE))
+    cfg = read_config(folder, prefix)
+    state = _read_json(folder / STATE_)
     try:
         model = create_model(cfg["model"], **cfg["config"])
     except (TypeError, ValueError) as e:
-        raise ModelError(f"{folder / CONFIG} describes an invalid {cfg['model']!r} model: {e}", "restore it from a backup") from e
-    weights, meta = _load_tensors(folder / WEIGHTS)
+        raise ModelError(f"{folder / CONFIG_} describes an invalid {cfg['model']!r} model: {e}", "restore it from a backup") from e
+    weights, meta = _load_tensors(folder / WEIGHTS_)
     if meta.get("save_id") != state.get("save_id"):
-        raise ModelError(f"{folder / WEIGHTS} does not belong to {folder / STATE} (a save was interrupted)",
+        raise ModelError(f"{folder / WEIGHTS_} does not belong to {folder / STATE_} (a save was interrupted)",
                          "restore the folder from a backup, or delete it to start over")
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
-        raise ModelError(f"{folder / WEIGHTS} does not fit the architecture in {folder / CONFIG}: {str(e).splitlines()[0]}",
+        raise ModelError(f"{folder / WEIGHTS_} does not fit the architecture in {folder / CONFIG_}: {str(e).splitlines()[0]}",
                          "restore the folder from a backup, or delete it to start over") from e
     model.to(device)
     opt_state = None
     if with_optimizer and state.get("has_optimizer", True):
-        tensors, ometa = _load_tensors(folder / OPTIMIZER)
+        tensors, ometa = _load_tensors(folder / OPTIMIZER_)
         if ometa.get("save_id") != state.get("save_id"):
-            raise ModelError(f"{folder / OPTIMIZER} does not belong to {folder / STATE} (a save was interrupted)",
+            raise ModelError(f"{folder / OPTIMIZER_} does not belong to {folder / STATE_} (a save was interrupted)",
                              "restore the folder from a backup, or delete it to start over")
         try:
             opt_state = optimizer_from_tensors(tensors, json.loads(ometa["optimizer"]))
         except (KeyError, ValueError) as e:
-            raise ModelError(f"{folder / OPTIMIZER} has a malformed key map: {e}", "delete it to restart the optimizer") from e
+            raise ModelError(f"{folder / OPTIMIZER_} has a malformed key map: {e}", "delete it to restart the optimizer") from e
     return Checkpoint(model, cfg["model"], cfg["config"], cfg.get("options", {}), state, opt_state)
+
+
+# --- backups ---------------------------------------------------------------------
+
+
+def list_backups(model_dir: str | Path, prefix: str = "") -> list[Path]:
+    """Backup folders of a model (for this ``prefix``), oldest first."""
+    root = Path(model_dir) / BACKUPS
+    pattern = re.compile(re.escape(prefix) + r"\d{8}-\d{6}(-\d+)?")
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and pattern.fullmatch(p.name)]
+    return sorted(found, key=_backup_key)
+
+
+def _backup_key(p: Path) -> tuple[str, int]:
+    m = re.search(r"(\d{8}-\d{6})(?:-(\d+))?$", p.name)
+    return (m.group(1), int(m.group(2) or 0)) if m else ("", 0)
+
+
+def newest_backup(model_dir: str | Path, prefix: str = "") -> Path | None:
+    found = list_backups(model_dir, prefix)
+    return found[-1] if found else None
+
+
+def backup_age_seconds(model_dir: str | Path, prefix: str = "") -> float | None:
+    """Seconds since the newest backup was made, or None without one."""
+    newest = newest_backup(model_dir, prefix)
+    return None if newest is None else max(0.0, time.time() - newest.stat().st_mtime)
+
+
+def backup_checkpoint(model_dir: str | Path, keep: int = 3, prefix: str = "") -> Path | None:
+    """Copy the model files into ``backups/<prefix><timestamp>/`` and delete all but the newest ``keep`` backups.
+
+    The copy is made in a hidden folder and renamed when complete, so a backup folder is always whole.
+    Returns the new folder (None if ``keep`` is 0).
+    """
+    if keep <= 0:
+        return None
+    folder = Path(model_dir)
+    root = folder / BACKUPS
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
+    same = [_backup_key(p)[1] for p in list_backups(folder, prefix) if _backup_key(p)[0] == stamp[len(prefix):]]
+    name = f"{stamp}-{max(same) + 1}" if same else stamp  # several in one second: numbered, in order
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for base in (CONFIG, WEIGHTS, OPTIMIZER, STATE):
+        if (folder / (prefix + base)).is_file():
+            shutil.copyfile(folder / (prefix + base), tmp / (prefix + base))
+    os.replace(tmp, root / name)
+    _fsync_dir(root)
+    for old in list_backups(folder, prefix)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return root / name
 
 
 # --- inference -------------------------------------------------------------------
@@ -224,8 +347,8 @@ class Predictor:
             return (face.permute(0, 2, 3, 1).float().cpu().numpy().copy(), mask[:, 0].float().cpu().numpy().copy())
 
 
-def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
+def load_predictor(model_dir: str | Path, device: str = "cpu", prefix: str = "") -> Predictor:
     """Load a model folder's weights (not its optimizer) for inference on ``device``."""
     dev = torch.device(device)
-    ckpt = load_checkpoint(model_dir, dev, with_optimizer=False)
+    ckpt = load_checkpoint(model_dir, dev, with_optimizer=False, prefix=prefix)
     return Predictor(ckpt.model, dev)

@@ -32,6 +32,8 @@ class TrainOptions:
     log_every_seconds: float = 10.0
     save_every_minutes: float = 15.0
     preview_every_minutes: float = 2.0
+    sort_by_yaw: bool = False  # pick src faces of about the yaw of the sampled dst faces
+    preview_history: bool = False  # keep previews/preview_<iteration>.jpg besides preview.jpg
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -65,12 +67,14 @@ def _soft(mask: torch.Tensor) -> torch.Tensor:
 def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mask_weight: float = 1.0) -> tuple[float, float]:
     """One Adam step on a src and a dst batch (each ``(inputs, targets, masks)`` from :meth:`FaceDataset.sample`).
 
+    The face loss is DSSIM + MSE, or plain MSE when the model's config has ``pixel_loss`` set.
     Returns the (src, dst) face losses as floats.
     """
     (s_in, s_tgt, s_m), (d_in, d_tgt, d_m) = [[to_tensor(x, device) for x in b] for b in (src_batch, dst_batch)]
+    pixel = bool(getattr(model, "config", {}).get("pixel_loss", False))
     s_face, s_mask, d_face, d_mask = model(s_in, d_in)
-    src_loss = face_loss(s_face, s_tgt, _soft(s_m))
-    dst_loss = face_loss(d_face, d_tgt, _soft(d_m))
+    src_loss = face_loss(s_face, s_tgt, _soft(s_m), pixel)
+    dst_loss = face_loss(d_face, d_tgt, _soft(d_m), pixel)
     loss = src_loss + dst_loss + mask_weight * (mask_loss(s_mask, s_m) + mask_loss(d_mask, d_m))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -97,22 +101,25 @@ def _eta(seconds: float) -> str:
 
 
 def write_preview(model_dir: Path, model, src: FaceDataset, dst: FaceDataset, history: list, iteration: int,
-                  device: torch.device, samples: int = 4) -> Path:
-    """Write ``preview.jpg`` and ``previews/<iteration>.jpg`` (same fixed faces each time)."""
+                  device: torch.device, samples: int = 4, keep_history: bool = False, prefix: str = "") -> Path:
+    """Write ``<prefix>preview.jpg`` and, with ``keep_history``, ``previews/<prefix>preview_<iteration>.jpg``
+    (the same fixed faces each time)."""
     from facelab.fileio import atomic_write_bytes
     from facelab.train.preview import make_preview, preview_jpeg
 
-    pick = lambda ds: ds.faces[np.linspace(0, len(ds) - 1, samples).round().astype(int)]  # noqa: E731
+    pick = lambda ds: ds.faces[np.linspace(0, len(ds) - 1, samples).round().astype(int)]
     data = preview_jpeg(make_preview(model, pick(src), pick(dst), history, device))
-    (model_dir / "previews").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(model_dir / "previews" / f"{iteration:08d}.jpg", data)
-    atomic_write_bytes(model_dir / "preview.jpg", data)
-    return model_dir / "preview.jpg"
+    if keep_history:
+        (model_dir / "previews").mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(model_dir / "previews" / f"{prefix}preview_{iteration:08d}.jpg", data)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(model_dir / f"{prefix}preview.jpg", data)
+    return model_dir / f"{prefix}preview.jpg"
 
 
 def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions, state: dict,
           device: torch.device, target_iteration: int | None = None, minutes: float | None = None, seed: int = 0,
-          save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print) -> dict:
+          save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print, prefix: str = "") -> dict:
     """Train until ``state["iteration"] >= target_iteration`` or ``minutes`` of wall time pass (whichever first;
     neither: until Ctrl+C). Saves with ``save(state)`` every ``opts.save_every_minutes`` and on exit.
 
@@ -139,7 +146,9 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
             if minutes is not None and time.monotonic() - start >= minutes * 60:
                 stopped = "minutes"
                 break
-            losses = train_step(model, optimizer, src.sample(opts.batch_size, rng), dst.sample(opts.batch_size, rng),
+            d_idx = dst.pick(opts.batch_size, rng)
+            s_idx = src.pick_by_yaw(dst.yaw[d_idx], rng) if opts.sort_by_yaw else src.pick(opts.batch_size, rng)
+            losses = train_step(model, optimizer, src.sample(0, rng, indices=s_idx), dst.sample(0, rng, indices=d_idx),
                                 device, opts.mask_weight)
             state["iteration"] += 1
             pending.append(losses)
@@ -162,7 +171,8 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
                 log(line)
                 last_log, log_iter0, window = now, state["iteration"], []
             if now - last_preview >= opts.preview_every_minutes * 60:
-                write_preview(model_dir, model, src, dst, history, state["iteration"], device)
+                write_preview(model_dir, model, src, dst, history, state["iteration"], device,
+                  keep_history=opts.preview_history, prefix=prefix)
                 last_preview = time.monotonic()
             if save is not None and now - last_save >= opts.save_every_minutes * 60:
                 state["elapsed_seconds"] = base_elapsed + now - start
@@ -174,7 +184,8 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
         _record(history, state["iteration"], pending)
     state["elapsed_seconds"] = base_elapsed + time.monotonic() - start
     state["stopped"] = stopped
-    write_preview(model_dir, model, src, dst, history, state["iteration"], device)
+    write_preview(model_dir, model, src, dst, history, state["iteration"], device,
+                  keep_history=opts.preview_history, prefix=prefix)
     if save is not None:
         save(state)
     return state

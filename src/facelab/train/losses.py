@@ -50,12 +50,15 @@ def dssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
     return ((1 - ssim(a, b, window)) / 2).mean()
 
 
-def face_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """DSSIM + MSE between ``pred * mask`` and ``target * mask`` (``mask`` is ``(N, 1, H, W)``).
+def face_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pixel: bool = False) -> torch.Tensor:
+    """DSSIM + MSE between ``pred * mask`` and ``target * mask`` (``mask`` is ``(N, 1, H, W)``);
+    with ``pixel`` (the models' ``pixel_loss`` option) plain MSE.
 
     Masking makes the decoder spend its capacity on the face, not the background.
     """
     p, t = pred * mask, target * mask
+    if pixel:
+        return F.mse_loss(p, t)
     return dssim(p, t) + F.mse_loss(p, t)
 
 

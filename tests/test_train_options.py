@@ -1,0 +1,261 @@
+"""Trainer features: face type re-crop, saved options, yaw sorting, pixel loss, file prefix, backups, kill -9 safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facelab.align import face_matrix, warp_image
+from facelab.errors import ModelError, SettingsError
+from facelab.faceimage import read_record
+from facelab.models import create_model
+from facelab.train.augment import AugmentOptions, random_affine
+from facelab.train.checkpoint import (
+    backup_checkpoint,
+    list_backups,
+    load_checkpoint,
+    save_checkpoint,
+)
+from facelab.train.dataset import FaceDataset
+from facelab.train.loop import TrainOptions, make_optimizer, train_step
+from facelab.workspace import Workspace
+
+TINY = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims": 2}
+SRC_ROOT = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture()
+def ws(sample_faces_ws, tmp_path) -> Workspace:
+    shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+def _tiny(steps: int = 0):
+    torch.manual_seed(0)
+    model = create_model("quick", **TINY)
+    return model, make_optimizer(model, TrainOptions())
+
+
+# --- face type re-crop ------------------------------------------------------------------
+
+
+def test_half_crops_from_full_faces_match_a_direct_half_alignment(sample_faces_ws):
+    paths = sample_faces_ws.aligned_paths("dst")[:6]
+    ds = FaceDataset(paths, 64, "half")
+    assert ds.recropped == len(paths) and ds.outside == 0
+    for i, p in enumerate(paths):
+        rec = read_record(p)
+        assert rec.face_type == "full"
+        frame = cv2.imread(str(sample_faces_ws.frames_dir("dst") / rec.source_filename))
+        direct = cv2.resize(warp_image(frame, face_matrix(rec.source_landmarks, "half", 128), 128), (64, 64),
+                            interpolation=cv2.INTER_AREA)
+        diff = np.abs(ds.faces[i].astype(float) - direct)[4:-4, 4:-4].mean()  # JPEG and one extra resampling
+        assert diff < 6, diff
+    # a looser crop than the aligned one reaches outside and is counted
+    assert FaceDataset(paths[:2], 64, "head").outside == 2
+    # same face type: nothing re-cut
+    assert FaceDataset(paths[:2], 64, "full").recropped == 0
+
+
+# --- augmentation, yaw sorting, pixel loss ----------------------------------------------------
+
+
+def test_src_scale_and_no_flip_in_random_affine():
+    opts = AugmentOptions(rotation=0, scale=0, shift=0, flip=False, scale_bias=0.2)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        m = random_affine(rng, 32, opts)
+        assert m[0, 0] == pytest.approx(1.2) and m[1, 1] == pytest.approx(1.2)
+
+
+def test_pick_by_yaw_takes_the_nearest_yaws(sample_faces_ws):
+    ds = FaceDataset(sample_faces_ws.aligned_paths("src"), 32)
+    assert ds.yaw.shape == (len(ds),) and np.ptp(ds.yaw) > 1
+    rng = np.random.default_rng(0)
+    targets = np.array([ds.yaw.min(), ds.yaw.max(), float(np.median(ds.yaw))])
+    got = ds.pick_by_yaw(targets, rng)
+    srt = np.sort(ds.yaw)
+    for t, i in zip(targets, got):
+        # within the bucket of nearest faces (5 % of 30 -> 2)
+        assert abs(ds.yaw[i] - t) <= np.sort(np.abs(srt - t))[1] + 1e-4
+
+
+def test_pixel_loss_option_uses_plain_mse(sample_faces_ws):
+    ds = FaceDataset(sample_faces_ws.aligned_paths("src")[:4], 32)
+    batch = ds.sample(2, np.random.default_rng(0))
+    losses = {}
+    for pixel in (False, True):
+        model, opt = _tiny()
+        model.config["pixel_loss"] = pixel
+        losses[pixel] = train_step(model, opt, batch, batch, torch.device("cpu"))
+    # same weights, same batch: DSSIM + MSE is larger than MSE alone
+    assert losses[True][0] < losses[False][0] and losses[True][0] < 0.2
+
+
+# --- prefix, backups ---------------------------------------------------------------------------
+
+
+def test_prefix_keeps_variants_apart(tmp_path):
+    model, opt = _tiny()
+    save_checkpoint(tmp_path, model, opt, {"a": 1}, {"iteration": 1}, prefix="gpu1_")
+    save_checkpoint(tmp_path, model, None, {"a": 2}, {"iteration": 7})
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"gpu1_weights.safetensors", "gpu1_state.json", "gpu1_config.json", "gpu1_optimizer.safetensors",
+            "weights.safetensors", "state.json"} <= names
+    assert load_checkpoint(tmp_path, prefix="gpu1_").state["iteration"] == 1
+    assert load_checkpoint(tmp_path).state["iteration"] == 7
+    with pytest.raises(ModelError, match="gpu2_"):
+        load_checkpoint(tmp_path, prefix="gpu2_")
+
+
+def test_gpu_option_on_a_machine_without_it():
+    from facelab.stages.train import TrainSettings
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 9:
+        pytest.skip("has that many GPUs")
+    with pytest.raises(SettingsError, match="device"):
+        TrainSettings(gpu=9)
+    with pytest.raises(SettingsError, match="gpu"):
+        TrainSettings(gpu=0, device="cpu")
+
+
+def test_backups_rotate_and_a_broken_model_names_the_newest(tmp_path):
+    model, opt = _tiny()
+    folder = tmp_path / "m"
+    made = []
+    for i in range(4):
+        save_checkpoint(folder, model, opt, {}, {"iteration": i})
+        made.append(backup_checkpoint(folder, keep=2))
+    kept = list_backups(folder)
+    assert kept == made[-2:] and all(not p.exists() for p in made[:2])
+    assert {p.name for p in kept[-1].iterdir()} == {"config.json", "weights.safetensors", "optimizer.safetensors", "state.json"}
+    (folder / "weights.safetensors").write_bytes(b"broken")
+    with pytest.raises(ModelError) as e:
+        load_checkpoint(folder)
+    assert "weights.safetensors" in e.value.message
+    assert f"copy {kept[-1]}/* into {folder}" in e.value.hint
+    # the advice works
+    for f in kept[-1].iterdir():
+        shutil.copy(f, folder / f.name)
+    assert load_checkpoint(folder).state["iteration"] == 3
+
+
+# --- crash safety -------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys, torch
+    from facelab.models import create_model
+    from facelab.train import checkpoint
+    from facelab.train.loop import TrainOptions, make_optimizer
+    folder, die_after = sys.argv[1], int(sys.argv[2])
+    torch.manual_seed(1)
+    model = create_model("quick", resolution=32, ae_dims=16, e_dims=4, d_dims=4, d_mask_dims=2)
+    opt = make_optimizer(model, TrainOptions())
+    real, count = os.replace, [0]
+    def replace(a, b):
+        real(a, b)
+        count[0] += 1
+        if count[0] == die_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    if die_after > 0:
+        checkpoint.os.replace = replace
+    print("ready", flush=True)
+    it = 100
+    while True:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01)
+        it += 1
+        checkpoint.save_checkpoint(folder, model, opt, {}, {"iteration": it})
+""")
+
+
+def _run_child(folder: Path, die_after: int, delay: float | None) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(die_after)], stdout=subprocess.PIPE, env=env)
+    assert proc.stdout.readline().strip() == b"ready"
+    if delay is not None:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill_9_during_save_leaves_a_loadable_model(tmp_path):
+    model, opt = _tiny()
+    folder = tmp_path / "m"
+    save_checkpoint(folder, model, opt, {}, {"iteration": 100})
+    seen = set()
+    # killed right after each rename of the first save: the commit record, then the four files
+    for die_after in range(1, 6):
+        before = load_checkpoint(folder).state["iteration"]
+        _run_child(folder, die_after, None)
+        ck = load_checkpoint(folder)
+        assert ck.state["iteration"] in (before, 101)
+        seen.add(ck.state["iteration"] == 101)
+        assert not list(folder.glob(".*"))  # recovered: no commit record or temporaries left
+    # killed at random moments during a loop of saves
+    rng = np.random.default_rng(0)
+    for delay in rng.uniform(0.0, 0.4, 4):
+        _run_child(folder, 0, float(delay))
+        assert load_checkpoint(folder).state["iteration"] >= 100
+    assert seen == {True}  # every kill after the commit record rolled forward to the new save
+
+
+# --- the stage with options ----------------------------------------------------------------------
+
+
+def test_stage_options_are_saved_and_overridable(ws):
+    from facelab.stages.train import TrainSettings, run
+
+    lines: list[str] = []
+    run(ws, TrainSettings(iterations=2, batch_size=2, device="cpu", flip=False, src_scale=10, sort_by_yaw=True,
+                          preview_history=True, backups=2), log=lines.append)
+    folder = ws.model_dir("quick")
+    opts = json.loads((folder / "state.json").read_text())["options"]
+    assert opts["flip"] is False and opts["src_scale"] == 10 and opts["sort_by_yaw"] is True
+    assert opts["preview_history"] is True and opts["backups"] == 2
+    assert (folder / "previews" / "preview_00000002.jpg").is_file() and (folder / "preview.jpg").is_file()
+    assert len(list_backups(folder)) == 1  # the first save makes one; the next only after an hour
+    # a later run keeps saved options it does not set, and overrides the ones it does
+    run(ws, TrainSettings(iterations=3, device="cpu", flip=True), log=lines.append)
+    opts = json.loads((folder / "state.json").read_text())["options"]
+    assert opts["flip"] is True and opts["src_scale"] == 10 and opts["sort_by_yaw"] is True
+    assert (folder / "previews" / "preview_00000003.jpg").is_file()
+    assert len(list_backups(folder)) == 1
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"src_scale": 31}, "src_scale"), ({"src_scale": -31}, "src_scale"), ({"backups": -1}, "backups"),
+    ({"flip": "yes"}, "flip"), ({"gpu": -1}, "gpu"), ({"backup_every_minutes": 0}, "backup_every_minutes"),
+])
+def test_option_validation_names_the_key(kwargs, key):
+    from facelab.stages.train import TrainSettings
+
+    with pytest.raises(SettingsError, match=key):
+        TrainSettings(**kwargs)
+
+
+def test_cli_has_the_options():
+    import typer
+
+    import facelab.cli.train_cmd  # noqa: F401  (registers the command)
+    from facelab.cli import app
+
+    cmd = typer.main.get_command(app).commands["train"]
+    out = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    for flag in ("--target-iteration", "--flip", "--no-flip", "--src-scale", "--sort-by-yaw", "--preview-history",
+                 "--backups", "--gpu"):
+        assert flag in out
