@@ -259,3 +259,19 @@ def test_cli_has_the_options():
     for flag in ("--target-iteration", "--flip", "--no-flip", "--src-scale", "--sort-by-yaw", "--preview-history",
                  "--backups", "--gpu"):
         assert flag in out
+
+
+def test_architecture_options_are_fixed_at_the_first_run(ws):
+    from facelab.stages import train as stage
+
+    first = stage.TrainSettings(model="h64", iterations=2, batch_size=2, device="cpu",
+                                architecture=(("lightweight", True), ("pixel_loss", True)))
+    stage.run(ws, first, log=lambda s: None)
+    config = json.loads((ws.model_dir("h64") / "config.json").read_text())["config"]
+    assert config["lightweight"] is True and config["pixel_loss"] is True and config["face_type"] == "half"
+    # continuing without architecture flags is fine; changing one is refused with a hint
+    assert stage.run(ws, stage.TrainSettings(model="h64", iterations=3, batch_size=2, device="cpu"), log=lambda s: None).counts["iteration"] == 3
+    with pytest.raises(SettingsError, match="fixed at the first run"):
+        stage.run(ws, stage.TrainSettings(model="h64", iterations=4, device="cpu", architecture=(("pixel_loss", False),)), log=lambda s: None)
+    with pytest.raises(SettingsError, match="has no option lightweight"):
+        stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None)

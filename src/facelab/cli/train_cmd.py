@@ -28,6 +28,9 @@ def train_cmd(
     backups: Annotated[int | None, typer.Option("--backups", help="Hourly backups to keep in model/<name>/backups, 0 = none (saved; default 3).")] = None,
     save_every: Annotated[float, typer.Option("--save-every", help="Minutes between saves.")] = 15.0,
     preview_every: Annotated[float, typer.Option("--preview-every", help="Minutes between previews.")] = 2.0,
+    resolution: Annotated[int | None, typer.Option("--resolution", help="Face size the model works at (architecture: first run only).")] = None,
+    lightweight: Annotated[bool, typer.Option("--lightweight", help="Smaller encoder/decoder (h64, h128; architecture: first run only).")] = False,
+    pixel_loss: Annotated[bool, typer.Option("--pixel-loss", help="Train with pixel MSE instead of DSSIM (architecture: first run only).")] = False,
 ) -> None:
     """Train (or continue training) a model on the src and dst face sets. Ctrl+C saves and stops."""
     from facelab.stages import train
@@ -37,5 +40,7 @@ def train_cmd(
               "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every}
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
+    arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss or None}
+    kwargs["architecture"] = tuple((k, v) for k, v in arch.items() if v is not None)
     settings = train.TrainSettings(**kwargs)
     report(train.run(current_workspace(), settings, log=lambda s: console.print(s, highlight=False, markup=False)))

@@ -22,6 +22,7 @@ backup into ``backups/`` when the newest one is older than
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -32,7 +33,7 @@ import torch
 
 from facelab.device import resolve_device
 from facelab.errors import FacelabError, ModelError, SettingsError
-from facelab.models import create_model, list_models
+from facelab.models import MODELS, create_model, list_models
 from facelab.stages import Summary
 from facelab.train.augment import AugmentOptions
 from facelab.train.checkpoint import (
@@ -92,6 +93,8 @@ class TrainSettings:
     backups: int | None = None
     backup_every_minutes: float = 60.0
     gpu: int | None = None
+    # architecture options: used when a model is created, fixed after that
+    architecture: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         if self.model not in list_models():
@@ -159,9 +162,20 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
                 f"use --model {saved['model']} to continue it, or --name <other> for a new model")
         ckpt = load_checkpoint(model_dir, device, prefix=prefix)
         model, state, saved_opts = ckpt.model, ckpt.state, ckpt.options
+        changed = {k: v for k, v in settings.architecture if model.config.get(k) != v}
+        if changed:
+            raise SettingsError(
+                f"{model_dir.name}: architecture options are fixed at the first run ({', '.join(f'{k}={v}' for k, v in changed.items())} asked, "
+                f"{', '.join(f'{k}={model.config.get(k)}' for k in changed)} saved)",
+                "leave them out to continue this model, or use --name <other> for a new one")
     else:
         torch.manual_seed(settings.seed)
-        model, state, saved_opts = create_model(settings.model).to(device), {}, {}
+        accepted = inspect.signature(MODELS.get(settings.model)).parameters
+        unknown = [k for k, _ in settings.architecture if k not in accepted]
+        if unknown:
+            raise SettingsError(f"model {settings.model!r} has no option {', '.join(unknown)}",
+                                f"its architecture options are: {', '.join(k for k in accepted if k != 'face_type')}")
+        model, state, saved_opts = create_model(settings.model, **dict(settings.architecture)).to(device), {}, {}
 
     # saved options apply unless this run sets them
     chosen = {k: getattr(settings, k) if getattr(settings, k) is not None else saved_opts.get(k, default)
