@@ -100,11 +100,12 @@ def faces32(real_faces):
     return torch.from_numpy(real_faces(8, 32)).permute(0, 3, 1, 2).contiguous()
 
 
-def test_loss_falls_on_real_faces(faces32):
+@pytest.mark.parametrize("name", list_models())
+def test_loss_falls_on_real_faces(name, faces32):
     from facelab.train.losses import face_loss
 
     torch.manual_seed(0)
-    model = create_model("quick", resolution=32, ae_dims=64, e_dims=8, d_dims=8, d_mask_dims=2)
+    model = create_model(name, resolution=32, ae_dims=64, e_dims=8, d_dims=8, d_mask_dims=2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
     src, dst = faces32[:4], faces32[4:]
     ones = torch.ones(4, 1, 32, 32)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from facelab.errors import SettingsError
+from facelab.models.base import SwapModel
 from facelab.models.layers import DenseBottleneck, Downscale, ResidualBlock, Upscale
 
 DIM_RANGES = {"ae_dims": (4, 1024), "e_dims": (2, 256), "d_dims": (2, 256), "d_mask_dims": (1, 256)}
@@ -91,7 +92,7 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.face(z)), torch.sigmoid(self.mask(z))
 
 
-class TwoDecoderAE(nn.Module):
+class TwoDecoderAE(SwapModel):
     """Shared encoder + bottleneck, one decoder per identity (H64, H128, DF).
 
     Subclasses call :meth:`build` with a config from :func:`resolve_config`.
@@ -109,14 +110,6 @@ class TwoDecoderAE(nn.Module):
         self.inter = DenseBottleneck(c["e_dims"] * 8 * side * side, c["ae_dims"], side, c["ae_dims"])
         self.decoder_src = Decoder(c["ae_dims"], c["d_dims"], c["d_mask_dims"], res_blocks)
         self.decoder_dst = Decoder(c["ae_dims"], c["d_dims"], c["d_mask_dims"], res_blocks)
-
-    @property
-    def resolution(self) -> int:
-        return self.config["resolution"]
-
-    @property
-    def face_type(self) -> str:
-        return self.config["face_type"]
 
     def forward(self, src: torch.Tensor, dst: torch.Tensor):
         """Reconstruct each side with its own decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""

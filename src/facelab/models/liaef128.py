@@ -21,9 +21,9 @@ lighting) rather than pasting src's face: more stable, less src-like than DF.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from facelab.models import register_model
+from facelab.models.base import SwapModel
 from facelab.models.classic import Decoder, Encoder, resolve_config
 from facelab.models.layers import DenseBottleneck
 
@@ -31,7 +31,7 @@ DEFAULTS = {"resolution": 128, "ae_dims": 256, "e_dims": 42, "d_dims": 42, "d_ma
 
 
 @register_model("liaef128")
-class LIAEF128(nn.Module):
+class LIAEF128(SwapModel):
     def __init__(self, resolution: int | None = None, ae_dims: int | None = None, e_dims: int | None = None,
                  d_dims: int | None = None, d_mask_dims: int | None = None, pixel_loss: bool = False,
                  face_type: str | None = None) -> None:
@@ -46,14 +46,6 @@ class LIAEF128(nn.Module):
         self.inter_b = DenseBottleneck(flat, c["ae_dims"], side, c["ae_dims"])
         # the one decoder paints both people, so it gets DF's residual blocks for the extra work
         self.decoder = Decoder(2 * c["ae_dims"], c["d_dims"], c["d_mask_dims"], res_blocks=True)
-
-    @property
-    def resolution(self) -> int:
-        return self.config["resolution"]
-
-    @property
-    def face_type(self) -> str:
-        return self.config["face_type"]
 
     def forward(self, src: torch.Tensor, dst: torch.Tensor):
         """Reconstruct both sides with the one decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""

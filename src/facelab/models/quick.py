@@ -31,6 +31,7 @@ from torch import nn
 
 from facelab.errors import SettingsError
 from facelab.models import register_model
+from facelab.models.base import SwapModel
 from facelab.models.layers import DenseBottleneck, Downscale, ResidualBlock, Upscale
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -74,7 +75,7 @@ class Decoder(nn.Module):
 
 
 @register_model("quick")
-class Quick(nn.Module):
+class Quick(SwapModel):
     def __init__(self, resolution: int = 64, face_type: str = "full", ae_dims: int = 128, e_dims: int = 32,
                  d_dims: int = 16, d_mask_dims: int = 8) -> None:
         super().__init__()
@@ -91,14 +92,6 @@ class Quick(nn.Module):
         self.inter = DenseBottleneck(e_dims * 8 * side * side, ae_dims, side, ae_dims)
         self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims)
         self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims)
-
-    @property
-    def resolution(self) -> int:
-        return self.config["resolution"]
-
-    @property
-    def face_type(self) -> str:
-        return self.config["face_type"]
 
     def forward(self, src: torch.Tensor, dst: torch.Tensor):
         """Reconstruct each side with its own decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""

@@ -1,0 +1,20 @@
+"""What every face-swap model shares: its config and the two facts merge needs from it."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class SwapModel(nn.Module):
+    """Base class: subclasses set ``self.config`` (a JSON-able dict with at least
+    ``resolution`` and ``face_type``) and implement ``forward(src, dst)`` and ``swap(dst)``."""
+
+    config: dict
+
+    @property
+    def resolution(self) -> int:
+        return self.config["resolution"]
+
+    @property
+    def face_type(self) -> str:
+        return self.config["face_type"]
