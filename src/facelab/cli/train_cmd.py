@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -41,6 +42,30 @@ def train_cmd(
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss or None}
+    ws = current_workspace()
+    folder = ws.model_dir(name or model)
+    if sys.stdin.isatty() and not any(folder.glob("*config.json")):
+        _ask_first_run(model, kwargs, arch)
     kwargs["architecture"] = tuple((k, v) for k, v in arch.items() if v is not None)
     settings = train.TrainSettings(**kwargs)
-    report(train.run(current_workspace(), settings, log=lambda s: console.print(s, highlight=False, markup=False)))
+    report(train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False)))
+
+
+def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
+    """Fill options the user did not give by asking (a new model in a terminal only)."""
+    import inspect
+
+    from facelab.cli.prompts import ask_all, train_questions
+    from facelab.models import MODELS
+
+    params = inspect.signature(MODELS.get(model)).parameters
+    defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    given = {k for k, v in {**kwargs, **arch}.items() if v is not None}
+    console.print(f"new {model} model: answer or press Enter for the default ('?' explains)", highlight=False, markup=False)
+    answers = ask_all([q for q in train_questions(set(params), defaults) if q.key not in given])
+    for key, value in answers.items():
+        if key in ("resolution", "lightweight", "pixel_loss"):
+            arch[key] = value if value != defaults.get(key) else None
+        elif value is not None:
+            kwargs[key] = value
+

@@ -1,0 +1,60 @@
+"""First-run questions of `facelab train` (DeepFaceLab-style prompts)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import sys
+import time
+import json
+import shutil
+
+from facelab.cli.prompts import Question, ask_all, parse_bool, train_questions
+
+
+def test_enter_takes_default_question_mark_explains_and_bad_answers_are_asked_again():
+    replies = iter(["?", "", "abc", "4"])
+    out: list[str] = []
+    qs = [Question("flip", "Random flip", True, "Mirror faces at random.", parse_bool),
+          Question("batch_size", "Batch size", 8, "Faces per side.", int)]
+    answers = ask_all(qs, read=lambda prompt: next(replies), write=out.append)
+    assert answers == {"flip": True, "batch_size": 4}
+    assert out[0] == "Mirror faces at random." and "not a valid answer" in out[1]
+
+
+def test_architecture_questions_follow_the_model():
+    assert {"lightweight", "pixel_loss", "resolution"} <= {q.key for q in train_questions({"resolution", "lightweight", "pixel_loss"}, {})}
+    assert "lightweight" not in {q.key for q in train_questions({"resolution", "ae_dims"}, {})}
+
+
+def test_a_terminal_first_run_asks_and_saves_the_answers(sample_faces_ws, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_faces_ws.root, ws)
+    # answers: batch 2, target iteration 3, then Enter for every other question, lightweight = y
+    answers = ["2", "3", "", "", "", "", "", "", "y", ""]
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the real CLI on a terminal
+        os.execvp(sys.executable, [sys.executable, "-m", "facelab", "-w", str(ws), "train", "--model", "h64", "--device", "cpu"])
+    seen, deadline = b"", time.monotonic() + 120
+    while answers and time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 1)
+        if r:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+            if seen.rstrip().endswith(b"(? for help):"):
+                os.write(fd, (answers.pop(0) + "\n").encode())
+                seen = b""
+    while time.monotonic() < deadline:
+        try:
+            if not os.read(fd, 4096):
+                break
+        except OSError:
+            break
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    saved = json.loads((ws / "model" / "h64" / "config.json").read_text())
+    assert saved["config"]["lightweight"] is True and saved["options"]["batch_size"] == 2
+    assert json.loads((ws / "model" / "h64" / "state.json").read_text())["iteration"] == 3
