@@ -58,3 +58,27 @@ def test_a_terminal_first_run_asks_and_saves_the_answers(sample_faces_ws, tmp_pa
     saved = json.loads((ws / "model" / "h64" / "config.json").read_text())
     assert saved["config"]["lightweight"] is True and saved["options"]["batch_size"] == 2
     assert json.loads((ws / "model" / "h64" / "state.json").read_text())["iteration"] == 3
+
+
+def test_toml_settings_file_and_flags_win(sample_faces_ws, tmp_path):
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_faces_ws.root, ws)
+    cfg = tmp_path / "train.toml"
+    cfg.write_text('model = "h64"\nbatch-size = 2\ntarget_iteration_unused = 1\n')
+    r = CliRunner().invoke(app, ["-w", str(ws), "train", "--config", str(cfg), "--device", "cpu"])
+    assert isinstance(r.exception, Exception) and "target_iteration_unused" in str(r.exception)
+
+    cfg.write_text('model = "h64"\nbatch-size = 2\niterations = 2\nlightweight = true\nflip = false\n')
+    r = CliRunner().invoke(app, ["-w", str(ws), "train", "--config", str(cfg), "--device", "cpu", "--batch-size", "3"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((ws / "model" / "h64" / "config.json").read_text())
+    assert saved["config"]["lightweight"] is True
+    assert saved["options"]["batch_size"] == 3 and saved["options"]["flip"] is False
+
+    cfg.write_text("iterations = [unclosed\n")
+    r = CliRunner().invoke(app, ["-w", str(ws), "train", "--config", str(cfg)])
+    assert "not valid TOML" in str(r.exception)

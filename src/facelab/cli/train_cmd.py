@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,13 +13,13 @@ from facelab.cli import app, console, current_workspace, report
 
 @app.command("train")
 def train_cmd(
-    model: Annotated[str, typer.Option(help="Model architecture (see `facelab.models.list_models()`).")] = "quick",
+    model: Annotated[str | None, typer.Option(help="Model architecture: quick (default), h64, h128, df, liaef128, ... (see docs/training.md).")] = None,
     name: Annotated[str | None, typer.Option(help="Model folder name under model/ (default: the model name).")] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", "--target-iteration",
                                                       help="Train until this total iteration.")] = None,
     minutes: Annotated[float | None, typer.Option(help="Train for this many minutes (this run).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Faces per side per iteration (saved).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="auto (default), cpu, cuda, cuda:N or mps.")] = None,
     gpu: Annotated[int | None, typer.Option("--gpu", help="Train on CUDA GPU INDEX; model files get the prefix gpuINDEX_.")] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random mirror flip of faces (saved; default on).")] = None,
     src_scale: Annotated[float | None, typer.Option("--src-scale", help="Scale src faces by this percent, -30..30 (saved; default 0).")] = None,
@@ -27,10 +28,11 @@ def train_cmd(
     preview_history: Annotated[bool | None, typer.Option("--preview-history/--no-preview-history",
                                                             help="Keep previews/preview_<iteration>.jpg (saved; default off).")] = None,
     backups: Annotated[int | None, typer.Option("--backups", help="Hourly backups to keep in model/<name>/backups, 0 = none (saved; default 3).")] = None,
-    save_every: Annotated[float, typer.Option("--save-every", help="Minutes between saves.")] = 15.0,
-    preview_every: Annotated[float, typer.Option("--preview-every", help="Minutes between previews.")] = 2.0,
+    save_every: Annotated[float | None, typer.Option("--save-every", help="Minutes between saves (default 15).")] = None,
+    preview_every: Annotated[float | None, typer.Option("--preview-every", help="Minutes between previews (default 2).")] = None,
     resolution: Annotated[int | None, typer.Option("--resolution", help="Face size the model works at (architecture: first run only).")] = None,
     lightweight: Annotated[bool, typer.Option("--lightweight", help="Smaller encoder/decoder (h64, h128; architecture: first run only).")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these options as keys (flags win over it).")] = None,
     pixel_loss: Annotated[bool, typer.Option("--pixel-loss", help="Train with pixel MSE instead of DSSIM (architecture: first run only).")] = False,
 ) -> None:
     """Train (or continue training) a model on the src and dst face sets. Ctrl+C saves and stops."""
@@ -38,16 +40,18 @@ def train_cmd(
 
     kwargs = {"model": model, "name": name, "iterations": iterations, "minutes": minutes, "device": device, "gpu": gpu,
               "flip": flip, "src_scale": src_scale, "sort_by_yaw": sort_by_yaw, "preview_history": preview_history,
-              "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every}
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
+              "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every,
+              "batch_size": batch_size}
     arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss or None}
+    if config is not None:
+        _apply_file(config, model, kwargs, arch)
+    model = kwargs["model"] = kwargs.get("model") or "quick"
     ws = current_workspace()
-    folder = ws.model_dir(name or model)
+    folder = ws.model_dir(kwargs.get("name") or model)
     if sys.stdin.isatty() and not any(folder.glob("*config.json")):
         _ask_first_run(model, kwargs, arch)
     kwargs["architecture"] = tuple((k, v) for k, v in arch.items() if v is not None)
-    settings = train.TrainSettings(**kwargs)
+    settings = train.TrainSettings(**{k: v for k, v in kwargs.items() if v is not None})
     report(train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False)))
 
 
@@ -68,4 +72,28 @@ def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
             arch[key] = value if value != defaults.get(key) else None
         elif value is not None:
             kwargs[key] = value
+
+
+def _apply_file(path: Path, model: str, kwargs: dict, arch: dict) -> None:
+    """Fill options not given as flags from a TOML file; architecture keys are the model's own options."""
+    import dataclasses
+    import inspect
+
+    from facelab.models import MODELS
+    from facelab.settings_file import check_keys, load_toml
+    from facelab.stages.train import TrainSettings
+
+    data = load_toml(path)
+    if "target_iteration" in data:  # DeepFaceLab's name for it
+        data["iterations"] = data.pop("target_iteration")
+    model = kwargs.get("model") or data.get("model") or "quick"
+    arch_keys = set(inspect.signature(MODELS.get(model)).parameters) - {"face_type"}
+    trainer_keys = {f.name for f in dataclasses.fields(TrainSettings)} - {"architecture"}
+    check_keys(data, arch_keys | trainer_keys, path)
+    for key, value in data.items():
+        if key in trainer_keys:
+            if kwargs.get(key) is None:
+                kwargs[key] = value
+        elif arch.get(key) is None:
+            arch[key] = value
 

@@ -26,7 +26,7 @@ from typing import Any
 from facelab.registry import Registry
 
 MODELS = Registry("model", ("facelab.models.quick", "facelab.models.h64", "facelab.models.h128", "facelab.models.df",
-                            "facelab.models.liaef128"))
+                            "facelab.models.liaef128", "facelab.models.sae"))
 list_models = MODELS.names
 
 
