@@ -34,6 +34,20 @@ def train_cmd(
     lightweight: Annotated[bool, typer.Option("--lightweight", help="Smaller encoder/decoder (h64, h128; architecture: first run only).")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these options as keys (flags win over it).")] = None,
     pixel_loss: Annotated[bool, typer.Option("--pixel-loss", help="Train with pixel MSE instead of DSSIM (architecture: first run only).")] = False,
+    face_type: Annotated[str | None, typer.Option("--face-type", help="sae: half, mid, full, whole or head.", rich_help_panel="SAE architecture (first run only)")] = None,
+    archi: Annotated[str | None, typer.Option("--archi", help="sae: df, liae or vg, with DeepFaceLab 2 letters u/d/t after a dash (df-ud, liae-ud).", rich_help_panel="SAE architecture (first run only)")] = None,
+    ae_dims: Annotated[int | None, typer.Option("--ae-dims", help="Autoencoder (bottleneck) dims, 32-1024.", rich_help_panel="SAE architecture (first run only)")] = None,
+    e_dims: Annotated[int | None, typer.Option("--e-dims", help="Encoder dims per channel, 21-85.", rich_help_panel="SAE architecture (first run only)")] = None,
+    d_dims: Annotated[int | None, typer.Option("--d-dims", help="Decoder dims per channel, 10-85.", rich_help_panel="SAE architecture (first run only)")] = None,
+    d_mask_dims: Annotated[int | None, typer.Option("--d-mask-dims", help="Mask decoder dims per channel.", rich_help_panel="SAE architecture (first run only)")] = None,
+    d_res_blocks: Annotated[int | None, typer.Option("--d-res-blocks", help="Residual blocks per decoder level, 0-8.", rich_help_panel="SAE architecture (first run only)")] = None,
+    learn_mask: Annotated[bool | None, typer.Option("--learn-mask/--no-learn-mask", help="Predict a mask beside the face (default on).", rich_help_panel="SAE architecture (first run only)")] = None,
+    optimizer_mode: Annotated[int | None, typer.Option("--optimizer-mode", help="1; 2: optimizer state in system RAM; 3: also recompute activations (~30 % slower, larger nets fit).", rich_help_panel="SAE architecture (first run only)")] = None,
+    lightweight_encoder: Annotated[bool | None, typer.Option("--lightweight-encoder", help="Fewer encoder channels.", rich_help_panel="SAE architecture (first run only)")] = None,
+    multiscale_decoder: Annotated[bool | None, typer.Option("--multiscale-decoder", help="Decoder also predicts at 1/2 and 1/4 scale.", rich_help_panel="SAE architecture (first run only)")] = None,
+    remove_gray_border: Annotated[bool | None, typer.Option("--remove-gray-border", help="Ignore the grey fill of faces cut at the frame edge.", rich_help_panel="SAE architecture (first run only)")] = None,
+    face_style_power: Annotated[float | None, typer.Option("--face-style-power", help="0-100.", rich_help_panel="SAE architecture (first run only)")] = None,
+    bg_style_power: Annotated[float | None, typer.Option("--bg-style-power", help="0-100.", rich_help_panel="SAE architecture (first run only)")] = None,
 ) -> None:
     """Train (or continue training) a model on the src and dst face sets. Ctrl+C saves and stops."""
     from facelab.stages import train
@@ -42,7 +56,12 @@ def train_cmd(
               "flip": flip, "src_scale": src_scale, "sort_by_yaw": sort_by_yaw, "preview_history": preview_history,
               "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every,
               "batch_size": batch_size}
-    arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss or None}
+    arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss or None,
+            "face_type": face_type, "archi": archi, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims,
+            "d_mask_dims": d_mask_dims, "d_res_blocks": d_res_blocks, "learn_mask": learn_mask,
+            "optimizer_mode": optimizer_mode, "lightweight_encoder": lightweight_encoder,
+            "multiscale_decoder": multiscale_decoder, "remove_gray_border": remove_gray_border,
+            "face_style_power": face_style_power, "bg_style_power": bg_style_power}
     if config is not None:
         _apply_file(config, model, kwargs, arch)
     model = kwargs["model"] = kwargs.get("model") or "quick"
@@ -87,7 +106,7 @@ def _apply_file(path: Path, model: str, kwargs: dict, arch: dict) -> None:
     if "target_iteration" in data:  # DeepFaceLab's name for it
         data["iterations"] = data.pop("target_iteration")
     model = kwargs.get("model") or data.get("model") or "quick"
-    arch_keys = set(inspect.signature(MODELS.get(model)).parameters) - {"face_type"}
+    arch_keys = set(inspect.signature(MODELS.get(model)).parameters)
     trainer_keys = {f.name for f in dataclasses.fields(TrainSettings)} - {"architecture"}
     check_keys(data, arch_keys | trainer_keys, path)
     for key, value in data.items():

@@ -66,7 +66,13 @@ from torch.utils.checkpoint import checkpoint
 from facelab.errors import SettingsError
 from facelab.models import register_model
 from facelab.models.base import SwapModel
-from facelab.models.layers import SLOPE, DenseBottleneck, Downscale, ResidualBlock, Upscale
+from facelab.models.layers import (
+    SLOPE,
+    DenseBottleneck,
+    Downscale,
+    ResidualBlock,
+    Upscale,
+)
 
 FACE_TYPES = ("half", "mid", "full", "whole", "head")
 ARCHIS = ("df", "liae", "vg")
