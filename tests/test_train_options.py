@@ -275,3 +275,37 @@ def test_architecture_options_are_fixed_at_the_first_run(ws):
         stage.run(ws, stage.TrainSettings(model="h64", iterations=4, device="cpu", architecture=(("pixel_loss", False),)), log=lambda s: None)
     with pytest.raises(SettingsError, match="has no option lightweight"):
         stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None)
+
+
+def test_random_warp_off_gives_unwarped_inputs(sample_faces_ws):
+    from facelab.train.augment import augment_sample
+
+    img, rec = __import__("facelab.faceimage", fromlist=["read_face"]).read_face(sample_faces_ws.aligned_paths("src")[0])
+    img = cv2.resize(img, (64, 64))
+    mask = np.ones((64, 64), np.float32)
+    rng = np.random.default_rng(0)
+    still = AugmentOptions(flip=False, warp=False, rotation=0, scale=0, shift=0)
+    x, y, _ = augment_sample(img, mask, rng, still)
+    np.testing.assert_array_equal(x, y)
+    x, y, _ = augment_sample(img, mask, rng, AugmentOptions(flip=False, warp=True, rotation=0, scale=0, shift=0))
+    assert np.abs(x.astype(int) - y.astype(int)).mean() > 1.0
+
+
+def test_lr_dropout_keeps_some_weights_unchanged_and_clip_grad_still_trains(sample_faces_ws):
+    ds = FaceDataset(sample_faces_ws.aligned_paths("src")[:8], 32, "full")
+    rng = np.random.default_rng(0)
+    batch = ds.sample(4, rng)
+    for lr_dropout, clip in ((0.5, False), (0.0, True)):
+        torch.manual_seed(0)
+        model = create_model("quick", resolution=32, ae_dims=16, e_dims=4, d_dims=4, d_mask_dims=2)
+        opt = make_optimizer(model, TrainOptions(lr=1e-2))
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        train_step(model, opt, batch, batch, torch.device("cpu"), clip_grad=clip, lr_dropout=lr_dropout)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        unchanged = (after == before).float().mean().item()
+        if lr_dropout:
+            assert 0.35 < unchanged < 0.65, unchanged  # about half of the updates dropped
+        else:
+            assert unchanged < 0.1
+    with pytest.raises(SettingsError, match="lr_dropout"):
+        __import__("facelab.stages.train", fromlist=["TrainSettings"]).TrainSettings(lr_dropout=1.5)

@@ -32,6 +32,9 @@ def train_cmd(
     preview_every: Annotated[float | None, typer.Option("--preview-every", help="Minutes between previews (default 2).")] = None,
     resolution: Annotated[int | None, typer.Option("--resolution", help="Face size the model works at (architecture: first run only).")] = None,
     lightweight: Annotated[bool, typer.Option("--lightweight", help="Smaller encoder/decoder (h64, h128; architecture: first run only).")] = False,
+    random_warp: Annotated[bool | None, typer.Option("--random-warp/--no-random-warp", help="Random warp of the inputs (saved; default on; turn off late in training for detail).")] = None,
+    clip_grad: Annotated[bool | None, typer.Option("--clip-grad/--no-clip-grad", help="Clip the gradient norm to 1 (saved; default off).")] = None,
+    lr_dropout: Annotated[float | None, typer.Option("--lr-dropout", help="Share of weight updates dropped each step, 0 (off) to <1, e.g. 0.3 (saved).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these options as keys (flags win over it).")] = None,
     pixel_loss: Annotated[bool, typer.Option("--pixel-loss", help="Train with pixel MSE instead of DSSIM (architecture: first run only).")] = False,
     face_type: Annotated[str | None, typer.Option("--face-type", help="sae: half, mid, full, whole or head.", rich_help_panel="SAE architecture (first run only)")] = None,
@@ -55,7 +58,7 @@ def train_cmd(
     kwargs = {"model": model, "name": name, "iterations": iterations, "minutes": minutes, "device": device, "gpu": gpu,
               "flip": flip, "src_scale": src_scale, "sort_by_yaw": sort_by_yaw, "preview_history": preview_history,
               "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every,
-              "batch_size": batch_size}
+              "batch_size": batch_size, "random_warp": random_warp, "clip_grad": clip_grad, "lr_dropout": lr_dropout}
     arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss or None,
             "face_type": face_type, "archi": archi, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims,
             "d_mask_dims": d_mask_dims, "d_res_blocks": d_res_blocks, "learn_mask": learn_mask,

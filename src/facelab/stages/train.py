@@ -51,7 +51,8 @@ from facelab.workspace import Workspace
 
 DEFAULT_BATCH_SIZE = TrainOptions.batch_size
 # defaults of the options saved with a model (None in TrainSettings = the saved value, else these)
-OPTION_DEFAULTS = {"flip": True, "src_scale": 0.0, "sort_by_yaw": False, "preview_history": False, "backups": 3}
+OPTION_DEFAULTS = {"flip": True, "src_scale": 0.0, "sort_by_yaw": False, "preview_history": False, "backups": 3,
+                   "random_warp": True, "clip_grad": False, "lr_dropout": 0.0}
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class TrainSettings:
     seed: int = 0
     flip: bool | None = None
     src_scale: float | None = None
+    random_warp: bool | None = None
+    clip_grad: bool | None = None
+    lr_dropout: float | None = None
     sort_by_yaw: bool | None = None
     preview_history: bool | None = None
     backups: int | None = None
@@ -113,7 +117,10 @@ class TrainSettings:
             raise SettingsError(f"batch_size: {self.batch_size!r} is out of range", "use a whole number from 1 to 512")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise SettingsError(f"seed: {self.seed!r} is out of range", "use a whole number >= 0")
-        for key in ("flip", "sort_by_yaw", "preview_history"):
+        if self.lr_dropout is not None and not (isinstance(self.lr_dropout, (int, float)) and not isinstance(self.lr_dropout, bool)
+                                                and 0 <= self.lr_dropout < 1):
+            raise SettingsError(f"lr_dropout: {self.lr_dropout!r} is out of range", "use a share from 0 (off) to below 1, e.g. 0.3")
+        for key in ("flip", "sort_by_yaw", "preview_history", "random_warp", "clip_grad"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), bool):
                 raise SettingsError(f"{key}: {getattr(self, key)!r} is not true or false", "use true or false")
         if self.src_scale is not None and not (isinstance(self.src_scale, (int, float)) and not isinstance(self.src_scale, bool)
@@ -186,6 +193,8 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         preview_every_minutes=settings.preview_every_minutes,
         sort_by_yaw=bool(chosen["sort_by_yaw"]),
         preview_history=bool(chosen["preview_history"]),
+        clip_grad=bool(chosen["clip_grad"]),
+        lr_dropout=float(chosen["lr_dropout"]),
     )
     model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, opts)
@@ -200,8 +209,9 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     resolution, face_type = model.config["resolution"], model.config["face_type"]
     log(f"loading faces at {resolution} px: src {len(src_paths)}, dst {len(dst_paths)}")
     flip = bool(chosen["flip"])
-    src = FaceDataset(src_paths, resolution, face_type, AugmentOptions(flip=flip, scale_bias=float(chosen["src_scale"]) / 100))
-    dst = FaceDataset(dst_paths, resolution, face_type, AugmentOptions(flip=flip))
+    warp = bool(chosen["random_warp"])
+    src = FaceDataset(src_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp, scale_bias=float(chosen["src_scale"]) / 100))
+    dst = FaceDataset(dst_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp))
     for side, ds in (("src", src), ("dst", dst)):
         if ds.recropped:
             log(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")

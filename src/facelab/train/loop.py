@@ -34,6 +34,8 @@ class TrainOptions:
     preview_every_minutes: float = 2.0
     sort_by_yaw: bool = False  # pick src faces of about the yaw of the sampled dst faces
     preview_history: bool = False  # keep previews/preview_<iteration>.jpg besides preview.jpg
+    clip_grad: bool = False  # clip the gradient norm to 1: steadier with large models or GAN-like losses
+    lr_dropout: float = 0.0  # share of each step's weight updates randomly dropped (0 = off; DFL used ~0.3)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -64,7 +66,8 @@ def _soft(mask: torch.Tensor) -> torch.Tensor:
     return (F.avg_pool2d(mask, k, 1, k // 2, count_include_pad=False) * 2).clamp_(0, 1)
 
 
-def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mask_weight: float = 1.0) -> tuple[float, float]:
+def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mask_weight: float = 1.0,
+               clip_grad: bool = False, lr_dropout: float = 0.0) -> tuple[float, float]:
     """One Adam step on a src and a dst batch (each ``(inputs, targets, masks)`` from :meth:`FaceDataset.sample`).
 
     The face loss is DSSIM + MSE, or plain MSE when the model's config has ``pixel_loss`` set.
@@ -78,7 +81,20 @@ def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mas
     loss = src_loss + dst_loss + mask_weight * (mask_loss(s_mask, s_m) + mask_loss(d_mask, d_m))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    if clip_grad:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    if lr_dropout > 0:
+        # learning-rate dropout: each weight keeps its update with probability 1 - lr_dropout,
+        # which late in training helps escape the flat, blurry optimum
+        params = [p for p in model.parameters() if p.grad is not None]
+        before = [p.detach().clone() for p in params]
+        optimizer.step()
+        with torch.no_grad():
+            for p, old in zip(params, before):
+                keep = torch.rand_like(p) >= lr_dropout
+                p.copy_(torch.where(keep, p, old))
+    else:
+        optimizer.step()
     return src_loss.item(), dst_loss.item()
 
 
@@ -149,7 +165,7 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
             d_idx = dst.pick(opts.batch_size, rng)
             s_idx = src.pick_by_yaw(dst.yaw[d_idx], rng) if opts.sort_by_yaw else src.pick(opts.batch_size, rng)
             losses = train_step(model, optimizer, src.sample(0, rng, indices=s_idx), dst.sample(0, rng, indices=d_idx),
-                                device, opts.mask_weight)
+                                device, opts.mask_weight, opts.clip_grad, opts.lr_dropout)
             state["iteration"] += 1
             pending.append(losses)
             window.append(losses)
