@@ -11,7 +11,6 @@ name in ``extra["original_filename"]``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from facelab.faceimage import read_record, rewrite_record
-from facelab.fileio import atomic_write_json
+from facelab.faceset import renames
 
 JOURNAL = "sort_journal.json"
 TMP_PREFIX = ".sorting-"
@@ -232,38 +231,9 @@ def _unique(folder: Path, name: str, taken: set[str]) -> Path:
     return folder / candidate
 
 
-def _phase2(folder: Path, moves: list[dict[str, str]]) -> int:
-    moved = 0
-    for m in moves:
-        tmp = folder / m["tmp"]
-        if tmp.exists():
-            os.replace(tmp, folder / m["to"])
-            moved += 1
-    return moved
-
-
 def recover(folder: Path, journal: Path) -> int:
-    """Finish a renaming that was interrupted; returns how many files it moved.
-
-    Phase 1 (recorded in the journal) only creates temporary names, so any file
-    still at a ``from`` name is untouched; phase 2 starts once every file is at its
-    temporary name.
-    """
-    if not journal.exists():
-        return 0
-    doc = json.loads(journal.read_text())
-    moves = doc["moves"]
-    moved = 0
-    if doc.get("phase", 1) == 1:
-        for m in moves:
-            src, tmp = folder / m["from"], folder / m["tmp"]
-            if src.exists() and not tmp.exists():
-                os.replace(src, tmp)
-                moved += 1
-        atomic_write_json(journal, {**doc, "phase": 2}, fsync=True)
-    moved += _phase2(folder, moves)
-    journal.unlink()
-    return moved
+    """Finish a renaming that was interrupted; returns how many files it moved."""
+    return renames.finish(journal)
 
 
 def apply(folder: Path, paths: list[Path], order: list[int], trash: list[int], trash_dir: Path, journal: Path, names: list[str]) -> None:
@@ -281,13 +251,5 @@ def apply(folder: Path, paths: list[Path], order: list[int], trash: list[int], t
     moves = []
     for rank, i in enumerate(order):
         stem = os.path.splitext(names[i])[0]
-        suffix = paths[i].suffix.lower()
-        moves.append({"from": paths[i].name, "tmp": f"{TMP_PREFIX}{rank:0{width}d}{suffix}", "to": f"{rank:0{width}d}_{stem}{suffix}"})
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"folder": str(folder), "phase": 1, "moves": moves}
-    atomic_write_json(journal, doc, fsync=True)
-    for m in moves:  # phase 1: everything to a temporary name (frees every final name)
-        os.replace(folder / m["from"], folder / m["tmp"])
-    atomic_write_json(journal, {**doc, "phase": 2}, fsync=True)
-    _phase2(folder, moves)  # phase 2: temporary -> final
-    journal.unlink()
+        moves.append((paths[i], folder / f"{rank:0{width}d}_{stem}{paths[i].suffix.lower()}"))
+    renames.rename_all(moves, journal, TMP_PREFIX)

@@ -8,7 +8,6 @@ stage functions in :mod:`facelab.stages.faceset` wrap them for the CLI.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from facelab.faceimage import (
     read_record,
     record_from_bytes,
 )
+from facelab.faceset import renames
 from facelab.fileio import (
     atomic_write_bytes,
     atomic_write_json,
@@ -112,18 +112,6 @@ def original_name(record: FaceRecord, suffix: str) -> str:
     return f"{Path(record.source_filename).stem}_{record.face_index}{suffix.lower()}"
 
 
-def _finish_journal(journal: Path) -> int:
-    moves = json.loads(journal.read_text())
-    n = 0
-    for tmp, final in moves:
-        tmp, final = Path(tmp), Path(final)
-        if tmp.exists():
-            os.replace(tmp, final)
-            n += 1
-    journal.unlink()
-    return n
-
-
 @dataclass
 class RecoverResult:
     renamed: int = 0
@@ -144,8 +132,7 @@ def recover_names(aligned: Path, state_dir: Path, trash: Path | None = None) -> 
     res = RecoverResult()
     state_dir.mkdir(parents=True, exist_ok=True)
     journal = state_dir / JOURNAL
-    if journal.exists():
-        _finish_journal(journal)
+    renames.finish(journal)
     sources = [(p, False) for p in face_files(aligned)]
     if trash is not None:
         sources += [(p, True) for p in face_files(trash)]
@@ -177,16 +164,7 @@ def recover_names(aligned: Path, state_dir: Path, trash: Path | None = None) -> 
             continue
         final.append((p, name))
         res.from_trash += in_trash
-    # phase 1: temporary names (same folder as the target, so phase 2 is a rename)
-    moves = []
-    for i, (p, name) in enumerate(final):
-        tmp = aligned / f".recover_{os.getpid()}_{i:06d}{p.suffix}"
-        os.replace(p, tmp)
-        moves.append((str(tmp), str(aligned / name)))
-        atomic_write_json(journal, moves)
-    # phase 2
-    if moves:
-        res.renamed = _finish_journal(journal)
+    res.renamed = renames.rename_all([(p, aligned / name) for p, name in final], journal, ".recover-")
     return res
 
 
