@@ -272,7 +272,10 @@ def test_architecture_options_are_fixed_at_the_first_run(ws):
     # continuing without architecture flags is fine; changing one is refused with a hint
     assert stage.run(ws, stage.TrainSettings(model="h64", iterations=3, batch_size=2, device="cpu"), log=lambda s: None).counts["iteration"] == 3
     with pytest.raises(SettingsError, match="fixed at the first run"):
-        stage.run(ws, stage.TrainSettings(model="h64", iterations=4, device="cpu", architecture=(("pixel_loss", False),)), log=lambda s: None)
+        stage.run(ws, stage.TrainSettings(model="h64", iterations=4, device="cpu", architecture=(("lightweight", False),)), log=lambda s: None)
+    # pixel loss steers training only: it may change on a later run, and the change is saved
+    stage.run(ws, stage.TrainSettings(model="h64", iterations=4, batch_size=2, device="cpu", architecture=(("pixel_loss", False),)), log=lambda s: None)
+    assert json.loads((ws.model_dir("h64") / "config.json").read_text())["config"]["pixel_loss"] is False
     with pytest.raises(SettingsError, match="has no option lightweight"):
         stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None)
 
@@ -309,3 +312,21 @@ def test_lr_dropout_keeps_some_weights_unchanged_and_clip_grad_still_trains(samp
             assert unchanged < 0.1
     with pytest.raises(SettingsError, match="lr_dropout"):
         __import__("facelab.stages.train", fromlist=["TrainSettings"]).TrainSettings(lr_dropout=1.5)
+
+
+def test_sae_archi_letters_compare_normalised_and_training_keys_change(ws):
+    from facelab.stages import train as stage
+
+    arch = (("resolution", 32), ("archi", "df-ud"), ("ae_dims", 16), ("e_dims", 4), ("d_dims", 4), ("d_mask_dims", 2))
+    stage.run(ws, stage.TrainSettings(model="sae", iterations=1, batch_size=2, device="cpu", architecture=arch), log=lambda s: None)
+    # the same archi spelt with its letters in another order is no change
+    again = (("archi", "df-du"), ("face_style_power", 10.0), ("optimizer_mode", 3), ("remove_gray_border", True))
+    assert stage.run(ws, stage.TrainSettings(model="sae", iterations=2, batch_size=2, device="cpu", architecture=again),
+                     log=lambda s: None).counts["iteration"] == 2
+    config = json.loads((ws.model_dir("sae") / "config.json").read_text())["config"]
+    assert config["archi"] == "df-ud" and config["face_style_power"] == 10.0 and config["optimizer_mode"] == 3
+    assert config["remove_gray_border"] is True
+    with pytest.raises(SettingsError, match="fixed at the first run.*archi=liae-ud"):
+        stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("archi", "liae-ud"),)), log=lambda s: None)
+    with pytest.raises(SettingsError, match="face_style_power"):
+        stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("face_style_power", 101),)), log=lambda s: None)

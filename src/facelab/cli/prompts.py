@@ -78,6 +78,36 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any]) -> l
         qs.append(Question("resolution", "Resolution", model_defaults.get("resolution"), "Face size in pixels the model works at (multiple of 16). Fixed after the first run.", int))
     if "lightweight" in model_params:
         qs.append(Question("lightweight", "Lightweight autoencoder", False, "Smaller encoder and decoders: faster, less detail. Fixed after the first run.", parse_bool))
+    if "archi" in model_params:  # sae: DeepFaceLab's SAE/SAEHD questions, with their defaults
+        from facelab.models.sae import DEFAULTS, USER_RANGES
+
+        def ranged(key: str) -> Callable[[str], int]:
+            lo, hi = USER_RANGES[key]
+
+            def parse(text: str) -> int:
+                v = int(text)
+                if not lo <= v <= hi:
+                    raise ValueError(f"use {lo}..{hi}")
+                return v
+            return parse
+
+        qs += [
+            Question("face_type", "Face type (half, mid, full, whole, head)", DEFAULTS["face_type"], "How much of the head the model sees: half = eyes to mouth, full = whole face, whole = with the forehead, head = with hair. Fixed after the first run.", str),
+            Question("archi", "AE architecture (df, liae, vg; -u -d -t letters)", DEFAULTS["archi"], "df: one decoder per person, keeps src's likeness best. liae: shared decoder, blends dst's lighting better. vg: df with a deeper encoder. Letters: u = normalised code, d = double resolution for the cost of half, t = deeper. E.g. df-ud. Fixed after the first run.", str),
+            Question("ae_dims", "AutoEncoder dimensions", DEFAULTS["ae_dims"], "Size of the code every face is squeezed through (32-1024): more holds more detail, costs memory. Fixed after the first run.", ranged("ae_dims")),
+            Question("e_dims", "Encoder dimensions per channel", DEFAULTS["e_dims"], "Encoder width (21-85). Fixed after the first run.", ranged("e_dims")),
+            Question("d_dims", "Decoder dimensions per channel", DEFAULTS["d_dims"], "Decoder width (10-85). Fixed after the first run.", ranged("d_dims")),
+            Question("d_mask_dims", "Decoder mask dimensions per channel", DEFAULTS["d_mask_dims"], "Width of the mask branch (1-85). Fixed after the first run.", ranged("d_mask_dims")),
+            Question("learn_mask", "Learn mask", DEFAULTS["learn_mask"], "Predict a face mask beside the face, used by merge's learned mask modes. Fixed after the first run.", parse_bool),
+            Question("eyes_mouth_priority", "Eyes and mouth priority", False, "Extra loss weight on eyes, brows and mouth: sharper eyes and teeth.", parse_bool),
+            Question("uniform_yaw", "Uniform yaw distribution of samples", False, "Train rare head turns (profiles) as often as frontal faces.", parse_bool),
+            Question("color_transfer", "Colour transfer for src samples (none, rct, lct, mkl, idt, sot)", "none", "Recolour src faces towards random dst faces so the swap fits dst's lighting.", str),
+            Question("gan_power", "GAN power", 0.0, "0..10; 0 = off. A patch discriminator sharpens the src faces; turn it on (0.1) only once the faces are sharp.", float),
+            Question("true_face_power", "True face power", 0.0, "0..1; 0 = off (df archi only). Makes the swap lean further to the src face; try 0.01.", float),
+            Question("face_style_power", "Face style power", DEFAULTS["face_style_power"], "0-100: pull the swapped face towards dst's colours and light.", float),
+            Question("bg_style_power", "Background style power", DEFAULTS["bg_style_power"], "0-100: pull the area around the swapped face towards dst's background.", float),
+            Question("optimizer_mode", "Optimizer mode (1, 2, 3)", DEFAULTS["optimizer_mode"], "1: all on the GPU. 2: optimizer state in system memory (a network about twice as large fits). 3: also recompute activations (about 30 % slower, three times as large).", int),
+        ]
     if "pixel_loss" in model_params:
-        qs.append(Question("pixel_loss", "Use pixel loss", False, "Pixel MSE instead of DSSIM: sharper colours, can be less stable. Fixed after the first run.", parse_bool))
+        qs.append(Question("pixel_loss", "Use pixel loss", False, "Pixel MSE instead of DSSIM: sharper colours, can be less stable.", parse_bool))
     return qs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -36,7 +37,15 @@ def train_cmd(
     clip_grad: Annotated[bool | None, typer.Option("--clip-grad/--no-clip-grad", help="Clip the gradient norm to 1 (saved; default off).")] = None,
     lr_dropout: Annotated[float | None, typer.Option("--lr-dropout", help="Share of weight updates dropped each step, 0 (off) to <1, e.g. 0.3 (saved).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these options as keys (flags win over it).")] = None,
-    pixel_loss: Annotated[bool, typer.Option("--pixel-loss", help="Train with pixel MSE instead of DSSIM (architecture: first run only).")] = False,
+    pixel_loss: Annotated[bool | None, typer.Option("--pixel-loss/--no-pixel-loss", help="Train with pixel MSE instead of DSSIM (saved; default off).")] = None,
+    uniform_yaw: Annotated[bool | None, typer.Option("--uniform-yaw/--no-uniform-yaw", help="Sample faces evenly over head turn, so rare profiles train as often as frontal faces (saved; default off).")] = None,
+    eyes_mouth_priority: Annotated[bool | None, typer.Option("--eyes-mouth-priority/--no-eyes-mouth-priority", help="Extra loss weight on eyes, brows and mouth: sharper details, e.g. eye direction (saved; default off).")] = None,
+    color_transfer: Annotated[str | None, typer.Option("--color-transfer", "--ct-mode", help="Recolour src samples towards random dst faces: none, rct, lct, mkl, idt, sot (saved; default none).")] = None,
+    gan_power: Annotated[float | None, typer.Option("--gan-power", help="Patch-GAN loss weight 0..10, 0 = off; try 0.1 once the faces are sharp (saved).")] = None,
+    true_face_power: Annotated[float | None, typer.Option("--true-face-power", help="sae df only: code discriminator weight 0..1, 0 = off; try 0.01 for a swap closer to src (saved).")] = None,
+    pretrain: Annotated[Path | None, typer.Option("--pretrain", help="Pretrain both sides on this folder of aligned faces of many people; a later run without it continues on the pair from iteration 0.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Threads preparing batches ahead, 0..32 (default: 0 on CPU, up to 4 on a GPU).")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (default on; ignored on CPU).")] = None,
     face_type: Annotated[str | None, typer.Option("--face-type", help="sae: half, mid, full, whole or head.", rich_help_panel="SAE architecture (first run only)")] = None,
     archi: Annotated[str | None, typer.Option("--archi", help="sae: df, liae or vg, with DeepFaceLab 2 letters u/d/t after a dash (df-ud, liae-ud).", rich_help_panel="SAE architecture (first run only)")] = None,
     ae_dims: Annotated[int | None, typer.Option("--ae-dims", help="Autoencoder (bottleneck) dims, 32-1024.", rich_help_panel="SAE architecture (first run only)")] = None,
@@ -45,12 +54,12 @@ def train_cmd(
     d_mask_dims: Annotated[int | None, typer.Option("--d-mask-dims", help="Mask decoder dims per channel.", rich_help_panel="SAE architecture (first run only)")] = None,
     d_res_blocks: Annotated[int | None, typer.Option("--d-res-blocks", help="Residual blocks per decoder level, 0-8.", rich_help_panel="SAE architecture (first run only)")] = None,
     learn_mask: Annotated[bool | None, typer.Option("--learn-mask/--no-learn-mask", help="Predict a mask beside the face (default on).", rich_help_panel="SAE architecture (first run only)")] = None,
-    optimizer_mode: Annotated[int | None, typer.Option("--optimizer-mode", help="1; 2: optimizer state in system RAM; 3: also recompute activations (~30 % slower, larger nets fit).", rich_help_panel="SAE architecture (first run only)")] = None,
+    optimizer_mode: Annotated[int | None, typer.Option("--optimizer-mode", help="1; 2: optimizer state in system RAM; 3: also recompute activations (~30 % slower, larger nets fit). Changeable.", rich_help_panel="SAE training (changeable)")] = None,
     lightweight_encoder: Annotated[bool | None, typer.Option("--lightweight-encoder", help="Fewer encoder channels.", rich_help_panel="SAE architecture (first run only)")] = None,
     multiscale_decoder: Annotated[bool | None, typer.Option("--multiscale-decoder", help="Decoder also predicts at 1/2 and 1/4 scale.", rich_help_panel="SAE architecture (first run only)")] = None,
-    remove_gray_border: Annotated[bool | None, typer.Option("--remove-gray-border", help="Ignore the grey fill of faces cut at the frame edge.", rich_help_panel="SAE architecture (first run only)")] = None,
-    face_style_power: Annotated[float | None, typer.Option("--face-style-power", help="0-100.", rich_help_panel="SAE architecture (first run only)")] = None,
-    bg_style_power: Annotated[float | None, typer.Option("--bg-style-power", help="0-100.", rich_help_panel="SAE architecture (first run only)")] = None,
+    remove_gray_border: Annotated[bool | None, typer.Option("--remove-gray-border/--no-remove-gray-border", help="Leave the fill of faces cut at the frame edge out of the loss.", rich_help_panel="SAE training (changeable)")] = None,
+    face_style_power: Annotated[float | None, typer.Option("--face-style-power", help="0-100: pull the swapped face towards dst's colours and light (try 10, then lower).", rich_help_panel="SAE training (changeable)")] = None,
+    bg_style_power: Annotated[float | None, typer.Option("--bg-style-power", help="0-100: pull the swap's surroundings towards dst's background.", rich_help_panel="SAE training (changeable)")] = None,
 ) -> None:
     """Train (or continue training) a model on the src and dst face sets. Ctrl+C saves and stops."""
     from facelab.stages import train
@@ -58,8 +67,11 @@ def train_cmd(
     kwargs = {"model": model, "name": name, "iterations": iterations, "minutes": minutes, "device": device, "gpu": gpu,
               "flip": flip, "src_scale": src_scale, "sort_by_yaw": sort_by_yaw, "preview_history": preview_history,
               "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every,
-              "batch_size": batch_size, "random_warp": random_warp, "clip_grad": clip_grad, "lr_dropout": lr_dropout}
-    arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss or None,
+              "batch_size": batch_size, "random_warp": random_warp, "clip_grad": clip_grad, "lr_dropout": lr_dropout,
+              "uniform_yaw": uniform_yaw, "eyes_mouth_priority": eyes_mouth_priority, "color_transfer": color_transfer,
+              "gan_power": gan_power, "true_face_power": true_face_power, "pretrain": str(pretrain) if pretrain else None,
+              "workers": workers, "amp": amp}
+    arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss,
             "face_type": face_type, "archi": archi, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims,
             "d_mask_dims": d_mask_dims, "d_res_blocks": d_res_blocks, "learn_mask": learn_mask,
             "optimizer_mode": optimizer_mode, "lightweight_encoder": lightweight_encoder,
@@ -74,7 +86,9 @@ def train_cmd(
         _ask_first_run(model, kwargs, arch)
     kwargs["architecture"] = tuple((k, v) for k, v in arch.items() if v is not None)
     settings = train.TrainSettings(**{k: v for k, v in kwargs.items() if v is not None})
-    report(train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False)))
+    summary = train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
+        report(summary)
 
 
 def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
@@ -90,7 +104,7 @@ def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
     console.print(f"new {model} model: answer or press Enter for the default ('?' explains)", highlight=False, markup=False)
     answers = ask_all([q for q in train_questions(set(params), defaults) if q.key not in given])
     for key, value in answers.items():
-        if key in ("resolution", "lightweight", "pixel_loss"):
+        if key in params:
             arch[key] = value if value != defaults.get(key) else None
         elif value is not None:
             kwargs[key] = value

@@ -36,17 +36,20 @@ e_dims               encoder channels per level unit (DeepFaceLab 21-85, default
 d_dims               decoder channels per level unit (DeepFaceLab 10-85, default 64).
 d_mask_dims          mask-branch channels (default 22).
 d_res_blocks         bool or count: residual blocks after each decoder level (default 0).
-remove_gray_border   stored only: the trainer/merger may use it to ignore the
-                     gray fill of faces cut at the frame edge.
+remove_gray_border   for the trainer: leave the fill of faces cut at the frame edge
+                     out of the loss (:mod:`facelab.train.objective`).
 lightweight_encoder  fewer channels in the deeper encoder levels.
 multiscale_decoder   the decoder also predicts faces and masks at 1/2 and 1/4 of
                      the resolution (see :meth:`SAE.forward_scales`).
-pixel_loss           stored for the trainer: pixel MSE instead of DSSIM.
-face_style_power     0-100, stored for the trainer.
-bg_style_power       0-100, stored for the trainer.
-optimizer_mode       1, 2 or 3. 2: optimizer state in system memory (a trainer
-                     concern, only stored here). 3: activations are recomputed in
-                     the backward pass (torch.utils.checkpoint) while training.
+pixel_loss           for the trainer: pixel MSE instead of DSSIM.
+face_style_power     0-100, for the trainer: pull the swap to dst's colours in the face.
+bg_style_power       0-100, for the trainer: pull the swap to dst's background.
+optimizer_mode       1, 2 or 3. 2: optimizer state in system memory (the trainer's
+                     :class:`facelab.train.offload.OffloadAdam`). 3: activations are
+                     recomputed in the backward pass (torch.utils.checkpoint).
+
+The last five steer training, not the network's shape: unlike the others they
+may change when training continues (:data:`facelab.stages.train.TRAINING_CONFIG_KEYS`).
 ==================== ==================================================================
 
 Lower bounds of the dims are wider than DeepFaceLab's (:data:`DIM_RANGES`) so
@@ -172,9 +175,12 @@ class Inter(DenseBottleneck):
         z = self.fc1(torch.flatten(x, 1))
         return z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8) if self.norm else z
 
+    def expand(self, code: torch.Tensor) -> torch.Tensor:
+        """``(N, ae_dims)`` code -> the decoder's input map."""
+        return self.up(self.fc2(code).view(-1, self.out_ch, self.side, self.side))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc2(self.code(x)).view(-1, self.out_ch, self.side, self.side)
-        return self.up(x)
+        return self.expand(self.code(x))
 
 
 class Branch(nn.Module):
@@ -190,7 +196,8 @@ class Branch(nn.Module):
         super().__init__()
         levels: list[nn.Module] = []
         c_prev = c_in
-        self.widths = [width * 2 ** (ups - 1 - i) for i in range(ups)]
+        # SAEHD's widths: 8, 4, 2 x d_dims over the last three levels (capped at 8x for the 't' level)
+        self.widths = [width * min(2 ** (ups - i), 8) for i in range(ups)]
         for c in self.widths:
             levels.append(nn.Sequential(Upscale(c_prev, c), *[ResidualBlock(c) for _ in range(res_blocks)]))
             c_prev = c
@@ -216,6 +223,8 @@ class SAEDecoder(nn.Module):
 
 @register_model("sae")
 class SAE(SwapModel):
+    resolve_config = staticmethod(resolve_sae_config)  # normalises a config (df-du -> df-ud) and checks it
+
     def __init__(self, resolution: int | None = None, face_type: str | None = None, learn_mask: bool | None = None,
                  archi: str | None = None, ae_dims: int | None = None, e_dims: int | None = None,
                  d_dims: int | None = None, d_mask_dims: int | None = None, d_res_blocks: bool | int | None = None,
@@ -289,17 +298,38 @@ class SAE(SwapModel):
     def forward_scales(self, src: torch.Tensor, dst: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """Like :meth:`forward`, one ``(src_face, src_mask, dst_face, dst_mask)`` per scale:
         full size, then (with ``multiscale_decoder``) 1/2 and 1/4 size, for extra trainer losses."""
+        return self.train_outputs(src, dst)["scales"]
+
+    def train_outputs(self, src: torch.Tensor, dst: torch.Tensor, codes: bool = False, swap: bool = False) -> dict:
+        """Everything the trainer may need from one encoder pass over both batches.
+
+        Returns a dict with ``scales`` (as :meth:`forward_scales`), with ``codes`` also ``src_code`` and
+        ``dst_code`` (the ``(N, ae_dims)`` codes of ``inter``, or of ``inter_ab`` for liae: what true-face
+        training compares), and with ``swap`` also ``swap``: the dst batch decoded as src, ``(face, mask)``
+        at full size (what the style losses compare with dst).
+        """
         n = len(src)
         e = self.encode(torch.cat([src, dst]))  # one encoder pass over both halves
+        out: dict = {}
         if self.base == "liae":
-            ab = self._run(self.inter_ab, e)
+            c = self._run(self.inter_ab.code, e)
+            ab = self._run(self.inter_ab.expand, c)
             # src never goes through inter_b: that keeps inter_b dst-specific (as liaef128)
             code = torch.cat([torch.cat([ab[:n], ab[:n]], 1), torch.cat([self._run(self.inter_b, e[n:]), ab[n:]], 1)])
             scales = self.decode(self.decoder, code)
-            return [(f[:n], m[:n], f[n:], m[n:]) for f, m in scales]
-        z = self._run(self.inter, e)
-        s, d = self.decode(self.decoder_src, z[:n]), self.decode(self.decoder_dst, z[n:])
-        return [(*a, *b) for a, b in zip(s, d)]
+            out["scales"] = [(f[:n], m[:n], f[n:], m[n:]) for f, m in scales]
+            if swap:
+                out["swap"] = self.decode(self.decoder, torch.cat([ab[n:], ab[n:]], 1))[0]
+        else:
+            c = self._run(self.inter.code, e)
+            z = self._run(self.inter.expand, c)
+            s, d = self.decode(self.decoder_src, z[:n]), self.decode(self.decoder_dst, z[n:])
+            out["scales"] = [(*a, *b) for a, b in zip(s, d)]
+            if swap:
+                out["swap"] = self.decode(self.decoder_src, z[n:])[0]
+        if codes:
+            out["src_code"], out["dst_code"] = c[:n], c[n:]
+        return out
 
     def forward(self, src: torch.Tensor, dst: torch.Tensor):
         """Reconstruct each side: ``(src_face, src_mask, dst_face, dst_mask)`` at full size."""

@@ -52,7 +52,11 @@ from facelab.workspace import Workspace
 DEFAULT_BATCH_SIZE = TrainOptions.batch_size
 # defaults of the options saved with a model (None in TrainSettings = the saved value, else these)
 OPTION_DEFAULTS = {"flip": True, "src_scale": 0.0, "sort_by_yaw": False, "preview_history": False, "backups": 3,
-                   "random_warp": True, "clip_grad": False, "lr_dropout": 0.0}
+                   "random_warp": True, "clip_grad": False, "lr_dropout": 0.0, "uniform_yaw": False,
+                   "eyes_mouth_priority": False, "color_transfer": "none", "gan_power": 0.0, "true_face_power": 0.0}
+# model config keys that steer training, not the network's shape: changeable on any run
+TRAINING_CONFIG_KEYS = ("pixel_loss", "face_style_power", "bg_style_power", "remove_gray_border", "optimizer_mode")
+COLOR_TRANSFERS = ("none", "rct", "lct", "mkl", "idt", "sot")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,15 @@ class TrainSettings:
         backups: rotating backups to keep (0..100, 0 = none); None = saved, else 3.
         backup_every_minutes: minutes between backups (> 0), default 60.
         gpu: CUDA device index; trains on ``cuda:<gpu>`` with model files prefixed ``gpu<gpu>_``.
+        uniform_yaw: sample faces evenly over head turn; None = saved, else False.
+        eyes_mouth_priority: extra loss weight on eyes, brows and mouth; None = saved, else False.
+        color_transfer: recolour src samples towards dst faces: none, rct, lct, mkl, idt, sot; None = saved, else none.
+        gan_power: patch-GAN loss weight 0..10 (0 = off; DeepFaceLab's usual 0.1); None = saved, else 0.
+        true_face_power: code-discriminator weight 0..1 (sae df archi only; 0 = off, usual 0.01); None = saved, else 0.
+        pretrain: a folder of aligned faces of many people: train both sides on it (pretraining). A later run
+            without it ends pretraining: the iteration count and optimizer restart on the workspace's pair.
+        workers: threads preparing batches ahead (0..32); None = 0 on CPU, up to 4 on a GPU.
+        amp: mixed precision on CUDA (bfloat16 where supported, else float16); ignored elsewhere.
     """
 
     model: str = "quick"
@@ -97,6 +110,14 @@ class TrainSettings:
     backups: int | None = None
     backup_every_minutes: float = 60.0
     gpu: int | None = None
+    uniform_yaw: bool | None = None
+    eyes_mouth_priority: bool | None = None
+    color_transfer: str | None = None
+    gan_power: float | None = None
+    true_face_power: float | None = None
+    pretrain: str | None = None
+    workers: int | None = None
+    amp: bool = True
     # architecture options: used when a model is created, fixed after that
     architecture: tuple[tuple[str, object], ...] = ()
 
@@ -120,7 +141,15 @@ class TrainSettings:
         if self.lr_dropout is not None and not (isinstance(self.lr_dropout, (int, float)) and not isinstance(self.lr_dropout, bool)
                                                 and 0 <= self.lr_dropout < 1):
             raise SettingsError(f"lr_dropout: {self.lr_dropout!r} is out of range", "use a share from 0 (off) to below 1, e.g. 0.3")
-        for key in ("flip", "sort_by_yaw", "preview_history", "random_warp", "clip_grad"):
+        for key, hi in (("gan_power", 10), ("true_face_power", 1)):
+            v = getattr(self, key)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= hi):
+                raise SettingsError(f"{key}: {v!r} is out of range", f"use a number from 0 (off) to {hi}")
+        if self.color_transfer is not None and self.color_transfer not in COLOR_TRANSFERS:
+            raise SettingsError(f"color_transfer: {self.color_transfer!r} is not a colour transfer", f"use one of {', '.join(COLOR_TRANSFERS)}")
+        if self.workers is not None and not (isinstance(self.workers, int) and not isinstance(self.workers, bool) and 0 <= self.workers <= 32):
+            raise SettingsError(f"workers: {self.workers!r} is out of range", "use a whole number from 0 to 32")
+        for key in ("flip", "sort_by_yaw", "preview_history", "random_warp", "clip_grad", "uniform_yaw", "eyes_mouth_priority", "amp"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), bool):
                 raise SettingsError(f"{key}: {getattr(self, key)!r} is not true or false", "use true or false")
         if self.src_scale is not None and not (isinstance(self.src_scale, (int, float)) and not isinstance(self.src_scale, bool)
@@ -149,56 +178,113 @@ class TrainSettings:
         return self.name or self.model
 
 
-def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print) -> Summary:
-    t0 = time.monotonic()
-    ws.require_exists()
-    src_paths, dst_paths = ws.require_aligned("src"), ws.require_aligned("dst")
-    device = resolve_device(settings.resolved_device)
-    prefix = settings.prefix
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
-    model_dir = ws.model_dir(settings.model_name)
-    warnings: list[str] = []
+def _pretrain_paths(folder: str) -> list:
+    from pathlib import Path
 
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise SettingsError(f"pretrain: {root} is not a folder", "give a folder of aligned faces (facelab extract output)")
+    paths = sorted(p for p in root.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise SettingsError(f"pretrain: {root} holds no aligned faces (.jpg/.png)", "extract faces of many people into it first")
+    return paths
+
+
+def _check_fixed(model, settings: TrainSettings, model_dir) -> None:
+    """Refuse changed architecture options (compared after normalising, so df-du equals df-ud); apply changed
+    training keys of the config (pixel loss, style powers, gray border, optimizer mode)."""
+    given = dict(settings.architecture)
+    resolve = getattr(type(model), "resolve_config", None)
+    merged = resolve({**model.config, **given}) if resolve else {**model.config, **given}
+    changed = {k: merged[k] for k in given if k not in TRAINING_CONFIG_KEYS and merged.get(k) != model.config.get(k)}
+    if changed:
+        raise SettingsError(
+            f"{model_dir.name}: architecture options are fixed at the first run ({', '.join(f'{k}={v}' for k, v in changed.items())} asked, "
+            f"{', '.join(f'{k}={model.config.get(k)}' for k in changed)} saved)",
+            "leave them out to continue this model, or use --name <other> for a new one")
+    for k in TRAINING_CONFIG_KEYS:
+        if k in given:
+            model.config[k] = merged[k]
+
+
+def _build(settings: TrainSettings, model_dir, prefix: str, device: torch.device):
+    """The model (new or resumed), its state, the saved options and the optimizer state to restore."""
     resumed = (model_dir / (prefix + CONFIG)).is_file() or (model_dir / (prefix + WEIGHTS)).is_file()
-    if resumed:
-        saved = read_config(model_dir, prefix)
-        if saved["model"] != settings.model:
-            raise SettingsError(
-                f"model: {model_dir} holds a {saved['model']!r} model, not {settings.model!r}",
-                f"use --model {saved['model']} to continue it, or --name <other> for a new model")
-        ckpt = load_checkpoint(model_dir, device, prefix=prefix)
-        model, state, saved_opts = ckpt.model, ckpt.state, ckpt.options
-        changed = {k: v for k, v in settings.architecture if model.config.get(k) != v}
-        if changed:
-            raise SettingsError(
-                f"{model_dir.name}: architecture options are fixed at the first run ({', '.join(f'{k}={v}' for k, v in changed.items())} asked, "
-                f"{', '.join(f'{k}={model.config.get(k)}' for k in changed)} saved)",
-                "leave them out to continue this model, or use --name <other> for a new one")
-    else:
+    if not resumed:
         torch.manual_seed(settings.seed)
         accepted = inspect.signature(MODELS.get(settings.model)).parameters
         unknown = [k for k, _ in settings.architecture if k not in accepted]
         if unknown:
             raise SettingsError(f"model {settings.model!r} has no option {', '.join(unknown)}",
                                 f"its architecture options are: {', '.join(k for k in accepted if k != 'face_type')}")
-        model, state, saved_opts = create_model(settings.model, **dict(settings.architecture)).to(device), {}, {}
+        return create_model(settings.model, **dict(settings.architecture)).to(device), {}, {}, None, False
+    saved = read_config(model_dir, prefix)
+    if saved["model"] != settings.model:
+        raise SettingsError(
+            f"model: {model_dir} holds a {saved['model']!r} model, not {settings.model!r}",
+            f"use --model {saved['model']} to continue it, or --name <other> for a new model")
+    ckpt = load_checkpoint(model_dir, device, prefix=prefix)
+    _check_fixed(ckpt.model, settings, model_dir)
+    return ckpt.model, ckpt.state, ckpt.options, ckpt, True
+
+
+def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print) -> Summary:
+    from facelab.train import distributed
+    from facelab.train.adversarial import AdversarialTrainer, split_state
+    from facelab.train.loop import TrainForward
+    from facelab.train.objective import LossOptions
+
+    t0 = time.monotonic()
+    ws.require_exists()
+    dist = distributed.from_env(settings.resolved_device)
+    device = dist.device if dist is not None else resolve_device(settings.resolved_device)
+    if settings.pretrain:
+        src_paths = dst_paths = _pretrain_paths(settings.pretrain)
+    else:
+        src_paths, dst_paths = ws.require_aligned("src"), ws.require_aligned("dst")
+    prefix = settings.prefix
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (dist.world if dist else 1)))
+    model_dir = ws.model_dir(settings.model_name)
+    warnings: list[str] = []
+    model, state, saved_opts, ckpt, resumed = _build(settings, model_dir, prefix, device)
+    main = dist is None or dist.is_main
+    say = log if main else (lambda _s: None)
 
     # saved options apply unless this run sets them
     chosen = {k: getattr(settings, k) if getattr(settings, k) is not None else saved_opts.get(k, default)
               for k, default in OPTION_DEFAULTS.items()}
+    cfg = model.config
+    if chosen["true_face_power"] and not (settings.model == "sae" and cfg["archi"].startswith("df")):
+        raise SettingsError("true_face_power: only the sae model with a df archi has it",
+                            "leave it at 0, or train --model sae --archi df (or df-ud, ...)")
+    restart = False
+    if state.get("pretraining") and not settings.pretrain:
+        say(f"pretraining ended at iteration {state.get('iteration', 0)}: continuing on the workspace's faces from iteration 0")
+        state = {"pretrained_iterations": state.get("iteration", 0)}
+        restart = True
+    state["pretraining"] = bool(settings.pretrain)
+    pretraining = bool(settings.pretrain)
+    workers = settings.workers if settings.workers is not None else (0 if device.type == "cpu" else min(4, os.cpu_count() or 1))
     opts = TrainOptions(
         batch_size=settings.batch_size or int(saved_opts.get("batch_size", DEFAULT_BATCH_SIZE)),
         save_every_minutes=settings.save_every_minutes,
         preview_every_minutes=settings.preview_every_minutes,
-        sort_by_yaw=bool(chosen["sort_by_yaw"]),
+        sort_by_yaw=bool(chosen["sort_by_yaw"]) and not pretraining,
+        uniform_yaw=bool(chosen["uniform_yaw"]),
         preview_history=bool(chosen["preview_history"]),
         clip_grad=bool(chosen["clip_grad"]),
         lr_dropout=float(chosen["lr_dropout"]),
+        color_transfer=None if chosen["color_transfer"] == "none" or pretraining else chosen["color_transfer"],
+        workers=workers,
+        amp=settings.amp,
+        losses=LossOptions(pixel_loss=bool(cfg.get("pixel_loss", False)), eyes_mouth_priority=bool(chosen["eyes_mouth_priority"]),
+                           remove_gray_border=bool(cfg.get("remove_gray_border", False)),
+                           face_style_power=float(cfg.get("face_style_power", 0.0)), bg_style_power=float(cfg.get("bg_style_power", 0.0))),
     )
     model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, opts)
-    if resumed and ckpt.optimizer_state is not None:
+    optimizer = make_optimizer(model, opts, offload=cfg.get("optimizer_mode") == 2 and device.type != "cpu")
+    if resumed and ckpt.optimizer_state is not None and not restart:
         try:
             optimizer.load_state_dict(ckpt.optimizer_state)
         except (ValueError, KeyError) as e:
@@ -206,36 +292,63 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         for group in optimizer.param_groups:  # options may change between runs
             group["lr"], group["betas"] = opts.lr, tuple(opts.betas)
 
-    resolution, face_type = model.config["resolution"], model.config["face_type"]
-    log(f"loading faces at {resolution} px: src {len(src_paths)}, dst {len(dst_paths)}")
-    flip = bool(chosen["flip"])
-    warp = bool(chosen["random_warp"])
+    adversarial = None
+    gan, true_face = (0.0, 0.0) if pretraining else (float(chosen["gan_power"]), float(chosen["true_face_power"]))
+    if gan or true_face:
+        adversarial = AdversarialTrainer(cfg["resolution"], int(cfg.get("ae_dims", 0)), gan, true_face, device)
+        saved_adv = ckpt.extras.get("adversarial") if resumed and not restart else None
+        if saved_adv:
+            try:
+                adversarial.load_state_dict({**saved_adv["tensors"], **saved_adv["meta"]})
+            except ValueError as e:
+                raise ModelError(f"{model_dir / (prefix + 'adversarial.safetensors')}: {e}",
+                                 "delete that file to start the discriminators afresh") from e
+
+    resolution, face_type = cfg["resolution"], cfg["face_type"]
+    say(f"loading faces at {resolution} px: " + (f"{len(src_paths)} pretraining faces from {settings.pretrain}" if pretraining
+                                                else f"src {len(src_paths)}, dst {len(dst_paths)}"))
+    flip, warp = bool(chosen["flip"]), bool(chosen["random_warp"])
     src = FaceDataset(src_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp, scale_bias=float(chosen["src_scale"]) / 100))
-    dst = FaceDataset(dst_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp))
-    for side, ds in (("src", src), ("dst", dst)):
+    dst = src if pretraining else FaceDataset(dst_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp))
+    for side, ds in (("src", src), ("dst", dst))[: 1 if pretraining else 2]:
         if ds.recropped:
-            log(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")
+            say(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")
         if ds.outside:
             warnings.append(f"{ds.outside} {side} faces are cut tighter than {face_type!r}: their {face_type!r} crop reaches"
                             f" outside the aligned image and the border is filled in; extract with --face-type {face_type} for a clean set")
-    log(f"{'resuming' if resumed else 'new'} {settings.model} model {model_dir.name!r} at iteration {state.get('iteration', 0)}"
-        f" on {device}, batch size {opts.batch_size}")
+    where = f"{dist.world} processes ({device.type})" if dist else str(device)
+    say(f"{'resuming' if resumed else 'new'} {settings.model} model {model_dir.name!r} at iteration {state.get('iteration', 0)}"
+        f" on {where}, batch size {opts.batch_size}{' per process' if dist else ''}{' (pretraining)' if pretraining else ''}")
 
     options = {**opts.to_dict(), **chosen, "device": settings.resolved_device, "seed": settings.seed}
+    net = distributed.wrap(TrainForward(model), dist) if dist is not None else model
 
     def save(st: dict) -> None:
-        save_checkpoint(model_dir, model, optimizer, options, {k: v for k, v in st.items() if k != "stopped"}, prefix=prefix)
+        extras = {}
+        if adversarial is not None:
+            tensors, meta = split_state(adversarial.state_dict())
+            extras["adversarial"] = {"tensors": tensors, "meta": meta}
+        save_checkpoint(model_dir, model, optimizer, options, {k: v for k, v in st.items() if k != "stopped"}, prefix=prefix,
+                        extras=extras)
         age = backup_age_seconds(model_dir, prefix)
         if chosen["backups"] and (age is None or age >= settings.backup_every_minutes * 60):
             backup = backup_checkpoint(model_dir, int(chosen["backups"]), prefix)
             log(f"backup: {backup}")
 
     try:
-        state = train(model, optimizer, src, dst, model_dir, opts, state, device, settings.iterations, settings.minutes,
-                      settings.seed, save=save, log=log, prefix=prefix)
+        state = train(net, optimizer, src, dst, model_dir, opts, state, device, settings.iterations, settings.minutes,
+                      settings.seed, save=save, log=say, prefix=prefix, adversarial=adversarial, dist=dist)
+        if dist is not None and not dist.same_weights(model):
+            warnings.append("the processes ended with different weights: report this as a bug")
     except torch.OutOfMemoryError as e:
-        raise FacelabError(f"out of {device.type.upper()} memory at batch size {opts.batch_size}",
-                           f"reduce --batch-size (try {max(1, opts.batch_size // 2)}), or train on another --device") from e
+        raise FacelabError(
+            f"out of {device.type.upper()} memory at batch size {opts.batch_size} ({settings.model}, {resolution} px)",
+            f"reduce --batch-size (try {max(1, opts.batch_size // 2)})"
+            + (", use --optimizer-mode 2 (optimizer state in system memory) or 3 (also recompute activations)" if settings.model == "sae" else "")
+            + ", turn off --gan-power / --true-face-power / style powers, or for a new model (--name) a lower --resolution"
+            " or smaller --ae-dims/--e-dims/--d-dims; or train with --device cpu") from e
+    finally:
+        distributed.close(dist)
 
     history = state["loss_history"]
     counts: dict[str, float] = {"iteration": state["iteration"]}

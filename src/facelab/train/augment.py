@@ -72,12 +72,14 @@ def random_warp(image: np.ndarray, rng: np.random.Generator, cells: int = 5, str
 def augment_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, opts: AugmentOptions = AugmentOptions()):
     """One training sample: ``(warped input, target, target mask)``.
 
-    Input and target share the random affine/flip; only the input is warped.
+    Input and target share the random affine/flip; only the input is warped. ``mask`` is ``(R, R)`` or
+    ``(R, R, K)`` float32 (K <= 4 masks moved together); the target mask keeps that shape.
     """
     size = image.shape[0]
     mat = random_affine(rng, size, opts)
     target = cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     tmask = cv2.warpAffine(mask, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    tmask = tmask.reshape(mask.shape)  # OpenCV drops a last axis of 1
     if not opts.warp:
         return target, target, tmask
     # compose warp and affine into one remap of the original: the warp says where

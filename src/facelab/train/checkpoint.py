@@ -7,6 +7,8 @@
       weights.safetensors    model parameters and buffers
       optimizer.safetensors  Adam state tensors; param groups and the key map in the metadata
       state.json             iteration, loss history, elapsed seconds, options, save id (written last)
+      <extra>.safetensors    optional training parts beside the model (adversarial: the GAN and
+                             true-face discriminators and their optimizers), same save id
       preview.jpg            latest preview;  previews/<iteration>.jpg  history
 
 Saving writes every file under a temporary name, fsyncs it, then renames, with
@@ -151,11 +153,16 @@ class Checkpoint:
     options: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     optimizer_state: dict[str, Any] | None = None
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"tensors": {...}, "meta": {...}}
 
 
 def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    options: dict[str, Any], state: dict[str, Any], prefix: str = "") -> None:
-    """Write a model folder atomically (see module docstring); ``state`` gets a fresh ``save_id``."""
+                    options: dict[str, Any], state: dict[str, Any], prefix: str = "",
+                    extras: dict[str, dict[str, Any]] | None = None) -> None:
+    """Write a model folder atomically (see module docstring); ``state`` gets a fresh ``save_id``.
+
+    ``extras`` maps a name (``adversarial``) to ``{"tensors": {name: tensor}, "meta": JSON-able dict}``,
+    written to ``<name>.safetensors`` in the same commit."""
     folder = Path(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
     recover(folder, prefix)
@@ -165,10 +172,13 @@ def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: to
     if optimizer is not None:
         tensors, meta = optimizer_to_tensors(optimizer)
         files.append((OPTIMIZER, save(tensors, metadata={"save_id": save_id, "optimizer": json.dumps(meta)})))
+    for name, part in (extras or {}).items():
+        tensors = {k: v.detach().cpu().contiguous() for k, v in part["tensors"].items()}
+        files.append((name + ".safetensors", save(tensors, metadata={"save_id": save_id, "meta": json.dumps(part.get("meta", {}))})))
     config = {"format_version": FORMAT_VERSION, "model": model.model_name, "config": model.config, "options": options}
     files.append((CONFIG, _json_bytes(config)))
     files.append((STATE, _json_bytes({**state, "save_id": save_id, "options": options,
-                                      "has_optimizer": optimizer is not None})))
+                                      "has_optimizer": optimizer is not None, "extras": sorted(extras or {})})))
     tmps = [(_write_tmp(folder / (prefix + name), data), folder / (prefix + name)) for name, data in files]
     # the commit point: once this record exists the save is complete (recover() finishes the renames)
     record = _commit_record(folder, prefix)
@@ -259,7 +269,15 @@ def _load(folder: Path, device: str | torch.device, with_optimizer: bool, prefix
             opt_state = optimizer_from_tensors(tensors, json.loads(ometa["optimizer"]))
         except (KeyError, ValueError) as e:
             raise ModelError(f"{folder / OPTIMIZER_} has a malformed key map: {e}", "delete it to restart the optimizer") from e
-    return Checkpoint(model, cfg["model"], cfg["config"], cfg.get("options", {}), state, opt_state)
+    extras = {}
+    for name in state.get("extras", []):
+        path = folder / f"{prefix}{name}.safetensors"
+        tensors, emeta = _load_tensors(path)
+        if emeta.get("save_id") != state.get("save_id"):
+            raise ModelError(f"{path} does not belong to {folder / STATE_} (a save was interrupted)",
+                             "restore the folder from a backup, or delete the file to restart that part")
+        extras[name] = {"tensors": {k: v.to(device) for k, v in tensors.items()}, "meta": json.loads(emeta.get("meta", "{}"))}
+    return Checkpoint(model, cfg["model"], cfg["config"], cfg.get("options", {}), state, opt_state, extras)
 
 
 # --- backups ---------------------------------------------------------------------
@@ -308,7 +326,9 @@ def backup_checkpoint(model_dir: str | Path, keep: int = 3, prefix: str = "") ->
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for base in (CONFIG, WEIGHTS, OPTIMIZER, STATE):
+    extra_files = [f"{name}.safetensors" for name in _read_json(folder / (prefix + STATE)).get("extras", [])] \
+        if (folder / (prefix + STATE)).is_file() else []
+    for base in (CONFIG, WEIGHTS, OPTIMIZER, STATE, *extra_files):
         if (folder / (prefix + base)).is_file():
             shutil.copyfile(folder / (prefix + base), tmp / (prefix + base))
     os.replace(tmp, root / name)

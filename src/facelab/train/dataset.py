@@ -35,29 +35,63 @@ from facelab.train.augment import AugmentOptions, augment_sample
 from facelab.types import FaceType
 
 
-def _recrop(image: np.ndarray, landmarks: np.ndarray, face_type: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Cut a ``face_type`` face out of an aligned face image (same side); returns image, landmarks, and whether
-    the new crop reaches more than 1 % of the side outside the old image."""
+def _recrop(image: np.ndarray, landmarks: np.ndarray, face_type: str) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
+    """Cut a ``face_type`` face out of an aligned face image (same side); returns image, landmarks, whether
+    the new crop reaches more than 1 % of the side outside the old image, and the ``(2, 3)`` old -> new matrix."""
     size = image.shape[0]
     mat = face_matrix(landmarks, face_type, size)
     corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), invert_affine(mat))
     outside = bool((corners < -0.01 * size).any() or (corners > 1.01 * size).any())
-    return warp_image(image, mat, size), transform_points(landmarks, mat).astype(np.float64), outside
+    return warp_image(image, mat, size), transform_points(landmarks, mat).astype(np.float64), outside, mat
 
 
-def _load_one(path: Path, resolution: int, face_type: str | None) -> tuple[np.ndarray, np.ndarray, bool, bool, float]:
+# 68-point indices of the regions "eyes and mouth priority" weights up: eyes with brows, and the mouth
+_EYES = (list(range(17, 22)) + list(range(36, 42)), list(range(22, 27)) + list(range(42, 48)))
+_MOUTH = list(range(48, 60))
+
+
+def eyes_mouth_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size) uint8`` mask (255 inside) of both eye+brow regions and the mouth, from ``(68, 2)``
+    landmarks in pixels of that size; widened by about 1/32 of the side so the loss covers the edges."""
+    mask = np.zeros((size, size), np.uint8)
+    for idx in (*_EYES, _MOUTH):
+        hull = cv2.convexHull(np.round(landmarks[idx]).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 255)
+    k = max(3, size // 32) | 1
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+
+
+def frame_area_mask(record, to_face: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size) uint8`` mask (255 inside) of the face pixels that came from inside the source frame:
+    what ``remove_gray_border`` keeps in the loss (the rest is fill from cutting at the frame edge).
+
+    ``to_face`` maps the aligned image's pixels to this face's pixels (re-crop and resize)."""
+    w, h = record.source_size
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    mat = np.asarray(record.image_to_face_mat, np.float64)
+    poly = transform_points(transform_points(corners, mat), to_face)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, np.round(poly * 16).astype(np.int32), 255, cv2.LINE_AA, shift=4)
+    return mask
+
+
+def _load_one(path: Path, resolution: int, face_type: str | None):
     image, record = read_face(path)
     landmarks = np.asarray(record.landmarks, np.float64)
     recropped = outside = False
+    to_face = np.eye(3)
     if face_type is not None and FaceType.parse(record.face_type) != FaceType.parse(face_type):
-        image, landmarks, outside = _recrop(image, landmarks, face_type)
+        image, landmarks, outside, mat = _recrop(image, landmarks, face_type)
+        to_face[:2] = mat
         recropped = True
     w = image.shape[1]
     interp = cv2.INTER_AREA if w > resolution else cv2.INTER_CUBIC
     face = cv2.resize(image, (resolution, resolution), interpolation=interp)
     landmarks = landmarks * (resolution / w)
+    to_face = np.diag([resolution / w, resolution / w, 1.0]) @ to_face
     mask = hull_mask(landmarks, (resolution, resolution), face_type or record.face_type)
-    return face, mask, recropped, outside, yaw_pitch(landmarks)[0]
+    extra = np.stack([eyes_mouth_mask(landmarks, resolution), frame_area_mask(record, to_face[:2], resolution)], -1)
+    return face, mask, recropped, outside, yaw_pitch(landmarks)[0], extra
 
 
 class FaceDataset:
@@ -89,6 +123,8 @@ class FaceDataset:
         self.recropped = sum(x[2] for x in loaded)
         self.outside = sum(x[3] for x in loaded)
         self.yaw = np.array([x[4] for x in loaded], np.float32)
+        # (N, R, R, 2) uint8: eyes+mouth region, and the part of the face that lay inside its frame
+        self.extra_masks = np.stack([x[5] for x in loaded])
         self._yaw_order = np.argsort(self.yaw, kind="stable")
 
     @property
@@ -117,14 +153,50 @@ class FaceDataset:
             out.append(self._yaw_order[rng.choice(cand)])
         return np.array(out, np.int64)
 
-    def sample(self, batch_size: int, rng: np.random.Generator, augment: bool = True, indices: np.ndarray | None = None):
+    def pick_uniform_yaw(self, batch_size: int, rng: np.random.Generator, bins: int = 16) -> np.ndarray:
+        """Random faces spread evenly over head turn: pick one of ``bins`` equal yaw ranges (among those that
+        hold faces) uniformly, then a face in it. A set of mostly frontal faces then still trains its
+        rare profiles as often as its frontal ones."""
+        edges = np.linspace(self.yaw.min(), self.yaw.max() + 1e-3, bins + 1)
+        which = np.clip(np.searchsorted(edges, self.yaw, side="right") - 1, 0, bins - 1)
+        groups = [np.flatnonzero(which == b) for b in range(bins)]
+        groups = [g for g in groups if len(g)]
+        return np.array([rng.choice(groups[rng.integers(len(groups))]) for _ in range(batch_size)], np.int64)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, augment: bool = True, indices: np.ndarray | None = None,
+               extras: bool = False, color: tuple[str, FaceDataset] | None = None):
         """A random batch (or the faces at ``indices``): ``(inputs, targets)`` uint8 ``(B, R, R, 3)`` and target
-        masks ``(B, R, R)`` float32.
+        masks ``(B, R, R)`` float32; with ``extras`` also the eyes+mouth masks and the inside-the-frame masks
+        (each ``(B, R, R)`` float32 in ``[0, 1]``).
+
+        ``color=(mode, other)``: recolour each face towards a random face of the dataset ``other`` (the dst
+        faces), measured inside both faces' hull masks, with the colour transfer ``mode`` (rct, lct, mkl, idt,
+        sot) before augmentation, so the model sees src faces under dst lighting and colours.
 
         With ``augment=False`` inputs equal targets (no warp, affine or flip).
         """
         idx = self.pick(batch_size, rng) if indices is None else np.asarray(indices)
-        if not augment:
-            return self.faces[idx], self.faces[idx], self.masks[idx]
-        out = [augment_sample(self.faces[i], self.masks[i], rng, self.augment) for i in idx]
-        return (np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), np.stack([o[2] for o in out]))
+        faces = self.faces[idx]
+        if color is not None:
+            faces = self._recolor(faces, idx, color, rng)
+        masks = np.concatenate([self.masks[idx][..., None], self.extra_masks[idx].astype(np.float32) / 255], -1)
+        if augment:
+            out = [augment_sample(f, m, rng, self.augment) for f, m in zip(faces, masks)]
+            inputs, targets, masks = (np.stack([o[k] for o in out]) for k in range(3))
+        else:
+            inputs, targets = faces, faces
+        if extras:
+            return inputs, targets, masks[..., 0], masks[..., 1], masks[..., 2]
+        return inputs, targets, masks[..., 0]
+
+    def _recolor(self, faces: np.ndarray, idx: np.ndarray, color: tuple[str, FaceDataset], rng: np.random.Generator) -> np.ndarray:
+        from facelab.merge.color import color_transfer
+
+        mode, other = color
+        out = np.empty_like(faces)
+        for k, (face, i) in enumerate(zip(faces, idx)):
+            j = rng.integers(len(other))
+            res = color_transfer(mode, face.astype(np.float32) / 255, other.faces[j].astype(np.float32) / 255,
+                                 self.masks[i], other.masks[j])
+            out[k] = np.clip(res * 255 + 0.5, 0, 255).astype(np.uint8)
+        return out

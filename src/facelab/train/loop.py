@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from facelab.train.dataset import FaceDataset
-from facelab.train.losses import face_loss, mask_loss
+from facelab.train.objective import (
+    LossOptions,
+    SideBatch,
+    compute,
+    model_outputs,
+    soft_mask,
+    wants,
+)
 
 
 @dataclass(frozen=True)
@@ -33,9 +43,14 @@ class TrainOptions:
     save_every_minutes: float = 15.0
     preview_every_minutes: float = 2.0
     sort_by_yaw: bool = False  # pick src faces of about the yaw of the sampled dst faces
+    uniform_yaw: bool = False  # sample faces evenly over yaw (rare profiles as often as frontal faces)
     preview_history: bool = False  # keep previews/preview_<iteration>.jpg besides preview.jpg
     clip_grad: bool = False  # clip the gradient norm to 1: steadier with large models or GAN-like losses
     lr_dropout: float = 0.0  # share of each step's weight updates randomly dropped (0 = off; DFL used ~0.3)
+    color_transfer: str | None = None  # recolour src samples towards random dst faces: rct, lct, mkl, idt, sot
+    workers: int = 0  # threads preparing batches ahead of the model (0: in the training thread)
+    amp: bool = False  # CUDA mixed precision (bfloat16 where supported, else float16 with loss scaling)
+    losses: LossOptions = field(default_factory=LossOptions)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -43,12 +58,15 @@ class TrainOptions:
         return d
 
 
-def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, opts: TrainOptions, offload: bool = False) -> torch.optim.Optimizer:
+    """Adam; with ``offload`` (SAE optimizer mode 2) its state lives in system memory."""
     # Adam with beta1 0.5, the usual choice for image autoencoders/GANs: it
     # reacts faster to the changing gradients of the warp augmentation.
     # lr: measured over 2.5 min on CPU (quick, batch 8), src loss 0.109 at 2e-4,
     # 0.059 at 6e-4, 0.079 at 1e-3; 5e-4 keeps a margin from the unstable side.
-    return torch.optim.Adam(model.parameters(), lr=opts.lr, betas=tuple(opts.betas))
+    from facelab.train.offload import make_adam
+
+    return make_adam(model.parameters(), lr=opts.lr, betas=tuple(opts.betas), offload=offload)
 
 
 def to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -56,45 +74,98 @@ def to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(batch))
     if t.ndim == 3:
         t = t[..., None]
-    t = t.to(device).permute(0, 3, 1, 2)  # a view with NHWC strides: channels_last for free
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+    else:
+        t = t.to(device)
+    t = t.permute(0, 3, 1, 2)  # a view with NHWC strides: channels_last for free
     return t.float().div_(255) if batch.dtype == np.uint8 else t.float()
 
 
-def _soft(mask: torch.Tensor) -> torch.Tensor:
-    """Blur and widen the hull mask a little so the loss also covers the face's edge."""
-    k = max(3, mask.shape[-1] // 16) | 1
-    return (F.avg_pool2d(mask, k, 1, k // 2, count_include_pad=False) * 2).clamp_(0, 1)
+class TrainForward(nn.Module):
+    """The model's training pass as a module ``forward``, so DistributedDataParallel (which syncs gradients
+    of what ``forward`` touched) sees the extra outputs (codes, swap) too."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, src: torch.Tensor, dst: torch.Tensor, codes: bool = False, swap: bool = False) -> dict:
+        return model_outputs(self.model, src, dst, codes, swap)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The face-swap model inside DDP / :class:`TrainForward` wrappers."""
+    while isinstance(model, (TrainForward, DistributedDataParallel)):
+        model = model.module if isinstance(model, DistributedDataParallel) else model.model
+    return model
+
+
+@dataclass
+class AmpState:
+    """Mixed precision on CUDA: autocast dtype and (for float16 only) a gradient scaler."""
+
+    dtype: torch.dtype
+    scaler: torch.amp.GradScaler | None
+
+    @classmethod
+    def for_device(cls, device: torch.device, enabled: bool) -> AmpState | None:
+        if not enabled or device.type != "cuda":
+            return None
+        if torch.cuda.is_bf16_supported():
+            return cls(torch.bfloat16, None)  # same range as float32: no loss scaling needed
+        return cls(torch.float16, torch.amp.GradScaler("cuda"))
+
+
+def _side(batch, device: torch.device) -> SideBatch:
+    return SideBatch(*[to_tensor(x, device) for x in batch])
 
 
 def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mask_weight: float = 1.0,
-               clip_grad: bool = False, lr_dropout: float = 0.0) -> tuple[float, float]:
-    """One Adam step on a src and a dst batch (each ``(inputs, targets, masks)`` from :meth:`FaceDataset.sample`).
+               clip_grad: bool = False, lr_dropout: float = 0.0, losses: LossOptions | None = None,
+               adversarial=None, amp: AmpState | None = None) -> tuple[float, float]:
+    """One Adam step on a src and a dst batch (each ``(inputs, targets, masks[, eyes_mouth, in_frame])`` from
+    :meth:`FaceDataset.sample`), then one step of the discriminators if ``adversarial`` is given.
 
-    The face loss is DSSIM + MSE, or plain MSE when the model's config has ``pixel_loss`` set.
+    The face loss is DSSIM + MSE, or plain MSE when ``losses.pixel_loss`` (or the model config's
+    ``pixel_loss``) is set; see :mod:`facelab.train.objective` for the optional terms.
     Returns the (src, dst) face losses as floats.
     """
-    (s_in, s_tgt, s_m), (d_in, d_tgt, d_m) = [[to_tensor(x, device) for x in b] for b in (src_batch, dst_batch)]
-    pixel = bool(getattr(model, "config", {}).get("pixel_loss", False))
-    s_face, s_mask, d_face, d_mask = model(s_in, d_in)
-    src_loss = face_loss(s_face, s_tgt, _soft(s_m), pixel)
-    dst_loss = face_loss(d_face, d_tgt, _soft(d_m), pixel)
-    loss = src_loss + dst_loss + mask_weight * (mask_loss(s_mask, s_m) + mask_loss(d_mask, d_m))
+    src, dst = _side(src_batch, device), _side(dst_batch, device)
+    inner = unwrap(model)
+    if losses is None:
+        losses = LossOptions(mask_weight=mask_weight, pixel_loss=bool(getattr(inner, "config", {}).get("pixel_loss", False)))
+    fwd = model if isinstance(model, (TrainForward, DistributedDataParallel)) else TrainForward(model)
+    with torch.autocast(device.type, dtype=amp.dtype) if amp is not None else nullcontext():
+        out = fwd(src.inputs, dst.inputs, **wants(inner, losses, adversarial))
+    loss, src_loss, dst_loss = compute(out, src, dst, losses, adversarial)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler = amp.scaler if amp is not None else None
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if clip_grad:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(inner.parameters(), 1.0)
+    step = (lambda: scaler.step(optimizer)) if scaler is not None else optimizer.step
     if lr_dropout > 0:
         # learning-rate dropout: each weight keeps its update with probability 1 - lr_dropout,
         # which late in training helps escape the flat, blurry optimum
-        params = [p for p in model.parameters() if p.grad is not None]
+        params = [p for p in inner.parameters() if p.grad is not None]
         before = [p.detach().clone() for p in params]
-        optimizer.step()
+        step()
         with torch.no_grad():
             for p, old in zip(params, before):
                 keep = torch.rand_like(p) >= lr_dropout
                 p.copy_(torch.where(keep, p, old))
     else:
-        optimizer.step()
+        step()
+    if scaler is not None:
+        scaler.update()
+    if adversarial is not None:
+        m = soft_mask(src.masks)
+        fake = out["scales"][0][0].detach().float() * m + src.targets * (1 - m)
+        codes = [out[k].detach().float() if k in out else None for k in ("src_code", "dst_code")]
+        adversarial.discriminator_step(src.targets, fake, *codes)
     return src_loss.item(), dst_loss.item()
 
 
@@ -133,14 +204,65 @@ def write_preview(model_dir: Path, model, src: FaceDataset, dst: FaceDataset, hi
     return model_dir / f"{prefix}preview.jpg"
 
 
+def batch_maker(src: FaceDataset, dst: FaceDataset, opts: TrainOptions, seed: int, rank: int = 0) -> Callable[[int], tuple]:
+    """``make(iteration) -> (src_batch, dst_batch)``: the batches of one iteration, a pure function of
+    ``(seed, iteration, rank)``, so a resumed run continues with exactly the batches an uninterrupted run
+    would have seen, and batches can be prepared ahead on other threads."""
+    extras = opts.losses.eyes_mouth_priority or opts.losses.remove_gray_border
+    color = (opts.color_transfer, dst) if opts.color_transfer else None
+
+    def make(iteration: int) -> tuple:
+        rng = np.random.default_rng([seed, iteration, rank])
+        n = opts.batch_size
+        d_idx = dst.pick_uniform_yaw(n, rng) if opts.uniform_yaw else dst.pick(n, rng)
+        if opts.sort_by_yaw:
+            s_idx = src.pick_by_yaw(dst.yaw[d_idx], rng)
+        else:
+            s_idx = src.pick_uniform_yaw(n, rng) if opts.uniform_yaw else src.pick(n, rng)
+        return (src.sample(0, rng, indices=s_idx, extras=extras, color=color),
+                dst.sample(0, rng, indices=d_idx, extras=extras))
+
+    return make
+
+
+class BatchFeed:
+    """Batches for consecutive iterations, made ``workers`` at a time on background threads (OpenCV and
+    numpy release the GIL) so a fast GPU does not wait for augmentation; ``workers=0`` makes each one
+    when asked."""
+
+    def __init__(self, make: Callable[[int], tuple], first: int, workers: int = 0) -> None:
+        self.make, self.next, self.workers = make, first, workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="batches") if workers else None
+        self.ahead: dict[int, Future] = {}
+
+    def get(self, iteration: int) -> tuple:
+        if self.pool is None:
+            return self.make(iteration)
+        self.next = max(self.next, iteration)
+        while len(self.ahead) < 2 * self.workers:
+            self.ahead[self.next] = self.pool.submit(self.make, self.next)
+            self.next += 1
+        future = self.ahead.pop(iteration, None) or self.pool.submit(self.make, iteration)
+        return future.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions, state: dict,
           device: torch.device, target_iteration: int | None = None, minutes: float | None = None, seed: int = 0,
-          save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print, prefix: str = "") -> dict:
+          save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print, prefix: str = "",
+          adversarial=None, dist=None) -> dict:
     """Train until ``state["iteration"] >= target_iteration`` or ``minutes`` of wall time pass (whichever first;
     neither: until Ctrl+C). Saves with ``save(state)`` every ``opts.save_every_minutes`` and on exit.
 
     ``state`` holds ``iteration``, ``elapsed_seconds`` and ``loss_history``; an updated copy is returned
     with ``stopped`` set to ``"iterations"``, ``"minutes"`` or ``"interrupted"``.
+
+    ``dist`` (:class:`facelab.train.distributed.Dist`) runs this as one of several processes: each draws
+    its own batches, gradients are averaged by DDP, and the first process decides when to log, preview,
+    save and stop (its decision is broadcast every iteration, so all stay in step).
     """
     state = {"iteration": 0, "elapsed_seconds": 0.0, "loss_history": [], **state}
     # Early in training many activations and gradients are denormal floats, which
@@ -148,24 +270,33 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
     # step). Flushing them to zero costs nothing in accuracy here.
     torch.set_flush_denormal(True)
     history = state["loss_history"] = list(state["loss_history"])  # the caller's list stays as it was
-    rng = np.random.default_rng([seed, state["iteration"]])  # a resumed run does not replay the same batches
+    main = dist is None or dist.is_main
+    feed = BatchFeed(batch_maker(src, dst, opts, seed, 0 if dist is None else dist.rank), state["iteration"], opts.workers)
+    amp = AmpState.for_device(device, opts.amp)
     model.train()
+    inner = unwrap(model)
     base_elapsed = float(state["elapsed_seconds"])
     start = last_log = last_save = last_preview = time.monotonic()
     log_iter0, pending, window = state["iteration"], [], []
     stopped = "interrupted"
     try:
         while True:
+            now = time.monotonic()
+            stop = None
             if target_iteration is not None and state["iteration"] >= target_iteration:
-                stopped = "iterations"
+                stop = "iterations"
+            elif minutes is not None and now - start >= minutes * 60:
+                stop = "minutes"
+            do_preview = now - last_preview >= opts.preview_every_minutes * 60
+            do_save = save is not None and now - last_save >= opts.save_every_minutes * 60
+            if dist is not None:  # the first process's clock decides for all
+                stop, do_preview, do_save = dist.agree(stop, do_preview, do_save)
+            if stop is not None:
+                stopped = stop
                 break
-            if minutes is not None and time.monotonic() - start >= minutes * 60:
-                stopped = "minutes"
-                break
-            d_idx = dst.pick(opts.batch_size, rng)
-            s_idx = src.pick_by_yaw(dst.yaw[d_idx], rng) if opts.sort_by_yaw else src.pick(opts.batch_size, rng)
-            losses = train_step(model, optimizer, src.sample(0, rng, indices=s_idx), dst.sample(0, rng, indices=d_idx),
-                                device, opts.mask_weight, opts.clip_grad, opts.lr_dropout)
+            src_batch, dst_batch = feed.get(state["iteration"])
+            losses = train_step(model, optimizer, src_batch, dst_batch, device, clip_grad=opts.clip_grad,
+                                lr_dropout=opts.lr_dropout, losses=opts.losses, adversarial=adversarial, amp=amp)
             state["iteration"] += 1
             pending.append(losses)
             window.append(losses)
@@ -173,7 +304,7 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
                 _record(history, state["iteration"], pending)
                 pending = []
             now = time.monotonic()
-            if now - last_log >= opts.log_every_seconds:
+            if main and now - last_log >= opts.log_every_seconds:
                 ms = (now - last_log) * 1000 / max(state["iteration"] - log_iter0, 1)
                 s, d = np.mean(window, 0)
                 line = f"[iter {state['iteration']}] {ms:.0f} ms/it  src {s:.4f}  dst {d:.4f}"
@@ -186,22 +317,27 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
                     line += f"  eta {_eta(max(min(left), 0))}"
                 log(line)
                 last_log, log_iter0, window = now, state["iteration"], []
-            if now - last_preview >= opts.preview_every_minutes * 60:
-                write_preview(model_dir, model, src, dst, history, state["iteration"], device,
-                  keep_history=opts.preview_history, prefix=prefix)
+            if do_preview:
+                if main:
+                    write_preview(model_dir, inner, src, dst, history, state["iteration"], device,
+                                  keep_history=opts.preview_history, prefix=prefix)
                 last_preview = time.monotonic()
-            if save is not None and now - last_save >= opts.save_every_minutes * 60:
+            if do_save:
                 state["elapsed_seconds"] = base_elapsed + now - start
-                save(state)
+                if main:
+                    save(state)
                 last_save = time.monotonic()
     except KeyboardInterrupt:
         log(f"[iter {state['iteration']}] interrupted: saving")
+    finally:
+        feed.close()
     if pending:
         _record(history, state["iteration"], pending)
     state["elapsed_seconds"] = base_elapsed + time.monotonic() - start
     state["stopped"] = stopped
-    write_preview(model_dir, model, src, dst, history, state["iteration"], device,
-                  keep_history=opts.preview_history, prefix=prefix)
-    if save is not None:
-        save(state)
+    if main:
+        write_preview(model_dir, inner, src, dst, history, state["iteration"], device,
+                      keep_history=opts.preview_history, prefix=prefix)
+        if save is not None:
+            save(state)
     return state

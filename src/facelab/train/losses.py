@@ -64,3 +64,12 @@ def face_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pixe
 
 def mask_loss(pred_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred_mask, target_mask)
+
+
+def style_loss(a: torch.Tensor, b: torch.Tensor, blur: int | None = None) -> torch.Tensor:
+    """Squared difference of per-channel means and standard deviations of ``a`` and ``b`` (after a box blur of
+    ``blur`` px, default 1/16 of the side, so only colour and light are compared, not detail): 0 when the
+    two have the same colour statistics."""
+    k = blur if blur is not None else max(3, a.shape[-1] // 16) | 1
+    a, b = (F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False) for x in (a, b))
+    return F.mse_loss(a.mean((2, 3)), b.mean((2, 3))) + F.mse_loss(a.std((2, 3)), b.std((2, 3)))
