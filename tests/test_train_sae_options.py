@@ -271,3 +271,27 @@ def test_two_processes_with_torchrun_stay_in_step(ws):
     assert "2 processes" in r.stdout and "different weights" not in r.stdout + r.stderr
     assert r.stdout.count("train: iteration: 4") == 1  # one report, from the first process
     assert json.loads((ws.model_dir("quick") / "state.json").read_text())["iteration"] == 4
+
+
+def test_quick_learns_both_sides_in_the_first_hundred_iterations(sets):
+    """DeepFaceLab's Quick96 still showed a flat field for src after 200 iterations; quick must show both faces."""
+    src, dst = FaceDataset(sets[0].paths, 64), FaceDataset(sets[1].paths, 64)
+    torch.manual_seed(0)
+    model = create_model("quick")
+    opts = TrainOptions(batch_size=4)
+    opt = make_optimizer(model, opts)
+    make = batch_maker(src, dst, opts, seed=0)
+    torch.set_flush_denormal(True)
+    for it in range(100):
+        train_step(model, opt, *make(it), torch.device("cpu"))
+    model.eval()
+    with torch.no_grad():
+        s = torch.from_numpy(src.faces[:8]).permute(0, 3, 1, 2).float() / 255
+        d = torch.from_numpy(dst.faces[:8]).permute(0, 3, 1, 2).float() / 255
+        s_rec, _, d_rec, _ = model(s, d)
+    for rec, target, masks in ((s_rec, s, src.masks[:8]), (d_rec, d, dst.masks[:8])):
+        inside = torch.from_numpy(masks > 0.5)[:, None].expand_as(target)
+        r, t = rec[inside], target[inside]
+        corr = torch.corrcoef(torch.stack([r, t]))[0, 1]
+        assert corr > 0.6, f"reconstruction barely follows the face (correlation {corr:.2f})"
+        assert r.std() > 0.5 * t.std(), "a flat field, not a face"
