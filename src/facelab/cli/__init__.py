@@ -161,6 +161,7 @@ def demo_cmd(
 
 # the other commands live in their own modules and register themselves on `app`
 from facelab.cli import media_cmds, extract_cmd, train_cmd, sort_cmd, faceset_cmds  # noqa: E402,F401
+from facelab.cli import verify_cmd  # noqa: E402,F401
 
 
 def main() -> None:
