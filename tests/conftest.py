@@ -22,6 +22,20 @@ SAMPLE_DST = SAMPLES / "dst_grid_bbaf2n.mpg"
 ASTRONAUT = SAMPLES / "astronaut.png"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _facelab_home(tmp_path_factory):
+    """Signing keys (C2PA) go to a temporary facelab home, never the user's ~/.facelab."""
+    import os
+
+    old = os.environ.get("FACELAB_HOME")
+    os.environ["FACELAB_HOME"] = str(tmp_path_factory.mktemp("facelab_home"))
+    yield
+    if old is None:
+        os.environ.pop("FACELAB_HOME", None)
+    else:
+        os.environ["FACELAB_HOME"] = old
+
+
 def shared(rel: str) -> Path:
     """Path into ../shared/data/faces; skips the test if that data is absent."""
     p = SHARED_FACES / rel

@@ -330,8 +330,8 @@ def test_merge_bad_input(astronaut, astronaut_records):
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"mode": "poisson"}, "mode"), ({"color": "mkl"}, "color"), ({"mask": "xseg"}, "mask"),
-     ({"erode": 201}, "erode"), ({"blur": -1}, "blur"), ({"blur": 2.5}, "blur"), ({"hist_threshold": 0}, "hist_threshold"),
+    [({"mode": "poisson"}, "mode"), ({"color": "mkl-x"}, "color"), ({"mask": "xseg"}, "mask"),
+     ({"erode": 201}, "erode"), ({"blur": -201}, "blur"), ({"blur": 2.5}, "blur"), ({"hist_threshold": 256}, "hist_threshold"),
      ({"erode": True}, "erode")],
 )
 def test_settings_validation(kwargs, key):
@@ -344,7 +344,7 @@ def test_settings_round_trip():
     s = MergeSettings(mode="overlay", color="lct", erode=-10, blur=80)
     assert MergeSettings.from_dict(s.to_dict()) == s
     with pytest.raises(SettingsError, match="unknown"):
-        MergeSettings.from_dict({"mode": "overlay", "sharpen": 3})
+        MergeSettings.from_dict({"mode": "overlay", "sharpness": 3})
 
 
 # --- the merge stage ----------------------------------------------------------------
@@ -379,14 +379,19 @@ def test_stage_run_skip_and_redo(tiny_ws):
     outs = sorted(ws.merged_dir.glob("*.png"))
     assert [p.name for p in outs] == ["00001.png", "00002.png", "00003.png", "00004.png"]
     assert len(list(ws.merged_mask_dir.glob("*.png"))) == 4
+    from facelab.provenance.manifest import read_manifest
+
     for p in outs:
         assert is_labelled_png(p.read_bytes())
+        assert read_manifest(p).valid and read_manifest(p).synthetic
         frame = cv2.imread(str(ws.frames_dir("dst") / p.name))
         merged = cv2.imread(str(p))
         mask = cv2.imread(str(ws.merged_mask_dir / p.name), cv2.IMREAD_UNCHANGED)
         assert mask.ndim == 2
-        if p.name == "00004.png":
-            np.testing.assert_array_equal(merged, frame)
+        if p.name == "00004.png":  # no face: unchanged but for the invisible watermark
+            from facelab.provenance.watermark import detect_frames
+
+            assert psnr(merged, frame) >= 45 and detect_frames([merged]).found and not detect_frames([frame]).found
             assert not mask.any()
         else:
             assert mask.max() == 255 and psnr(merged, frame) > 30

@@ -212,10 +212,22 @@ def test_video_formats(merged_ws, fmt):
     s = video_stage.run(ws, video_stage.VideoSettings(format=fmt, mask_video=True), force=True)
     out, mask_out = Path(s.outputs[0]), Path(s.outputs[1])
     assert out.suffix == {"mp4": ".mp4", "avi": ".avi", "mp4-lossless": ".mp4", "mov-alpha": ".mov"}[fmt]
-    merged = [cv2.imread(str(p)) for p in video_stage.merged_frames(ws)]
+    from facelab.provenance.watermark import detect_video, embed
+
+    # these "merged" frames are plain copies of the dst frames: the video step adds the watermark they lack
+    assert s.counts["frames marked now"] == 75
+    merged = [embed(cv2.imread(str(p))) for p in video_stage.merged_frames(ws)]
     masks = [cv2.imread(str(ws.merged_mask_dir / p.name), cv2.IMREAD_GRAYSCALE) for p in video_stage.merged_frames(ws)]
     frames, rate, n_audio, tags = decode_all(out, "bgra" if fmt == "mov-alpha" else "bgr24")
     assert len(frames) == 75 and rate == 25 and n_audio == 1
+    assert detect_video(out).found
+    from facelab.provenance.manifest import read_manifest
+
+    report = read_manifest(out)
+    if fmt == "avi":  # AVI has no place for a manifest: said, not hidden
+        assert not report.found and any("C2PA" in w for w in s.warnings)
+    else:
+        assert report.valid and report.synthetic
     assert "Synthetic media" in tags.get("comment", "")
     if fmt == "mp4-lossless":
         assert all(np.array_equal(a, b) for a, b in zip(frames, merged))

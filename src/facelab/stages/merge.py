@@ -1,9 +1,10 @@
 """``facelab merge``: put the model's faces back into every dst frame.
 
 Reads ``data_dst/*.png`` frames and the face records of ``data_dst/aligned``,
-writes ``data_dst/merged/<frame>.png`` (labelled as synthetic) and
-``data_dst/merged_mask/<frame>.png`` (grayscale blend mask). Frames without a
-face are copied through with unchanged pixels.
+writes ``data_dst/merged/<frame>.png`` (invisibly watermarked, labelled as
+synthetic and carrying a signed C2PA manifest, :mod:`facelab.provenance`) and ``data_dst/merged_mask/<frame>.png``
+(grayscale blend mask). Frames without a face are copied through unchanged but
+for the watermark (PSNR ~48 dB against the input).
 
 Pipeline: frames are decoded ahead on worker threads; alignment and the model
 run on the calling thread (one batch per frame); colour transfer, blending,
@@ -36,6 +37,8 @@ from facelab.merge.compose import MergeSettings, Predictor, PreparedFaces, compo
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
+from facelab.provenance.manifest import sign_bytes
+from facelab.provenance.watermark import embed
 from facelab.stages import Summary
 from facelab.workspace import Workspace
 
@@ -65,6 +68,12 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, label_png(encode_image(image, ".png")))
 
 
+def _write_synthetic_png(path: Path, image: np.ndarray) -> None:
+    """A merged frame: invisible watermark, IPTC labels and a signed C2PA manifest (see facelab.provenance)."""
+    png = label_png(encode_image(embed(image), ".png"))
+    atomic_write_bytes(path, sign_bytes(png, "image/png", path.name))
+
+
 def _finish(
     frame: np.ndarray,
     prepared: PreparedFaces | None,
@@ -80,7 +89,7 @@ def _finish(
     else:
         merged, mask = compose_faces(frame, prepared, faces, masks, settings)
     _write_png(mask_path, mask)
-    _write_png(out_path, merged)  # written last: its presence marks the frame done
+    _write_synthetic_png(out_path, merged)  # written last: its presence marks the frame done
 
 
 def run(

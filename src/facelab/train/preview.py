@@ -69,5 +69,9 @@ def make_preview(model, src: np.ndarray, dst: np.ndarray, history: list, device:
 
 
 def preview_jpeg(image: np.ndarray) -> bytes:
-    """JPEG bytes of a preview, labelled as synthetic media."""
-    return label_jpeg(encode_image(image, ".jpg", 90))
+    """JPEG bytes of a preview (it shows swaps): invisibly watermarked, labelled as synthetic media and
+    carrying a signed C2PA manifest."""
+    from facelab.provenance.manifest import sign_bytes
+    from facelab.provenance.watermark import embed
+
+    return sign_bytes(label_jpeg(encode_image(embed(image), ".jpg", 90)), "image/jpeg", "preview.jpg")
