@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -65,18 +65,6 @@ class FrameFormat(str, Enum):
     jpg = "jpg"
 
 
-class MergeMode(str, Enum):
-    seamless = "seamless"
-    overlay = "overlay"
-    hist_match = "hist-match"
-
-
-class ColorMode(str, Enum):
-    none = "none"
-    rct = "rct"
-    lct = "lct"
-
-
 _state: dict[str, Workspace] = {}
 
 
@@ -125,28 +113,6 @@ def workspace_cmd(
     console.print("next: put your videos there as data_src.mp4 and data_dst.mp4, then run `facelab frames src`")
 
 
-@app.command("merge")
-def merge_cmd(
-    model: Annotated[str, typer.Option("--model", "--name", help="Model folder name under model/.")] = "quick",
-    mode: Annotated[MergeMode, typer.Option(help="How the face is blended in.")] = MergeMode.seamless,
-    color: Annotated[ColorMode, typer.Option(help="Colour transfer of the predicted face to the dst face.")] = ColorMode.rct,
-    erode: Annotated[Optional[int], typer.Option(help="Shrink (+) or grow (-) the mask, -200..200.")] = None,
-    blur: Annotated[Optional[int], typer.Option(help="Feather the mask edge inward, 0..200 (default 32).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    force: Annotated[bool, typer.Option(help="Render every frame again.")] = False,
-) -> None:
-    """Put the predicted faces back into every dst frame (data_dst/merged)."""
-    from facelab.merge.compose import MergeSettings
-    from facelab.stages import merge
-
-    kwargs = {"mode": mode.value, "color": color.value}
-    if erode is not None:
-        kwargs["erode"] = erode
-    if blur is not None:
-        kwargs["blur"] = blur
-    report(merge.run(current_workspace(), model, MergeSettings(**kwargs), device=device, force=force))
-
-
 @app.command("demo")
 def demo_cmd(
     minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 5.0,
@@ -161,7 +127,8 @@ def demo_cmd(
 
 # the other commands live in their own modules and register themselves on `app`
 from facelab.cli import media_cmds, extract_cmd, train_cmd, sort_cmd, faceset_cmds  # noqa: E402,F401
-from facelab.cli import verify_cmd  # noqa: E402,F401
+from facelab.cli import merge_cmd, verify_cmd  # noqa: E402,F401
+from facelab.cli import enhance_cmd  # noqa: E402,F401
 
 
 def main() -> None:

@@ -185,12 +185,49 @@ def hist_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None 
     out = np.empty_like(face)
     stretch = 255.0 / int(threshold)
     for c in range(3):
-        f_vals = np.sort(face[..., c][sel])
-        r_vals = np.sort(reference[..., c][sel])
-        chan = face[..., c]
-        lo = np.searchsorted(f_vals, chan, side="left")
-        hi = np.searchsorted(f_vals, chan, side="right")
-        q = np.clip((lo + hi) / (2.0 * len(f_vals)) * stretch, 0.0, 1.0)
-        ref_q = (np.arange(len(r_vals)) + 0.5) / len(r_vals)
-        out[..., c] = np.interp(q, ref_q, r_vals)
+        out[..., c] = _match_channel(face[..., c], reference[..., c], sel, stretch)
     return np.clip(out, 0.0, 1.0)
+
+
+def _match_channel(chan: np.ndarray, ref: np.ndarray, sel: np.ndarray, stretch: float) -> np.ndarray:
+    """Map every value of ``chan`` through ``Q_ref(min(1, F_chan(v) * stretch))`` (measured on ``sel``)."""
+    f_vals = np.sort(chan[sel])
+    r_vals = np.sort(ref[sel])
+    lo = np.searchsorted(f_vals, chan, side="left")
+    hi = np.searchsorted(f_vals, chan, side="right")
+    q = np.clip((lo + hi) / (2.0 * len(f_vals)) * stretch, 0.0, 1.0)
+    ref_q = (np.arange(len(r_vals)) + 0.5) / len(r_vals)
+    return np.interp(q, ref_q, r_vals).astype(np.float32)
+
+
+def hist_match_bw(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, threshold: int = 238) -> np.ndarray:
+    """Histogram-match only the luma of ``face`` to ``reference``; keep the face's chroma.
+
+    Both images go to YCrCb (OpenCV, float: Y in ``[0, 1]``); ``Y`` is matched
+    as one channel of :func:`hist_match` (same mask and threshold rules) and
+    ``Cr``/``Cb`` of ``face`` are kept, so the swap takes the dst face's
+    lighting and contrast but keeps its own skin tone. Pixels whose new
+    luma falls outside the BGR gamut are clipped, which moves their chroma.
+
+    Args:
+        face: ``(H, W, 3) float32`` BGR ``[0, 1]``, the image to change.
+        reference: ``(H, W, 3) float32`` BGR ``[0, 1]`` (same size as ``face``).
+        mask: optional ``(H, W)`` mask of the pixels to measure in both.
+        threshold: ``1..255``.
+
+    Returns:
+        ``(H, W, 3) float32`` BGR ``[0, 1]``; ``face`` copied when the mask is empty.
+    """
+    _check_image(face, "hist_match_bw face")
+    _check_image(reference, "hist_match_bw reference")
+    if reference.shape != face.shape:
+        raise ValueError(f"hist_match_bw: face {face.shape} and reference {reference.shape} differ in shape")
+    if not 1 <= int(threshold) <= 255:
+        raise ValueError(f"hist_match_bw: threshold must be in 1..255, got {threshold}")
+    sel = np.ones(face.shape[:2], bool) if mask is None else _check_mask(mask, face.shape, "hist_match_bw mask") > 0.5
+    if not sel.any():
+        return face.copy()
+    ycc = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)
+    ref_y = cv2.cvtColor(reference, cv2.COLOR_BGR2YCrCb)[..., 0]
+    ycc[..., 0] = _match_channel(ycc[..., 0], ref_y, sel, 255.0 / int(threshold))
+    return np.clip(cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR), 0.0, 1.0)

@@ -1,24 +1,46 @@
 """Merge settings and the per-frame merge: predicted faces back into a dst frame.
 
-For every face of a frame (:func:`merge_frame`):
+For every face of a frame (:func:`merge_frame`), in this order:
 
 1. cut the dst face out of the frame at the model's resolution and face type
    (aligned again from the record's frame landmarks, :func:`prepare_faces`);
-2. run the model on all faces of the frame as one batch;
-3. recolour the predicted face toward the dst face (``rct``/``lct``, measured
-   inside the face mask), or histogram-match it (``hist-match`` mode);
-4. build the face mask (learned mask, dst landmark hull, or their product),
-   erode/blur it in face space, and warp face and mask back into the frame;
-5. blend (``seamless`` Poisson clone or ``overlay``).
+2. predict: run the model on all faces of the frame as one batch
+   (:func:`run_predictor`; also the dst-side masks when ``mask`` uses ``learned-dst``);
+3. build the raw face mask from the ``mask`` setting (:mod:`facelab.merge.masks`,
+   on the raw prediction); colour transfer and histogram matching measure
+   their statistics inside it;
+4. super resolution: an optional ``enhancer`` upscales the predicted faces
+   (the rest of the face steps run at its size);
+5. colour transfer toward the dst face (``color``; ``-m`` variants measure
+   inside the raw mask, plain ones on the whole aligned squares);
+6. histogram match (``hist-match``, ``hist-match-bw``, ``seamless-hist-match``
+   modes; inside the raw mask when ``masked_hist``);
+7. degrade: ``bicubic_degrade``, then ``degrade_color``;
+8. ``sharpen`` (positive: unsharp mask; negative: blur);
+9. shape the mask: ``erode``, then feather by ``blur``, in face space at
+   :data:`MASK_WORK_SIZE` or more;
+10. ``face_scale``: scale face and mask about the face centre (the centroid
+    of the dst landmark hull, which stays in place);
+11. warp face and mask back into the frame (the face's region of interest);
+12. ``motion_blur`` of the warped face along the face's motion;
+13. blend: ``seamless`` (Poisson) variants, alpha ``overlay`` (``overlay`` and
+    the hist-match modes), or a hard paste (``raw-rgb``);
+14. ``alpha``: the merged frame gets the mask as a fourth channel.
 
-Steps 1 and 3-5 are plain numpy/OpenCV; :func:`prepare_faces` and
-:func:`compose_faces` are separate so a render loop can run the model in one
-thread and the image work in others.
+``denoise_frame`` filters the whole frame before step 13 (only frames with
+faces are merged; frames without faces pass through unchanged). The
+``raw-predict`` mode stops after step 9 and returns the aligned faces and
+masks instead of a frame (:func:`predict_faces`, :func:`aligned_outputs`).
+
+Everything but step 2 is plain numpy/OpenCV; :func:`prepare_faces`,
+:func:`run_predictor` and :func:`compose_faces` are separate so a render loop
+can run the model in one thread and the image work in others. Every option
+that is off costs nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
@@ -28,18 +50,42 @@ import numpy as np
 from facelab.align import face_matrix, hull_mask, scale_matrix, transform_points, unwarp_image, warp_image
 from facelab.errors import SettingsError
 from facelab.faceimage import FaceRecord
-from facelab.merge.blend import erode_blur_mask, hist_match, overlay, seamless
-from facelab.merge.color import lct, rct
+from facelab.types import FaceType
+from facelab.merge import effects
+from facelab.merge.blend import erode_blur_mask, hist_match, hist_match_bw, overlay, seamless
+from facelab.merge.color import COLOR_TRANSFERS, color_transfer
+from facelab.merge.masks import MaskInputs, build_masks, parse_mask
 
-MODES = ("seamless", "overlay", "hist-match")
-COLORS = ("none", "rct", "lct")
-MASKS = ("learned", "dst", "learned*dst")
+MODES = ("seamless", "seamless-hist-match", "overlay", "hist-match", "hist-match-bw", "raw-rgb", "raw-predict")
+SEAMLESS_MODES = ("seamless", "seamless-hist-match")
+HIST_MODES = ("hist-match", "hist-match-bw", "seamless-hist-match")
+COLORS = ("none", *COLOR_TRANSFERS, *(f"{name}-m" for name in COLOR_TRANSFERS))
 MASK_WORK_SIZE = 256
 """Masks are eroded/blurred at no less than this side, so small models still get smooth edges."""
 
+_INT_RANGES = {
+    "erode": (-200, 200),
+    "blur": (-200, 200),
+    "face_scale": (-50, 50),
+    "hist_threshold": (0, 255),
+    "degrade_color": (0, 100),
+    "bicubic_degrade": (0, 100),
+    "sharpen": (-100, 100),
+    "motion_blur": (0, 100),
+    "denoise_frame": (0, 500),
+}
+
+Enhancer = Callable[[np.ndarray], np.ndarray]
+"""Super resolution: ``(N, R, R, 3) float32`` BGR ``[0, 1]`` -> ``(N, R*k, R*k, 3) float32`` BGR ``[0, 1]``."""
+
 
 class Predictor(Protocol):
-    """What the merge needs from a trained model (see ``facelab.train.checkpoint.load_predictor``)."""
+    """What the merge needs from a trained model (see ``facelab.train.checkpoint.load_predictor``).
+
+    A predictor may also have ``predict_dst_mask(batch) -> (N, R, R) float32``
+    (the mask the model predicts for the dst faces themselves), which the
+    ``learned-dst`` mask needs.
+    """
 
     resolution: int
     face_type: str
@@ -51,39 +97,110 @@ class Predictor(Protocol):
 
 @dataclass(frozen=True)
 class MergeSettings:
-    """How predicted faces are blended into the frames.
+    """How predicted faces are blended into the frames (the order is in the module docstring).
 
     Attributes:
-        mode: ``seamless`` (Poisson clone, default), ``overlay`` (alpha blend)
-            or ``hist-match`` (per-channel histogram match, then alpha blend).
+        mode: ``seamless`` (Poisson clone, default); ``seamless-hist-match``
+            (histogram match, then seamless); ``overlay`` (alpha blend);
+            ``hist-match`` (per-channel histogram match, then alpha blend);
+            ``hist-match-bw`` (match the luma histogram only, keep the predicted
+            chroma, then alpha blend); ``raw-rgb`` (the predicted face pasted
+            where the mask is >= 0.5, no blending); ``raw-predict`` (no frame:
+            the aligned predicted faces and masks, see :func:`predict_faces`).
         color: colour transfer of the predicted face toward the dst face:
-            ``none``, ``rct`` (Reinhard, default) or ``lct`` (linear, covariance).
-        mask: ``learned`` (the model's mask), ``dst`` (dst landmark hull) or
-            ``learned*dst`` (their product, default).
+            ``none``, ``rct`` (Reinhard Lab), ``lct``, ``mkl``, ``idt``,
+            ``sot`` (see :mod:`facelab.merge.color`). Plain names measure the
+            colours of the whole aligned squares (face and background); the
+            ``-m`` variants (``rct-m``, ..., ``sot-m``) only inside the raw
+            face mask, so the background cannot pull the face's colour.
+            Default ``rct-m`` (what facelab did before the plain variants
+            existed; DeepFaceLab's rct also measured the masked face).
+        mask: ``learned``, ``learned-dst``, ``dst``, ``predicted``,
+            ``segmentation-prd``, ``segmentation-dst`` or a product of them
+            joined by ``*``; default ``learned*dst`` (see :mod:`facelab.merge.masks`).
         erode: ``-200..200``, shrink (+) or grow (-) the mask, in pixels of a
             512 px face (DeepFaceLab's scale). Default 0.
-        blur: ``0..200``, width of the soft mask edge, same unit. Default 32
-            (about 6 % of the face), so overlay has no visible seam.
-        hist_threshold: ``1..255``, hist-match threshold (DeepFaceLab's 238).
+        blur: ``-200..200``, width of the soft mask edge, same unit. Default 32
+            (about 6 % of the face), so overlay has no visible seam. Negative
+            values are accepted for DeepFaceLab's range but act as 0 (a mask
+            cannot be sharper than hard; DeepFaceLab ignores them too).
+        face_scale: ``-50..50`` percent: scale the predicted face and its mask
+            about the face centre (centroid of the dst landmark hull) before
+            blending; +20 makes the face 1.2x as wide. Default 0.
+        hist_threshold: ``0..255``, hist-match threshold (DeepFaceLab's 238; 0
+            acts as 1). Default 238.
+        masked_hist: hist-match statistics only inside the raw mask (default
+            True); False: the whole aligned squares.
+        seamless_hist: hist-match before the seamless blend. The same as mode
+            ``seamless-hist-match``: either spelling gives equal settings
+            (mode ``seamless-hist-match`` and ``seamless_hist=True``); only
+            allowed with the seamless modes. Default False.
+        degrade_color: ``0..100``, blend the predicted face toward a copy with
+            3 bits per channel (DeepFaceLab's "color degrade power"). Default 0.
+        bicubic_degrade: ``0..100``, downscale the predicted face by up to 4x
+            bicubically and back, so a sharp swap matches a soft video. Default 0.
+        sharpen: ``-100..100``, positive unsharp-masks the predicted face,
+            negative blurs it. Default 0.
+        motion_blur: ``0..100``, blur the face along its motion (given per face
+            to :func:`compose_faces`; no motion given, no blur). Default 0.
+        denoise_frame: ``0..500``, median-filter the whole frame before the
+            merge (each 100 one 5x5 pass). Default 0.
+        alpha: the merged frame gets the mask as alpha: ``(H, W, 4)`` BGRA. Default False.
+        suppress_jitter: steady the merged face's low-frequency colour and light from frame to frame
+            (the render loop's :class:`facelab.merge.temporal.JitterFilter`; seamless blending's
+            per-frame colour shifts are its main source). Default False.
+        super_resolution: name of an enhancer model, or None (default). The
+            enhancer itself is passed to :func:`compose_faces` by the caller.
     """
 
     mode: str = "seamless"
-    color: str = "rct"
+    color: str = "rct-m"
     mask: str = "learned*dst"
     erode: int = 0
     blur: int = 32
+    face_scale: int = 0
     hist_threshold: int = 238
+    masked_hist: bool = True
+    seamless_hist: bool = False
+    degrade_color: int = 0
+    bicubic_degrade: int = 0
+    sharpen: int = 0
+    motion_blur: int = 0
+    denoise_frame: int = 0
+    alpha: bool = False
+    super_resolution: str | None = None
+    suppress_jitter: bool = False
 
     def __post_init__(self) -> None:
-        for key, allowed in (("mode", MODES), ("color", COLORS), ("mask", MASKS)):
+        for key, allowed in (("mode", MODES), ("color", COLORS)):
             value = getattr(self, key)
             if value not in allowed:
                 raise SettingsError(f"merge setting {key}={value!r} is not allowed", f"use one of: {', '.join(allowed)}")
-        for key, lo, hi in (("erode", -200, 200), ("blur", 0, 200), ("hist_threshold", 1, 255)):
+        parse_mask(self.mask)
+        for key, (lo, hi) in _INT_RANGES.items():
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
                 raise SettingsError(f"merge setting {key}={value!r} is out of range", f"use an integer in {lo}..{hi}")
             object.__setattr__(self, key, int(value))
+        for key in ("masked_hist", "seamless_hist", "alpha", "suppress_jitter"):
+            value = getattr(self, key)
+            if not isinstance(value, (bool, np.bool_)):
+                raise SettingsError(f"merge setting {key}={value!r} is not a boolean", "use true or false")
+            object.__setattr__(self, key, bool(value))
+        sr = self.super_resolution
+        if sr is not None and (not isinstance(sr, str) or not sr.strip()):
+            raise SettingsError(f"merge setting super_resolution={sr!r} is not allowed", "use the name of an enhancer model, or none")
+        if isinstance(sr, str) and sr.strip().lower() == "none":
+            object.__setattr__(self, "super_resolution", None)
+        # seamless_hist and mode seamless-hist-match are two spellings of one thing
+        if self.seamless_hist and self.mode not in SEAMLESS_MODES:
+            raise SettingsError(
+                f"merge setting seamless_hist=True does not apply to mode={self.mode!r}",
+                "use it with mode seamless (or mode seamless-hist-match), or set seamless_hist false",
+            )
+        if self.seamless_hist or self.mode == "seamless-hist-match":
+            object.__setattr__(self, "mode", "seamless-hist-match")
+            object.__setattr__(self, "seamless_hist", True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,12 +223,16 @@ class PreparedFaces:
         faces: ``(N, R, R, 3) float32`` BGR ``[0, 1]`` dst faces (the model input).
         hulls: ``(N, R, R) float32`` ``{0, 1}`` dst landmark hull masks.
         face_type: face type of the model.
+        landmarks: ``(N, 68, 2) float32`` dst landmarks in model-face pixels
+            (NaN for a face without the 68-point set, or None for all; the
+            ``predicted`` mask then guesses the face box).
     """
 
     mats: np.ndarray
     faces: np.ndarray
     hulls: np.ndarray
     face_type: str
+    landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.mats)
@@ -138,11 +259,43 @@ def prepare_faces(frame: np.ndarray, records: Sequence[FaceRecord], resolution: 
     mats = np.zeros((n, 2, 3), np.float64)
     faces = np.zeros((n, r, r, 3), np.float32)
     hulls = np.zeros((n, r, r), np.float32)
+    lms = np.full((n, 68, 2), np.nan, np.float32)  # NaN: this face's landmarks are not the 68-point set
     for i, rec in enumerate(records):
         mats[i] = face_matrix(rec.source_landmarks, face_type, r)
         faces[i] = warp_image(frame, mats[i], r).astype(np.float32) / 255.0
-        hulls[i] = hull_mask(transform_points(rec.source_landmarks, mats[i]), (r, r), face_type)
-    return PreparedFaces(mats, faces, hulls, str(face_type))
+        pts = transform_points(rec.source_landmarks, mats[i])
+        hulls[i] = hull_mask(pts, (r, r), face_type)
+        if len(pts) == 68:
+            lms[i] = pts
+    return PreparedFaces(mats, faces, hulls, FaceType.parse(face_type).value, lms)  # str() of the enum is "FaceType.FULL"
+
+
+def _mask_names(settings: MergeSettings) -> tuple[str, ...]:
+    return parse_mask(settings.mask)
+
+
+def run_predictor(predictor: Predictor, prepared: PreparedFaces, settings: MergeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Run the model on the prepared faces of one frame (step 2).
+
+    Returns:
+        ``(faces (N, R, R, 3), masks (N, R, R), dst_masks (N, R, R) or None)``
+        float32 ``[0, 1]``; ``dst_masks`` only when the ``mask`` setting uses
+        ``learned-dst`` (pass it on to :func:`compose_faces`).
+
+    Raises:
+        SettingsError: ``learned-dst`` with a predictor that has no ``predict_dst_mask``.
+    """
+    faces, masks = predictor.predict(prepared.faces)
+    dst_masks = None
+    if "learned-dst" in _mask_names(settings):
+        fn = getattr(predictor, "predict_dst_mask", None)
+        if fn is None:
+            raise SettingsError(
+                f"merge setting mask={settings.mask!r}: this model cannot predict dst masks (learned-dst)",
+                "use learned, dst or predicted masks with it",
+            )
+        dst_masks = fn(prepared.faces)
+    return faces, masks, dst_masks
 
 
 def _face_roi(mat: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
@@ -174,71 +327,258 @@ def _check_predictions(pred_faces: np.ndarray, pred_masks: np.ndarray, n: int, r
     return np.clip(pred_faces, 0.0, 1.0), np.clip(pred_masks, 0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class FaceLayers:
+    """The faces of one frame after the face steps (3-9), still in aligned space.
+
+    Attributes:
+        faces: ``(N, S, S, 3) float32`` BGR ``[0, 1]``; ``S`` is the model's
+            ``R`` or the enhancer's output side.
+        masks: ``(N, M, M) float32 [0, 1]`` shaped masks (eroded, feathered),
+            ``M = max(S, MASK_WORK_SIZE)``.
+    """
+
+    faces: np.ndarray
+    masks: np.ndarray
+
+
+def _enhance(enhancer: Enhancer | None, faces: np.ndarray, settings: MergeSettings) -> np.ndarray:
+    if enhancer is None:
+        if settings.super_resolution is not None:
+            raise SettingsError(
+                f"merge setting super_resolution={settings.super_resolution!r}: no enhancer model was given",
+                "pass the loaded enhancer (enhancer=...) or set super_resolution to none",
+            )
+        return faces
+    n, r = faces.shape[:2]
+    out = np.asarray(enhancer(faces), np.float32)
+    if out.ndim != 4 or out.shape[0] != n or out.shape[1] != out.shape[2] or out.shape[3] != 3 or out.shape[1] < r:
+        raise ValueError(f"merge: enhancer returned {out.shape}, expected ({n}, {r}*k, {r}*k, 3)")
+    return np.clip(out, 0.0, 1.0)
+
+
+def face_layers(
+    prepared: PreparedFaces,
+    pred_faces: np.ndarray,
+    pred_masks: np.ndarray,
+    settings: MergeSettings,
+    *,
+    dst_masks: np.ndarray | None = None,
+    enhancer: Enhancer | None = None,
+) -> FaceLayers:
+    """Run the face steps (3-9 of the module docstring) on the predicted faces of one frame.
+
+    Args:
+        prepared: from :func:`prepare_faces` for this frame (``N`` faces, ``R`` px).
+        pred_faces: ``(N, R, R, 3) float32`` BGR ``[0, 1]`` model output.
+        pred_masks: ``(N, R, R) float32`` ``[0, 1]`` learned masks.
+        settings: the merge settings.
+        dst_masks: ``(N, R, R) float32`` dst-side learned masks (``learned-dst``), see :func:`run_predictor`.
+        enhancer: optional super resolution, :data:`Enhancer`.
+    """
+    n = len(prepared)
+    r = prepared.faces.shape[1] if n else 0
+    pred_faces, pred_masks = _check_predictions(pred_faces, pred_masks, n, r)
+    if dst_masks is not None:
+        dst_masks = np.clip(np.asarray(dst_masks, np.float32).reshape(n, r, r), 0.0, 1.0)
+    inputs = MaskInputs(prepared.faces, pred_faces, pred_masks, dst_masks, prepared.hulls, prepared.landmarks, prepared.face_type)
+    raw_masks = build_masks(_mask_names(settings), inputs) if n else np.zeros((0, r, r), np.float32)
+    faces = _enhance(enhancer, pred_faces, settings) if n else pred_faces
+    s = faces.shape[1] if n else r
+    work = max(s, MASK_WORK_SIZE)
+    out_faces = np.empty_like(faces)
+    out_masks = np.empty((n, work, work), np.float32)
+    color, masked_color = settings.color.removesuffix("-m"), settings.color.endswith("-m")
+    for i in range(n):
+        face, dst_face, mask = faces[i], prepared.faces[i], raw_masks[i]
+        if s != r:  # statistics at the enhanced size
+            dst_face = cv2.resize(dst_face, (s, s), interpolation=cv2.INTER_CUBIC)
+            stat_mask = cv2.resize(mask, (s, s), interpolation=cv2.INTER_LINEAR)
+        else:
+            stat_mask = mask
+        if color != "none":
+            m = stat_mask if masked_color else None
+            face = color_transfer(color, face, dst_face, m, m)
+        if settings.mode in HIST_MODES:
+            match = hist_match_bw if settings.mode == "hist-match-bw" else hist_match
+            face = match(face, np.clip(dst_face, 0.0, 1.0), stat_mask if settings.masked_hist else None, max(settings.hist_threshold, 1))
+        if settings.bicubic_degrade:
+            face = effects.bicubic_degrade(face, settings.bicubic_degrade)
+        if settings.degrade_color:
+            face = effects.degrade_color(face, settings.degrade_color)
+        if settings.sharpen:
+            face = effects.sharpen(face, settings.sharpen)
+        out_faces[i] = face
+        if work != r:
+            mask = cv2.resize(mask, (work, work), interpolation=cv2.INTER_LINEAR)
+        out_masks[i] = erode_blur_mask(mask, settings.erode, max(settings.blur, 0))
+    return FaceLayers(out_faces, out_masks)
+
+
+def _face_centre(hull: np.ndarray) -> tuple[float, float]:
+    """Centroid of the dst hull in aligned-face pixels (the square's centre when the hull is empty)."""
+    m = cv2.moments(hull)
+    if m["m00"] <= 0:
+        c = (hull.shape[0] - 1) / 2.0
+        return c, c
+    return m["m10"] / m["m00"], m["m01"] / m["m00"]
+
+
+def _scaled_about_centre(mat: np.ndarray, centre: tuple[float, float], face_scale: int) -> np.ndarray:
+    """``mat`` (frame -> face) changed so that the face comes out ``1 + face_scale / 100`` times
+    bigger about ``centre`` (aligned-face pixels), which stays where it was in the frame."""
+    s = 1.0 + face_scale / 100.0
+    c = np.asarray(centre, np.float64)
+    out = mat / s
+    out[:, 2] += c - c / s
+    return out
+
+
+def _check_motion(motion: Sequence[tuple[float, float] | None] | None, n: int) -> list[tuple[float, float] | None]:
+    if motion is None:
+        return [None] * n
+    motion = list(motion)
+    if len(motion) != n:
+        raise ValueError(f"merge: expected one motion (dx, dy) or None per face ({n}), got {len(motion)}")
+    return motion
+
+
 def compose_faces(
     frame: np.ndarray,
     prepared: PreparedFaces,
     pred_faces: np.ndarray,
     pred_masks: np.ndarray,
     settings: MergeSettings,
+    *,
+    dst_masks: np.ndarray | None = None,
+    motion: Sequence[tuple[float, float] | None] | None = None,
+    enhancer: Enhancer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Blend predicted faces into ``frame`` (steps 3-5 of the module docstring).
+    """Blend predicted faces into ``frame`` (steps 3-14 of the module docstring).
 
     Args:
         frame: ``(H, W, 3) uint8`` BGR (not modified).
         prepared: from :func:`prepare_faces` for this frame.
         pred_faces: ``(N, R, R, 3) float32`` BGR ``[0, 1]`` model output.
         pred_masks: ``(N, R, R) float32`` ``[0, 1]`` learned masks.
-        settings: how to blend.
+        settings: how to blend (not ``raw-predict``: see :func:`aligned_outputs`).
+        dst_masks: ``(N, R, R) float32`` dst-side learned masks, needed by the
+            ``learned-dst`` mask (from :func:`run_predictor`).
+        motion: one ``(dx, dy)`` (frame pixels, previous frame -> this one) or
+            None per face, for ``motion_blur``; None: no motion blur.
+        enhancer: super resolution applied to the predicted faces,
+            :data:`Enhancer`; needed when ``settings.super_resolution`` is set.
 
     Returns:
-        ``(merged (H, W, 3) uint8 BGR, mask (H, W) uint8)``; the mask is the
-        largest blend weight of any face at each pixel, 0..255.
+        ``(merged, mask)``: merged is ``(H, W, 3) uint8`` BGR, or ``(H, W, 4)``
+        BGRA with alpha = mask when ``settings.alpha``; mask is ``(H, W) uint8``,
+        the largest blend weight of any face at each pixel, 0..255 (for
+        ``raw-rgb`` the soft mask too, though the paste is hard at 0.5).
     """
     _check_frame(frame)
+    if settings.mode == "raw-predict":
+        raise ValueError("compose_faces: mode raw-predict gives aligned faces, not a frame: use predict_faces or aligned_outputs")
     n = len(prepared)
     r = prepared.faces.shape[1] if n else 0
-    pred_faces, pred_masks = _check_predictions(pred_faces, pred_masks, n, r)
-    out = frame.copy()
+    motion = _check_motion(motion, n)
+    layers = face_layers(prepared, pred_faces, pred_masks, settings, dst_masks=dst_masks, enhancer=enhancer)
+    out = effects.denoise_frame(frame, settings.denoise_frame) if settings.denoise_frame else frame.copy()
     out_mask = np.zeros(frame.shape[:2], np.uint8)
-    work = max(r, MASK_WORK_SIZE)
     for i in range(n):
-        mat, dst_face, face = prepared.mats[i], prepared.faces[i], pred_faces[i]
-        if settings.mask == "learned":
-            mask = pred_masks[i]
-        elif settings.mask == "dst":
-            mask = prepared.hulls[i]
-        else:
-            mask = pred_masks[i] * prepared.hulls[i]
-        if settings.color == "rct":
-            face = rct(face, dst_face, mask, mask)
-        elif settings.color == "lct":
-            face = lct(face, dst_face, mask, mask)
-        if settings.mode == "hist-match":
-            face = hist_match(face, dst_face, mask, settings.hist_threshold)
-
+        face, mask = layers.faces[i], layers.masks[i]
+        s, work = face.shape[0], mask.shape[0]
+        mat = prepared.mats[i]
+        if settings.face_scale:
+            mat = _scaled_about_centre(mat, _face_centre(prepared.hulls[i]), settings.face_scale)
         roi = _face_roi(mat, r, frame.shape)
         if roi is None:
             continue
         x0, y0, x1, y1 = roi
         roi_mat = mat.copy()
         roi_mat[:, 2] += mat[:, :2] @ np.array([x0, y0], np.float64)
-        if work != r:
-            mask = cv2.resize(mask, (work, work), interpolation=cv2.INTER_LINEAR)
-        mask = erode_blur_mask(mask, settings.erode, settings.blur)
         shape = (y1 - y0, x1 - x0)
         frame_mask = np.clip(unwarp_image(mask, scale_matrix(roi_mat, work / r), shape), 0.0, 1.0)
         frame_mask[frame_mask < 1.0 / 255.0] = 0.0
         if not frame_mask.any():
             continue
-        frame_face = np.clip(unwarp_image(face, roi_mat, shape, border=cv2.BORDER_REPLICATE), 0.0, 1.0)
+        face_mat = roi_mat if s == r else scale_matrix(roi_mat, s / r)
+        frame_face = np.clip(unwarp_image(face, face_mat, shape, border=cv2.BORDER_REPLICATE), 0.0, 1.0)
+        if settings.motion_blur and motion[i] is not None:
+            width = r / np.sqrt(abs(np.linalg.det(mat[:, :2])))  # the face square's side in frame pixels
+            frame_face = effects.motion_blur(frame_face, motion[i], settings.motion_blur, width)
         frame_roi = out[y0:y1, x0:x1].astype(np.float32) / 255.0
-        if settings.mode == "seamless":
+        if settings.mode in SEAMLESS_MODES:
             blended = seamless(frame_roi, frame_face, frame_mask)
+        elif settings.mode == "raw-rgb":
+            blended = frame_roi
+            hard = frame_mask >= 0.5
+            blended[hard] = frame_face[hard]
         else:
             blended = overlay(frame_roi, frame_face, frame_mask)
         out[y0:y1, x0:x1] = _to_u8(blended)
         np.maximum(out_mask[y0:y1, x0:x1], _to_u8(frame_mask), out=out_mask[y0:y1, x0:x1])
+    if settings.alpha:
+        out = np.dstack([out, out_mask])
     return out, out_mask
+
+
+def aligned_outputs(
+    prepared: PreparedFaces,
+    pred_faces: np.ndarray,
+    pred_masks: np.ndarray,
+    settings: MergeSettings,
+    *,
+    dst_masks: np.ndarray | None = None,
+    enhancer: Enhancer | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``raw-predict`` output of one frame: every predicted face after the face steps (3-9).
+
+    Same arguments as :func:`compose_faces` (any mode; the blend settings are
+    not used). Colour transfer, histogram matching (in the hist-match modes),
+    degrade and sharpen are applied as the settings say.
+
+    Returns:
+        One ``(face (S, S, 3) uint8 BGR, mask (S, S) uint8 0..255)`` per face,
+        ``S`` the model's resolution (or the enhancer's output side); the mask
+        is the shaped (eroded, feathered) mask.
+    """
+    layers = face_layers(prepared, pred_faces, pred_masks, settings, dst_masks=dst_masks, enhancer=enhancer)
+    out = []
+    for face, mask in zip(layers.faces, layers.masks):
+        s = face.shape[0]
+        if mask.shape[0] != s:
+            mask = cv2.resize(mask, (s, s), interpolation=cv2.INTER_AREA)
+        out.append((_to_u8(face), _to_u8(mask)))
+    return out
+
+
+def predict_faces(
+    frame: np.ndarray,
+    records: Sequence[FaceRecord],
+    predictor: Predictor,
+    settings: MergeSettings = MergeSettings(mode="raw-predict"),
+    *,
+    enhancer: Enhancer | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Predict every recorded face of one frame and return the aligned results (``raw-predict`` mode).
+
+    Args:
+        frame: ``(H, W, 3) uint8`` BGR frame (not modified).
+        records: the dst faces of this frame (may be empty).
+        predictor: the trained model.
+        settings: colour transfer, mask and face effects to apply (any mode).
+        enhancer: optional super resolution (:data:`Enhancer`).
+
+    Returns:
+        One ``(face (R, R, 3) uint8 BGR, mask (R, R) uint8)`` per record, in
+        order (``R * k`` with an enhancer).
+    """
+    _check_frame(frame)
+    if not records:
+        return []
+    prepared = prepare_faces(frame, records, predictor.resolution, predictor.face_type)
+    faces, masks, dst_masks = run_predictor(predictor, prepared, settings)
+    return aligned_outputs(prepared, faces, masks, settings, dst_masks=dst_masks, enhancer=enhancer)
 
 
 def merge_frame(
@@ -246,6 +586,9 @@ def merge_frame(
     records: Sequence[FaceRecord],
     predictor: Predictor,
     settings: MergeSettings = MergeSettings(),
+    *,
+    motion: Sequence[tuple[float, float] | None] | None = None,
+    enhancer: Enhancer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Replace every recorded face of one frame with the model's prediction.
 
@@ -253,14 +596,20 @@ def merge_frame(
         frame_bgr_uint8: ``(H, W, 3) uint8`` BGR frame (not modified).
         records: the dst faces of this frame (may be empty: the frame is returned unchanged).
         predictor: the trained model (all faces are predicted as one batch).
-        settings: blending settings.
+        settings: blending settings (not ``raw-predict``: use :func:`predict_faces`).
+        motion: per face ``(dx, dy)`` or None, for ``motion_blur`` (see :func:`compose_faces`).
+        enhancer: super resolution (see :func:`compose_faces`).
 
     Returns:
-        ``(merged (H, W, 3) uint8 BGR, mask (H, W) uint8 0..255)``.
+        ``(merged (H, W, 3) uint8 BGR, or (H, W, 4) BGRA with settings.alpha, mask (H, W) uint8 0..255)``.
     """
     _check_frame(frame_bgr_uint8)
+    if settings.mode == "raw-predict":
+        raise ValueError("merge_frame: mode raw-predict gives aligned faces, not a frame: use predict_faces")
     if not records:
-        return frame_bgr_uint8.copy(), np.zeros(frame_bgr_uint8.shape[:2], np.uint8)
+        # a frame without faces passes through (with an all-zero alpha when asked for one)
+        out, mask = frame_bgr_uint8.copy(), np.zeros(frame_bgr_uint8.shape[:2], np.uint8)
+        return (np.dstack([out, mask]) if settings.alpha else out), mask
     prepared = prepare_faces(frame_bgr_uint8, records, predictor.resolution, predictor.face_type)
-    faces, masks = predictor.predict(prepared.faces)
-    return compose_faces(frame_bgr_uint8, prepared, faces, masks, settings)
+    faces, masks, dst_masks = run_predictor(predictor, prepared, settings)
+    return compose_faces(frame_bgr_uint8, prepared, faces, masks, settings, dst_masks=dst_masks, motion=motion, enhancer=enhancer)

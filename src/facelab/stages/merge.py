@@ -20,6 +20,8 @@ settings (or model) renders every frame again.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -27,22 +29,44 @@ from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from facelab.device import resolve_device
-from facelab.errors import FaceFileError, WorkspaceError
+from facelab.errors import FaceFileError, SettingsError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_record
-from facelab.fileio import atomic_write_bytes, atomic_write_json, encode_image, read_image
-from facelab.merge.compose import MergeSettings, Predictor, PreparedFaces, compose_faces, prepare_faces
+from facelab.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    encode_image,
+    read_image,
+)
+from facelab.merge.compose import (
+    MergeSettings,
+    Predictor,
+    PreparedFaces,
+    aligned_outputs,
+    compose_faces,
+    merge_frame,
+    prepare_faces,
+    run_predictor,
+)
+from facelab.merge.ranges import FrameRange, MergePlan
+from facelab.merge.temporal import JitterFilter
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
 from facelab.provenance.manifest import sign_bytes
+from facelab.provenance.watermark import MIN_SIZE as WATERMARK_MIN
 from facelab.provenance.watermark import embed
 from facelab.stages import Summary
 from facelab.workspace import Workspace
 
 STATE_FILE = "merge.json"
+STATE_VERSION = 2
+JOURNAL_FILE = "merge_done.txt"
+RAW_DIR = "merged_raw"  # raw-predict: <frame>_<i>.png aligned faces and <frame>_<i>_mask.png
+PREVIEW_DIR = "merged_preview"
 
 
 def group_records(aligned: list[Path]) -> tuple[dict[str, list[FaceRecord]], list[str]]:
@@ -69,59 +93,241 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def _write_synthetic_png(path: Path, image: np.ndarray) -> None:
-    """A merged frame: invisible watermark, IPTC labels and a signed C2PA manifest (see facelab.provenance)."""
+    """A merged frame: invisible watermark, IPTC labels and a signed C2PA manifest (see facelab.provenance).
+    An image smaller than the watermark needs (a raw-predict face of a tiny test model) is enlarged to it."""
+    if min(image.shape[:2]) < WATERMARK_MIN:
+        k = WATERMARK_MIN / min(image.shape[:2])
+        image = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
     png = label_png(encode_image(embed(image), ".png"))
     atomic_write_bytes(path, sign_bytes(png, "image/png", path.name))
 
 
-def _finish(
-    frame: np.ndarray,
-    prepared: PreparedFaces | None,
-    faces: np.ndarray | None,
-    masks: np.ndarray | None,
-    settings: MergeSettings,
-    out_path: Path,
-    mask_path: Path,
-) -> None:
-    """Blend (when there are faces) and write one frame; runs on a worker thread."""
-    if prepared is None:
-        merged, mask = frame, np.zeros(frame.shape[:2], np.uint8)
+def _motions(recs: list[FaceRecord], number: int | None, by_number: dict[int, list[FaceRecord]]) -> list[tuple[float, float] | None]:
+    """Per face: its landmark centre's motion in pixels per frame, from the previous and next frames' face of
+    the same index (one side if the other is missing); None without neighbours."""
+    out: list[tuple[float, float] | None] = []
+    for rec in recs:
+        here = np.asarray(rec.source_landmarks, np.float64).mean(0)
+        near = []
+        for step in (-1, 1):
+            other = next((r for r in by_number.get(number + step, []) if r.face_index == rec.face_index), None) \
+                if number is not None else None
+            if other is not None:
+                near.append((np.asarray(other.source_landmarks, np.float64).mean(0) - here) * step)
+        out.append(tuple(np.mean(near, 0)) if near else None)
+    return out
+
+
+def _frame_number(stem: str) -> int | None:
+    return int(stem) if stem.isdigit() else None
+
+
+def _fingerprint(model_id: str | None, plan: MergePlan, number: int | None) -> str:
+    return hashlib.sha1(f"{model_id}|{plan.fingerprint(number)}".encode()).hexdigest()[:16]
+
+
+def _concat(parts: list[PreparedFaces]) -> PreparedFaces:
+    """The prepared faces of several frames as one batch (for one model call)."""
+    first = parts[0]
+    values = {}
+    for f in dataclasses.fields(first):
+        v = getattr(first, f.name)
+        values[f.name] = np.concatenate([getattr(p, f.name) for p in parts]) if isinstance(v, np.ndarray) else v
+    return PreparedFaces(**values)
+
+
+def _split(prepared: PreparedFaces, start: int, stop: int) -> PreparedFaces:
+    return PreparedFaces(**{f.name: getattr(prepared, f.name)[start:stop] if isinstance(getattr(prepared, f.name), np.ndarray)
+                            else getattr(prepared, f.name) for f in dataclasses.fields(prepared)})
+
+
+@dataclasses.dataclass
+class _Job:
+    """One frame on its way through the render loop."""
+
+    path: Path
+    frame: np.ndarray
+    settings: MergeSettings
+    recs: list[FaceRecord]
+    motion: list | None = None
+    prepared: PreparedFaces | None = None
+    faces: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    dst_masks: np.ndarray | None = None
+
+
+def _finish(job: _Job, ws: Workspace, enhancer, write: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+    """Blend (when there are faces) and write one frame; runs on a worker thread. With ``write=False``
+    the merged frame and mask are returned instead (for the in-order ``suppress_jitter`` pass)."""
+    st = job.settings
+    if st.mode == "raw-predict":
+        raw_dir = ws.merged_dir.parent / RAW_DIR
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        outs = aligned_outputs(job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks, enhancer=enhancer) \
+            if job.prepared is not None else []
+        for i, (face, mask) in enumerate(outs):
+            _write_png(raw_dir / f"{job.path.stem}_{i}_mask.png", mask)
+            _write_synthetic_png(raw_dir / f"{job.path.stem}_{i}.png", face)
+        return None
+    if job.prepared is None:
+        merged, mask = job.frame, np.zeros(job.frame.shape[:2], np.uint8)
+        if st.alpha:
+            merged = np.dstack([merged, mask])
     else:
-        merged, mask = compose_faces(frame, prepared, faces, masks, settings)
-    _write_png(mask_path, mask)
-    _write_synthetic_png(out_path, merged)  # written last: its presence marks the frame done
+        merged, mask = compose_faces(job.frame, job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks,
+                                     motion=job.motion, enhancer=enhancer)
+    if not write:
+        return merged, mask
+    _write_frame(ws, job.path, merged, mask)
+    return None
+
+
+def _write_frame(ws: Workspace, path: Path, merged: np.ndarray, mask: np.ndarray) -> None:
+    _write_png(ws.merged_mask_dir / f"{path.stem}.png", mask)
+    _write_synthetic_png(ws.merged_dir / f"{path.stem}.png", merged)  # written last: its presence marks the frame done
+
+
+def _load_state(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text("utf-8"))
+        return d if isinstance(d, dict) and d.get("version") == STATE_VERSION else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _model_id(ws: Workspace, model_name: str) -> str | None:
+    """The model's save id: a retrained model of the same name renders again."""
+    try:
+        return json.loads((ws.model_dir(model_name) / "state.json").read_text("utf-8")).get("save_id")
+    except (OSError, ValueError):
+        return None
+
+
+def _load_enhancer(ws: Workspace, name: str | None, device: str):
+    if name is None:
+        return None
+    from facelab.enhance import load_enhancer
+
+    folder = ws.model_dir(name)
+    if not folder.is_dir():
+        raise WorkspaceError(f"no enhancer {name!r} in {ws.model_root}", f"train one: facelab train-enhancer --name {name}")
+    return load_enhancer(folder, str(resolve_device(device)))
+
+
+def _read_journal(path: Path) -> dict[str, str]:
+    """``stem -> fingerprint`` of frames finished since ``merge.json`` was last written (a line each)."""
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except OSError:
+        return {}
+    return dict(parts for line in lines if len(parts := line.split()) == 2)
+
+
+def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal) -> None:
+    """The render loop: frames decoded ahead, the model run on batches of faces over consecutive frames,
+    blending and writing on worker threads, each finished frame journaled."""
+    in_flight = 2 * workers
+    with ThreadPoolExecutor(workers, thread_name_prefix="merge") as pool:
+        pending: deque[tuple[Future, _Job]] = deque()
+        batch: list[_Job] = []
+        jitter = JitterFilter()
+
+        def collect(block: bool) -> None:
+            while pending and (block or len(pending) > in_flight or pending[0][0].done()):
+                fut, job = pending.popleft()
+                p, result = job.path, fut.result()
+                if result is not None:  # suppress_jitter: steadied here, in frame order, then written
+                    merged, mask = result
+                    if job.prepared is not None:
+                        merged = jitter.apply(merged, mask, job.prepared.mats, [r.face_index for r in job.recs],
+                                              predictor.resolution, _frame_number(p.stem))
+                    _write_frame(ws, p, merged, mask)
+                done[p.stem] = wanted(p)
+                # one line per finished frame, flushed: a kill -9 loses no finished frame
+                journal.write(f"{p.stem} {done[p.stem]}\n")
+                journal.flush()
+
+        def flush() -> None:
+            with_faces = [j for j in batch if j.prepared is not None]
+            if with_faces:
+                allp = _concat([j.prepared for j in with_faces])
+                # one model call for the batch; settings that need dst masks ask for them for all
+                need_dst = next((j.settings for j in with_faces if "learned-dst" in j.settings.mask), with_faces[0].settings)
+                faces, masks, dst_masks = run_predictor(predictor, allp, need_dst)
+                k = 0
+                for j in with_faces:
+                    n = len(j.prepared)
+                    j.faces, j.masks = faces[k:k + n], masks[k:k + n]
+                    j.dst_masks = dst_masks[k:k + n] if dst_masks is not None else None
+                    k += n
+            for j in batch:
+                steady = j.settings.suppress_jitter and j.settings.mode != "raw-predict"
+                pending.append((pool.submit(_finish, j, ws, enhancers.get(j.settings.super_resolution), not steady), j))
+            batch.clear()
+            collect(False)
+
+        for path, frame in track(prefetch(read_image, todo, pool, workers), len(todo), "merge"):
+            number = _frame_number(path.stem)
+            st = plan.settings_for(number)
+            recs = by_frame.get(path.name, [])
+            job = _Job(path, frame, st, recs)
+            if recs:
+                job.prepared = prepare_faces(frame, recs, predictor.resolution, predictor.face_type)
+                job.motion = _motions(recs, number, by_number) if st.motion_blur else None
+                counts["merged"] += 1
+                counts["faces"] += len(recs)
+            else:
+                counts["passthrough"] += 1
+            batch.append(job)
+            if sum(len(j.recs) for j in batch) >= batch_size or len(batch) >= in_flight:
+                flush()
+        if batch:
+            flush()
+        collect(True)
 
 
 def run(
     ws: Workspace,
     model_name: str,
-    settings: MergeSettings = MergeSettings(),
+    settings: MergeSettings | MergePlan = MergeSettings(),
     device: str = "auto",
     force: bool = False,
     *,
     predictor: Predictor | None = None,
     workers: int | None = None,
+    only: FrameRange | None = None,
+    batch_size: int = 8,
 ) -> Summary:
-    """Merge every dst frame with the faces predicted by ``model/<model_name>``.
+    """Merge the dst frames with the faces predicted by ``model/<model_name>``.
 
     Args:
         ws: the workspace.
         model_name: model folder name under ``model/``.
-        settings: blending settings (saved to ``data_dst/.facelab/merge.json``).
+        settings: blending settings, or a :class:`MergePlan` with per-frame-range settings (saved to
+            ``data_dst/.facelab/merge.json``, so the result records how each frame was made).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` for the model.
         force: render frames that are already merged again.
         predictor: use this model instead of loading ``model_name`` (tests, UI).
         workers: threads for decoding, blending and writing (default: CPU count, 2..8).
+        only: render only these frames (the others keep what they have).
+        batch_size: faces per model call, gathered over consecutive frames (1..256).
 
     Returns:
-        A :class:`Summary` with counts ``frames``, ``merged`` (frames with faces
-        rendered), ``passthrough`` (frames without faces rendered), ``skipped``
-        and ``faces``.
+        A :class:`Summary` with counts ``frames``, ``merged`` (frames with faces rendered), ``passthrough``
+        (frames without faces rendered), ``skipped`` and ``faces``.
+
+    A frame is done when its outputs exist and ``merge.json`` records it as made with the same model
+    (save id) and settings; anything else is rendered again, so a run stopped at any point continues
+    with the missing frames only, and changed settings re-render just the frames they touch.
     """
     start = time.perf_counter()
+    plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
+    if not (isinstance(batch_size, int) and 1 <= batch_size <= 256):
+        raise SettingsError(f"batch_size: {batch_size!r} is out of range", "use a whole number from 1 to 256")
     ws.require_exists()
     frames = ws.require_frames("dst")
     aligned = ws.require_aligned("dst")
+    model_id = None
     if predictor is None:
         model_dir = ws.model_dir(model_name)
         if not model_dir.is_dir():
@@ -129,64 +335,59 @@ def run(
         from facelab.train.checkpoint import load_predictor
 
         predictor = load_predictor(model_dir, str(resolve_device(device)))
+        model_id = _model_id(ws, model_name)
+    names = {s.super_resolution for s in [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]}
+    enhancers = {n: _load_enhancer(ws, n, device) for n in names if n}
     by_frame, warnings = group_records(aligned)
     frame_names = {p.name for p in frames}
     orphans = sorted(set(by_frame) - frame_names)
     if orphans:
         warnings.append(f"faces of {len(orphans)} frame(s) not in {ws.frames_dir('dst')} were ignored (e.g. {orphans[0]})")
+    by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
 
     out_dir, mask_dir, state_dir = ws.merged_dir, ws.merged_mask_dir, ws.state_dir("dst")
     for d in (out_dir, mask_dir, state_dir):
         d.mkdir(parents=True, exist_ok=True)
-    state = {
-        "model": model_name,
-        "resolution": int(predictor.resolution),
-        "face_type": str(predictor.face_type),
-        "settings": settings.to_dict(),
-    }
-    state_path = state_dir / STATE_FILE
-    saved = None
-    if state_path.is_file():
-        try:
-            saved = json.loads(state_path.read_text("utf-8"))
-        except (OSError, ValueError):
-            saved = None
-    if saved != state:
-        # old outputs were made another way: remove them so an interrupted
-        # re-render cannot leave a mix that a later run would skip
-        if saved is not None:
-            warnings.append("merge settings or model changed: every frame is rendered again")
-        for p in frames:
-            (out_dir / f"{p.stem}.png").unlink(missing_ok=True)
-            (mask_dir / f"{p.stem}.png").unlink(missing_ok=True)
-        atomic_write_json(state_path, state)
+    state_path, journal_path = state_dir / STATE_FILE, state_dir / JOURNAL_FILE
+    saved = _load_state(state_path)
+    if saved.get("model") != model_name or saved.get("resolution") != int(predictor.resolution):
+        saved = {}
+    done: dict[str, str] = dict(saved.get("frames", {}))
+    if saved:
+        done.update(_read_journal(journal_path))
+    state = {"version": STATE_VERSION, "model": model_name, "model_id": model_id, "resolution": int(predictor.resolution),
+             "face_type": str(predictor.face_type), "plan": plan.to_dict(), "frames": done}
 
-    todo = [
-        p for p in frames
-        if force or not ((out_dir / f"{p.stem}.png").is_file() and (mask_dir / f"{p.stem}.png").is_file())
-    ]
-    counts = {"frames": len(frames), "merged": 0, "passthrough": 0, "skipped": len(frames) - len(todo), "faces": 0}
+    def wanted(p: Path) -> str:
+        return _fingerprint(model_id, plan, _frame_number(p.stem))
+
+    def finished(p: Path) -> bool:
+        if done.get(p.stem) != wanted(p):
+            return False
+        if plan.settings_for(_frame_number(p.stem)).mode == "raw-predict":
+            return True
+        return (out_dir / f"{p.stem}.png").is_file() and (mask_dir / f"{p.stem}.png").is_file()
+
+    chosen = [p for p in frames if only is None or (_frame_number(p.stem) or 0) in only]
+    todo = [p for p in chosen if force or not finished(p)]
+    changed = sum(1 for p in chosen if p.stem in done and done[p.stem] != wanted(p))
+    if changed:
+        warnings.append(f"{changed} frame(s) were made with other settings or another model: rendered again")
+    for p in todo:
+        done.pop(p.stem, None)
+    atomic_write_json(state_path, state)
+    journal_path.write_bytes(b"")  # merge.json now holds everything the journal said
+    counts = {"frames": len(chosen), "merged": 0, "passthrough": 0, "skipped": len(chosen) - len(todo), "faces": 0}
     workers = workers or min(max(os.cpu_count() or 1, 2), 8)
-    in_flight = 2 * workers
-    with ThreadPoolExecutor(workers, thread_name_prefix="merge") as pool:
-        pending: deque[Future] = deque()
-        for path, frame in track(prefetch(read_image, todo, pool, workers), len(todo), "merge"):
-            recs = by_frame.get(path.name, [])
-            prepared = faces = masks = None
-            if recs:
-                prepared = prepare_faces(frame, recs, predictor.resolution, predictor.face_type)
-                faces, masks = predictor.predict(prepared.faces)
-                counts["merged"] += 1
-                counts["faces"] += len(recs)
-            else:
-                counts["passthrough"] += 1
-            pending.append(
-                pool.submit(_finish, frame, prepared, faces, masks, settings, out_dir / f"{path.stem}.png", mask_dir / f"{path.stem}.png")
-            )
-            while len(pending) > in_flight or (pending and pending[0].done()):
-                pending.popleft().result()
-        while pending:
-            pending.popleft().result()
+    journal = open(journal_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
+    try:
+        _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal)
+    finally:
+        journal.close()
+        atomic_write_json(state_path, state)
+        journal_path.write_bytes(b"")
+    if any(plan.settings_for(_frame_number(p.stem)).mode == "raw-predict" for p in chosen):
+        warnings.append(f"raw-predict faces and masks are in {out_dir.parent / RAW_DIR} (merged/ is left as it was)")
     return Summary(
         step="merge",
         counts=counts,
@@ -194,3 +395,79 @@ def run(
         outputs=[str(out_dir)],
         warnings=warnings,
     )
+
+
+def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, frames: str | None = None,
+                      clear_ranges: bool = False) -> tuple[MergePlan, FrameRange | None]:
+    """The plan a ``facelab merge`` command line asks for, and the frames to render (None: all).
+
+    Without ``frames``: the default is the built-in defaults, overridden by the ``config`` file's
+    top-level keys, overridden by ``given`` (flags); the per-range settings are the file's ``[[ranges]]``
+    if it has any, else those saved by earlier runs (unless ``clear_ranges``). With ``frames``: the
+    saved (or file's) default stays and ``given`` applies to those frames only.
+    """
+    from facelab.settings_file import load_toml
+
+    file_plan = MergePlan.from_toml(load_toml(config), str(config)) if config is not None else None
+    saved = _load_state(ws.state_dir("dst") / STATE_FILE).get("plan")
+    saved_plan = MergePlan.from_dict(saved) if saved else None
+    if frames is None:
+        base = file_plan.default.to_dict() if file_plan else {}
+        plan = MergePlan(MergeSettings.from_dict({**base, **given}))
+        ranges = file_plan.ranges if file_plan and file_plan.ranges else (() if clear_ranges or saved_plan is None else saved_plan.ranges)
+        return dataclasses.replace(plan, ranges=ranges), None
+    only = FrameRange.parse(frames)
+    plan = file_plan or saved_plan or MergePlan()
+    if clear_ranges:
+        plan = dataclasses.replace(plan, ranges=())
+    return plan.with_range(only, given), only
+
+
+def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan, frame: int, device: str = "auto",
+            *, predictor: Predictor | None = None) -> Summary:
+    """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``
+    and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic; nothing else
+    is rendered or recorded."""
+    start = time.perf_counter()
+    plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
+    frames = {(_frame_number(p.stem) or -1): p for p in ws.require_frames("dst")}
+    if frame not in frames:
+        lo, hi = min(frames), max(frames)
+        raise SettingsError(f"preview: there is no dst frame {frame}", f"use a frame number from {lo} to {hi}")
+    path = frames[frame]
+    if predictor is None:
+        from facelab.train.checkpoint import load_predictor
+
+        model_dir = ws.model_dir(model_name)
+        if not model_dir.is_dir():
+            raise WorkspaceError(f"no model {model_name!r} in {ws.model_root}", "run `facelab train` first")
+        predictor = load_predictor(model_dir, str(resolve_device(device)))
+    st = plan.settings_for(frame)
+    by_frame, warnings = group_records(ws.require_aligned("dst"))
+    by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
+    image = read_image(path)
+    recs = by_frame.get(path.name, [])
+    enhancer = _load_enhancer(ws, st.super_resolution, device)
+    out_dir = ws.merged_dir.parent / PREVIEW_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if st.mode == "raw-predict":
+        outs = []
+        if recs:
+            prepared = prepare_faces(image, recs, predictor.resolution, predictor.face_type)
+            faces, masks, dst_masks = run_predictor(predictor, prepared, st)
+            outs = aligned_outputs(prepared, faces, masks, st, dst_masks=dst_masks, enhancer=enhancer)
+        merged = np.hstack([f for f, _ in outs]) if outs else image
+    else:
+        merged, _ = merge_frame(image, recs, predictor, st, motion=_motions(recs, frame, by_number) if st.motion_blur else None,
+                                enhancer=enhancer)
+    if not recs:
+        warnings.append(f"frame {frame} has no face: the preview is the frame itself")
+    side = merged[..., :3]
+    if side.shape[0] != image.shape[0]:
+        scale = image.shape[0] / side.shape[0]
+        side = cv2.resize(side, (max(1, round(side.shape[1] * scale)), image.shape[0]), interpolation=cv2.INTER_CUBIC)
+    out = out_dir / f"{path.stem}.png"
+    _write_synthetic_png(out, merged)
+    _write_synthetic_png(out_dir / f"{path.stem}_compare.png", np.hstack([image, side]))
+    return Summary(step="merge preview", counts={"frame": frame, "faces": len(recs)}, seconds=time.perf_counter() - start,
+                   outputs=[str(out), str(out_dir / f"{path.stem}_compare.png")], warnings=warnings)

@@ -17,6 +17,12 @@ of both ``.safetensors`` files and in ``state.json``; loading checks they agree,
 so a save interrupted between two renames is reported, never half-used.
 ``config.json`` is authoritative for the architecture on resume.
 
+Kinds: a folder may also hold a face enhancer (:mod:`facelab.enhance`);
+``config.json`` then has ``"kind": "enhancer"`` (taken from ``model.kind``;
+absent means a face-swap model). Loading checks the kind first, so one is never
+used as the other (:class:`WrongKindError`); enhancers load with
+``load_checkpoint(..., factory=create_enhancer, kind="enhancer")``.
+
 Crash safety: the temporary files are all written and fsynced first, then a
 small commit record ``.<prefix>commit.json`` naming them is written atomically;
 only then are they renamed into place. A save killed before the record exists
@@ -42,7 +48,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -53,6 +59,7 @@ from facelab.errors import ModelError
 from facelab.models import create_model
 
 FORMAT_VERSION = 1
+SWAP = "swap"  # the kind of a folder whose config.json names none
 CONFIG, WEIGHTS, OPTIMIZER, STATE, PREVIEW, PREVIEWS = (
     "config.json", "weights.safetensors", "optimizer.safetensors", "state.json", "preview.jpg", "previews")
 
@@ -176,6 +183,8 @@ def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: to
         tensors = {k: v.detach().cpu().contiguous() for k, v in part["tensors"].items()}
         files.append((name + ".safetensors", save(tensors, metadata={"save_id": save_id, "meta": json.dumps(part.get("meta", {}))})))
     config = {"format_version": FORMAT_VERSION, "model": model.model_name, "config": model.config, "options": options}
+    if getattr(model, "kind", SWAP) != SWAP:
+        config["kind"] = model.kind
     files.append((CONFIG, _json_bytes(config)))
     files.append((STATE, _json_bytes({**state, "save_id": save_id, "options": options,
                                       "has_optimizer": optimizer is not None, "extras": sorted(extras or {})})))
@@ -225,28 +234,55 @@ def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise ModelError(f"model file {path} is corrupt: {e}", "restore it from a backup, or delete the model folder to start over") from e
 
 
+class WrongKindError(ModelError):
+    """The folder holds another kind of model (an enhancer where a face-swap model was asked for, or the reverse)."""
+
+
+_KIND_NAMES = {SWAP: "face-swap model", "enhancer": "face enhancer"}
+_KIND_HINTS = {
+    SWAP: "give --super-resolution the name of a folder made by `facelab train-enhancer`",
+    "enhancer": "use it as `facelab merge --super-resolution {name}`; pick a face-swap model (made by `facelab train`) with --model",
+}
+
+
+def check_kind(cfg: dict[str, Any], folder: Path, kind: str) -> None:
+    """Raise :class:`WrongKindError` unless ``config.json`` (read as ``cfg``) describes a model of ``kind``."""
+    found = str(cfg.get("kind", SWAP))
+    if found != kind:
+        raise WrongKindError(
+            f"{folder} holds a {_KIND_NAMES.get(found, found)} ({cfg.get('model')!r}), not a {_KIND_NAMES.get(kind, kind)}",
+            _KIND_HINTS.get(found, "pick another folder").format(name=folder.name))
+
+
 def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu", with_optimizer: bool = True,
-                    prefix: str = "") -> Checkpoint:
+                    prefix: str = "", factory: Callable[..., torch.nn.Module] | None = None,
+                    kind: str = SWAP) -> Checkpoint:
     """Load a model folder strictly; any missing, corrupt or mismatched file raises :class:`ModelError` naming it
-    (and, where one exists, the newest backup to restore)."""
+    (and, where one exists, the newest backup to restore).
+
+    ``factory(name, **config)`` builds the network (default :func:`facelab.models.create_model`); ``kind`` is
+    the kind of model expected (``"swap"`` or ``"enhancer"``): a folder of another kind raises
+    :class:`WrongKindError` before anything else is read."""
     folder = Path(model_dir)
     try:
         if folder.is_dir():
             recover(folder, prefix)
-        return _load(folder, device, with_optimizer, prefix)
+        return _load(folder, device, with_optimizer, prefix, factory or create_model, kind)
     except ModelError as e:
         newest = newest_backup(folder, prefix)
-        if newest is None:
+        if newest is None or isinstance(e, WrongKindError):
             raise
         raise ModelError(e.message, f"restore the newest backup: copy {newest}/* into {folder}") from e
 
 
-def _load(folder: Path, device: str | torch.device, with_optimizer: bool, prefix: str) -> Checkpoint:
+def _load(folder: Path, device: str | torch.device, with_optimizer: bool, prefix: str,
+          factory: Callable[..., torch.nn.Module] = create_model, kind: str = SWAP) -> Checkpoint:
     CONFIG_, WEIGHTS_, OPTIMIZER_, STATE_ = (prefix + n for n in (CONFIG, WEIGHTS, OPTIMIZER, STATE))
     cfg = read_config(folder, prefix)
+    check_kind(cfg, folder, kind)
     state = _read_json(folder / STATE_)
     try:
-        model = create_model(cfg["model"], **cfg["config"])
+        model = factory(cfg["model"], **cfg["config"])
     except (TypeError, ValueError) as e:
         raise ModelError(f"{folder / CONFIG_} describes an invalid {cfg['model']!r} model: {e}", "restore it from a backup") from e
     weights, meta = _load_tensors(folder / WEIGHTS_)
@@ -365,6 +401,24 @@ class Predictor:
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device).permute(0, 3, 1, 2)
             face, mask = self.model.swap(x)
             return (face.permute(0, 2, 3, 1).float().cpu().numpy().copy(), mask[:, 0].float().cpu().numpy().copy())
+
+    def predict_dst_mask(self, batch: np.ndarray) -> np.ndarray:
+        """The mask the model predicts for the dst faces themselves (their dst-side reconstruction).
+
+        ``(N, R, R, 3) float32`` BGR in ``[0, 1]`` -> ``(N, R, R) float32`` in ``[0, 1]``;
+        the merge's ``learned-dst`` mask. Raises ``ValueError`` for a model
+        without a dst-side reconstruction.
+        """
+        batch = np.asarray(batch)
+        r = self.resolution
+        if batch.ndim != 4 or batch.shape[1:] != (r, r, 3):
+            raise ValueError(f"predict_dst_mask: expected (N, {r}, {r}, 3) float32 BGR faces, got {batch.shape} {batch.dtype}")
+        if not hasattr(self.model, "reconstruct"):
+            raise ValueError(f"predict_dst_mask: model {type(self.model).__name__} has no dst-side reconstruction")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device).permute(0, 3, 1, 2)
+            _, mask = self.model.reconstruct(x, "dst")
+            return mask[:, 0].float().cpu().numpy().copy()
 
 
 def load_predictor(model_dir: str | Path, device: str = "cpu", prefix: str = "") -> Predictor:

@@ -1,0 +1,220 @@
+"""The merge stage with a real trained model: resume after kill -9, per-frame-range settings, model change,
+--preview, raw-predict, alpha, batching over frames, TOML settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facelab.errors import SettingsError
+from facelab.merge.compose import MergeSettings
+from facelab.merge.ranges import FrameRange, MergePlan
+from facelab.provenance.manifest import read_manifest
+from facelab.provenance.watermark import detect_frames
+from facelab.stages import merge as stage
+from facelab.workspace import Workspace
+
+SRC_ROOT = Path(__file__).resolve().parents[1] / "src"
+
+
+def _quiet(_s: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def trained_ws(sample_faces_ws, tmp_path_factory):
+    from facelab.stages import train
+
+    root = tmp_path_factory.mktemp("merge_stage") / "ws"
+    shutil.copytree(sample_faces_ws.root, root)
+    ws = Workspace(root)
+    train.run(ws, train.TrainSettings(model="quick", iterations=3, batch_size=2, device="cpu",
+                                      architecture=(("resolution", 32),)), log=_quiet)
+    return ws
+
+
+@pytest.fixture()
+def ws(trained_ws, tmp_path) -> Workspace:
+    shutil.copytree(trained_ws.root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+def _mtimes(ws: Workspace) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in ws.merged_dir.glob("*.png")}
+
+
+def test_kill_9_then_rerun_renders_only_the_missing_frames(ws):
+    env = {**os.environ, "PYTHONPATH": str(SRC_ROOT)}
+    cmd = [sys.executable, "-m", "facelab", "-w", str(ws.root), "merge", "--denoise-frame", "300", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = ws.state_dir("dst") / stage.JOURNAL_FILE
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.is_file() and len(journal.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the merge finished before it could be killed (machine too fast for this test)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    finished = [line.split()[0] for line in journal.read_text().splitlines()]
+    assert 4 <= len(finished) < 30
+    before = _mtimes(ws)
+    plan, _ = stage.plan_from_options(ws, {"denoise_frame": 300})
+    s = stage.run(ws, "quick", plan, device="cpu")
+    assert s.counts["skipped"] >= len(finished)
+    assert s.counts["merged"] + s.counts["passthrough"] == 30 - s.counts["skipped"]
+    after = _mtimes(ws)
+    assert all(after[f"{stem}.png"] == before[f"{stem}.png"] for stem in finished)  # not redone
+    assert len(after) == 30
+    state = json.loads((ws.state_dir("dst") / stage.STATE_FILE).read_text())
+    assert len(state["frames"]) == 30 and journal.read_text() == ""
+
+
+def test_frame_ranges_render_only_their_frames_and_are_kept(ws):
+    plan, only = stage.plan_from_options(ws, {"mode": "overlay"})
+    assert only is None
+    stage.run(ws, "quick", plan, device="cpu")
+    before = _mtimes(ws)
+    names = sorted(before)
+    # frames are numbered by their source frame; take the 3rd-5th merged files' numbers as the range
+    first, last = int(Path(names[2]).stem), int(Path(names[4]).stem)
+    plan, only = stage.plan_from_options(ws, {"color": "lct"}, frames=f"{first}-{last}")
+    assert only == FrameRange(first, last) and plan.default.mode == "overlay"
+    s = stage.run(ws, "quick", plan, device="cpu", only=only)
+    assert s.counts["frames"] == 3 and s.counts["skipped"] == 0
+    after = _mtimes(ws)
+    changed = {n for n in names if after[n] != before[n]}
+    assert changed == set(names[2:5])
+    # a later whole run with the same default keeps the range and renders nothing again
+    plan, _ = stage.plan_from_options(ws, {"mode": "overlay"})
+    assert plan.settings_for(first).color == "lct" and plan.settings_for(first - 1).color == "rct-m"
+    assert stage.run(ws, "quick", plan, device="cpu").counts["skipped"] == 30
+    saved = json.loads((ws.state_dir("dst") / stage.STATE_FILE).read_text())["plan"]
+    assert saved["ranges"] == [{"frames": f"{first}-{last}", "settings": {"color": "lct"}}]
+    plan, _ = stage.plan_from_options(ws, {"mode": "overlay"}, clear_ranges=True)
+    assert plan.ranges == () and stage.run(ws, "quick", plan, device="cpu").counts["skipped"] == 27
+
+
+def test_a_retrained_model_renders_again(ws):
+    from facelab.stages import train
+
+    stage.run(ws, "quick", MergeSettings(), device="cpu")
+    assert stage.run(ws, "quick", MergeSettings(), device="cpu").counts["skipped"] == 30
+    train.run(ws, train.TrainSettings(model="quick", iterations=4, batch_size=2, device="cpu"), log=_quiet)
+    s = stage.run(ws, "quick", MergeSettings(), device="cpu")
+    assert s.counts["skipped"] == 0 and any("another model" in w for w in s.warnings)
+
+
+def test_batches_over_frames_give_the_same_frames(ws, tmp_path):
+    stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=1)
+    one = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
+    s = stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=16, force=True)
+    assert s.counts["merged"] == 30
+    for p in ws.merged_dir.glob("*.png"):
+        assert np.abs(cv2.imread(str(p)).astype(int) - one[p.name]).max() <= 1
+
+
+def test_preview_writes_one_frame_and_a_comparison(ws):
+    frame = int(sorted(p.stem for p in ws.frame_paths("dst"))[3])
+    s = stage.preview(ws, "quick", MergeSettings(), frame, device="cpu")
+    merged, compare = (Path(p) for p in s.outputs)
+    image = cv2.imread(str(merged))
+    original = cv2.imread(str(ws.frame_paths("dst")[3]))
+    assert image.shape == original.shape and cv2.imread(str(compare)).shape[1] == 2 * original.shape[1]
+    assert read_manifest(merged).valid and detect_frames([image]).found
+    assert not list(ws.merged_dir.glob("*.png"))  # nothing else rendered
+    with pytest.raises(SettingsError, match="no dst frame 99999"):
+        stage.preview(ws, "quick", MergeSettings(), 99999, device="cpu")
+
+
+def test_raw_predict_and_alpha_outputs(ws):
+    s = stage.run(ws, "quick", MergeSettings(mode="raw-predict", color="none"), device="cpu")
+    raw = sorted((ws.merged_dir.parent / stage.RAW_DIR).glob("*_0.png"))
+    assert len(raw) == 30 and cv2.imread(str(raw[0])).shape == (64, 64, 3)  # 32 px faces, enlarged to carry the mark
+    assert (ws.merged_dir.parent / stage.RAW_DIR / raw[0].name.replace("_0.png", "_0_mask.png")).is_file()
+    assert read_manifest(raw[0]).valid and any("merged_raw" in w for w in s.warnings)
+    stage.run(ws, "quick", MergeSettings(alpha=True), device="cpu")
+    p = sorted(ws.merged_dir.glob("*.png"))[0]
+    rgba = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(str(ws.merged_mask_dir / p.name), cv2.IMREAD_GRAYSCALE)
+    assert rgba.shape[2] == 4 and np.array_equal(rgba[..., 3], mask)
+
+
+def test_settings_file_with_ranges_through_the_cli(ws, tmp_path):
+    cfg = tmp_path / "merge.toml"
+    names = sorted(p.stem for p in ws.frame_paths("dst"))
+    cfg.write_text(f'mode = "overlay"\nerode = 10\n\n[[ranges]]\nframes = "{int(names[0])}-{int(names[1])}"\ncolor = "mkl-m"\n')
+    env = {**os.environ, "PYTHONPATH": str(SRC_ROOT)}
+    r = subprocess.run([sys.executable, "-m", "facelab", "-w", str(ws.root), "merge", "--config", str(cfg), "--blur", "20",
+                        "--device", "cpu"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    plan = MergePlan.from_dict(json.loads((ws.state_dir("dst") / stage.STATE_FILE).read_text())["plan"])
+    assert plan.default.mode == "overlay" and plan.default.erode == 10 and plan.default.blur == 20
+    assert plan.settings_for(int(names[0])).color == "mkl-m" and plan.settings_for(int(names[2])).color == "rct-m"
+    cfg.write_text('mode = "overlay"\nbad_key = 1\n')
+    r = subprocess.run([sys.executable, "-m", "facelab", "-w", str(ws.root), "merge", "--config", str(cfg)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "bad_key" in r.stderr
+
+
+def test_suppress_jitter_steadies_the_face_colour_over_time(ws):
+    """Seamless merges of consecutive frames: the face's coarse colour varies less from frame to frame with
+    suppress_jitter, while the frames stay close to the plain ones."""
+    def coarse_steps() -> float:
+        lows = []
+        for p in sorted(ws.merged_dir.glob("*.png")):
+            img = cv2.imread(str(p)).astype(np.float32) / 255
+            m = cv2.imread(str(ws.merged_mask_dir / p.name), cv2.IMREAD_GRAYSCALE).astype(np.float32)[..., None] / 255
+            lows.append((img * m).sum((0, 1)) / max(m.sum(), 1e-6))
+        return float(np.abs(np.diff(np.array(lows), axis=0)).mean())
+
+    stage.run(ws, "quick", MergeSettings(), device="cpu")
+    plain = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
+    plain_steps = coarse_steps()
+    stage.run(ws, "quick", MergeSettings(suppress_jitter=True), device="cpu")
+    steady_steps = coarse_steps()
+    assert steady_steps < plain_steps
+    for p in ws.merged_dir.glob("*.png"):
+        assert detect_frames([cv2.imread(str(p))]).found
+        diff = np.abs(cv2.imread(str(p)).astype(int) - plain[p.name]).mean()
+        assert diff < 3  # a steadier tint, not another picture
+
+
+def test_jitter_filter_removes_flicker_but_follows_a_cut(ws):
+    """A real frame whose face brightness flickers by +-6 grey levels from frame to frame: the filter cuts
+    the flicker; a cut to another frame (a large change) is passed at once."""
+    from facelab.merge.compose import prepare_faces
+    from facelab.merge.temporal import JitterFilter
+    from facelab.stages.merge import group_records
+
+    path = ws.frame_paths("dst")[0]
+    frame = cv2.imread(str(path))
+    recs = group_records(ws.require_aligned("dst"))[0][path.name]
+    prepared = prepare_faces(frame, recs, 64, "full")
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.asarray(recs[0].source_landmarks, np.int32)), 255)
+    jf = JitterFilter()
+    raw, steady = [], []
+    for t in range(12):
+        offset = 6 if t % 2 else -6
+        flicker = np.clip(frame.astype(int) + offset * (mask[..., None] > 0), 0, 255).astype(np.uint8)
+        out = jf.apply(flicker, mask, prepared.mats, [0], 64, t + 1)
+        raw.append(flicker[mask > 0].mean())
+        steady.append(out[mask > 0].mean())
+    assert np.std(np.diff(steady[4:])) < 0.4 * np.std(np.diff(raw[4:]))
+    cut = cv2.flip(frame, 1) // 3  # another, much darker picture
+    out = jf.apply(cut, mask, prepared.mats, [0], 64, 13)
+    assert abs(float(out[mask > 0].mean()) - float(cut[mask > 0].mean())) < 1.0
+    with pytest.raises(ValueError, match="uint8"):
+        jf.apply(frame.astype(np.float32), mask, prepared.mats, [0], 64, 14)
