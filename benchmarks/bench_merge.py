@@ -11,9 +11,12 @@ PNG encoding, labelling and writing). The frame is a real webcam frame
 Printed:
 - ``merge_frame``: one frame at a time on one thread, no I/O.
 - ``stage``: ``facelab.stages.merge.run`` on a workspace of N such frames
-  (read PNG, merge, encode, write), with 1 and 2 worker threads.
-- ``process pool``: the same per-frame work (read, merge, encode, write) in a
-  2-process pool, for comparison with the threads the stage uses.
+  (read PNG, merge, watermark, encode, label, sign C2PA, write), with 1 and 2
+  worker threads, and the same with the marking left out (watermark and C2PA
+  replaced by a plain labelled PNG write) to show what marking costs. The
+  product has no such switch: it exists only here.
+- ``process pool`` (``--processes``): the same per-frame work in a 2-process
+  pool, for comparison with the threads the stage uses.
 """
 
 from __future__ import annotations
@@ -87,10 +90,11 @@ def _merge_and_write(args):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--processes", action="store_true", help="also time a 2-process pool")
     args = ap.parse_args()
     frame, rec = make_frame()
     pred = IdentityPredictor()
-    configs = {"overlay+rct": MergeSettings(mode="overlay", color="rct"), "seamless+rct": MergeSettings(mode="seamless", color="rct")}
+    configs = {"overlay+rct": MergeSettings(mode="overlay", color="rct"), "seamless": MergeSettings()}
 
     print("\nmerge_frame, 1 thread, no I/O, model time excluded (identity predictor, 96 px):")
     for name, s in configs.items():
@@ -112,14 +116,26 @@ def main() -> None:
             cv2.imwrite(str(ws.frames_dir("dst") / name), frame)
             r = rec.replace(source_filename=name)
             write_face(ws.aligned_dir("dst") / f"{i + 1:05d}_0.jpg", warp_image(frame, r.image_to_face_mat, 256), r)
-        print(f"\nstage run on {args.frames} frames (read + merge + PNG encode + label + write), model time excluded:")
+        print(f"\nstage run on {args.frames} frames (read + merge + watermark + PNG encode + label + C2PA + write),"
+              " model time excluded:")
+        marked_write = stage._write_synthetic_png
         for name, s in configs.items():
             for workers in (1, 2):
-                t = time.perf_counter()
-                summary = stage.run(ws, "bench", s, predictor=pred, force=True, workers=workers)
-                dt = time.perf_counter() - t
-                assert summary.counts["merged"] == args.frames
-                print(f"  {name:14s} {workers} thread(s): {args.frames / dt:6.1f} frames/s, peak RSS {peak_rss_mib():.0f} MiB")
+                rates = {}
+                for marking in (True, False):
+                    stage._write_synthetic_png = marked_write if marking else stage._write_png
+                    try:
+                        t = time.perf_counter()
+                        summary = stage.run(ws, "bench", s, predictor=pred, force=True, workers=workers)
+                        rates[marking] = args.frames / (time.perf_counter() - t)
+                    finally:
+                        stage._write_synthetic_png = marked_write
+                    assert summary.counts["merged"] == args.frames
+                share = 1 - rates[True] / rates[False]
+                print(f"  {name:14s} {workers} thread(s): {rates[True]:6.1f} frames/s marked, {rates[False]:6.1f} without"
+                      f" marking (marking costs {share * 100:4.1f} %), peak RSS {peak_rss_mib():.0f} MiB")
+            if not args.processes:
+                continue
             out_dir = Path(tmp) / "proc_out"
             out_dir.mkdir(exist_ok=True)
             jobs = [(str(p), rec.replace(source_filename=p.name).to_dict(), s.to_dict(), str(out_dir)) for p in ws.frame_paths("dst")]
