@@ -218,3 +218,21 @@ def test_jitter_filter_removes_flicker_but_follows_a_cut(ws):
     assert abs(float(out[mask > 0].mean()) - float(cut[mask > 0].mean())) < 1.0
     with pytest.raises(ValueError, match="uint8"):
         jf.apply(frame.astype(np.float32), mask, prepared.mats, [0], 64, 14)
+
+
+def test_super_resolution_merges_with_a_trained_enhancer(ws):
+    from facelab.errors import FacelabError
+    from facelab.stages import enhance
+
+    enhance.run(ws, enhance.EnhanceSettings(name="sr", scale=2, input_size=32, iterations=2, batch_size=2, channels=8,
+                                            blocks=1, device="cpu"), log=_quiet)
+    plain = stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu")
+    first = sorted(ws.merged_dir.glob("*.png"))[0]
+    before = cv2.imread(str(first))
+    s = stage.run(ws, "quick", MergeSettings(mode="overlay", super_resolution="sr"), device="cpu")
+    assert plain.counts["merged"] == s.counts["merged"] == 30 and s.counts["skipped"] == 0
+    assert not np.array_equal(cv2.imread(str(first)), before)  # the face went through the enhancer
+    with pytest.raises(FacelabError, match="enhancer"):
+        stage.run(ws, "sr", MergeSettings(), device="cpu")  # an enhancer is not a swap model
+    with pytest.raises(FacelabError, match="no enhancer 'nope'"):
+        stage.run(ws, "quick", MergeSettings(super_resolution="nope"), device="cpu")

@@ -26,7 +26,8 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 # `facelab --help` lists the workflow steps in the order they are run, then the tools
-COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "demo", "cut", "denoise", "sort", "faceset")
+COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "demo", "verify", "train-enhancer", "cut", "denoise",
+                 "sort", "faceset")
 
 
 class _OrderedGroup(TyperGroup):

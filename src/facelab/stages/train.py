@@ -38,9 +38,11 @@ from facelab.stages import Summary
 from facelab.train.augment import AugmentOptions
 from facelab.train.checkpoint import (
     CONFIG,
+    SWAP,
     WEIGHTS,
     backup_age_seconds,
     backup_checkpoint,
+    check_kind,
     load_checkpoint,
     read_config,
     save_checkpoint,
@@ -219,6 +221,7 @@ def _build(settings: TrainSettings, model_dir, prefix: str, device: torch.device
                                 f"its architecture options are: {', '.join(k for k in accepted if k != 'face_type')}")
         return create_model(settings.model, **dict(settings.architecture)).to(device), {}, {}, None, False
     saved = read_config(model_dir, prefix)
+    check_kind(saved, model_dir, SWAP)  # an enhancer folder is not a face-swap model
     if saved["model"] != settings.model:
         raise SettingsError(
             f"model: {model_dir} holds a {saved['model']!r} model, not {settings.model!r}",

@@ -297,6 +297,10 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
             src_batch, dst_batch = feed.get(state["iteration"])
             losses = train_step(model, optimizer, src_batch, dst_batch, device, clip_grad=opts.clip_grad,
                                 lr_dropout=opts.lr_dropout, losses=opts.losses, adversarial=adversarial, amp=amp)
+            if dist is not None and adversarial is not None:  # DDP does not wrap the discriminators
+                for net in (adversarial.patch, adversarial.code):
+                    if net is not None:
+                        dist.average_(net)
             state["iteration"] += 1
             pending.append(losses)
             window.append(losses)
