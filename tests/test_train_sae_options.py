@@ -295,3 +295,25 @@ def test_quick_learns_both_sides_in_the_first_hundred_iterations(sets):
         corr = torch.corrcoef(torch.stack([r, t]))[0, 1]
         assert corr > 0.6, f"reconstruction barely follows the face (correlation {corr:.2f})"
         assert r.std() > 0.5 * t.std(), "a flat field, not a face"
+
+
+def test_mixed_precision_choice_and_cpu_bfloat16_step(sets):
+    from facelab.train.loop import AmpState, cpu_bf16_supported
+
+    cpu = torch.device("cpu")
+    assert AmpState.for_device(cpu, None) is None and AmpState.for_device(cpu, False) is None
+    if not cpu_bf16_supported():
+        assert AmpState.for_device(cpu, True) is None
+        pytest.skip("this CPU has no native bfloat16")
+    amp = AmpState.for_device(cpu, True)
+    assert amp.dtype == torch.bfloat16 and amp.scaler is None
+    src, dst = sets
+    make = batch_maker(src, dst, TrainOptions(batch_size=2), seed=0)
+    results = []
+    for a in (None, amp):
+        torch.manual_seed(0)
+        model = create_model("sae", **{**dict(SAE_TINY), "resolution": 64})
+        opt = make_optimizer(model, TrainOptions())
+        results.append([train_step(model, opt, *make(i), cpu, amp=a) for i in range(3)])
+    (f32, bf16) = np.array(results)
+    assert np.isfinite(bf16).all() and np.allclose(f32, bf16, rtol=0.05)

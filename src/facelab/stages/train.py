@@ -90,7 +90,8 @@ class TrainSettings:
         pretrain: a folder of aligned faces of many people: train both sides on it (pretraining). A later run
             without it ends pretraining: the iteration count and optimizer restart on the workspace's pair.
         workers: threads preparing batches ahead (0..32); None = 0 on CPU, up to 4 on a GPU.
-        amp: mixed precision on CUDA (bfloat16 where supported, else float16); ignored elsewhere.
+        amp: mixed precision. None (default): on CUDA (bfloat16 where supported, else float16), off on CPU;
+            True: also bfloat16 on a CPU that has it natively (about 3x faster for sae); False: off.
     """
 
     model: str = "quick"
@@ -119,7 +120,7 @@ class TrainSettings:
     true_face_power: float | None = None
     pretrain: str | None = None
     workers: int | None = None
-    amp: bool = True
+    amp: bool | None = None
     # architecture options: used when a model is created, fixed after that
     architecture: tuple[tuple[str, object], ...] = ()
 
