@@ -82,3 +82,22 @@ def test_toml_settings_file_and_flags_win(sample_faces_ws, tmp_path):
     cfg.write_text("iterations = [unclosed\n")
     r = CliRunner().invoke(app, ["-w", str(ws), "train", "--config", str(cfg)])
     assert "not valid TOML" in str(r.exception)
+
+
+def test_sae_first_run_asks_deepfacelabs_sae_questions():
+    import inspect
+
+    from facelab.models import MODELS
+
+    params = set(inspect.signature(MODELS.get("sae")).parameters)
+    keys = [q.key for q in train_questions(params, {"resolution": 128})]
+    for key in ("face_type", "archi", "ae_dims", "e_dims", "d_dims", "d_mask_dims", "learn_mask", "eyes_mouth_priority",
+                "uniform_yaw", "color_transfer", "gan_power", "true_face_power", "face_style_power", "bg_style_power",
+                "optimizer_mode", "pixel_loss"):
+        assert key in keys
+    ae = next(q for q in train_questions(params, {}) if q.key == "ae_dims")
+    assert ae.default == 256 and ae.parse("512") == 512
+    import pytest
+
+    with pytest.raises(ValueError, match="32..1024"):
+        ae.parse("2000")
