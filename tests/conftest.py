@@ -36,6 +36,14 @@ def _facelab_home(tmp_path_factory):
         os.environ["FACELAB_HOME"] = old
 
 
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    """A FACELAB_HOME of this test's own (signing keys), inside tmp_path."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("FACELAB_HOME", str(h))
+    return h
+
+
 def shared(rel: str) -> Path:
     """Path into ../shared/data/faces; skips the test if that data is absent."""
     p = SHARED_FACES / rel

@@ -16,14 +16,6 @@ from facelab.provenance.manifest import read_manifest, sign_file, signing_identi
 from tests.conftest import ASTRONAUT, SAMPLE_DST, SAMPLE_SRC
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    """FACELAB_HOME inside tmp_path, so no test touches ~/.facelab."""
-    h = tmp_path / "home"
-    monkeypatch.setenv("FACELAB_HOME", str(h))
-    return h
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """1 s of the sample source clip, re-encoded to H.264 MP4 with PyAV."""

@@ -25,13 +25,6 @@ from facelab.provenance.verify import read_tags, verify_file
 from tests.conftest import ASTRONAUT, ROOT, SAMPLE_DST, SAMPLE_SRC
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    h = tmp_path / "home"
-    monkeypatch.setenv("FACELAB_HOME", str(h))
-    return h
-
-
 @pytest.fixture(scope="module")
 def tagged_clip(tmp_path_factory) -> Path:
     """1 s of the sample clip re-encoded with facelab's container tags."""

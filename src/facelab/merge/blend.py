@@ -153,6 +153,17 @@ def seamless(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarra
     return overlay(frame, result, soft)
 
 
+def _hist_inputs(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None, threshold: int, name: str) -> np.ndarray:
+    """Check the histogram-match inputs; the ``(H, W) bool`` pixels to measure."""
+    _check_image(face, f"{name} face")
+    _check_image(reference, f"{name} reference")
+    if reference.shape != face.shape:
+        raise ValueError(f"{name}: face {face.shape} and reference {reference.shape} differ in shape")
+    if not 1 <= int(threshold) <= 255:
+        raise ValueError(f"{name}: threshold must be in 1..255, got {threshold}")
+    return np.ones(face.shape[:2], bool) if mask is None else _check_mask(mask, face.shape, f"{name} mask") > 0.5
+
+
 def hist_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, threshold: int = 238) -> np.ndarray:
     """Per-channel histogram matching of ``face`` to ``reference`` inside ``mask``.
 
@@ -173,13 +184,7 @@ def hist_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None 
         ``(H, W, 3) float32`` BGR ``[0, 1]`` (every pixel mapped); ``face``
         copied when the mask is empty.
     """
-    _check_image(face, "hist_match face")
-    _check_image(reference, "hist_match reference")
-    if reference.shape != face.shape:
-        raise ValueError(f"hist_match: face {face.shape} and reference {reference.shape} differ in shape")
-    if not 1 <= int(threshold) <= 255:
-        raise ValueError(f"hist_match: threshold must be in 1..255, got {threshold}")
-    sel = np.ones(face.shape[:2], bool) if mask is None else _check_mask(mask, face.shape, "hist_match mask") > 0.5
+    sel = _hist_inputs(face, reference, mask, threshold, "hist_match")
     if not sel.any():
         return face.copy()
     out = np.empty_like(face)
@@ -218,13 +223,7 @@ def hist_match_bw(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | No
     Returns:
         ``(H, W, 3) float32`` BGR ``[0, 1]``; ``face`` copied when the mask is empty.
     """
-    _check_image(face, "hist_match_bw face")
-    _check_image(reference, "hist_match_bw reference")
-    if reference.shape != face.shape:
-        raise ValueError(f"hist_match_bw: face {face.shape} and reference {reference.shape} differ in shape")
-    if not 1 <= int(threshold) <= 255:
-        raise ValueError(f"hist_match_bw: threshold must be in 1..255, got {threshold}")
-    sel = np.ones(face.shape[:2], bool) if mask is None else _check_mask(mask, face.shape, "hist_match_bw mask") > 0.5
+    sel = _hist_inputs(face, reference, mask, threshold, "hist_match_bw")
     if not sel.any():
         return face.copy()
     ycc = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)
