@@ -141,7 +141,10 @@ def test_ctrl_c_saves_and_training_continues(finished, tmp_path):
     ws = tmp_path / "copy"
     shutil.copytree(finished, ws)
     cmd = [sys.executable, "-u", "-m", "facelab", "-w", str(ws), "train", "--name", "interrupted", "--minutes", "5", "--batch-size", "2", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a test run started in the background inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default handler, as a terminal would
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     for line in proc.stdout:  # wait until the loop is running
         if "model 'interrupted'" in line or time.monotonic() > deadline:
