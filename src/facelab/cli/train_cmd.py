@@ -17,7 +17,7 @@ def train_cmd(
     model: Annotated[str | None, typer.Option(help="Model architecture: quick (default), h64, h128, df, liaef128, ... (see docs/training.md).")] = None,
     name: Annotated[str | None, typer.Option(help="Model folder name under model/ (default: the model name).")] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", "--target-iteration",
-                                                      help="Train until this total iteration.")] = None,
+                                                      help="Train until this total iteration (saved: later runs without it train up to it; 0 removes a saved target).")] = None,
     minutes: Annotated[float | None, typer.Option(help="Train for this many minutes (this run).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Faces per side per iteration (saved).")] = None,
     device: Annotated[str | None, typer.Option(help="auto (default), cpu, cuda, cuda:N or mps.")] = None,
@@ -80,6 +80,8 @@ def train_cmd(
     if config is not None:
         _apply_file(config, model, kwargs, arch)
     model = kwargs["model"] = kwargs.get("model") or "quick"
+    if kwargs.get("iterations") == 0:  # DeepFaceLab's "0 = no target": forget a saved one
+        kwargs["iterations"], kwargs["no_target"] = None, True
     ws = current_workspace()
     folder = ws.model_dir(kwargs.get("name") or model)
     if sys.stdin.isatty() and not any(folder.glob("*config.json")):

@@ -45,8 +45,9 @@ pixel_loss           for the trainer: pixel MSE instead of DSSIM.
 face_style_power     0-100, for the trainer: pull the swap to dst's colours in the face.
 bg_style_power       0-100, for the trainer: pull the swap to dst's background.
 optimizer_mode       1, 2 or 3. 2: optimizer state in system memory (the trainer's
-                     :class:`facelab.train.offload.OffloadAdam`). 3: activations are
-                     recomputed in the backward pass (torch.utils.checkpoint).
+                     :class:`facelab.train.offload.OffloadAdam`). 3: mode 2 (the same
+                     offloaded optimizer) and activations recomputed in the backward
+                     pass (torch.utils.checkpoint).
 
 The last five steer training, not the network's shape: unlike the others they
 may change when training continues (:data:`facelab.stages.train.TRAINING_CONFIG_KEYS`).

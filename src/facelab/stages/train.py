@@ -7,7 +7,10 @@ authoritative for the architecture, and the iteration count continues.
 Budgets:
   - ``iterations`` is a *total* target, as in DeepFaceLab's "target iteration":
     a model at iteration 3000 run with ``iterations=5000`` trains 2000 more;
-    one already past the target stops at once.
+    one already past the target stops at once. The target is saved with the
+    model (``options.target_iteration``): a later run without ``iterations``
+    trains up to the saved target, one with it sets a new one, and
+    ``no_target`` forgets it.
   - ``minutes`` is wall-clock time for *this* run.
   - With both, whichever comes first; with neither, until Ctrl+C.
 Ctrl+C saves and returns normally.
@@ -68,7 +71,9 @@ class TrainSettings:
     Attributes:
         model: registered model name (``facelab.models.list_models()``).
         name: model folder name under ``model/``; defaults to ``model``.
-        iterations: total iteration to train up to (1..100,000,000), or None.
+        iterations: total iteration to train up to (1..100,000,000), saved with the model; None = the saved
+            target (none saved: no target).
+        no_target: forget a saved target iteration (train until Ctrl+C or ``minutes``); not with ``iterations``.
         minutes: wall-clock minutes for this run (> 0), or None.
         batch_size: faces per side per step (1..512); None = the saved value on resume, else 8.
         device: "auto" (best CUDA GPU by memory, else Apple mps, else cpu), "cpu", "cuda", "cuda:N" or "mps".
@@ -97,6 +102,7 @@ class TrainSettings:
     model: str = "quick"
     name: str | None = None
     iterations: int | None = None
+    no_target: bool = False
     minutes: float | None = None
     batch_size: int | None = None
     device: str = "auto"
@@ -131,6 +137,10 @@ class TrainSettings:
             raise SettingsError(f"name: {self.name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
         if self.iterations is not None and not (isinstance(self.iterations, int) and 1 <= self.iterations <= 100_000_000):
             raise SettingsError(f"iterations: {self.iterations!r} is out of range", "use a whole number from 1 to 100000000, or leave it unset")
+        if not isinstance(self.no_target, bool):
+            raise SettingsError(f"no_target: {self.no_target!r} is not true or false", "use true or false")
+        if self.no_target and self.iterations is not None:
+            raise SettingsError(f"iterations: {self.iterations} conflicts with no_target", "give a target iteration or remove it, not both")
         for key in ("minutes", "save_every_minutes", "preview_every_minutes", "backup_every_minutes"):
             v = getattr(self, key)
             if v is None and key == "minutes":
@@ -179,6 +189,14 @@ class TrainSettings:
     @property
     def model_name(self) -> str:
         return self.name or self.model
+
+
+def offloads_optimizer(config: dict) -> bool:
+    """Whether a model config asks for the optimizer state in system memory: SAE optimizer modes 2 and 3
+    (3 = mode 2 plus recomputed activations, which the model does itself). On a CPU the state is there
+    anyway and :class:`~facelab.train.offload.OffloadAdam` updates in place, as fast as ``torch.optim.Adam``
+    (8.5 M parameters: 22 vs 22 ms a step), so the mode picks the same optimizer on every device."""
+    return int(config.get("optimizer_mode", 1)) >= 2
 
 
 def _pretrain_paths(folder: str) -> list:
@@ -268,6 +286,15 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         state = {"pretrained_iterations": state.get("iteration", 0)}
         restart = True
     state["pretraining"] = bool(settings.pretrain)
+    # the target iteration is saved with the model: a run without one trains up to the saved target
+    saved_target = saved_opts.get("target_iteration")
+    if saved_target is not None and (isinstance(saved_target, bool) or not isinstance(saved_target, int) or saved_target < 1):
+        warnings.append(f"{model_dir / (prefix + CONFIG)}: target_iteration {saved_target!r} is not a whole number >= 1: ignored")
+        saved_target = None
+    target = None if settings.no_target else settings.iterations if settings.iterations is not None else saved_target
+    if target is not None and settings.iterations is None and state.get("iteration", 0) >= target:
+        say(f"iteration {state.get('iteration', 0)} has reached the saved target iteration {target}: give --iterations N"
+            " to train further, or --iterations 0 to remove the target")
     pretraining = bool(settings.pretrain)
     workers = settings.workers if settings.workers is not None else (0 if device.type == "cpu" else min(4, os.cpu_count() or 1))
     opts = TrainOptions(
@@ -287,7 +314,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
                            face_style_power=float(cfg.get("face_style_power", 0.0)), bg_style_power=float(cfg.get("bg_style_power", 0.0))),
     )
     model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, opts, offload=cfg.get("optimizer_mode") == 2 and device.type != "cpu")
+    optimizer = make_optimizer(model, opts, offload=offloads_optimizer(cfg))
     if resumed and ckpt.optimizer_state is not None and not restart:
         try:
             optimizer.load_state_dict(ckpt.optimizer_state)
@@ -322,9 +349,11 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
                             f" outside the aligned image and the border is filled in; extract with --face-type {face_type} for a clean set")
     where = f"{dist.world} processes ({device.type})" if dist else str(device)
     say(f"{'resuming' if resumed else 'new'} {settings.model} model {model_dir.name!r} at iteration {state.get('iteration', 0)}"
-        f" on {where}, batch size {opts.batch_size}{' per process' if dist else ''}{' (pretraining)' if pretraining else ''}")
+        + (f" (target {target})" if target is not None else "")
+        + f" on {where}, batch size {opts.batch_size}{' per process' if dist else ''}{' (pretraining)' if pretraining else ''}")
 
-    options = {**opts.to_dict(), **chosen, "device": settings.resolved_device, "seed": settings.seed}
+    options = {**opts.to_dict(), **chosen, "device": settings.resolved_device, "seed": settings.seed,
+               "target_iteration": target}
     net = distributed.wrap(TrainForward(model), dist) if dist is not None else model
 
     def save(st: dict) -> None:
@@ -340,7 +369,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
             log(f"backup: {backup}")
 
     try:
-        state = train(net, optimizer, src, dst, model_dir, opts, state, device, settings.iterations, settings.minutes,
+        state = train(net, optimizer, src, dst, model_dir, opts, state, device, target, settings.minutes,
                       settings.seed, save=save, log=say, prefix=prefix, adversarial=adversarial, dist=dist)
         if dist is not None and not dist.same_weights(model):
             warnings.append("the processes ended with different weights: report this as a bug")

@@ -1,4 +1,4 @@
-"""Adam whose moment estimates live in system memory: DeepFaceLab's SAE "optimizer mode 2".
+"""Adam whose moment estimates live in system memory: DeepFaceLab's SAE "optimizer mode 2" (and 3).
 
 Adam keeps two tensors per parameter (``exp_avg`` and ``exp_avg_sq``), so with
 the gradients the optimizer needs three times the parameters' memory besides
@@ -233,7 +233,7 @@ class OffloadAdam(torch.optim.Optimizer):
 
 
 def make_adam(params: Iterable[Any], lr: float, betas: tuple[float, float], offload: bool) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` or, with ``offload`` (SAE optimizer mode 2), :class:`OffloadAdam`.
+    """``torch.optim.Adam`` or, with ``offload`` (SAE optimizer modes 2 and 3), :class:`OffloadAdam`.
 
     ``lr`` and ``betas`` are converted to floats first: torch's Adam refuses integer betas such as ``(0, 0.999)``
     read back from JSON.
