@@ -37,6 +37,32 @@ def parse_optional_int(text: str) -> int | None:
     return None if t in ("", "none", "0") else int(t)
 
 
+def int_in(lo: int, hi: int, multiple: int = 1) -> Callable[[str], int]:
+    """A parser of whole numbers ``lo..hi`` (and multiples of ``multiple``); others raise ``ValueError`` saying so."""
+    def parse(text: str) -> int:
+        v = int(text)
+        if not lo <= v <= hi or v % multiple:
+            raise ValueError(f"use {lo}..{hi}" + (f", a multiple of {multiple}" if multiple > 1 else ""))
+        return v
+    return parse
+
+
+def parse_gpu(count: int) -> Callable[[str], int | None]:
+    """``"none"`` -> None (the best GPU, plain file names); ``"0"``..``"count-1"`` -> that index."""
+    def parse(text: str) -> int | None:
+        t = text.strip().lower()
+        return None if t == "none" else int_in(0, count - 1)(t)
+    return parse
+
+
+def parse_res_blocks(text: str) -> int:
+    """Residual blocks per decoder level: y (1, DeepFaceLab's yes), n (0) or a count 0..8."""
+    t = text.strip().lower()
+    if t in ("y", "yes", "n", "no"):
+        return int(parse_bool(t))
+    return int_in(0, 8)(t)
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "y" if value else "n"
@@ -63,9 +89,19 @@ def ask_all(questions: list[Question], read: Callable[[str], str] = input, write
     return answers
 
 
-def train_questions(model_params: set[str], model_defaults: dict[str, Any]) -> list[Question]:
-    """Questions for a new model: trainer options, then the architecture options the model has."""
-    qs = [
+RESOLUTION_RANGE = (16, 512)
+"""What every model's network accepts (multiples of 16); ``sae`` offers DeepFaceLab's 64..512 (``USER_RANGES``)."""
+
+
+def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_count: int = 0) -> list[Question]:
+    """Questions for a new model: the GPU (with more than one), trainer options, then the architecture options
+    the model has. ``gpu_count``: CUDA devices present (``torch.cuda.device_count()``)."""
+    qs = []
+    if gpu_count > 1:  # DeepFaceLab's "Which GPU idx to choose?"
+        qs.append(Question("gpu", f"Which GPU idx to choose (0..{gpu_count - 1}, none = the one with most memory)", None,
+                           "Train on this CUDA GPU; the model's files get the prefix gpu<idx>_ so each GPU can train its own "
+                           "variant in one folder (merge --gpu <idx> picks it).", parse_gpu(gpu_count)))
+    qs += [
         Question("batch_size", "Batch size", 8, "Faces per side per iteration. Larger learns smoother but needs more memory.", int),
         Question("iterations", "Target iteration", None, "Stop at this total iteration (none: train until Ctrl+C or --minutes).", parse_optional_int),
         Question("flip", "Random flip", True, "Mirror faces at random: more poses from few faces (turn off for asymmetric faces).", parse_bool),
@@ -75,21 +111,26 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any]) -> l
         Question("backups", "Hourly backups to keep", 3, "Copies of the model kept in model/<name>/backups (0 = none).", int),
     ]
     if "resolution" in model_params:
-        qs.append(Question("resolution", "Resolution", model_defaults.get("resolution"), "Face size in pixels the model works at (multiple of 16). Fixed after the first run.", int))
+        lo, hi = RESOLUTION_RANGE
+        if "archi" in model_params:
+            from facelab.models.sae import USER_RANGES
+
+            lo, hi = USER_RANGES["resolution"]
+        default = model_defaults.get("resolution")
+        if "archi" in model_params and default is None:
+            from facelab.models.sae import DEFAULTS
+
+            default = DEFAULTS["resolution"]
+        qs.append(Question("resolution", f"Resolution ({lo}-{hi})", default,
+                           f"Face size in pixels the model works at: a multiple of 16 from {lo} to {hi}. Fixed after the first run.",
+                           int_in(lo, hi, 16)))
     if "lightweight" in model_params:
         qs.append(Question("lightweight", "Lightweight autoencoder", False, "Smaller encoder and decoders: faster, less detail. Fixed after the first run.", parse_bool))
     if "archi" in model_params:  # sae: DeepFaceLab's SAE/SAEHD questions, with their defaults
         from facelab.models.sae import DEFAULTS, USER_RANGES
 
         def ranged(key: str) -> Callable[[str], int]:
-            lo, hi = USER_RANGES[key]
-
-            def parse(text: str) -> int:
-                v = int(text)
-                if not lo <= v <= hi:
-                    raise ValueError(f"use {lo}..{hi}")
-                return v
-            return parse
+            return int_in(*USER_RANGES[key])
 
         qs += [
             Question("face_type", "Face type (half, mid, full, whole, head)", DEFAULTS["face_type"], "How much of the head the model sees: half = eyes to mouth, full = whole face, whole = with the forehead, head = with hair. Fixed after the first run.", str),
@@ -98,7 +139,11 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any]) -> l
             Question("e_dims", "Encoder dimensions per channel", DEFAULTS["e_dims"], "Encoder width (21-85). Fixed after the first run.", ranged("e_dims")),
             Question("d_dims", "Decoder dimensions per channel", DEFAULTS["d_dims"], "Decoder width (10-85). Fixed after the first run.", ranged("d_dims")),
             Question("d_mask_dims", "Decoder mask dimensions per channel", DEFAULTS["d_mask_dims"], "Width of the mask branch (1-85). Fixed after the first run.", ranged("d_mask_dims")),
+            Question("d_res_blocks", "Residual blocks per decoder level (y/n or 0-8)", DEFAULTS["d_res_blocks"], "Residual blocks after each decoder upscale: sharper detail for more memory and time (y = 1, SAEHD's decoder). Fixed after the first run.", parse_res_blocks),
             Question("learn_mask", "Learn mask", DEFAULTS["learn_mask"], "Predict a face mask beside the face, used by merge's learned mask modes. Fixed after the first run.", parse_bool),
+            Question("lightweight_encoder", "Use lightweight encoder", DEFAULTS["lightweight_encoder"], "Fewer channels in the deeper encoder levels: faster and smaller, a little less detail. Fixed after the first run.", parse_bool),
+            Question("multiscale_decoder", "Use multiscale decoder", DEFAULTS["multiscale_decoder"], "The decoder also predicts faces at 1/2 and 1/4 size, trained against downscaled targets: can learn faster and sharper. Fixed after the first run.", parse_bool),
+            Question("remove_gray_border", "Remove gray border", DEFAULTS["remove_gray_border"], "Leave the fill of faces cut at the frame edge out of the loss, so the model does not learn the gray border. Changeable later.", parse_bool),
             Question("eyes_mouth_priority", "Eyes and mouth priority", False, "Extra loss weight on eyes, brows and mouth: sharper eyes and teeth.", parse_bool),
             Question("uniform_yaw", "Uniform yaw distribution of samples", False, "Train rare head turns (profiles) as often as frontal faces.", parse_bool),
             Question("color_transfer", "Colour transfer for src samples (none, rct, lct, mkl, idt, sot)", "none", "Recolour src faces towards random dst faces so the swap fits dst's lighting.", str),

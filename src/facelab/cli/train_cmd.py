@@ -51,7 +51,7 @@ def train_cmd(
     ae_dims: Annotated[int | None, typer.Option("--ae-dims", help="Autoencoder (bottleneck) dims, 32-1024.", rich_help_panel="SAE architecture (first run only)")] = None,
     e_dims: Annotated[int | None, typer.Option("--e-dims", help="Encoder dims per channel, 21-85.", rich_help_panel="SAE architecture (first run only)")] = None,
     d_dims: Annotated[int | None, typer.Option("--d-dims", help="Decoder dims per channel, 10-85.", rich_help_panel="SAE architecture (first run only)")] = None,
-    d_mask_dims: Annotated[int | None, typer.Option("--d-mask-dims", help="Mask decoder dims per channel.", rich_help_panel="SAE architecture (first run only)")] = None,
+    d_mask_dims: Annotated[int | None, typer.Option("--d-mask-dims", help="Mask decoder dims per channel, 1-85.", rich_help_panel="SAE architecture (first run only)")] = None,
     d_res_blocks: Annotated[int | None, typer.Option("--d-res-blocks", help="Residual blocks per decoder level, 0-8.", rich_help_panel="SAE architecture (first run only)")] = None,
     learn_mask: Annotated[bool | None, typer.Option("--learn-mask/--no-learn-mask", help="Predict a mask beside the face (default on).", rich_help_panel="SAE architecture (first run only)")] = None,
     optimizer_mode: Annotated[int | None, typer.Option("--optimizer-mode", help="1; 2: optimizer state in system RAM; 3: also recompute activations (~30 % slower, larger nets fit). Changeable.", rich_help_panel="SAE training (changeable)")] = None,
@@ -80,6 +80,7 @@ def train_cmd(
     if config is not None:
         _apply_file(config, model, kwargs, arch)
     model = kwargs["model"] = kwargs.get("model") or "quick"
+    _check_dims(arch)
     if kwargs.get("iterations") == 0:  # DeepFaceLab's "0 = no target": forget a saved one
         kwargs["iterations"], kwargs["no_target"] = None, True
     ws = current_workspace()
@@ -93,6 +94,18 @@ def train_cmd(
         report(summary)
 
 
+def _check_dims(arch: dict) -> None:
+    """The dims ranges the flags' help states (DeepFaceLab's); the Python API accepts wider ones for tiny test models."""
+    from facelab.errors import SettingsError
+    from facelab.models.sae import USER_RANGES
+
+    for key in ("ae_dims", "e_dims", "d_dims", "d_mask_dims"):
+        v = arch.get(key)
+        lo, hi = USER_RANGES[key]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
+            raise SettingsError(f"{key}: {v!r} is out of range", f"use --{key.replace('_', '-')} from {lo} to {hi}")
+
+
 def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
     """Fill options the user did not give by asking (a new model in a terminal only)."""
     import inspect
@@ -102,9 +115,14 @@ def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
 
     params = inspect.signature(MODELS.get(model)).parameters
     defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    import torch
+
     given = {k for k, v in {**kwargs, **arch}.items() if v is not None}
+    if kwargs.get("device") is not None:  # a device names the GPU already
+        given.add("gpu")
     console.print(f"new {model} model: answer or press Enter for the default ('?' explains)", highlight=False, markup=False)
-    answers = ask_all([q for q in train_questions(set(params), defaults) if q.key not in given])
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    answers = ask_all([q for q in train_questions(set(params), defaults, gpu_count=gpus) if q.key not in given])
     for key, value in answers.items():
         if key in params:
             arch[key] = value if value != defaults.get(key) else None
