@@ -51,6 +51,7 @@ from pathlib import Path
 from facelab import __version__
 from facelab.errors import FacelabError, MediaError
 from facelab.provenance.labels import DIGITAL_SOURCE_TYPE, STATEMENT
+from facelab.provenance.permissions import check_chain_file, check_key_file, check_key_folders
 
 __all__ = ["SUPPORTED_SUFFIXES", "ManifestReport", "read_manifest", "sign_bytes", "sign_file", "signing_identity"]
 
@@ -196,14 +197,26 @@ def signing_identity(home: Path | None = None) -> tuple[Path, Path]:
         ``(key_path, chain_path)`` in ``<home>/keys/``: a PKCS#8 PEM EC P-256 private key
         (file mode 0600) and a PEM chain (end-entity certificate, then the local root).
 
+    Home and ``keys`` are made 0700. Folders and files that other users could write are
+    tightened when they are the current user's (with a ``KeyPermissionWarning``) and
+    refused otherwise: see :mod:`facelab.provenance.permissions`.
+
     Raises:
-        FacelabError: the folder cannot be written, or existing files are unreadable or do not match.
+        FacelabError: the folder cannot be written, a folder or key file others could change
+            (owned by another user, a symbolic link, a world-writable folder above home), or
+            existing files are unreadable or do not match.
     """
-    folder = _home(home) / "keys"
+    root = _home(home)
+    folder = root / "keys"
     key_path, chain_path = folder / KEY_NAME, folder / CHAIN_NAME
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        # nobody else may be able to swap the key: refuse or tighten folders and files others can write
+        check_key_folders(root, folder)
         with _locked(folder):
+            check_key_file(key_path)
+            check_chain_file(chain_path)
             if not (key_path.is_file() and chain_path.is_file()):
                 key_pem, chain_pem = _make_identity()
                 # chain first: a key file without its chain is never left behind as "complete"
