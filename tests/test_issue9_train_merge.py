@@ -102,3 +102,131 @@ def test_target_iteration_is_saved_honoured_changed_and_removed(ws):
     assert _iteration(ws, "quick") > 3 and _options(ws, "quick")["target_iteration"] is None
     with pytest.raises(SettingsError, match="no_target"):
         train.TrainSettings(iterations=5, no_target=True)
+
+
+# --- point 10: merge and preview find models trained with --gpu N (files gpuN_*) ------------------------
+
+MODEL_FILES = ("config.json", "weights.safetensors", "optimizer.safetensors", "state.json")
+
+
+@pytest.fixture(scope="module")
+def gpu_ws(sample_faces_ws, tmp_path_factory) -> Workspace:
+    """A workspace whose model folders hold GPU-indexed variants: ``only1`` (gpu1_ only), ``two`` (gpu0_ and
+    gpu1_, different weights) and ``mixed`` (plain and gpu2_). The variants are the files `facelab train --gpu N`
+    writes (the same files with the prefix); there is no GPU here, so they are copies of CPU-trained models."""
+    from facelab.stages import train
+
+    root = tmp_path_factory.mktemp("gpu_variants") / "ws"
+    shutil.copytree(sample_faces_ws.root, root)
+    ws = Workspace(root)
+    trained = []
+    for iterations in (2, 3):
+        train.run(ws, train.TrainSettings(model="quick", iterations=iterations, batch_size=2, device="cpu",
+                                          architecture=QUICK_TINY), log=_quiet)
+        keep = ws.model_root / f"trained{iterations}"
+        keep.mkdir()
+        for f in MODEL_FILES:
+            shutil.copyfile(ws.model_dir("quick") / f, keep / f)
+        trained.append(keep)
+    a, b = trained
+
+    def variant(name: str, source, prefix: str) -> None:
+        ws.model_dir(name).mkdir(parents=True, exist_ok=True)
+        for f in MODEL_FILES:
+            shutil.copyfile(source / f, ws.model_dir(name) / (prefix + f))
+
+    variant("only1", a, "gpu1_")
+    variant("two", a, "gpu0_")
+    variant("two", b, "gpu1_")
+    variant("mixed", a, "")
+    variant("mixed", b, "gpu2_")
+    return ws
+
+
+def _save_id(ws: Workspace, name: str, prefix: str) -> str:
+    return json.loads((ws.model_dir(name) / f"{prefix}state.json").read_text())["save_id"]
+
+
+def _merged_with(ws: Workspace) -> str:
+    from facelab.stages import merge
+
+    return json.loads((ws.state_dir("dst") / merge.STATE_FILE).read_text())["model_id"]
+
+
+def test_merge_finds_a_model_trained_with_gpu_n(gpu_ws, tmp_path):
+    from facelab.merge.compose import MergeSettings
+    from facelab.merge.ranges import FrameRange
+    from facelab.stages import merge
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(gpu_ws.root, ws.root)
+    first = int(ws.require_frames("dst")[0].stem)
+    fast = MergeSettings(mode="overlay", color="none")
+    # the only variant is used without being named (before: "model file .../config.json is missing")
+    s = merge.run(ws, "only1", fast, device="cpu", only=FrameRange(first, first))
+    assert s.counts["merged"] == 1 and _merged_with(ws) == _save_id(ws, "only1", "gpu1_")
+    assert merge.preview(ws, "only1", fast, first, device="cpu").counts["faces"] == 1
+    # several variants: --gpu picks one, none chosen is an error naming the choices
+    merge.run(ws, "two", fast, device="cpu", only=FrameRange(first, first), gpu=1)
+    assert _merged_with(ws) == _save_id(ws, "two", "gpu1_") != _save_id(ws, "two", "gpu0_")
+    merge.run(ws, "two", fast, device="cpu", only=FrameRange(first, first), gpu=0)
+    assert _merged_with(ws) == _save_id(ws, "two", "gpu0_")
+    with pytest.raises(FacelabError, match="none was chosen") as e:
+        merge.run(ws, "two", fast, device="cpu")
+    assert "--gpu 0" in e.value.hint and "--gpu 1" in e.value.hint
+    with pytest.raises(FacelabError, match="--gpu 5") as e:
+        merge.preview(ws, "two", fast, first, device="cpu", gpu=5)
+    assert "--gpu 0" in e.value.hint and "--gpu 1" in e.value.hint
+    assert merge.gpu_choices(ws, "two") == [0, 1] and merge.gpu_choices(ws, "only1") == []
+    # a plain model beside a variant: the plain one, with a warning naming the variant
+    s = merge.run(ws, "mixed", fast, device="cpu", only=FrameRange(first, first))
+    assert _merged_with(ws) == _save_id(ws, "mixed", "") and any("--gpu 2" in w for w in s.warnings)
+    merge.run(ws, "mixed", fast, device="cpu", only=FrameRange(first, first), gpu=2)
+    assert _merged_with(ws) == _save_id(ws, "mixed", "gpu2_")
+
+
+def test_merge_cli_takes_gpu_and_asks_which_in_a_terminal(gpu_ws, tmp_path):
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(gpu_ws.root, ws.root)
+    first = ws.require_frames("dst")[0].stem
+    preview_args = ["-w", str(ws.root), "merge", "--model", "two", "--preview", str(int(first)), "--device", "cpu",
+                    "--mode", "overlay", "--color", "none"]
+    # no terminal: the ambiguity is an error naming the choices; --gpu settles it
+    r = CliRunner().invoke(app, preview_args)
+    assert isinstance(r.exception, FacelabError) and "--gpu 1" in r.exception.hint
+    r = CliRunner().invoke(app, [*preview_args, "--gpu", "1"])
+    assert r.exit_code == 0, r.output
+    # a terminal: asked, as DeepFaceLab's converter asked for the GPU index ("7" is not a choice: asked again)
+    out_file = ws.merged_dir.parent / "merged_preview" / f"{first}.png"
+    out_file.unlink()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp(sys.executable, [sys.executable, "-m", "facelab", *preview_args])
+    replies, seen, everything, deadline = ["7", "1"], b"", b"", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen, everything = seen + chunk, everything + chunk
+        if seen.rstrip().endswith(b"(? for help):"):
+            os.write(fd, (replies.pop(0) + "\n").encode())
+            seen = b""
+    _, status = os.waitpid(pid, 0)
+    text = everything.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
+    assert "Which GPU idx" in text and "use one of 0, 1" in text and not replies and out_file.is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,7 @@ def merge_cmd(
     preview: Annotated[int | None, typer.Option("--preview", help="Merge only frame N into data_dst/merged_preview/ (with a side-by-side).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per model call, over consecutive frames (1..256).")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    gpu: Annotated[int | None, typer.Option("--gpu", help="Use the model trained with `facelab train --gpu INDEX` (files gpuINDEX_*); asked in a terminal when the folder holds several. It runs on --device.")] = None,
     force: Annotated[bool, typer.Option(help="Render every frame again.")] = False,
 ) -> None:
     """Put the predicted faces back into every dst frame (data_dst/merged).
@@ -55,10 +57,29 @@ def merge_cmd(
         "super_resolution": super_resolution, "suppress_jitter": suppress_jitter}.items() if v is not None}
     ws = current_workspace()
     plan, only = merge.plan_from_options(ws, given, config=config, frames=frames, clear_ranges=clear_ranges)
+    if gpu is None and sys.stdin.isatty():
+        gpu = _ask_gpu(merge.gpu_choices(ws, model))
     if preview is not None:
-        report(merge.preview(ws, model, plan, preview, device=device))
+        report(merge.preview(ws, model, plan, preview, device=device, gpu=gpu))
         return
-    summary = merge.run(ws, model, plan, device=device, force=force, only=only, batch_size=batch_size)
+    summary = merge.run(ws, model, plan, device=device, force=force, only=only, batch_size=batch_size, gpu=gpu)
     report(summary)
     if plan.ranges:
         console.print("per-range settings: " + "; ".join(f"{f}: {dict(o)}" for f, o in plan.ranges), highlight=False, markup=False)
+
+
+def _ask_gpu(choices: list[int]) -> int | None:
+    """DeepFaceLab's "Which GPU idx to choose?" for a folder holding several models trained with --gpu N."""
+    if not choices:
+        return None
+    from facelab.cli.prompts import Question, ask_all
+
+    def parse(text: str) -> int:
+        v = int(text)
+        if v not in choices:
+            raise ValueError(f"use one of {', '.join(map(str, choices))}")
+        return v
+
+    q = Question("gpu", f"Which GPU idx to choose ({', '.join(map(str, choices))})", choices[0],
+                 "The model folder holds one model per GPU it was trained on (facelab train --gpu N); merge with this one.", parse)
+    return ask_all([q])["gpu"]

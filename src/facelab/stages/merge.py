@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from facelab.device import resolve_device
-from facelab.errors import FaceFileError, SettingsError, WorkspaceError
+from facelab.errors import FaceFileError, ModelError, SettingsError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_record
 from facelab.fileio import (
     atomic_write_bytes,
@@ -195,12 +195,57 @@ def _load_state(path: Path) -> dict:
         return {}
 
 
-def _model_id(ws: Workspace, model_name: str) -> str | None:
+def _model_id(ws: Workspace, model_name: str, prefix: str = "") -> str | None:
     """The model's save id: a retrained model of the same name renders again."""
     try:
-        return json.loads((ws.model_dir(model_name) / "state.json").read_text("utf-8")).get("save_id")
+        return json.loads((ws.model_dir(model_name) / f"{prefix}state.json").read_text("utf-8")).get("save_id")
     except (OSError, ValueError):
         return None
+
+
+def _show_variant(gpu: int | None) -> str:
+    return "the plain model (no --gpu)" if gpu is None else f"--gpu {gpu} (files gpu{gpu}_*)"
+
+
+def gpu_choices(ws: Workspace, model_name: str) -> list[int]:
+    """The GPU indices to choose from when ``model/<model_name>`` holds only models trained with ``--gpu N``
+    and more than one of them (so a merge without ``gpu`` cannot tell which); else empty."""
+    from facelab.train.checkpoint import model_variants
+
+    variants = model_variants(ws.model_dir(model_name))
+    return [v for v in variants if v is not None] if len(variants) > 1 and None not in variants else []
+
+
+def resolve_model(ws: Workspace, model_name: str, gpu: int | None = None) -> tuple[Path, str, list[str]]:
+    """The folder, file prefix and warnings of the model a merge uses.
+
+    A folder may hold a plain model (``config.json``, trained without ``--gpu``) and variants trained with
+    ``facelab train --gpu N`` (``gpuN_config.json``). ``gpu`` picks variant N. Without it: the plain model
+    if there is one (a warning names the variants), else the only variant; several variants and no plain
+    one raise :class:`ModelError` listing them."""
+    from facelab.train.checkpoint import model_variants, variant_prefix
+
+    model_dir = ws.model_dir(model_name)
+    if not model_dir.is_dir():
+        raise WorkspaceError(f"no model {model_name!r} in {ws.model_root}", "run `facelab train` first")
+    if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0):
+        raise SettingsError(f"gpu: {gpu!r} is not a GPU index", "use 0, 1, ...")
+    variants = model_variants(model_dir)
+    listed = ", ".join(_show_variant(v) for v in variants)
+    if gpu is not None:
+        if gpu not in variants:
+            raise ModelError(f"{model_dir} holds no model trained with --gpu {gpu} (no gpu{gpu}_config.json)",
+                             f"it holds: {listed}" if variants else "train one with `facelab train --gpu N`")
+        return model_dir, variant_prefix(gpu), []
+    if None in variants or not variants:  # the plain model (or none: loading says what is missing)
+        others = [v for v in variants if v is not None]
+        warnings = [f"{model_dir} also holds models trained with --gpu {', '.join(map(str, others))}: "
+                    f"merge --gpu N uses one of them"] if others else []
+        return model_dir, "", warnings
+    if len(variants) == 1:
+        return model_dir, variant_prefix(variants[0]), []
+    raise ModelError(f"{model_dir} holds {len(variants)} models trained on different GPUs ({listed}) and none was chosen",
+                     "pick one with " + " or ".join(f"--gpu {v}" for v in variants))
 
 
 def _load_enhancer(ws: Workspace, name: str | None, device: str):
@@ -297,6 +342,7 @@ def run(
     workers: int | None = None,
     only: FrameRange | None = None,
     batch_size: int = 8,
+    gpu: int | None = None,
 ) -> Summary:
     """Merge the dst frames with the faces predicted by ``model/<model_name>``.
 
@@ -311,6 +357,8 @@ def run(
         workers: threads for decoding, blending and writing (default: CPU count, 2..8).
         only: render only these frames (the others keep what they have).
         batch_size: faces per model call, gathered over consecutive frames (1..256).
+        gpu: use the model trained with ``facelab train --gpu <gpu>`` (files ``gpu<gpu>_*``; see
+            :func:`resolve_model`). The model runs on ``device`` whatever the index.
 
     Returns:
         A :class:`Summary` with counts ``frames``, ``merged`` (frames with faces rendered), ``passthrough``
@@ -327,18 +375,17 @@ def run(
     ws.require_exists()
     frames = ws.require_frames("dst")
     aligned = ws.require_aligned("dst")
-    model_id = None
+    model_id, model_warnings = None, []
     if predictor is None:
-        model_dir = ws.model_dir(model_name)
-        if not model_dir.is_dir():
-            raise WorkspaceError(f"no model {model_name!r} in {ws.model_root}", "run `facelab train` first")
         from facelab.train.checkpoint import load_predictor
 
-        predictor = load_predictor(model_dir, str(resolve_device(device)))
-        model_id = _model_id(ws, model_name)
+        model_dir, prefix, model_warnings = resolve_model(ws, model_name, gpu)
+        predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
+        model_id = _model_id(ws, model_name, prefix)
     names = {s.super_resolution for s in [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]}
     enhancers = {n: _load_enhancer(ws, n, device) for n in names if n}
     by_frame, warnings = group_records(aligned)
+    warnings = model_warnings + warnings
     frame_names = {p.name for p in frames}
     orphans = sorted(set(by_frame) - frame_names)
     if orphans:
@@ -350,12 +397,12 @@ def run(
         d.mkdir(parents=True, exist_ok=True)
     state_path, journal_path = state_dir / STATE_FILE, state_dir / JOURNAL_FILE
     saved = _load_state(state_path)
-    if saved.get("model") != model_name or saved.get("resolution") != int(predictor.resolution):
+    if saved.get("model") != model_name or saved.get("gpu") != gpu or saved.get("resolution") != int(predictor.resolution):
         saved = {}
     done: dict[str, str] = dict(saved.get("frames", {}))
     if saved:
         done.update(_read_journal(journal_path))
-    state = {"version": STATE_VERSION, "model": model_name, "model_id": model_id, "resolution": int(predictor.resolution),
+    state = {"version": STATE_VERSION, "model": model_name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
              "face_type": str(predictor.face_type), "plan": plan.to_dict(), "frames": done}
 
     def wanted(p: Path) -> str:
@@ -424,10 +471,10 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
 
 
 def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan, frame: int, device: str = "auto",
-            *, predictor: Predictor | None = None) -> Summary:
+            *, predictor: Predictor | None = None, gpu: int | None = None) -> Summary:
     """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``
     and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic; nothing else
-    is rendered or recorded."""
+    is rendered or recorded. ``gpu`` picks a model trained with ``--gpu N``, as in :func:`run`."""
     start = time.perf_counter()
     plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
     frames = {(_frame_number(p.stem) or -1): p for p in ws.require_frames("dst")}
@@ -435,15 +482,15 @@ def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan,
         lo, hi = min(frames), max(frames)
         raise SettingsError(f"preview: there is no dst frame {frame}", f"use a frame number from {lo} to {hi}")
     path = frames[frame]
+    model_warnings = []
     if predictor is None:
         from facelab.train.checkpoint import load_predictor
 
-        model_dir = ws.model_dir(model_name)
-        if not model_dir.is_dir():
-            raise WorkspaceError(f"no model {model_name!r} in {ws.model_root}", "run `facelab train` first")
-        predictor = load_predictor(model_dir, str(resolve_device(device)))
+        model_dir, prefix, model_warnings = resolve_model(ws, model_name, gpu)
+        predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
     st = plan.settings_for(frame)
     by_frame, warnings = group_records(ws.require_aligned("dst"))
+    warnings = model_warnings + warnings
     by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
     image = read_image(path)
     recs = by_frame.get(path.name, [])

@@ -317,6 +317,22 @@ def _load(folder: Path, device: str | torch.device, with_optimizer: bool, prefix
     return Checkpoint(model, cfg["model"], cfg["config"], cfg.get("options", {}), state, opt_state, extras)
 
 
+def model_variants(model_dir: str | Path) -> list[int | None]:
+    """The models saved in one folder: ``None`` for the plain one (``config.json``), ``N`` for one trained
+    with ``--gpu N`` (``gpuN_config.json``); the plain one first, then by GPU index. Empty when there is none."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return []
+    found: list[int | None] = [None] if (folder / CONFIG).is_file() else []
+    indices = sorted(int(m.group(1)) for p in folder.iterdir() if (m := re.fullmatch(r"gpu(\d+)_" + re.escape(CONFIG), p.name)))
+    return found + indices
+
+
+def variant_prefix(gpu: int | None) -> str:
+    """File name prefix of a model variant: ``""`` or ``"gpu<N>_"`` (as ``facelab train --gpu N`` writes)."""
+    return "" if gpu is None else f"gpu{gpu}_"
+
+
 # --- backups ---------------------------------------------------------------------
 
 
