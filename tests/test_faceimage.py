@@ -54,9 +54,9 @@ def test_rename_and_copy_keep_metadata(tmp_path, astronaut):
 
 def test_rewrite_record_keeps_pixels(tmp_path, astronaut):
     path = tmp_path / "a.jpg"
-    write_face(path, astronaut[:128, :128], _record())
+    write_face(path, astronaut[:128, :128], _record(size=128))
     pixels_before, _ = read_face(path)
-    rewrite_record(path, _record(face_index=7))
+    rewrite_record(path, _record(size=128, face_index=7))
     pixels_after, rec = read_face(path)
     assert rec.face_index == 7
     np.testing.assert_array_equal(pixels_before, pixels_after)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from facelab.errors import FaceFileError
+from facelab.face_checks import MAX_DOCUMENT_BYTES, validate_document
 from facelab.fileio import atomic_write_bytes, encode_image
 
 FORMAT_VERSION = 1
@@ -85,38 +86,36 @@ class FaceRecord:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FaceRecord":
-        d = _migrate(dict(d))
-        try:
-            return cls(
-                face_type=str(d["face_type"]),
-                size=int(d["size"]),
-                source_filename=str(d["source_filename"]),
-                source_size=tuple(int(v) for v in d["source_size"]),  # type: ignore[arg-type]
-                source_rect=tuple(float(v) for v in d["source_rect"]),  # type: ignore[arg-type]
-                source_landmarks=_points(d["source_landmarks"]),
-                landmarks=_points(d["landmarks"]),
-                image_to_face_mat=np.asarray(d["image_to_face_mat"], np.float64).reshape(2, 3),
-                face_index=int(d.get("face_index", 0)),
-                extra=dict(d.get("extra", {})),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"face metadata is incomplete or malformed: {e}") from e
+    def from_dict(cls, d: Any) -> "FaceRecord":
+        """Build a record from its JSON document, checking every field (see :func:`validate_document`).
+
+        Raises ``ValueError`` (with what is wrong) for anything that is not a complete, sane record.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"face metadata must be a JSON object, got {type(d).__name__}")
+        d = validate_document(_migrate(dict(d)))
+        return cls(
+            face_type=d["face_type"],
+            size=d["size"],
+            source_filename=d["source_filename"],
+            source_size=tuple(d["source_size"]),  # type: ignore[arg-type]
+            source_rect=tuple(float(v) for v in d["source_rect"]),  # type: ignore[arg-type]
+            source_landmarks=np.asarray(d["source_landmarks"], np.float32),
+            landmarks=np.asarray(d["landmarks"], np.float32),
+            image_to_face_mat=np.asarray(d["image_to_face_mat"], np.float64).reshape(2, 3),
+            face_index=d["face_index"],
+            extra=d["extra"],
+        )
 
     def replace(self, **changes: Any) -> "FaceRecord":
         return replace(self, **changes)
 
 
-def _points(v: Any) -> np.ndarray:
-    a = np.asarray(v, np.float32)
-    if a.ndim != 2 or a.shape[1] != 2:
-        raise ValueError(f"expected (N, 2) points, got shape {a.shape}")
-    return a
-
-
 def _migrate(d: dict[str, Any]) -> dict[str, Any]:
     """Bring an older metadata document up to :data:`FORMAT_VERSION`."""
-    version = int(d.get("format_version", 0))
+    version = d.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"format_version must be a non-negative integer, got {str(version)[:40]!r}")
     if version > FORMAT_VERSION:
         raise ValueError(f"face metadata version {version} is newer than this facelab understands ({FORMAT_VERSION}): upgrade facelab")
     # version 1 is the first; later versions add their steps here
@@ -197,7 +196,18 @@ def _extract_jpeg(data: bytes) -> dict[str, Any] | None:
         raise ValueError("facelab metadata segments are incomplete")
     if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise ValueError("JPEG image data is truncated (no end-of-image marker)")
-    return json.loads(b"".join(chunks[i] for i in range(count)).decode("utf-8"))
+    return _parse_json(b"".join(chunks[i] for i in range(count)))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"face metadata holds {name}, which is not a number facelab accepts")
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The metadata JSON: at most MAX_DOCUMENT_BYTES, no NaN/Infinity."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"face metadata is {len(raw)} bytes long (at most {MAX_DOCUMENT_BYTES})")
+    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
 
 
 # --- PNG --------------------------------------------------------------------
@@ -240,7 +250,7 @@ def _extract_png(data: bytes) -> dict[str, Any] | None:
     for ctype, start, end in _png_chunks(data):
         if ctype == b"iTXt" and data[start + 8 : start + 8 + len(_PNG_KEY) + 1] == _PNG_KEY + b"\x00":
             text = data[start + 8 + len(_PNG_KEY) + 5 : end - 4]
-            found = json.loads(text.decode("utf-8"))
+            found = _parse_json(text)
     return found
 
 
@@ -264,8 +274,11 @@ def record_from_bytes(data: bytes, name: str = "<bytes>") -> FaceRecord:
         return FaceRecord.from_dict(d)
     except FaceFileError:
         raise
-    except (ValueError, UnicodeDecodeError, json.JSONDecodeError, struct.error, IndexError) as e:
-        raise FaceFileError(f"{name} is not a valid face file: {e}", "delete it, or re-run `facelab extract` to make it again") from e
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, struct.error) as e:
+        # ValueError covers JSON and UTF-8 decoding; RecursionError a document nested too deep for the parser
+        why = "metadata is nested too deep" if isinstance(e, RecursionError) else str(e)[:300]
+        raise FaceFileError(f"{name} is not a valid face file: {why}",
+                            "delete it, or re-run `facelab extract` to make it again") from None
 
 
 def read_record(path: str | Path) -> FaceRecord:
@@ -278,20 +291,51 @@ def read_record(path: str | Path) -> FaceRecord:
     return record_from_bytes(data, str(path))
 
 
-def read_face(path: str | Path) -> tuple[np.ndarray, FaceRecord]:
-    """Read a face file: ``((H, W, 3) uint8 BGR image, FaceRecord)``."""
+def image_dimensions(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` from an encoded JPEG's frame header or a PNG's IHDR, without decoding pixels."""
+    if data.startswith(_PNG_SIG):
+        for ctype, start, end in _png_chunks(data):
+            if ctype != b"IHDR" or end - start < 20:
+                raise ValueError("PNG file has no valid IHDR chunk")
+            return struct.unpack(">II", data[start + 8 : start + 16])
+        raise ValueError("PNG file has no IHDR chunk")
+    for marker, start, end in _jpeg_segments(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and end - start >= 5:
+            h, w = struct.unpack(">HH", data[start + 1 : start + 5])
+            return w, h
+    raise ValueError("JPEG file has no frame header")
+
+
+def face_from_bytes(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, FaceRecord]:
+    """Decode an encoded face file: ``((size, size, 3) uint8 BGR image, FaceRecord)``.
+
+    The pixel size is checked against the record before any pixel is decoded, so
+    a file that claims a huge image cannot make the decoder allocate it.
+    """
     import cv2
 
+    record = record_from_bytes(data, name)
+    try:
+        w, h = image_dimensions(data)
+    except (ValueError, struct.error) as e:
+        raise FaceFileError(f"{name} is not a valid face file: {e}", "delete it, or re-run `facelab extract`") from None
+    if (w, h) != (record.size, record.size):
+        raise FaceFileError(f"{name} is {w}x{h} pixels but its metadata is for a {record.size} px face",
+                            "an editor resized it: run `facelab faceset restore-meta` after editing, or re-extract it")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[:2] != (h, w):
+        raise FaceFileError(f"{name} has metadata but its pixels cannot be decoded", "delete it, or re-run `facelab extract`")
+    return image, record
+
+
+def read_face(path: str | Path) -> tuple[np.ndarray, FaceRecord]:
+    """Read a face file: ``((H, W, 3) uint8 BGR image, FaceRecord)``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise FaceFileError(f"cannot read face file {path}: {e.strerror}") from e
-    record = record_from_bytes(data, str(path))
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FaceFileError(f"{path} has metadata but its pixels cannot be decoded", "delete it, or re-run `facelab extract`")
-    return image, record
+    return face_from_bytes(data, str(path))
 
 
 def face_bytes(image: np.ndarray, record: FaceRecord, ext: str = ".jpg", jpeg_quality: int = 90) -> bytes:
