@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from facelab import align
+from facelab.errors import FaceFileError
 from facelab.faceimage import FaceRecord, read_face, read_record
 from facelab.faceset.pose import yaw_pitch
 from facelab.progress import track
@@ -165,10 +166,13 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def compute(paths: list[Path], names: list[str], threads: int = 0, description: str = "features") -> list[dict[str, Any]]:
+def compute(paths: list[Path], names: list[str], threads: int = 0, description: str = "features",
+            errors: list[FaceFileError] | None = None) -> list[dict[str, Any] | None]:
     """Features ``names`` of every face file, as one dict per file (same order as ``paths``).
 
-    Also returns each file's record under the key ``"record"``.
+    Also returns each file's record under the key ``"record"``. With ``errors``
+    given, a file that cannot be read gives ``None`` and its error is appended
+    there; without it the error is raised.
     """
     for n in names:
         if n not in FEATURES:
@@ -198,6 +202,17 @@ def compute(paths: list[Path], names: list[str], threads: int = 0, description: 
                 _cache[_key(path, st, n)] = out[n]
         return out
 
+    def guarded(path: Path) -> dict[str, Any] | FaceFileError:
+        try:
+            return one(path)
+        except FaceFileError as e:
+            if errors is None:
+                raise
+            return e
+
     workers = threads if threads > 0 else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(track(pool.map(one, paths), total=len(paths), description=description))
+        out = list(track(pool.map(guarded, paths), total=len(paths), description=description))
+    if errors is not None:
+        errors.extend(r for r in out if isinstance(r, FaceFileError))
+    return [None if isinstance(r, FaceFileError) else r for r in out]

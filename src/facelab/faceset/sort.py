@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from facelab.face_checks import safe_name
 from facelab.faceimage import read_record, rewrite_record
 from facelab.faceset import renames
 
@@ -204,52 +205,79 @@ def order_faces(method: str, feats: list[dict[str, Any]], target: int = 2000, re
 # --- renaming ------------------------------------------------------------
 
 
-def original_name(path: Path, record=None) -> str:
-    """The face's first name: ``extra["original_filename"]``, else its name without a sort prefix."""
-    record = record if record is not None else read_record(path)
+def _stored_name(record) -> str | None:
+    """``extra["original_filename"]`` when it is a plain file name (the reader checks it; checked again here
+    because this name becomes a path)."""
     name = record.extra.get("original_filename")
-    return str(name) if name else path.name
+    try:
+        return safe_name(name) if name else None
+    except ValueError:
+        return None
+
+
+def original_name(path: Path, record=None) -> str:
+    """The face's first name: ``extra["original_filename"]``, else its current name."""
+    record = record if record is not None else read_record(path)
+    return _stored_name(record) or path.name
 
 
 def remember_original_name(path: Path, record) -> str:
     """Store the face's current name as its original name unless one is stored already
     (a face sorted before always has one, so its current, prefixed name is never taken)."""
-    if record.extra.get("original_filename"):
-        return str(record.extra["original_filename"])
+    stored = _stored_name(record)
+    if stored:
+        return stored
     name = path.name
     rewrite_record(path, record.replace(extra={**record.extra, "original_filename": name}))
     return name
 
 
-def _unique(folder: Path, name: str, taken: set[str]) -> Path:
+def _unique(folder: Path, name: str, taken: set[str], free: set[str] = frozenset()) -> Path:
+    """``folder/name``, or ``folder/<stem>_<k><suffix>``: a name not in ``taken`` and not on disk
+    (names in ``free`` count as free on disk: they are being moved away)."""
     stem, suffix = os.path.splitext(name)
     candidate, k = name, 1
-    while candidate in taken or (folder / candidate).exists():
+    while candidate in taken or (candidate not in free and (folder / candidate).exists()):
         candidate = f"{stem}_{k}{suffix}"
         k += 1
     taken.add(candidate)
     return folder / candidate
 
 
-def recover(folder: Path, journal: Path) -> int:
+def recover(folder: Path, journal: Path, warnings: list[str] | None = None) -> int:
     """Finish a renaming that was interrupted; returns how many files it moved."""
-    return renames.finish(journal)
+    return renames.finish(journal, [folder], TMP_PREFIX, warnings)
 
 
-def apply(folder: Path, paths: list[Path], order: list[int], trash: list[int], trash_dir: Path, journal: Path, names: list[str]) -> None:
+def apply(folder: Path, paths: list[Path], order: list[int], trash: list[int], trash_dir: Path, journal: Path, names: list[str],
+          warnings: list[str] | None = None) -> None:
     """Move ``trash`` faces to ``trash_dir`` and rename the ``order`` faces to ``NNNNN_<original stem><ext>``.
 
-    ``names`` are the original names of ``paths`` (already stored in their metadata).
-    Each file move is one ``os.replace``; the journal makes the renaming resumable.
+    ``names`` are the original names of ``paths`` (already stored in their metadata); a name that is not a
+    plain file name is never used (the face keeps its current name), so no face leaves ``folder`` except
+    for ``trash_dir``. Each file move is one ``os.replace``; the journal makes the renaming resumable.
     """
+    names = [_plain(n, p) for n, p in zip(names, paths)]
     if trash:
         trash_dir.mkdir(parents=True, exist_ok=True)
         taken: set[str] = set()
         for i in trash:
-            os.replace(paths[i], _unique(trash_dir, names[i], taken))
+            target = _unique(trash_dir, names[i], taken)
+            if target.parent != trash_dir:
+                raise ValueError(f"refusing to move {paths[i]} to {target}")
+            os.replace(paths[i], target)
     width = max(5, len(str(max(len(order) - 1, 0))))
+    moving = {p.name for p in paths}
+    occupied = {p.name for p in folder.iterdir() if p.name not in moving}  # faces left out (unreadable) keep theirs
     moves = []
     for rank, i in enumerate(order):
         stem = os.path.splitext(names[i])[0]
-        moves.append((paths[i], folder / f"{rank:0{width}d}_{stem}{paths[i].suffix.lower()}"))
-    renames.rename_all(moves, journal, TMP_PREFIX)
+        moves.append((paths[i], _unique(folder, f"{rank:0{width}d}_{stem}{paths[i].suffix.lower()}", occupied, moving)))
+    renames.rename_all(moves, journal, TMP_PREFIX, folders=[folder], warnings=warnings)
+
+
+def _plain(name: str, path: Path) -> str:
+    try:
+        return safe_name(name)
+    except ValueError:
+        return path.name

@@ -16,6 +16,7 @@ import numpy as np
 
 from facelab import align
 from facelab.errors import FaceFileError, FacelabError, WorkspaceError
+from facelab.face_checks import safe_name
 from facelab.faceimage import (
     FaceRecord,
     embed_jpeg,
@@ -106,10 +107,14 @@ JOURNAL = "recover_names.json"
 
 
 def original_name(record: FaceRecord, suffix: str) -> str:
-    name = record.extra.get("original_filename")
-    if isinstance(name, str) and name and Path(name).name == name:
-        return name
-    return f"{Path(record.source_filename).stem}_{record.face_index}{suffix.lower()}"
+    """The face's first file name: ``extra["original_filename"]``, else ``<frame stem>_<face index><suffix>``;
+    always a plain file name (never a path), whatever the metadata says."""
+    for name in (record.extra.get("original_filename"), f"{Path(record.source_filename).stem}_{record.face_index}{suffix.lower()}"):
+        try:
+            return safe_name(name)
+        except ValueError:
+            continue
+    return f"face_{record.face_index}{suffix.lower()}"
 
 
 @dataclass
@@ -132,7 +137,9 @@ def recover_names(aligned: Path, state_dir: Path, trash: Path | None = None) -> 
     res = RecoverResult()
     state_dir.mkdir(parents=True, exist_ok=True)
     journal = state_dir / JOURNAL
-    renames.finish(journal)
+    folders = [aligned] + ([trash] if trash is not None else [])
+    # an earlier run may have included the trash (the stage's aligned_trash beside aligned)
+    renames.finish(journal, folders + [aligned.parent / "aligned_trash"], ".recover-", res.warnings)
     sources = [(p, False) for p in face_files(aligned)]
     if trash is not None:
         sources += [(p, True) for p in face_files(trash)]
@@ -164,7 +171,8 @@ def recover_names(aligned: Path, state_dir: Path, trash: Path | None = None) -> 
             continue
         final.append((p, name))
         res.from_trash += in_trash
-    res.renamed = renames.rename_all([(p, aligned / name) for p, name in final], journal, ".recover-")
+    res.renamed = renames.rename_all([(p, aligned / name) for p, name in final], journal, ".recover-",
+                                     folders=folders, warnings=res.warnings)
     return res
 
 
@@ -189,7 +197,7 @@ def resize_face(path: Path, frames_dir: Path, size: int, face_type: str | None =
     ftype = FaceType.parse(face_type or rec.face_type).value
     src_lm = np.asarray(rec.source_landmarks, np.float64)
     mat = align.face_matrix(src_lm, ftype, size)
-    frame_path = Path(frames_dir) / rec.source_filename
+    frame_path = Path(frames_dir) / safe_name(rec.source_filename)  # checked by the reader; never a path
     how = "frame"
     if frame_path.is_file():
         face = align.warp_image(read_image(frame_path), mat, size)

@@ -77,28 +77,40 @@ def run(ws: Workspace, side: str, settings: SortSettings = SortSettings()) -> Su
     start = time.perf_counter()
     folder = ws.aligned_dir(side)
     journal = ws.state_dir(side) / fsort.JOURNAL
-    recovered = fsort.recover(folder, journal)
+    warnings: list[str] = []
+    recovered = fsort.recover(folder, journal, warnings)
     paths = ws.require_aligned(side)
     method = fsort.METHODS[settings.by]
     reference = reference_embedding(settings.reference) if settings.by == "identity" else None
 
     # every face keeps its first name (for `faceset recover-names`) before anything moves
-    def remember(p: Path) -> str:
-        return fsort.remember_original_name(p, read_record(p))
+    def remember(p: Path) -> str | FaceFileError:
+        try:
+            return fsort.remember_original_name(p, read_record(p))
+        except FaceFileError as e:
+            return e
 
     workers = settings.threads if settings.threads > 0 else None
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        names = list(pool.map(remember, paths))
+        remembered = list(pool.map(remember, paths))
+    errors = [r for r in remembered if isinstance(r, FaceFileError)]
+    good = [(p, r) for p, r in zip(paths, remembered) if isinstance(r, str)]
+    paths, names = [p for p, _ in good], [r for _, r in good]
 
-    feats = features.compute(paths, list(method.features), settings.threads, description=f"sort {side} by {settings.by}")
+    feats = features.compute(paths, list(method.features), settings.threads, description=f"sort {side} by {settings.by}",
+                             errors=errors) if paths else []
+    kept = [k for k, f in enumerate(feats) if f is not None]
+    paths, names, feats = [paths[k] for k in kept], [names[k] for k in kept], [feats[k] for k in kept]
+    warnings += [f"skipped (left as it is): {e.message}" for e in errors]
     order, trash = fsort.order_faces(settings.by, feats, target=settings.target, reference=reference)
-    fsort.apply(folder, paths, order, trash, trash_dir(ws, side), journal, names)
+    fsort.apply(folder, paths, order, trash, trash_dir(ws, side), journal, names, warnings)
 
     summary = Summary(
         step=f"sort {side} by {settings.by}",
-        counts={"faces": len(paths), "kept": len(order), "to trash": len(trash)},
+        counts={"faces": len(paths), "kept": len(order), "to trash": len(trash), "skipped": len(errors)},
         seconds=time.perf_counter() - start,
         outputs=[str(folder)] + ([str(trash_dir(ws, side))] if trash else []),
+        warnings=warnings,
     )
     if recovered:
         summary.warnings.append(f"finished an interrupted sort first ({recovered} file(s) renamed)")
