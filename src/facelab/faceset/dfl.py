@@ -33,6 +33,7 @@ arrays only.
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ import numpy as np
 
 from facelab import align
 from facelab.errors import FaceFileError, FacelabError
+from facelab.face_checks import safe_name, validate_document
 from facelab.faceimage import FaceRecord, face_bytes, read_face
 from facelab.fileio import atomic_write_bytes, encode_image
 
@@ -193,7 +195,11 @@ def _build(obj: Any, state: Any) -> None:
             raise UnsafePickleError("malformed numpy array shape")
         if not isinstance(raw, (bytes, bytearray)):
             raise UnsafePickleError("numpy array data is not raw bytes (object arrays are refused)")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if any(s > len(raw) for s in shape):  # also keeps every dimension far below 2**63
+            raise UnsafePickleError("numpy array shape does not match its data")
+        count = 1
+        for s in shape:
+            count *= s
         if count * dt.itemsize != len(raw):
             raise UnsafePickleError("numpy array data length does not match its shape")
         arr = np.frombuffer(bytes(raw), dt).reshape(shape, order="F" if fortran else "C")
@@ -202,27 +208,74 @@ def _build(obj: Any, state: Any) -> None:
     raise UnsafePickleError(f"the pickle sets the state of a {type(obj).__name__}")
 
 
-def _finish(obj: Any, depth: int = 0) -> Any:
-    """Replace placeholders by the arrays they stand for; refuse leftovers."""
+_MAX_NODES = 200_000  # values in the fully expanded metadata (a real DFL face has a few hundred)
+_MAX_BYTES = 32_000_000  # bytes of arrays, strings and bytes in it, counted as if every shared one were copied
+
+
+def _finish(obj: Any) -> Any:
+    """Replace placeholders by the arrays they stand for; refuse leftovers.
+
+    A pickle can reference one object from many places (its memo), so a few
+    hundred bytes can describe a structure that is exponentially large when
+    expanded ("billion laughs"). The expanded size is first measured without
+    expanding (each shared object's size is computed once) and refused over
+    :data:`_MAX_NODES` values or :data:`_MAX_BYTES`; then each shared object is
+    converted once and shared again in the result, never copied.
+    """
+    nodes, nbytes = _expanded_size(obj, {}, 0)
+    if nodes > _MAX_NODES or nbytes > _MAX_BYTES:
+        raise UnsafePickleError(f"the metadata expands to {nodes} values / {nbytes} bytes (shared references): too large")
+    return _convert(obj, {}, 0)
+
+
+def _expanded_size(obj: Any, seen: dict[int, tuple[int, int]], depth: int) -> tuple[int, int]:
     if depth > _MAX_DEPTH:
         raise UnsafePickleError("the pickle is nested too deeply")
+    key = id(obj)
+    if key in seen:
+        return seen[key]
+    if isinstance(obj, _ArrayStub):
+        size = (1 + (obj.value.size if obj.value is not None else 0), obj.value.nbytes if obj.value is not None else 0)
+    elif isinstance(obj, (str, bytes, bytearray)):
+        size = (1, len(obj))
+    elif isinstance(obj, dict):
+        parts = [_expanded_size(v, seen, depth + 1) for kv in obj.items() for v in kv]
+        size = (1 + sum(n for n, _ in parts), sum(b for _, b in parts))
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        parts = [_expanded_size(v, seen, depth + 1) for v in obj]
+        size = (1 + sum(n for n, _ in parts), sum(b for _, b in parts))
+    else:
+        size = (1, 8)
+    seen[key] = size
+    return size
+
+
+def _convert(obj: Any, done: dict[int, Any], depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise UnsafePickleError("the pickle is nested too deeply")
+    key = id(obj)
+    if key in done:
+        return done[key]
     if isinstance(obj, _ArrayStub):
         if obj.value is None:
             raise UnsafePickleError("numpy array without data")
-        return obj.value
-    if isinstance(obj, (_DtypeStub,)):
-        return _dtype_of(obj)
-    if isinstance(obj, (_Global, _Mark)):
+        out = obj.value
+    elif isinstance(obj, _DtypeStub):
+        out = _dtype_of(obj)
+    elif isinstance(obj, (_Global, _Mark)):
         raise UnsafePickleError("the pickle leaves a bare global on the stack")
-    if isinstance(obj, dict):
-        return {_finish(k, depth + 1): _finish(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finish(v, depth + 1) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_finish(v, depth + 1) for v in obj)
-    if isinstance(obj, (set, frozenset)):
-        return type(obj)(_finish(v, depth + 1) for v in obj)
-    return obj
+    elif isinstance(obj, dict):
+        out = {_convert(k, done, depth + 1): _convert(v, done, depth + 1) for k, v in obj.items()}
+    elif isinstance(obj, list):
+        out = [_convert(v, done, depth + 1) for v in obj]
+    elif isinstance(obj, tuple):
+        out = tuple(_convert(v, done, depth + 1) for v in obj)
+    elif isinstance(obj, (set, frozenset)):
+        out = type(obj)(_convert(v, done, depth + 1) for v in obj)
+    else:
+        return obj
+    done[key] = out
+    return out
 
 
 def _hashable(v: Any) -> Any:
@@ -456,7 +509,10 @@ def read_dfl_dict(data: bytes) -> dict[str, Any]:
 
 
 def _arr(v: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    a = np.asarray(v, np.float64)
+    try:
+        a = np.asarray(v, np.float64)
+    except (OverflowError, TypeError) as e:
+        raise ValueError(f"not an array of numbers ({e})") from None
     if shape is not None and a.shape != shape:
         raise ValueError(f"expected shape {shape}, got {a.shape}")
     return a
@@ -495,41 +551,63 @@ def dfl_to_record(d: dict[str, Any], image_shape: tuple[int, ...], name: str) ->
         extra["dfl_eyebrows_expand_mod"] = float(mod)
     if d.get("xseg_mask") is not None:
         extra["dfl_had_xseg_mask"] = True  # not converted (facelab masks are its own)
-    return FaceRecord(
+    record = FaceRecord(
         face_type=DFL_TO_FACELAB[dfl_type],
         size=int(w if w == h else max(w, h)),
-        source_filename=str(d.get("source_filename") or name),
+        source_filename=_frame_name(d.get("source_filename"), name),
         source_size=(0, 0),  # DFL does not store the frame size
-        source_rect=tuple(float(v) for v in rect),  # type: ignore[arg-type]
+        source_rect=tuple(float(v) for v in _arr(rect, (4,))),  # type: ignore[arg-type]
         source_landmarks=src_lm.astype(np.float32),
         landmarks=landmarks.astype(np.float32),
         image_to_face_mat=mat,
         face_index=0,
         extra=extra,
     )
+    # the same checks as reading a facelab face: NaN, inf or huge numbers never enter facelab metadata
+    validate_document(json.loads(json.dumps(record.to_dict())))
+    return record
+
+
+def _frame_name(value: Any, fallback: str) -> str:
+    """DFL's ``source_filename`` as a plain file name: a path keeps only its last part (either slash);
+    anything still unusable becomes the face file's own name."""
+    if isinstance(value, str) and value:
+        last = value.replace("\\", "/").rsplit("/", 1)[-1]
+        try:
+            return safe_name(last)
+        except ValueError:
+            pass
+    return fallback
 
 
 @dataclass
 class ImportResult:
     imported: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (DFL file name, name it got: its own was taken)
+    unchanged: list[str] = field(default_factory=list)  # imported before: the same face is there already
 
 
 def import_dfl(src_dir: Path, out_dir: Path) -> ImportResult:
     """Convert every DFL face JPEG in ``src_dir`` into a facelab face in ``out_dir``.
 
     The JPEG pixels are kept as they are (the facelab APP9 segment is added, the
-    APP15 pickle removed). Files whose metadata cannot be read safely are skipped.
+    APP15 pickle removed). Files whose metadata cannot be read safely are skipped
+    and named; one bad file never stops the others. No file in ``out_dir`` is
+    ever overwritten: a face whose name is taken (by an earlier face, or by
+    ``a.jpg`` beside ``a.jpeg``) gets a free name, listed in ``renamed``; a face
+    already imported byte for byte is left as it is.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not src_dir.is_dir():
         raise FacelabError(f"{src_dir} is not a folder", "give the folder of a DeepFaceLab face set (its aligned/ folder)")
-    files = sorted(p for p in src_dir.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg"))
+    files = sorted(p for p in src_dir.iterdir()
+                   if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg") and not p.name.startswith("."))
     if not files:
         raise FacelabError(f"{src_dir} has no JPEG faces", "DeepFaceLab face sets are folders of .jpg files")
     out_dir.mkdir(parents=True, exist_ok=True)
     res = ImportResult()
-    from facelab.faceimage import embed_jpeg
+    from facelab.faceimage import embed_jpeg, face_from_bytes
 
     for p in files:
         try:
@@ -541,11 +619,26 @@ def import_dfl(src_dir: Path, out_dir: Path) -> ImportResult:
             record = dfl_to_record(d, img.shape, p.name)
             segs, sos = _segments(data)
             plain = _assemble([(m, pl) for m, pl in segs if m != _APP15], data[sos:])
-            target = out_dir / (p.stem + ".jpg")
-            atomic_write_bytes(target, embed_jpeg(plain, record))
-            res.imported.append(target)
-        except (ValueError, UnsafePickleError, OSError, struct.error, IndexError, TypeError) as e:
-            res.skipped.append((p.name, str(e)))
+            out = embed_jpeg(plain, record)
+            face_from_bytes(out, p.name)  # what is written reads back as a valid face
+        except (ValueError, UnsafePickleError, OSError, struct.error, IndexError, TypeError, KeyError,
+                OverflowError, RecursionError, MemoryError, FacelabError) as e:
+            res.skipped.append((p.name, str(e)[:300] or type(e).__name__))
+            continue
+        target = out_dir / (p.stem + ".jpg")
+        k = 1
+        while target.exists():
+            if target.read_bytes() == out:
+                break
+            target = out_dir / f"{p.stem}_{k}.jpg"
+            k += 1
+        if target.exists():
+            res.unchanged.append(p.name)
+            continue
+        if target.name != p.stem + ".jpg":
+            res.renamed.append((p.name, target.name))
+        atomic_write_bytes(target, out)
+        res.imported.append(target)
     return res
 
 

@@ -130,12 +130,17 @@ def import_dfl(ws: Workspace, folder: Path, side: str = "src") -> Summary:
     t = time.time()
     res = dfl.import_dfl(Path(folder), ws.aligned_dir(check_side(side)))
     warnings = [f"skipped {name}: {why}" for name, why in res.skipped]
-    if not res.imported and res.skipped:
+    warnings += [f"{name} imported as {new}: {Path(name).stem}.jpg is taken (nothing is overwritten)" for name, new in res.renamed]
+    if res.unchanged:
+        warnings.append(f"{len(res.unchanged)} face(s) were imported before and are there already, e.g. {res.unchanged[0]}")
+    if not res.imported and not res.unchanged and res.skipped:
         raise FacelabError(
             f"no face of {folder} could be imported ({len(res.skipped)} skipped, e.g. {res.skipped[0][0]}: {res.skipped[0][1]})",
             "is it a DeepFaceLab aligned folder?",
         )
-    return Summary(f"import-dfl {side}", {"imported": len(res.imported), "skipped": len(res.skipped)}, time.time() - t,
+    counts = {"imported": len(res.imported), "renamed": len(res.renamed), "already there": len(res.unchanged),
+              "skipped": len(res.skipped)}
+    return Summary(f"import-dfl {side}", counts, time.time() - t,
                    [str(ws.aligned_dir(side))], warnings)
 
 
