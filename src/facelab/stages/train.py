@@ -342,6 +342,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     src = FaceDataset(src_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp, scale_bias=float(chosen["src_scale"]) / 100))
     dst = src if pretraining else FaceDataset(dst_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp))
     for side, ds in (("src", src), ("dst", dst))[: 1 if pretraining else 2]:
+        warnings += [f"{side}: skipped (not trained on): {m}" for m in ds.skipped]
         if ds.recropped:
             say(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")
         if ds.outside:

@@ -28,7 +28,7 @@ from facelab.align import (
     transform_points,
     warp_image,
 )
-from facelab.errors import WorkspaceError
+from facelab.errors import FaceFileError, WorkspaceError
 from facelab.faceimage import read_face
 from facelab.faceset.pose import yaw_pitch
 from facelab.train.augment import AugmentOptions, augment_sample
@@ -94,6 +94,13 @@ def _load_one(path: Path, resolution: int, face_type: str | None):
     return face, mask, recropped, outside, yaw_pitch(landmarks)[0], extra
 
 
+def _load_or_error(path: Path, resolution: int, face_type: str | None):
+    try:
+        return _load_one(path, resolution, face_type)
+    except FaceFileError as e:
+        return e
+
+
 class FaceDataset:
     """Faces ``(N, R, R, 3) uint8`` BGR and hull masks ``(N, R, R) float32`` of one side.
 
@@ -106,6 +113,8 @@ class FaceDataset:
         augment: augmentation options for :meth:`sample`.
 
     Attributes:
+        paths: the faces loaded (unreadable files left out).
+        skipped: one message per face file that could not be read (left out).
         yaw: ``(N,) float32`` yaw of each face in degrees (for ``sort_by_yaw``).
     """
 
@@ -117,7 +126,14 @@ class FaceDataset:
         self.resolution = resolution
         self.augment = augment
         with ThreadPoolExecutor(4) as pool:  # cv2 decoding releases the GIL
-            loaded = list(pool.map(lambda p: _load_one(p, resolution, face_type), self.paths))
+            loaded = list(pool.map(lambda p: _load_or_error(p, resolution, face_type), self.paths))
+        # a face file that cannot be read is left out, named once in `skipped`; the rest trains
+        self.skipped = [x.message for x in loaded if isinstance(x, FaceFileError)]
+        kept = [(p, x) for p, x in zip(self.paths, loaded) if not isinstance(x, FaceFileError)]
+        if not kept:
+            raise WorkspaceError(f"none of the {len(self.paths)} aligned faces can be read (e.g. {self.skipped[0]})",
+                                 "re-run `facelab extract` for this side")
+        self.paths, loaded = [p for p, _ in kept], [x for _, x in kept]
         self.faces = np.stack([x[0] for x in loaded])
         self.masks = np.stack([x[1] for x in loaded])
         self.recropped = sum(x[2] for x in loaded)
