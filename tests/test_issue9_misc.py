@@ -112,3 +112,91 @@ def test_world_writable_folder_above_home_is_refused(tmp_path, monkeypatch):
     os.chmod(shared, 0o1777)
     key, _ = signing_identity()
     assert key.is_file()
+
+
+# --- 15: one bitrate unit for `video` and `cut` ---------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "bps"), [
+    ("8", 8_000_000), (8, 8_000_000), (2.5, 2_500_000), (" 2.5 ", 2_500_000), ("8M", 8_000_000), ("8m", 8_000_000),
+    ("800k", 800_000), ("800K", 800_000), ("8 Mbit/s", 8_000_000), ("800kbps", 800_000), ("800000bps", 800_000),
+    ("0.01", 10_000), ("1000", 1_000_000_000),
+])
+def test_parse_bitrate_bare_numbers_are_megabits(given, bps):
+    from facelab.media import parse_bitrate
+
+    assert parse_bitrate(given) == bps
+
+
+@pytest.mark.parametrize("given", ["fast", "8x", "", "-1", "0", "8MB", "2000", "5k", True, float("nan")])
+def test_parse_bitrate_bad_values_name_the_option(given):
+    from facelab.media import parse_bitrate
+
+    with pytest.raises(SettingsError, match=r"^cut --bitrate ") as e:
+        parse_bitrate(given, "cut --bitrate")
+    assert "megabits" in e.value.hint
+
+
+def _video_bits_per_second(path: Path) -> float:
+    """Bits of the video stream's packets per second of video."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        packets = [p for p in c.demux(s) if p.size]
+        n_frames = len(packets)
+        return sum(p.size for p in packets) * 8 / (n_frames / float(s.average_rate))
+
+
+@pytest.fixture(scope="module")
+def short_dst(tmp_path_factory) -> Path:
+    """The first 1.2 s (30 frames) of the shipped GRID clip (360x288, 25 fps) as H.264 MP4."""
+    from facelab.media import iter_frames_between, write_video
+    from tests.conftest import SAMPLE_DST
+
+    clip = tmp_path_factory.mktemp("short_dst") / "grid.mp4"
+    write_video((img for _, img in iter_frames_between(SAMPLE_DST, 0.0, 1.2)), clip, 25, crf=0)
+    return clip
+
+
+def test_cut_bitrate_8_is_8_megabits(short_dst, tmp_path):
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+
+    rates = {}
+    for rate in ("8", "0.2"):
+        video = tmp_path / f"r{rate}.mp4"
+        video.write_bytes(short_dst.read_bytes())
+        res = CliRunner().invoke(app, ["cut", str(video), "--from", "0", "--to", "1", "--bitrate", rate])
+        assert res.exit_code == 0, (res.output, res.exception)
+        rates[rate] = _video_bits_per_second(tmp_path / f"r{rate}_cut.mp4")
+    assert rates["8"] > 2_000_000 > 400_000 > rates["0.2"], rates
+    res = CliRunner().invoke(app, ["cut", str(video), "--from", "0", "--to", "1", "--bitrate", "8 parsecs"])
+    assert isinstance(res.exception, SettingsError) and "cut --bitrate" in res.exception.message
+
+
+def test_video_bitrate_8_is_8_megabits(short_dst, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+    from facelab.stages import frames as frames_stage
+    from facelab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    shutil.copy(short_dst, ws.root / "data_dst.mp4")
+    frames_stage.run(ws, "dst")
+    ws.merged_dir.mkdir(parents=True, exist_ok=True)
+    for p in ws.frame_paths("dst"):
+        shutil.copy(p, ws.merged_dir / p.name)
+    sizes = {}
+    for rate in ("8", "0.2"):
+        res = CliRunner().invoke(app, ["-w", str(ws.root), "video", "--bitrate", rate, "--force"])
+        assert res.exit_code == 0, (res.output, res.exception)
+        sizes[rate] = _video_bits_per_second(ws.result_path("mp4"))
+    assert sizes["8"] > 2_000_000 > 400_000 > sizes["0.2"], sizes
+    res = CliRunner().invoke(app, ["-w", str(ws.root), "video", "--bitrate", "8x"])
+    assert isinstance(res.exception, SettingsError) and "video --bitrate" in res.exception.message

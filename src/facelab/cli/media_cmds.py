@@ -34,7 +34,7 @@ def frames_cmd(
 @app.command("video")
 def video_cmd(
     format: Annotated[VideoFormat, typer.Option("--format", help="mp4 (H.264), avi (MPEG-4), mp4-lossless (RGB H.264 qp 0), mov-alpha (QuickTime RLE with the merge mask as alpha).")] = VideoFormat.mp4,
-    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate, e.g. 8M (default: quality-based, CRF 18). Ignored by lossless formats.")] = None,
+    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (8M and 800k also work; default: quality-based, CRF 18). Ignored by lossless formats.")] = None,
     mask_video: Annotated[bool, typer.Option("--mask-video", help="Also write result_mask.<ext> from data_dst/merged_mask.")] = False,
     force: Annotated[bool, typer.Option(help="Write the result again even if it is up to date.")] = False,
 ) -> None:
@@ -51,7 +51,7 @@ def cut_cmd(
     from_: Annotated[str, typer.Option("--from", help="Start time HH:MM:SS.mmm (or seconds).")],
     to: Annotated[str, typer.Option("--to", help="End time HH:MM:SS.mmm (or seconds), exclusive.")],
     audio_track: Annotated[int, typer.Option("--audio-track", help="Audio track to keep, by index among the audio tracks.")] = 0,
-    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (or 800k); default quality-based.")] = None,
+    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (8M and 800k also work; default: quality-based, CRF 18).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing <name>_cut.<ext>.")] = False,
 ) -> None:
     """Cut VIDEO from --from to --to into <name>_cut.<ext> beside it (frame-exact, re-encoded)."""

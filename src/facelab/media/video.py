@@ -283,17 +283,46 @@ def read_video_tags(path: str | Path) -> dict[str, str]:
         return {str(k): str(v) for k, v in container.metadata.items()}
 
 
-def parse_bitrate(bitrate: str | int) -> int:
-    """``"8M"``, ``"800k"``, ``"2.5M"`` or ``800000`` -> bits per second."""
-    if isinstance(bitrate, int) and not isinstance(bitrate, bool) and bitrate > 0:
-        return bitrate
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:bps|b/s)?\s*", str(bitrate))
-    if not m:
-        raise SettingsError(f"bitrate {bitrate!r} is not understood", "use a number with an optional k or M suffix, e.g. 8M or 800k")
-    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+_BITRATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)\s*(bps|b/s|bit/s)?\s*")
+
+
+def parse_bitrate(bitrate: str | float, option: str = "--bitrate") -> int:
+    """A video bitrate in bits per second, from DeepFaceLab's unit: megabits per second.
+
+    One reading for every command (``video`` and ``cut``) and for settings files:
+
+    - a bare number, as a number or a string, is megabits per second: ``8``, ``"8"``,
+      ``2.5`` -> 8,000,000 / 2,500,000;
+    - a ``k`` or ``M`` suffix (any case, optionally followed by ``bps``, ``b/s`` or
+      ``bit/s``): ``"8M"``, ``"800k"``, ``"8 Mbit/s"``;
+    - a unit without a prefix is plain bits per second: ``"800000bps"``.
+
+    Args:
+        bitrate: the value as given.
+        option: the option or setting it came from, named in the error.
+
+    Returns:
+        Bits per second, 10 kbit/s to 1000 Mbit/s.
+
+    Raises:
+        SettingsError: not understood, or out of range (the message names ``option``).
+    """
+    if isinstance(bitrate, bool):
+        raise SettingsError(f"{option} {bitrate!r} is not a bitrate", "give megabits per second, e.g. 8 (or 8M, 800k)")
+    if isinstance(bitrate, (int, float)):
+        value = float(bitrate) * 1e6
+    else:
+        m = _BITRATE.fullmatch(str(bitrate))
+        if not m:
+            raise SettingsError(f"{option} {bitrate!r} is not understood",
+                                "give megabits per second as in DeepFaceLab, e.g. 8, or a number with k or M, e.g. 8M or 800k")
+        prefix, unit = m.group(2).lower(), m.group(3)
+        scale = {"k": 1e3, "m": 1e6}[prefix] if prefix else (1 if unit else 1e6)
+        value = float(m.group(1)) * scale
     if not 10_000 <= value <= 1e9:
-        raise SettingsError(f"bitrate {bitrate!r} is out of range", "use between 10k and 1000M")
-    return int(value)
+        raise SettingsError(f"{option} {bitrate!r} is out of range ({value / 1e6:g} Mbit/s)",
+                            "use 0.01-1000 megabits per second, e.g. 8 (or 10k-1000M)")
+    return int(round(value))
 
 
 def _pad_even(image: np.ndarray) -> np.ndarray:
@@ -309,7 +338,7 @@ def write_video(
     fps: Fraction | float,
     audio_from: str | Path | None = None,
     tags: dict[str, str] | None = None,
-    bitrate: str | None = None,
+    bitrate: str | float | None = None,
     crf: int = 18,
     *,
     codec: str | None = None,
@@ -330,7 +359,8 @@ def write_video(
             and cut at the video's end. Nothing happens if it has no audio.
         tags: container metadata (custom keys included, for MP4/MOV; AVI keeps only
             its standard keys such as ``comment``).
-        bitrate: target bitrate such as ``"8M"``; if ``None`` quality is set by ``crf``
+        bitrate: target bitrate, read by :func:`parse_bitrate` (bare numbers are megabits per
+            second: ``8`` or ``"8"``, like ``"8M"``); if ``None`` quality is set by ``crf``
             (MPEG-4/MPEG-1: a fixed quantiser). Ignored by lossless codecs.
         crf: x264 constant rate factor, 0 (lossless) to 51; 18 is visually lossless.
         codec: a key of :data:`CODECS` (default: H.264, MPEG-4 part 2 in AVI, MPEG-1 in MPG).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facelab.errors import MediaError, SettingsError
-from facelab.media import is_vfr, iter_frames_between, probe, write_video
+from facelab.media import is_vfr, iter_frames_between, parse_bitrate, probe, write_video
 from facelab.media.audio import count_audio_tracks, describe_audio_tracks
 from facelab.stages import Summary
 
@@ -41,24 +41,11 @@ def parse_time(text: str | float | int) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def bitrate_arg(value: str | float | None) -> str | None:
-    """DeepFaceLab-style bitrate in megabits per second (``25`` -> ``"25M"``); strings with a
-    ``k``/``M`` suffix pass through; ``None`` keeps quality-based encoding."""
-    if value is None:
-        return None
-    try:
-        mb = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not 0.01 <= mb <= 1000:
-        raise SettingsError(f"bitrate {value!r} MB/s is out of range", "use 0.01-1000 (megabits per second), e.g. 8")
-    return f"{mb:g}M"
-
-
 @dataclass(frozen=True)
 class CutSettings:
     """``start``/``end``: seconds (or ``HH:MM:SS.mmm`` strings); ``audio_track``: index among the
-    audio streams; ``bitrate``: MB/s (or e.g. ``"800k"``), ``None`` for quality-based (CRF 18)."""
+    audio streams; ``bitrate``: megabits per second as in DeepFaceLab (``8``; ``"8M"`` and ``"800k"`` also
+    work, read by :func:`facelab.media.parse_bitrate` like `video`'s), ``None`` for quality-based (CRF 18)."""
 
     start: float | str
     end: float | str
@@ -83,7 +70,8 @@ def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summar
     start, end = parse_time(settings.start), parse_time(settings.end)
     if end <= start:
         raise SettingsError(f"--to ({end:g} s) must be after --from ({start:g} s)", "give a later --to time")
-    bitrate = bitrate_arg(settings.bitrate)
+    if settings.bitrate is not None:
+        parse_bitrate(settings.bitrate, "cut --bitrate")  # check before any decoding; write_video reads it the same way
     info = probe(video, count_frames=False)
     if start >= info.duration:
         raise SettingsError(f"--from ({start:g} s) is at or past the end of {video.name} ({info.duration:.3f} s)",
@@ -114,7 +102,7 @@ def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summar
     written = write_video(
         frames(), out, info.fps,
         audio_from=video if n_audio else None,
-        bitrate=bitrate,
+        bitrate=settings.bitrate,
         timestamps=all_times if vfr else None,
         audio_track=track,
         audio_start=all_times[0],

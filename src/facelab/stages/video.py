@@ -56,20 +56,22 @@ class VideoSettings:
     """Settings of the `video` step.
 
     - ``format``: ``mp4``, ``avi``, ``mp4-lossless`` or ``mov-alpha`` (see the module doc).
-    - ``bitrate``: target video bitrate such as ``"8M"`` or ``"800k"``; unset
-      means constant quality set by ``crf``. Lossless formats ignore it.
+    - ``bitrate``: target video bitrate in megabits per second as in DeepFaceLab
+      (``8`` or ``"8"``; ``"8M"`` and ``"800k"`` also work, see
+      :func:`facelab.media.parse_bitrate`, the same reading as `cut`); unset means
+      constant quality set by ``crf``. Lossless formats ignore it.
     - ``crf``: x264 constant rate factor 0-51 (0 lossless, 18 visually lossless).
     - ``mask_video``: also write ``result_mask.<ext>`` from ``data_dst/merged_mask``.
     """
 
-    bitrate: str | None = None
+    bitrate: str | float | None = None
     crf: int = 18
     format: str = "mp4"
     mask_video: bool = False
 
     def __post_init__(self) -> None:
         if self.bitrate is not None:
-            parse_bitrate(self.bitrate)  # raises SettingsError naming the value
+            parse_bitrate(self.bitrate, "video --bitrate")  # raises SettingsError naming the option
         if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
             raise SettingsError(f"video.crf must be an integer 0-51, got {self.crf!r}", "18 is visually lossless; higher is smaller")
         if self.format not in FORMATS:
