@@ -230,3 +230,35 @@ def test_merge_cli_takes_gpu_and_asks_which_in_a_terminal(gpu_ws, tmp_path):
     text = everything.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
     assert "Which GPU idx" in text and "use one of 0, 1" in text and not replies and out_file.is_file()
+
+
+# --- point 19: --denoise-frame filters frames without a face too ------------------------------------------
+
+
+def test_denoise_frame_filters_faceless_frames_too(gpu_ws, tmp_path):
+    from facelab.faceimage import read_record
+    from facelab.fileio import read_image
+    from facelab.merge import effects
+    from facelab.merge.compose import MergeSettings, merge_frame
+    from facelab.stages import merge
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(gpu_ws.root, ws.root)
+    frames = ws.require_frames("dst")
+    faceless = frames[3]
+    for p in ws.require_aligned("dst"):  # no face record for this frame: the merge passes it through
+        if read_record(p).source_filename == faceless.name:
+            p.unlink()
+    raw = read_image(faceless)
+    denoised = effects.denoise_frame(raw, 300)
+    assert np.abs(denoised.astype(int) - raw).mean() > 1.0  # the filter visibly changes this real frame
+    s = merge.run(ws, "mixed", MergeSettings(mode="overlay", color="none", denoise_frame=300), device="cpu")
+    assert s.counts["passthrough"] == 1
+    out = read_image(ws.merged_dir / faceless.name)
+    d_denoised, d_raw = (np.abs(out.astype(int) - x).mean() for x in (denoised, raw))
+    # denoised but for the invisible watermark (which alone differs by ~0.8 per channel value)
+    assert d_denoised < 0.5 * d_raw, (d_denoised, d_raw)
+    # the single-frame path (and so --preview) too
+    merged, mask = merge_frame(raw, [], None, MergeSettings(denoise_frame=300, alpha=True))
+    np.testing.assert_array_equal(merged[..., :3], denoised)
+    assert not mask.any() and not merged[..., 3].any()

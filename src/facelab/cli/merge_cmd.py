@@ -30,7 +30,7 @@ def merge_cmd(
     bicubic_degrade: Annotated[int | None, typer.Option("--bicubic-degrade", help="0..100: soften the face by bicubic down- and up-scaling.", rich_help_panel=_C)] = None,
     sharpen: Annotated[int | None, typer.Option(help="-100..100: sharpen (+) or blur (-) the face.", rich_help_panel=_C)] = None,
     motion_blur: Annotated[int | None, typer.Option("--motion-blur", help="0..100: blur the face along its motion between frames.", rich_help_panel=_C)] = None,
-    denoise_frame: Annotated[int | None, typer.Option("--denoise-frame", help="0..500: denoise the frame before merging (0 = off).", rich_help_panel=_C)] = None,
+    denoise_frame: Annotated[int | None, typer.Option("--denoise-frame", help="0..500: denoise every frame, with or without a face, before merging (0 = off).", rich_help_panel=_C)] = None,
     alpha: Annotated[bool | None, typer.Option("--alpha/--no-alpha", help="Write RGBA PNG frames (alpha = the mask).", rich_help_panel=_C)] = None,
     super_resolution: Annotated[str | None, typer.Option("--super-resolution", help="Enhance the face with this enhancer (facelab train-enhancer --name NAME).", rich_help_panel=_C)] = None,
     suppress_jitter: Annotated[bool | None, typer.Option("--suppress-jitter/--no-suppress-jitter", help="Steady the seamless blend's colour from frame to frame.", rich_help_panel=_C)] = None,

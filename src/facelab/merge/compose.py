@@ -27,8 +27,9 @@ For every face of a frame (:func:`merge_frame`), in this order:
     the hist-match modes), or a hard paste (``raw-rgb``);
 14. ``alpha``: the merged frame gets the mask as a fourth channel.
 
-``denoise_frame`` filters the whole frame before step 13 (only frames with
-faces are merged; frames without faces pass through unchanged). The
+``denoise_frame`` filters the whole frame before step 13; frames without faces
+are filtered the same way (:func:`passthrough_frame`), so a clip does not
+flicker between filtered and raw frames; otherwise they pass through unchanged. The
 ``raw-predict`` mode stops after step 9 and returns the aligned faces and
 masks instead of a frame (:func:`predict_faces`, :func:`aligned_outputs`).
 
@@ -144,7 +145,7 @@ class MergeSettings:
         motion_blur: ``0..100``, blur the face along its motion (given per face
             to :func:`compose_faces`; no motion given, no blur). Default 0.
         denoise_frame: ``0..500``, median-filter the whole frame before the
-            merge (each 100 one 5x5 pass). Default 0.
+            merge (each 100 one 5x5 pass); frames without faces too. Default 0.
         alpha: the merged frame gets the mask as alpha: ``(H, W, 4)`` BGRA. Default False.
         suppress_jitter: steady the merged face's low-frequency colour and light from frame to frame
             (the render loop's :class:`facelab.merge.temporal.JitterFilter`; seamless blending's
@@ -581,6 +582,23 @@ def predict_faces(
     return aligned_outputs(prepared, faces, masks, settings, dst_masks=dst_masks, enhancer=enhancer)
 
 
+def passthrough_frame(frame: np.ndarray, settings: MergeSettings) -> tuple[np.ndarray, np.ndarray]:
+    """A frame without faces as the merge writes it: denoised like the merged frames when ``denoise_frame``
+    is set (else an unchanged copy), with an all-zero mask (and alpha when asked for).
+
+    Args:
+        frame: ``(H, W, 3) uint8`` BGR (not modified).
+        settings: the frame's merge settings.
+
+    Returns:
+        ``(out (H, W, 3) uint8 BGR, or (H, W, 4) BGRA with settings.alpha, mask (H, W) uint8 zeros)``.
+    """
+    _check_frame(frame)
+    out = effects.denoise_frame(frame, settings.denoise_frame) if settings.denoise_frame else frame.copy()
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    return (np.dstack([out, mask]) if settings.alpha else out), mask
+
+
 def merge_frame(
     frame_bgr_uint8: np.ndarray,
     records: Sequence[FaceRecord],
@@ -607,9 +625,7 @@ def merge_frame(
     if settings.mode == "raw-predict":
         raise ValueError("merge_frame: mode raw-predict gives aligned faces, not a frame: use predict_faces")
     if not records:
-        # a frame without faces passes through (with an all-zero alpha when asked for one)
-        out, mask = frame_bgr_uint8.copy(), np.zeros(frame_bgr_uint8.shape[:2], np.uint8)
-        return (np.dstack([out, mask]) if settings.alpha else out), mask
+        return passthrough_frame(frame_bgr_uint8, settings)
     prepared = prepare_faces(frame_bgr_uint8, records, predictor.resolution, predictor.face_type)
     faces, masks, dst_masks = run_predictor(predictor, prepared, settings)
     return compose_faces(frame_bgr_uint8, prepared, faces, masks, settings, dst_masks=dst_masks, motion=motion, enhancer=enhancer)

@@ -4,7 +4,8 @@ Reads ``data_dst/*.png`` frames and the face records of ``data_dst/aligned``,
 writes ``data_dst/merged/<frame>.png`` (invisibly watermarked, labelled as
 synthetic and carrying a signed C2PA manifest, :mod:`facelab.provenance`) and ``data_dst/merged_mask/<frame>.png``
 (grayscale blend mask). Frames without a face are copied through unchanged but
-for the watermark (PSNR ~48 dB against the input).
+for the watermark (PSNR ~48 dB against the input) and ``denoise_frame``, which
+filters every frame so the clip does not flicker between filtered and raw.
 
 Pipeline: frames are decoded ahead on worker threads; alignment and the model
 run on the calling thread (one batch per frame); colour transfer, blending,
@@ -48,6 +49,7 @@ from facelab.merge.compose import (
     aligned_outputs,
     compose_faces,
     merge_frame,
+    passthrough_frame,
     prepare_faces,
     run_predictor,
 )
@@ -170,9 +172,7 @@ def _finish(job: _Job, ws: Workspace, enhancer, write: bool = True) -> tuple[np.
             _write_synthetic_png(raw_dir / f"{job.path.stem}_{i}.png", face)
         return None
     if job.prepared is None:
-        merged, mask = job.frame, np.zeros(job.frame.shape[:2], np.uint8)
-        if st.alpha:
-            merged = np.dstack([merged, mask])
+        merged, mask = passthrough_frame(job.frame, st)
     else:
         merged, mask = compose_faces(job.frame, job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks,
                                      motion=job.motion, enhancer=enhancer)
