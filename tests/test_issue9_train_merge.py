@@ -262,3 +262,29 @@ def test_denoise_frame_filters_faceless_frames_too(gpu_ws, tmp_path):
     merged, mask = merge_frame(raw, [], None, MergeSettings(denoise_frame=300, alpha=True))
     np.testing.assert_array_equal(merged[..., :3], denoised)
     assert not mask.any() and not merged[..., 3].any()
+
+
+# --- point 23 (parts): merge --color help names the real default; segmentation masks are not offered -------
+
+
+def test_merge_help_names_rct_m_as_default_and_offers_no_segmentation_masks():
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+    from facelab.merge.compose import MergeSettings
+    from facelab.merge.masks import SEGMENTATION_MASKS, known_masks, parse_mask
+
+    r = CliRunner().invoke(app, ["merge", "--help"], env={"COLUMNS": "1000", "TERMINAL_WIDTH": "1000"})
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "rct-m (default)" in text and "rct (default)" not in text
+    assert MergeSettings().color == "rct-m"
+    assert "segmentation" not in text
+    assert not set(SEGMENTATION_MASKS) & set(known_masks())
+    # the plug point stays: asked for, they are refused with a message, and the hint offers what exists
+    with pytest.raises(SettingsError, match="segmentation model is not trained yet") as e:
+        parse_mask("learned*segmentation-prd")
+    assert "segmentation" not in e.value.hint.split("use ")[-1] and "learned" in e.value.hint
+    with pytest.raises(SettingsError, match="unknown mask") as e:
+        parse_mask("xseg")
+    assert "segmentation" not in e.value.hint

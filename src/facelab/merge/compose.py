@@ -116,9 +116,10 @@ class MergeSettings:
             face mask, so the background cannot pull the face's colour.
             Default ``rct-m`` (what facelab did before the plain variants
             existed; DeepFaceLab's rct also measured the masked face).
-        mask: ``learned``, ``learned-dst``, ``dst``, ``predicted``,
-            ``segmentation-prd``, ``segmentation-dst`` or a product of them
-            joined by ``*``; default ``learned*dst`` (see :mod:`facelab.merge.masks`).
+        mask: ``learned``, ``learned-dst``, ``dst``, ``predicted`` or a product
+            of them joined by ``*``; default ``learned*dst`` (see
+            :mod:`facelab.merge.masks`; ``segmentation-prd`` and
+            ``segmentation-dst`` are reserved for a segmenter not there yet).
         erode: ``-200..200``, shrink (+) or grow (-) the mask, in pixels of a
             512 px face (DeepFaceLab's scale). Default 0.
         blur: ``-200..200``, width of the soft mask edge, same unit. Default 32

@@ -17,7 +17,8 @@ register one with :func:`register_mask`. Built in:
 
 ``segmentation-prd`` and ``segmentation-dst`` are the plug points of the
 trainable segmentation (a later module registers them here); until it is
-there, choosing them raises :class:`SettingsError`.
+there they are not offered (:func:`known_masks`, the CLI help) and choosing
+them raises :class:`SettingsError` saying so.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ MaskProvider = Callable[[MaskInputs], np.ndarray]
 
 
 def known_masks() -> list[str]:
-    """Every name a mask setting may use (registered providers and the segmentation plug points)."""
-    return sorted(set(MASKS.names()) | set(SEGMENTATION_MASKS))
+    """Every name a mask setting may use: the registered providers (the segmentation masks once their
+    module registers them, not before)."""
+    return sorted(MASKS.names())
 
 
 def parse_mask(spec: str) -> tuple[str, ...]:
@@ -103,15 +105,15 @@ def parse_mask(spec: str) -> tuple[str, ...]:
         raise SettingsError(f"merge setting mask={spec!r} is not allowed", f"use one of {', '.join(known_masks())} or a product like learned*dst")
     names = tuple(part.strip() for part in spec.split("*"))
     for name in names:
+        if name in SEGMENTATION_MASKS and name not in MASKS.names():
+            raise SettingsError(
+                f"merge setting mask={spec!r}: the {name} segmentation model is not trained yet",
+                f"facelab has no segmenter yet (a later `facelab train-segmentation`); use {', '.join(known_masks())}",
+            )
         if name not in known_masks():
             raise SettingsError(
                 f"merge setting mask={spec!r}: unknown mask {name!r}",
                 f"use one of {', '.join(known_masks())}, or a product of them joined by * (e.g. learned*dst)",
-            )
-        if name in SEGMENTATION_MASKS and name not in MASKS.names():
-            raise SettingsError(
-                f"merge setting mask={spec!r}: the {name} segmentation model is not trained yet",
-                "train one with the coming `facelab train-segmentation`, or use learned/dst/predicted",
             )
     if len(set(names)) != len(names):
         raise SettingsError(f"merge setting mask={spec!r} repeats a mask", "name each mask once (e.g. learned*dst)")
