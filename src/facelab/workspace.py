@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facelab.errors import SettingsError, WorkspaceError
@@ -34,7 +34,11 @@ def check_side(side: str) -> str:
 
 @dataclass(frozen=True)
 class Workspace:
+    """A workspace folder. ``notices`` collects what the workspace itself changed on the way (e.g. a packed
+    face set unpacked to be read); the CLI and the UI show them with the step's summary."""
+
     root: Path
+    notices: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
@@ -45,6 +49,10 @@ class Workspace:
 
     def aligned_dir(self, side: str) -> Path:
         return self.frames_dir(side) / "aligned"
+
+    def pack_path(self, side: str) -> Path:
+        """The face set packed into one file (``facelab faceset pack``)."""
+        return self.frames_dir(side) / "aligned.faceset"
 
     def aligned_debug_dir(self, side: str) -> Path:
         return self.frames_dir(side) / "aligned_debug"
@@ -92,7 +100,7 @@ class Workspace:
             )
         if len(found) > 1:
             names = ", ".join(p.name for p in found)
-            raise WorkspaceError(f"several {side} videos in {self.root}: {names}", "keep only one data_{side}.*")
+            raise WorkspaceError(f"several {side} videos in {self.root}: {names}", f"keep only one data_{side}.*")
         return found[0]
 
     def frame_paths(self, side: str) -> list[Path]:
@@ -111,6 +119,7 @@ class Workspace:
         return frames
 
     def aligned_paths(self, side: str) -> list[Path]:
+        """The side's face files (no hidden or temporary files, no ``*_debug`` images)."""
         folder = self.aligned_dir(side)
         if not folder.is_dir():
             return []
@@ -118,10 +127,24 @@ class Workspace:
             p
             for p in folder.iterdir()
             if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.stem.endswith("_debug")
+            and not p.name.startswith(".") and p.is_file()
         )
 
     def require_aligned(self, side: str) -> list[Path]:
+        """The side's face files; a face set that was packed (and has no loose faces) is unpacked first,
+        with a notice, so every step reads packed sets as DeepFaceLab 2 did."""
         faces = self.aligned_paths(side)
+        packed = self.pack_path(side)
+        if not faces and packed.is_file():
+            from facelab.faceset.pack import unpack
+
+            written = unpack(packed, self.aligned_dir(side))
+            packed.unlink()
+            self.notices.append(f"unpacked {packed.name} ({len(written)} faces) into {self.aligned_dir(side)} to read it;"
+                                f" `facelab faceset pack {side}` packs it again")
+            faces = self.aligned_paths(side)
+        elif faces and packed.is_file():
+            self.notices.append(f"{packed} is not read: {self.aligned_dir(side)} has loose faces, which are used")
         if not faces:
             raise WorkspaceError(
                 f"{self.aligned_dir(side)} has no faces", f"run `facelab extract {side}` first"

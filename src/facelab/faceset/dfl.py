@@ -666,21 +666,27 @@ def dfl_bytes(image: np.ndarray, record: FaceRecord, jpeg_quality: int = 95, jpe
     return _assemble(segs, base[sos:])
 
 
-def export_dfl(face_paths: list[Path], out_dir: Path, jpeg_quality: int = 95) -> list[Path]:
-    """Write each facelab face as a DFL face JPEG (same stem) into ``out_dir``."""
+def export_dfl(face_paths: list[Path], out_dir: Path, jpeg_quality: int = 95) -> tuple[list[Path], list[str]]:
+    """Write each facelab face as a DFL face JPEG (same stem) into ``out_dir``; returns the files written and
+    one message per face skipped (unreadable, or a face type DeepFaceLab does not know)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, skipped = [], []
     for p in face_paths:
-        image, record = read_face(p)
+        try:
+            image, record = read_face(p)
+        except FaceFileError as e:
+            skipped.append(e.message)
+            continue
         if record.face_type not in FACELAB_TO_DFL:
-            raise FaceFileError(f"{p} has face type {record.face_type!r}, which DeepFaceLab does not know")
+            skipped.append(f"{p} has face type {record.face_type!r}, which DeepFaceLab does not know")
+            continue
         data = p.read_bytes()
         jpeg = data if data[:2] == b"\xff\xd8" else None
         target = out_dir / (p.stem + ".jpg")
         atomic_write_bytes(target, dfl_bytes(image, record, jpeg_quality, jpeg))
         written.append(target)
-    return written
+    return written, skipped
 
 
 __all__ = [

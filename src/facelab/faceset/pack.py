@@ -23,10 +23,11 @@ import hashlib
 import json
 import os
 import struct
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from facelab.errors import FaceFileError, FacelabError
+from facelab.face_checks import safe_name
 
 MAGIC = b"FACELAB-FACESET\n"
 VERSION = 1
@@ -56,13 +57,16 @@ def read_index(path: Path) -> tuple[list[dict[str, Any]], int]:
         try:
             index = json.loads(f.read(n).decode("utf-8"))
             files = index["files"]
+            if not isinstance(files, list):
+                raise ValueError("'files' is not a list")
             for e in files:
-                e["offset"], e["size"] = int(e["offset"]), int(e["size"])
-                name = str(e["name"])
-                if name != PurePosixPath(name).name or name in ("", ".", ".."):
-                    raise ValueError(f"bad file name {name!r}")
-                str(e["sha256"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+                if not all(isinstance(e.get(k), int) and not isinstance(e.get(k), bool) and 0 <= e[k] < 2**62
+                           for k in ("offset", "size")):
+                    raise ValueError("offset and size must be non-negative integers")
+                safe_name(e.get("name"))  # a plain file name: unpacking never writes outside the folder
+                if not isinstance(e.get("sha256"), str):
+                    raise ValueError("sha256 must be a string")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             raise _bad(path, f"corrupt index ({e})") from e
     need = max((e["offset"] + e["size"] for e in files), default=0)
     if start + need > total:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from facelab.errors import FacelabError, SettingsError, WorkspaceError
+from facelab.errors import FaceFileError, FacelabError, SettingsError, WorkspaceError
 from facelab.faceset import coverage as cov
 from facelab.faceset import dfl, utils
 from facelab.faceset import pack as fpack
@@ -25,16 +25,12 @@ def trash_dir(ws: Workspace, side: str) -> Path:
 
 
 def pack_path(ws: Workspace, side: str) -> Path:
-    return ws.frames_dir(check_side(side)) / "aligned.faceset"
+    return ws.pack_path(check_side(side))
 
 
 def _faces(ws: Workspace, side: str) -> list[Path]:
-    check_side(side)
-    faces = utils.face_files(ws.aligned_dir(side))
-    if not faces:
-        hint = f"run `facelab faceset unpack {side}` first" if pack_path(ws, side).exists() else f"run `facelab extract {side}` first"
-        raise WorkspaceError(f"{ws.aligned_dir(side)} has no faces", hint)
-    return faces
+    """The side's faces (a packed set is unpacked first, with a notice)."""
+    return ws.require_aligned(check_side(side))
 
 
 def debug_landmarks(ws: Workspace, side: str, remove: bool = False) -> Summary:
@@ -63,7 +59,7 @@ def pack(ws: Workspace, side: str, keep: bool = False) -> Summary:
     target = pack_path(ws, side)
     if target.exists():
         raise WorkspaceError(f"{target} exists already", f"run `facelab faceset unpack {side}` first, or delete it")
-    faces = _faces(ws, side)
+    faces = ws.require_aligned(side)
     nbytes = fpack.pack(faces, target)
     if not keep:
         for p in faces:
@@ -87,11 +83,17 @@ def resize(ws: Workspace, side: str, size: int, face_type: str | None = None, jp
     if not 8 <= size <= 2048:
         raise SettingsError(f"size {size} is out of range", "use 8..2048 (e.g. 256 or 512)")
     faces = _faces(ws, side)
-    counts = {"from frame": 0, "resampled": 0}
+    counts = {"from frame": 0, "resampled": 0, "skipped": 0}
+    warnings = []
     for p in track(faces, len(faces), f"resize {side}"):
-        how = utils.resize_face(p, ws.frames_dir(side), size, face_type, jpeg_quality)
+        try:
+            how = utils.resize_face(p, ws.frames_dir(side), size, face_type, jpeg_quality)
+        except FaceFileError as e:  # one unreadable face is named and left as it is
+            warnings.append(f"skipped: {e.message}")
+            counts["skipped"] += 1
+            continue
         counts["from frame" if how == "frame" else "resampled"] += 1
-    return Summary(f"resize {side}", {"faces": len(faces), **counts}, time.time() - t, [str(ws.aligned_dir(side))])
+    return Summary(f"resize {side}", {"faces": len(faces), **counts}, time.time() - t, [str(ws.aligned_dir(side))], warnings)
 
 
 def save_meta(ws: Workspace, side: str) -> Summary:
@@ -146,5 +148,6 @@ def import_dfl(ws: Workspace, folder: Path, side: str = "src") -> Summary:
 
 def export_dfl(ws: Workspace, side: str, folder: Path, jpeg_quality: int = 95) -> Summary:
     t = time.time()
-    written = dfl.export_dfl(_faces(ws, side), Path(folder), jpeg_quality)
-    return Summary(f"export-dfl {side}", {"exported": len(written)}, time.time() - t, [str(folder)])
+    written, skipped = dfl.export_dfl(_faces(ws, side), Path(folder), jpeg_quality)
+    return Summary(f"export-dfl {side}", {"exported": len(written), "skipped": len(skipped)}, time.time() - t, [str(folder)],
+                   [f"skipped: {m}" for m in skipped])
