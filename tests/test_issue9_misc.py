@@ -3,6 +3,7 @@ workspace guard, and the README's count of sort methods."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -200,3 +201,168 @@ def test_video_bitrate_8_is_8_megabits(short_dst, tmp_path):
     assert sizes["8"] > 2_000_000 > 400_000 > sizes["0.2"], sizes
     res = CliRunner().invoke(app, ["-w", str(ws.root), "video", "--bitrate", "8x"])
     assert isinstance(res.exception, SettingsError) and "video --bitrate" in res.exception.message
+
+
+# --- 20: the demo's workspace guard -----------------------------------------------------------
+
+
+class _Reached(Exception):
+    """Raised by a stubbed step: the demo got past its workspace check."""
+
+
+@pytest.fixture()
+def no_steps(monkeypatch):
+    """The demo's first step fails loudly, so a test runs only the workspace handling."""
+    from facelab.stages import frames
+
+    def reached(*args, **kwargs):
+        raise _Reached()
+
+    monkeypatch.setattr(frames, "run", reached)
+
+
+def _demo_ws(tmp_path: Path):
+    from facelab.stages import demo
+    from facelab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "workspace")
+    demo.prepare(ws)
+    return ws
+
+
+def test_demo_refuses_a_workspace_with_the_users_videos(tmp_path, short_dst, no_steps):
+    from facelab.errors import WorkspaceError
+    from facelab.stages import demo
+    from facelab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "workspace")
+    ws.create()
+    mine = ws.root / "data_dst.mp4"
+    mine.write_bytes(short_dst.read_bytes())
+    for force in (False, True):
+        with pytest.raises(WorkspaceError, match="not the demo's sample clip") as e:
+            demo.run(ws, force=force)
+        assert "-w demo_workspace" in e.value.hint
+    assert mine.read_bytes() == short_dst.read_bytes()
+    assert sorted(p.name for p in ws.root.iterdir()) == ["data_dst", "data_dst.mp4", "data_src", "model"]
+    # a demo workspace whose input the user replaced is refused too
+    ws2 = _demo_ws(tmp_path / "two")
+    (ws2.root / "data_src.mp4").write_bytes(short_dst.read_bytes())
+    with pytest.raises(WorkspaceError, match="data_src.mp4 is not the demo's sample clip"):
+        demo.run(ws2)
+
+
+def test_demo_refuses_a_workspace_with_other_files_even_with_force(tmp_path, no_steps):
+    from facelab.errors import WorkspaceError
+    from facelab.stages import demo
+    from facelab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "workspace")
+    ws.create()
+    face = ws.aligned_dir("src") / "00001_0.jpg"
+    face.write_bytes(b"a face of the user's")
+    model = ws.model_dir("mine")
+    model.mkdir()
+    (model / "weights.safetensors").write_bytes(b"weeks of training")
+    for force in (False, True):
+        with pytest.raises(WorkspaceError, match="not the demo's") as e:
+            demo.run(ws, force=force)
+        assert "demo_workspace" in e.value.hint
+    assert face.is_file() and (model / "weights.safetensors").is_file()
+    assert not (ws.root / demo.MARKER).exists() and not list(ws.root.glob("data_*.*"))
+
+
+def test_demo_workspace_new_resumed_and_started_over(tmp_path, no_steps):
+    from facelab.stages import demo
+    from facelab.workspace import Workspace
+
+    # a fresh folder (the README's `facelab demo` on a fresh clone) and an empty layout are the demo's to take
+    for ws in (Workspace(tmp_path / "fresh"), Workspace(tmp_path / "layout")):
+        if ws.root.name == "layout":
+            ws.create()
+        assert demo.check_workspace(ws) is False
+        with pytest.raises(_Reached):
+            demo.run(ws)
+        assert (ws.root / "data_src.mp4").read_bytes() == demo.sample_path(demo.SAMPLE_SRC).read_bytes()
+        assert (ws.root / "data_dst.mpg").read_bytes() == demo.sample_path(demo.SAMPLE_DST).read_bytes()
+        assert json.loads((ws.root / demo.MARKER).read_text())["trained_minutes"] == 0
+    # run again: the demo's own work is kept (resume)
+    frame = ws.frames_dir("dst") / "00001.png"
+    frame.write_bytes(b"frame")
+    assert demo.check_workspace(ws) is True
+    with pytest.raises(_Reached):
+        demo.run(ws)
+    assert frame.is_file()
+    # force: the demo's work goes, its inputs and marker stay
+    with pytest.raises(_Reached):
+        demo.run(ws, force=True)
+    assert not frame.exists() and (ws.root / "data_src.mp4").is_file() and (ws.root / demo.MARKER).is_file()
+    assert demo.check_workspace(ws) is False
+
+
+def test_demo_accepts_an_earlier_versions_demo_workspace(tmp_path, no_steps):
+    """Earlier versions wrote the marker only after training, with the training done: kept."""
+    import shutil
+
+    from facelab.stages import demo
+    from facelab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "workspace")
+    ws.create()
+    shutil.copyfile(demo.sample_path(demo.SAMPLE_SRC), ws.root / "data_src.mp4")
+    shutil.copyfile(demo.sample_path(demo.SAMPLE_DST), ws.root / "data_dst.mpg")
+    assert demo.check_workspace(ws) is False  # only the samples: nothing to lose
+    (ws.root / demo.MARKER).write_text('{"trained_minutes": 5}')
+    (ws.model_dir("quick")).mkdir()
+    (ws.model_dir("quick") / "weights.safetensors").write_bytes(b"w")
+    assert demo.check_workspace(ws) is True
+    with pytest.raises(_Reached):
+        demo.run(ws)
+    assert json.loads((ws.root / demo.MARKER).read_text())["trained_minutes"] == 5
+
+
+def _demo_cli(monkeypatch, ws_root: Path, *args, input=None, tty=False):
+    import typer.testing
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+    from facelab.stages import demo
+
+    calls = []
+    monkeypatch.setattr(demo, "run", lambda ws, **kw: calls.append(kw) or ws.result_path("mp4"))
+    if tty:  # the runner's stdin stands in for a terminal
+        monkeypatch.setattr(typer.testing._NamedTextIOWrapper, "isatty", lambda self: True)
+    res = CliRunner().invoke(app, ["-w", str(ws_root), "demo", *args], input=input)
+    return res, calls
+
+
+def test_demo_force_asks_before_deleting(tmp_path, monkeypatch):
+    ws = _demo_ws(tmp_path)
+    frame = ws.frames_dir("dst") / "00001.png"
+    frame.write_bytes(b"frame")
+    # no terminal, no --yes: refused before anything runs
+    res, calls = _demo_cli(monkeypatch, ws.root, "--force")
+    assert isinstance(res.exception, FacelabError) and "without confirmation" in res.exception.message
+    assert "--yes" in res.exception.hint and calls == [] and frame.is_file()
+    # a terminal: asked; "n" aborts, "y" goes on
+    res, calls = _demo_cli(monkeypatch, ws.root, "--force", input="n\n", tty=True)
+    assert res.exit_code != 0 and "start over?" in res.output and calls == []
+    res, calls = _demo_cli(monkeypatch, ws.root, "--force", input="y\n", tty=True)
+    assert res.exit_code == 0 and calls and calls[0]["force"] is True
+    # --yes: not asked
+    res, calls = _demo_cli(monkeypatch, ws.root, "--force", "--yes")
+    assert res.exit_code == 0 and "start over?" not in res.output and calls[0]["force"] is True
+    # without --force nothing is asked (the demo continues)
+    res, calls = _demo_cli(monkeypatch, ws.root)
+    assert res.exit_code == 0 and calls[0]["force"] is False
+
+
+def test_demo_force_on_a_foreign_workspace_is_refused_not_asked(tmp_path, monkeypatch):
+    from facelab.errors import WorkspaceError
+
+    root = tmp_path / "workspace"
+    (root / "model" / "mine").mkdir(parents=True)
+    (root / "model" / "mine" / "weights.safetensors").write_bytes(b"w")
+    res, calls = _demo_cli(monkeypatch, root, "--force", "--yes")
+    assert isinstance(res.exception, WorkspaceError) and calls == []
+    assert (root / "model" / "mine" / "weights.safetensors").is_file()

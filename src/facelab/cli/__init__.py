@@ -117,12 +117,23 @@ def workspace_cmd(
 @app.command("demo")
 def demo_cmd(
     minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 5.0,
-    force: Annotated[bool, typer.Option(help="Start the demo workspace from scratch.")] = False,
+    force: Annotated[bool, typer.Option(help="Start over: delete the demo's earlier frames, faces, model and result (asks first).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --force: do not ask before deleting.")] = False,
 ) -> None:
-    """Run the whole workflow on the sample clips shipped with facelab."""
+    """Run the whole workflow on the sample clips shipped with facelab, in a workspace of its own.
+
+    The workspace (-w, default ./workspace) must be new, empty or an earlier demo's; one with
+    other files or videos is refused and left untouched. Run again, the demo continues."""
     from facelab.stages import demo
 
-    result = demo.run(current_workspace(), minutes=minutes, force=force, report=report, log=lambda s: console.print(s, highlight=False, markup=False))
+    ws = current_workspace()
+    # starting over deletes the demo's earlier work: ask first (a workspace not the demo's is refused right here)
+    if force and demo.check_workspace(ws) and not yes:
+        if not sys.stdin.isatty():
+            raise FacelabError(f"refusing to delete the earlier demo in {ws.root} without confirmation",
+                               "add --yes to start over, or leave out --force to continue it")
+        typer.confirm(f"Delete the demo's frames, faces, model and result in {ws.root} and start over?", abort=True)
+    result = demo.run(ws, minutes=minutes, force=force, report=report, log=lambda s: console.print(s, highlight=False, markup=False))
     console.print(f"\n[bold green]done:[/bold green] {escape(str(result))}", highlight=False)
 
 
