@@ -366,3 +366,13 @@ def test_demo_force_on_a_foreign_workspace_is_refused_not_asked(tmp_path, monkey
     res, calls = _demo_cli(monkeypatch, root, "--force", "--yes")
     assert isinstance(res.exception, WorkspaceError) and calls == []
     assert (root / "model" / "mine" / "weights.safetensors").is_file()
+
+
+# --- 23: the README counts the sort methods there are ----------------------------------------
+
+
+def test_readme_counts_the_sort_methods():
+    from facelab.faceset.sort import METHODS
+
+    said = re.findall(r"\((\d+) methods\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert said and all(int(n) == len(METHODS) for n in said), (said, len(METHODS))
