@@ -13,7 +13,7 @@ import pytest
 
 from facelab.errors import FacelabError, SettingsError
 from facelab.provenance import permissions
-from facelab.provenance.manifest import KEY_NAME, CHAIN_NAME, signing_identity
+from facelab.provenance.manifest import KEY_NAME, signing_identity
 from facelab.provenance.permissions import KeyPermissionWarning
 
 ROOT = Path(__file__).resolve().parents[1]
