@@ -262,7 +262,7 @@ def apply(folder: Path, paths: list[Path], order: list[int], trash: list[int], t
         trash_dir.mkdir(parents=True, exist_ok=True)
         taken: set[str] = set()
         for i in trash:
-            target = _unique(trash_dir, names[i], taken)
+            target = _unique(trash_dir, os.path.splitext(names[i])[0] + paths[i].suffix.lower(), taken)
             if target.parent != trash_dir:
                 raise ValueError(f"refusing to move {paths[i]} to {target}")
             os.replace(paths[i], target)

@@ -110,12 +110,18 @@ JOURNAL = "recover_names.json"
 def original_name(record: FaceRecord, suffix: str) -> str:
     """The face's first file name: ``extra["original_filename"]``, else ``<frame stem>_<face index><suffix>``;
     always a plain file name (never a path), whatever the metadata says."""
-    for name in (record.extra.get("original_filename"), f"{Path(record.source_filename).stem}_{record.face_index}{suffix.lower()}"):
+    suffix = suffix.lower()
+    stored = record.extra.get("original_filename")
+    for name in (stored, f"{Path(record.source_filename).stem}_{record.face_index}{suffix}"):
+        if not isinstance(name, str):
+            continue
+        if Path(name).suffix.lower() != suffix:  # keep the file's real type: a face named "x" would be hidden
+            name = Path(name).stem + suffix
         try:
             return safe_name(name)
         except ValueError:
             continue
-    return f"face_{record.face_index}{suffix.lower()}"
+    return f"face_{record.face_index}{suffix}"
 
 
 @dataclass
