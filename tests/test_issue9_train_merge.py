@@ -288,3 +288,68 @@ def test_merge_help_names_rct_m_as_default_and_offers_no_segmentation_masks():
     with pytest.raises(SettingsError, match="unknown mask") as e:
         parse_mask("xseg")
     assert "segmentation" not in e.value.hint
+
+
+# --- point 14: a negative --blur narrows the default feather (clamped at a hard edge) ---------------------
+
+
+@pytest.fixture(scope="module")
+def real_face(sample_faces_ws):
+    """One real dst frame, its face prepared for a 96 px model, and the dst hull as the 'prediction' mask."""
+    from facelab.faceimage import read_record
+    from facelab.fileio import read_image
+    from facelab.merge.compose import prepare_faces
+
+    path = sample_faces_ws.require_aligned("dst")[0]
+    rec = read_record(path)
+    frame = read_image(sample_faces_ws.frames_dir("dst") / rec.source_filename)
+    return prepare_faces(frame, [rec], 96, "full")
+
+
+def _soft_width(prepared, blur: int) -> int:
+    """Pixels of the shaped mask that are neither 0 nor 1 (the soft edge), mask ``dst``."""
+    from facelab.merge.compose import MergeSettings, face_layers
+
+    layers = face_layers(prepared, prepared.faces, np.ones((1, 96, 96), np.float32),
+                         MergeSettings(mask="dst", color="none", blur=blur))
+    m = layers.masks[0]
+    return int(((m > 1 / 255) & (m < 254 / 255)).sum())
+
+
+def test_negative_blur_narrows_the_default_feather_down_to_a_hard_edge(real_face):
+    from facelab.merge.compose import DEFAULT_FEATHER, MergeSettings, feather_width
+
+    assert MergeSettings().blur == 0 and feather_width(0) == DEFAULT_FEATHER == 32
+    assert (feather_width(-10), feather_width(-32), feather_width(-200), feather_width(40)) == (22, 0, 0, 72)
+    w = {b: _soft_width(real_face, b) for b in (-200, -32, -20, -10, 0, 40)}
+    # each step down narrows the edge (before the fix every negative value gave the edge of 0 ...)
+    assert w[40] > w[0] > w[-10] > w[-20] > w[-32], w
+    # ... and -32 or less is the unfeathered mask: only the hull's own rim (anti-aliased at 96 px, then
+    # upscaled to the 256 px work size) is soft
+    assert w[-200] == w[-32] < 0.5 * w[-20], w
+
+
+def test_a_saved_version_2_merge_state_is_converted_and_keeps_its_frames(gpu_ws, tmp_path):
+    from facelab.merge.compose import MergeSettings
+    from facelab.merge.ranges import FrameRange, MergePlan
+    from facelab.stages import merge
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(gpu_ws.root, ws.root)
+    first = int(ws.require_frames("dst")[0].stem)
+    new = {"mode": "overlay", "color": "none", "blur": 8}
+    plan = MergePlan(MergeSettings(**new)).with_range(FrameRange(first, first), {"blur": -32})
+    merge.run(ws, "mixed", plan, device="cpu")
+    # the same result as version 2 wrote it: blur was the whole width (40 = 32 + 8; -50 acted as 0 = 32 - 32)
+    path = ws.state_dir("dst") / merge.STATE_FILE
+    state = json.loads(path.read_text())
+    old_plan = MergePlan(MergeSettings(**{**new, "blur": 40})).with_range(FrameRange(first, first), {"blur": -50})
+    stems = list(state["frames"])
+    state.update(version=2, plan=old_plan.to_dict(),
+                 frames={s: merge._fingerprint(state["model_id"], old_plan, int(s)) for s in stems})
+    path.write_text(json.dumps(state))
+    again, _ = merge.plan_from_options(ws, new)
+    assert again.settings_for(first).blur == -32 and again.settings_for(first + 1).blur == 8
+    s = merge.run(ws, "mixed", again, device="cpu")
+    assert s.counts["skipped"] == 30 and not any("other settings" in w for w in s.warnings)
+    assert json.loads(path.read_text())["version"] == merge.STATE_VERSION

@@ -20,7 +20,7 @@ def merge_cmd(
     mode: Annotated[str | None, typer.Option(help="seamless (default), seamless-hist-match, overlay, hist-match, hist-match-bw, raw-rgb, raw-predict.")] = None,
     mask: Annotated[str | None, typer.Option(help="learned, learned-dst, dst, predicted, or a product such as learned*dst (default).", rich_help_panel=_P)] = None,
     erode: Annotated[int | None, typer.Option(help="Shrink (+) or grow (-) the mask, -200..200 (pixels of a 512 px face).", rich_help_panel=_P)] = None,
-    blur: Annotated[int | None, typer.Option(help="Feather the mask edge, -200..200 (default 32; pixels of a 512 px face).", rich_help_panel=_P)] = None,
+    blur: Annotated[int | None, typer.Option(help="Widen (+) or narrow (-) the mask's soft edge, -200..200, added to the default feather of 32 (pixels of a 512 px face); -32 or less: a hard edge. Default 0.", rich_help_panel=_P)] = None,
     face_scale: Annotated[int | None, typer.Option("--face-scale", help="Scale the face about its centre, -50..50 percent.", rich_help_panel=_P)] = None,
     color: Annotated[str | None, typer.Option(help="Colour transfer to the dst face: none, rct, lct, mkl, idt, sot (measured over the whole face squares), or their -m variants measured inside the mask only: rct-m (default), lct-m, mkl-m, idt-m, sot-m.", rich_help_panel=_C)] = None,
     hist_threshold: Annotated[int | None, typer.Option("--hist-threshold", help="hist-match modes: 0..255 (default 238).", rich_help_panel=_C)] = None,

@@ -44,7 +44,8 @@ def erode_blur_mask(mask: np.ndarray, erode: int = 0, blur: int = 0) -> np.ndarr
     Args:
         mask: ``(S, S)`` (or ``(H, W)``) float32 mask in ``[0, 1]``.
         erode: ``-200..200``; positive shrinks the mask, negative grows it.
-        blur: ``0..200``; width of the soft edge. The edge is feathered inward:
+        blur: ``0..400``; width of the soft edge (the merge passes its default
+            feather plus the ``blur`` setting, see ``facelab.merge.compose.feather_width``). The edge is feathered inward:
             the mask is first eroded by half the width, then Gaussian-blurred
             with a kernel of that width, so nothing outside the (eroded or
             grown) mask becomes non-zero and the core stays at 1.
@@ -54,8 +55,8 @@ def erode_blur_mask(mask: np.ndarray, erode: int = 0, blur: int = 0) -> np.ndarr
         the crop border are zero, so the mask fades out before the crop's edge.
     """
     mask = _check_mask(mask, None, "erode_blur_mask")
-    if not -200 <= int(erode) <= 200 or not 0 <= int(blur) <= 200:
-        raise ValueError(f"erode_blur_mask: erode must be in -200..200 and blur in 0..200, got {erode}, {blur}")
+    if not -200 <= int(erode) <= 200 or not 0 <= int(blur) <= 400:
+        raise ValueError(f"erode_blur_mask: erode must be in -200..200 and blur in 0..400, got {erode}, {blur}")
     scale = max(mask.shape) / REFERENCE_FACE_SIZE
     ero = int(round(abs(erode) * scale)) * (1 if erode >= 0 else -1)
     radius = int(round(blur * scale / 2))  # half the feather width

@@ -17,8 +17,8 @@ For every face of a frame (:func:`merge_frame`), in this order:
    modes; inside the raw mask when ``masked_hist``);
 7. degrade: ``bicubic_degrade``, then ``degrade_color``;
 8. ``sharpen`` (positive: unsharp mask; negative: blur);
-9. shape the mask: ``erode``, then feather by ``blur``, in face space at
-   :data:`MASK_WORK_SIZE` or more;
+9. shape the mask: ``erode``, then feather by :data:`DEFAULT_FEATHER` plus
+   ``blur`` (:func:`feather_width`), in face space at :data:`MASK_WORK_SIZE` or more;
 10. ``face_scale``: scale face and mask about the face centre (the centroid
     of the dst landmark hull, which stays in place);
 11. warp face and mask back into the frame (the face's region of interest);
@@ -63,6 +63,10 @@ HIST_MODES = ("hist-match", "hist-match-bw", "seamless-hist-match")
 COLORS = ("none", *COLOR_TRANSFERS, *(f"{name}-m" for name in COLOR_TRANSFERS))
 MASK_WORK_SIZE = 256
 """Masks are eroded/blurred at no less than this side, so small models still get smooth edges."""
+DEFAULT_FEATHER = 32
+"""Width of the soft mask edge every merge gets before the ``blur`` setting is added, in pixels of a 512 px
+face: 1/16 of the face's side whatever its size, enough that overlay shows no seam. As DeepFaceLab's
+merger added the user's blur modifier to a default, a negative ``blur`` narrows this edge."""
 
 _INT_RANGES = {
     "erode": (-200, 200),
@@ -122,10 +126,11 @@ class MergeSettings:
             ``segmentation-dst`` are reserved for a segmenter not there yet).
         erode: ``-200..200``, shrink (+) or grow (-) the mask, in pixels of a
             512 px face (DeepFaceLab's scale). Default 0.
-        blur: ``-200..200``, width of the soft mask edge, same unit. Default 32
-            (about 6 % of the face), so overlay has no visible seam. Negative
-            values are accepted for DeepFaceLab's range but act as 0 (a mask
-            cannot be sharper than hard; DeepFaceLab ignores them too).
+        blur: ``-200..200``, added to the default feather :data:`DEFAULT_FEATHER`
+            (32, same unit, about 6 % of the face): the soft mask edge is
+            ``max(0, 32 + blur)`` wide (:func:`feather_width`). Default 0 (the
+            default feather); positive widens it, negative narrows it, and
+            ``-32`` or less gives a hard edge.
         face_scale: ``-50..50`` percent: scale the predicted face and its mask
             about the face centre (centroid of the dst landmark hull) before
             blending; +20 makes the face 1.2x as wide. Default 0.
@@ -159,7 +164,7 @@ class MergeSettings:
     color: str = "rct-m"
     mask: str = "learned*dst"
     erode: int = 0
-    blur: int = 32
+    blur: int = 0
     face_scale: int = 0
     hist_threshold: int = 238
     masked_hist: bool = True
@@ -413,8 +418,14 @@ def face_layers(
         out_faces[i] = face
         if work != r:
             mask = cv2.resize(mask, (work, work), interpolation=cv2.INTER_LINEAR)
-        out_masks[i] = erode_blur_mask(mask, settings.erode, max(settings.blur, 0))
+        out_masks[i] = erode_blur_mask(mask, settings.erode, feather_width(settings.blur))
     return FaceLayers(out_faces, out_masks)
+
+
+def feather_width(blur: int) -> int:
+    """The soft mask edge's width for a ``blur`` setting: :data:`DEFAULT_FEATHER` plus ``blur``, at least 0
+    (pixels of a 512 px face; ``blur=-10`` -> 22, ``blur=-50`` -> 0, ``blur=40`` -> 72)."""
+    return max(0, DEFAULT_FEATHER + int(blur))
 
 
 def _face_centre(hull: np.ndarray) -> tuple[float, float]:

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from facelab.device import resolve_device
-from facelab.errors import FaceFileError, ModelError, SettingsError, WorkspaceError
+from facelab.errors import FacelabError, FaceFileError, ModelError, SettingsError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_record
 from facelab.fileio import (
     atomic_write_bytes,
@@ -65,7 +65,7 @@ from facelab.stages import Summary
 from facelab.workspace import Workspace
 
 STATE_FILE = "merge.json"
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: ``blur`` is added to the default feather (2: it was the whole feather width)
 JOURNAL_FILE = "merge_done.txt"
 RAW_DIR = "merged_raw"  # raw-predict: <frame>_<i>.png aligned faces and <frame>_<i>_mask.png
 PREVIEW_DIR = "merged_preview"
@@ -190,9 +190,40 @@ def _write_frame(ws: Workspace, path: Path, merged: np.ndarray, mask: np.ndarray
 def _load_state(path: Path) -> dict:
     try:
         d = json.loads(path.read_text("utf-8"))
-        return d if isinstance(d, dict) and d.get("version") == STATE_VERSION else {}
     except (OSError, ValueError):
         return {}
+    if isinstance(d, dict) and d.get("version") == 2:
+        d = _migrate_v2(d)
+    return d if isinstance(d, dict) and d.get("version") == STATE_VERSION else {}
+
+
+def _migrate_v2(d: dict) -> dict:
+    """Version 2 -> 3: a saved ``blur`` was the whole feather width (negative acted as 0); now it is added to
+    :data:`~facelab.merge.compose.DEFAULT_FEATHER`. Each saved value becomes the one that gives the same edge,
+    and frames recorded as made with the old settings keep their record (their pixels would be the same)."""
+    from facelab.merge.compose import DEFAULT_FEATHER
+
+    def shift(settings: dict) -> dict:
+        if "blur" not in settings:
+            return settings
+        old = settings["blur"]
+        if isinstance(old, bool) or not isinstance(old, int):
+            return settings  # invalid anyway: left for the checks to report
+        return {**settings, "blur": max(old, 0) - DEFAULT_FEATHER}
+
+    try:
+        old_plan = MergePlan.from_dict(d["plan"])  # the values as saved: what the frames' fingerprints hold
+        plan = {"default": shift(dict(d["plan"]["default"])),
+                "ranges": [{**r, "settings": shift(dict(r.get("settings", {})))} for r in d["plan"].get("ranges", [])]}
+        new_plan = MergePlan.from_dict(plan)
+    except (KeyError, TypeError, AttributeError, FacelabError):
+        return {}  # not a plan this version wrote: start afresh
+    model_id = d.get("model_id")
+    frames = {}
+    for stem, fp in dict(d.get("frames", {})).items():
+        n = _frame_number(stem)
+        frames[stem] = _fingerprint(model_id, new_plan, n) if fp == _fingerprint(model_id, old_plan, n) else fp
+    return {**d, "version": STATE_VERSION, "plan": new_plan.to_dict(), "frames": frames}
 
 
 def _model_id(ws: Workspace, model_name: str, prefix: str = "") -> str | None:
