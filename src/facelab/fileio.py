@@ -18,6 +18,31 @@ import numpy as np
 from facelab.errors import FacelabError, MediaError
 
 
+# errno -> (what happened, what to do); the only place these messages are written
+_WRITE_ERRORS = {
+    errno.ENOSPC: ("disk full while writing {path}", "free some space and run the step again; finished work is kept"),
+    errno.EDQUOT: ("disk quota exceeded while writing {path}", "free some space and run the step again; finished work is kept"),
+    errno.EROFS: ("{path} is on a read-only file system", "use a workspace on a writable disk (-w PATH); finished work is kept"),
+    errno.EACCES: ("permission denied for {path}", "make the workspace readable and writable by you (or use -w PATH); finished work is kept"),
+    errno.EPERM: ("operation not permitted on {path}", "make the workspace readable and writable by you (or use -w PATH); finished work is kept"),
+}
+
+
+def write_error(error: OSError, path: str | Path | None = None) -> FacelabError | None:
+    """The user error for an ``OSError`` the user can fix (disk full, read-only, no permission), else ``None``.
+
+    ``path`` is the file being written (default: the file the error names; a
+    temporary name is not what the user should see). The CLI maps stray
+    ``OSError`` s (a ``mkdir``, an ``open``) through this too.
+    """
+    found = _WRITE_ERRORS.get(error.errno)  # type: ignore[arg-type]
+    if found is None:
+        return None
+    name = path if path is not None else error.filename
+    message, hint = found
+    return FacelabError(message.format(path=name if name is not None else "a file"), hint)
+
+
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
@@ -33,9 +58,13 @@ def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> No
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise FacelabError(f"disk full while writing {path}", "free some space and run the step again; finished work is kept") from e
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # read-only or unreadable folder: there is no temporary file to remove
+        user_error = write_error(e, path)
+        if user_error is not None:
+            raise user_error from e
         raise
 
 

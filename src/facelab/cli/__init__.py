@@ -1,13 +1,17 @@
 """Command line: each command parses its flags, builds the step's settings and calls one stage.
 
-Errors a user can fix (:class:`facelab.errors.FacelabError`) are printed as one
-line with a hint and exit with status 2; anything else is a bug and keeps its
-traceback.
+Errors a user can fix (:class:`facelab.errors.FacelabError`, and an ``OSError``
+such as a full disk, a read-only workspace or a denied permission, see
+:func:`facelab.fileio.write_error`) are printed as one line with a hint and exit
+with status 2; anything else is a bug and keeps its traceback. Ctrl+C prints
+what was kept and how to continue, and exits with status 130.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -30,11 +34,43 @@ COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "d
                  "sort", "faceset")
 
 
+class Interrupted(Exception):
+    """Ctrl+C during a command, with what was kept and how to continue (printed by :func:`main`, exit 130).
+
+    Not a ``KeyboardInterrupt``: click turns that into a silent exit 130 before
+    :func:`main` could say anything.
+    """
+
+    def __init__(self, message: str = "interrupted: finished work is kept; run the same command again to continue") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@contextmanager
+def on_interrupt(kept: Callable[[], str]) -> Iterator[None]:
+    """Turn Ctrl+C inside the block into :class:`Interrupted` with ``kept()`` as the message."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        try:
+            message = kept()
+        except Exception:  # noqa: BLE001 - the message is a courtesy; never hide the interrupt behind a bug in it
+            message = Interrupted().message
+        raise Interrupted(message) from None
+
+
 class _OrderedGroup(TyperGroup):
     def list_commands(self, ctx) -> list[str]:
         names = super().list_commands(ctx)
         rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
         return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+    def invoke(self, ctx):
+        # every command: Ctrl+C reaches main() (a command may have raised a more precise Interrupted already)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
 
 app = typer.Typer(
@@ -74,6 +110,9 @@ def current_workspace() -> Workspace:
 
 
 def report(summary: Summary) -> None:
+    ws = _state.get("ws")
+    while ws is not None and ws.notices:  # what the workspace changed by itself on the way (e.g. unpacked a face set)
+        console.print(f"note: {escape(ws.notices.pop(0))}", highlight=False)
     console.print(summary.line(), highlight=False, markup=False)
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
@@ -143,15 +182,31 @@ from facelab.cli import merge_cmd, verify_cmd  # noqa: E402,F401
 from facelab.cli import enhance_cmd  # noqa: E402,F401
 
 
+def _print_error(e: FacelabError) -> None:
+    # one line: what is wrong, then in brackets what to do
+    err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
+
+
 def main() -> None:
     try:
         app()
     except FacelabError as e:
-        # one line: what is wrong, then in brackets what to do
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
+        _print_error(e)
         raise SystemExit(2) from None
+    except OSError as e:
+        # a full disk, a read-only workspace, a denied permission: the user can fix these
+        from facelab.fileio import write_error  # not at the top: it loads OpenCV, and --help should be quick
+
+        user_error = write_error(e)
+        if user_error is None:
+            raise  # anything else is a bug: keep the traceback
+        _print_error(user_error)
+        raise SystemExit(2) from None
+    except Interrupted as e:
+        err_console.print(escape(e.message), highlight=False)
+        raise SystemExit(130) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: finished work is kept; run the same command again to continue")
+        err_console.print(Interrupted().message, highlight=False, markup=False)
         raise SystemExit(130) from None
 
 
