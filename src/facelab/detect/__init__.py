@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from facelab.errors import SettingsError
 from facelab.registry import Registry
 
 
@@ -60,6 +61,79 @@ list_detectors = DETECTORS.names
 def create_detector(name: str = "retinaface", **options: Any) -> Detector:
     """Build a registered detector by name."""
     return DETECTORS.create(name, **options)
+
+
+DEVICE_HINT = "use auto (the best GPU, else the CPU), cpu, cuda or cuda:N"
+
+
+def parse_device(device: str) -> str:
+    """Check and normalise a detector device name: ``"auto" | "cpu" | "cuda" | "cuda:N"``.
+
+    ``"cuda"`` is ``"cuda:0"``, as in torch. Raises :class:`SettingsError` for anything else.
+    """
+    d = str(device).strip().lower()
+    if d in ("auto", "cpu"):
+        return d
+    if d == "cuda":
+        return "cuda:0"
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return f"cuda:{int(d[5:])}"
+    raise SettingsError(f"device={device!r} is not a device", DEVICE_HINT)
+
+
+def onnx_providers(device: str, available: list[str] | None = None) -> list[Any]:
+    """ONNX Runtime execution providers, most preferred first, for ``device`` (see :func:`parse_device`).
+
+    ``auto`` uses ONNX Runtime's CUDA provider on the GPU with the most memory when
+    this ONNX Runtime has one (the ``onnxruntime-gpu`` package), then the CPU.
+    ``cuda:N`` without a CUDA provider raises :class:`SettingsError`. ``available``
+    overrides ``onnxruntime.get_available_providers()``.
+    """
+    d = parse_device(device)
+    if available is None:
+        import onnxruntime as ort
+
+        available = list(ort.get_available_providers())
+    has_cuda = "CUDAExecutionProvider" in available
+    if d == "cpu":
+        return ["CPUExecutionProvider"]
+    if d == "auto":
+        preferred: list[Any] = [("CUDAExecutionProvider", {"device_id": _best_gpu()})] if has_cuda else []
+        if "CoreMLExecutionProvider" in available:
+            preferred.append("CoreMLExecutionProvider")
+        return preferred + ["CPUExecutionProvider"]
+    if not has_cuda:
+        raise SettingsError(
+            f"device={device!r}: no CUDA GPU is usable here (ONNX Runtime offers {', '.join(available) or 'nothing'})",
+            "use --device auto or cpu; to detect on an NVIDIA GPU install onnxruntime-gpu and a CUDA runtime",
+        )
+    index = int(d[5:])
+    count = _gpu_count()
+    if count is not None and index >= count:
+        raise SettingsError(f"device={device!r}: there is no GPU {index} ({count} CUDA device(s) found)",
+                            f"use cuda:0..cuda:{count - 1}, auto or cpu" if count else "use --device auto or cpu")
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def _gpu_count() -> int | None:
+    """Number of CUDA devices as torch sees them, or ``None`` if torch cannot tell (a CPU build)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None  # a CPU build of torch says nothing about onnxruntime-gpu's devices
+    return torch.cuda.device_count()
+
+
+def _best_gpu() -> int:
+    """Index of the CUDA device with the most memory (0 when torch cannot tell)."""
+    count = _gpu_count()
+    if not count:
+        return 0
+    import torch
+
+    return max(range(count), key=lambda i: torch.cuda.get_device_properties(i).total_memory)
 
 
 def rotate_image(image: np.ndarray, angle: int) -> np.ndarray:

