@@ -180,22 +180,26 @@ def test_manual_fix_lists_frames_without_face_via_cli(ws8):
 
 
 def test_redo_deleted_debug(ws8):
+    """Errors before there is anything to redo, then a redo with the recorded settings
+    (the re-extraction itself is tested in test_issue9_extract_cli.py)."""
     with pytest.raises(FacelabError, match="not been extracted"):
-        extract.manual_todo(ws8, "dst", no_face=False, deleted_debug=True)
+        extract.redo_deleted_debug(ws8, "dst")
     extract.run(ws8, "dst", extract.ExtractSettings(size=128))
     with pytest.raises(FacelabError, match="no debug images"):
-        extract.manual_todo(ws8, "dst", no_face=False, deleted_debug=True)
+        extract.redo_deleted_debug(ws8, "dst")
     extract.run(ws8, "dst", extract.ExtractSettings(size=128, debug=True), force=True)
     assert len(list(ws8.aligned_debug_dir("dst").glob("*.jpg"))) == 8
     for stem in ("00003", "00005"):
         (ws8.aligned_debug_dir("dst") / f"{stem}.jpg").unlink()
-    frames = extract.manual_todo(ws8, "dst", no_face=False, deleted_debug=True)
-    assert frames == ["00003.png", "00005.png"]
-    names = [p.name for p in ws8.aligned_paths("dst")]
-    assert "00003_0.jpg" not in names and "00005_0.jpg" not in names and len(names) == 5
-    # both lists together, and the earlier entries stay
-    frames = extract.manual_todo(ws8, "dst", no_face=True)
-    assert frames == ["00003.png", "00005.png", "00008.png"]
-    # the resumed automatic run does not silently redo them
+    assert extract.deleted_debug_frames(ws8, "dst") == ["00003.png", "00005.png"]
+    # the resumed automatic run does not redo them on its own ...
     assert extract.run(ws8, "dst", extract.ExtractSettings(size=128, debug=True)).counts["frames"] == 0
+    assert extract.deleted_debug_frames(ws8, "dst") == ["00003.png", "00005.png"]
+    # ... the redo does, and every face is still there afterwards
+    s = extract.redo_deleted_debug(ws8, "dst", extract.ExtractSettings(size=128))
+    assert s.counts["re-extracted"] == 2 and extract.deleted_debug_frames(ws8, "dst") == []
+    names = [p.name for p in ws8.aligned_paths("dst")]
+    assert "00003_0.jpg" in names and "00005_0.jpg" in names and len(names) == 7
+    # the no-face frame is listed by --manual-fix
+    assert extract.manual_todo(ws8, "dst", no_face=True) == ["00008.png"]
     assert read_face(ws8.aligned_paths("dst")[0])[1].extra["accurate"] is True

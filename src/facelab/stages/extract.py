@@ -12,8 +12,13 @@ pass on the aligned crop, averaged over jittered boxes
 whose aligned square is far larger or smaller than the detector box -> (with a
 ``reference``) an identity check. With ``smooth``, a second phase smooths the
 landmark tracks over time (:mod:`facelab.landmarks.smooth`) and re-cuts the
-faces from the smoothed landmarks. :func:`manual_todo` lists frames awaiting
-manual extraction. Options are documented in ``docs/extraction.md``.
+faces from the smoothed landmarks. With ``debug``, ``aligned_debug/<frame>.jpg``
+is written for every frame (drawn from the stored face metadata for frames
+extracted earlier without it); ``.facelab/debug_done.txt`` lists the frames
+whose debug image was written, so one missing from that folder was deleted by
+the user: :func:`redo_deleted_debug` extracts those frames again.
+:func:`manual_todo` lists frames awaiting manual extraction. Options are
+documented in ``docs/extraction.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +40,13 @@ from facelab.detect import (
     Detection,
     create_detector,
     detect_with_rotation,
+    parse_device,
     unrotate_box,
     unrotate_points,
 )
 from facelab.errors import FaceFileError, FacelabError, SettingsError
 from facelab.faceimage import FaceRecord, read_face, read_record, write_face
-from facelab.fileio import atomic_write_json, read_image, write_image
+from facelab.fileio import atomic_write_bytes, atomic_write_json, read_image, write_image
 from facelab.landmarks import create_landmarker
 from facelab.landmarks import smooth as lm_smooth
 from facelab.landmarks.accurate import refine_landmarks
@@ -68,9 +75,11 @@ class ExtractSettings:
     smooth: bool = False  # temporal smoothing of landmark tracks (meant for dst)
     reference: str = ""  # image or folder of aligned faces: keep only this person's faces
     reference_threshold: float = 0.6  # identity.DEFAULT_THRESHOLD
+    device: str = "auto"  # where the detector runs: auto | cpu | cuda | cuda:N (landmarks: always the CPU)
 
     def __post_init__(self) -> None:
         FaceType.parse(self.face_type)
+        parse_device(self.device)
         if not 64 <= self.size <= 2048:
             raise SettingsError(f"size={self.size} is out of range", "use 64..2048 (default 512)")
         if not 1 <= self.jpeg_quality <= 100:
@@ -86,7 +95,21 @@ class ExtractSettings:
 
     def output_key(self) -> dict[str, Any]:
         """The settings that change what the aligned faces look like."""
-        return {k: v for k, v in asdict(self).items() if k not in ("debug", "threads")}
+        return {k: v for k, v in asdict(self).items() if k not in ("debug", "threads", "device")}
+
+
+def recorded_settings(ws: Workspace, side: str) -> dict[str, Any]:
+    """The face-shaping settings the side's aligned faces were extracted with (``{}`` if none are recorded).
+
+    Only keys :class:`ExtractSettings` knows are returned, so a caller can fill
+    the options a user did not give with them.
+    """
+    previous = _read_json(ws.state_dir(check_side(side)) / "extract.json") or {}
+    recorded = previous.get("settings")
+    if not isinstance(recorded, dict):
+        return {}
+    known = {f.name for f in fields(ExtractSettings)}
+    return {k: v for k, v in recorded.items() if k in known}
 
 
 @dataclass(frozen=True)
@@ -218,17 +241,27 @@ def make_face(image: np.ndarray, found: FoundFace, index: int, frame_name: str, 
 
 def draw_debug(image: np.ndarray, faces: list[FoundFace], settings: ExtractSettings) -> np.ndarray:
     """The frame with each face's box (red), landmarks (green), hull (blue) and crop square (yellow)."""
+    return _draw_debug(image, [(f, settings.face_type, settings.size) for f in faces])
+
+
+def draw_debug_records(image: np.ndarray, records: list[FaceRecord]) -> np.ndarray:
+    """:func:`draw_debug` from stored face metadata (box, frame landmarks, face type and size): no detection."""
+    return _draw_debug(image, [(FoundFace(Detection(tuple(r.source_rect), float(r.extra.get("detector_score", 1.0))), r.source_landmarks), r.face_type, r.size)
+                               for r in records])
+
+
+def _draw_debug(image: np.ndarray, faces: list[tuple[FoundFace, str, int]]) -> np.ndarray:
     out = image.copy()
     thick = max(1, round(max(image.shape[:2]) / 500))
-    for f in faces:
+    for f, face_type, size in faces:
         x0, y0, x1, y1 = (int(round(v)) for v in f.detection.box)
         cv2.rectangle(out, (x0, y0), (x1, y1), (0, 0, 255), thick)
         hull = cv2.convexHull(np.round(f.landmarks).astype(np.int32))
         cv2.polylines(out, [hull], True, (255, 0, 0), thick, cv2.LINE_AA)
         for x, y in f.landmarks:
             cv2.circle(out, (int(round(x)), int(round(y))), thick + 1, (0, 255, 0), -1, cv2.LINE_AA)
-        mat = align.face_matrix(f.landmarks, settings.face_type, settings.size)
-        s = settings.size
+        mat = align.face_matrix(f.landmarks, face_type, size)
+        s = size
         square = align.transform_points(np.array([[0, 0], [s, 0], [s, s], [0, s]], np.float64), align.invert_affine(mat))
         cv2.polylines(out, [np.round(square).astype(np.int32)], True, (0, 255, 255), thick, cv2.LINE_AA)
     return out
@@ -238,41 +271,121 @@ def _done_log(ws: Workspace, side: str) -> Path:
     return ws.state_dir(side) / "extract_done.txt"
 
 
+def _debug_log(ws: Workspace, side: str) -> Path:
+    return ws.state_dir(side) / "debug_done.txt"
+
+
+def _debug_written(ws: Workspace, side: str, done: set[str] | list[str]) -> set[str]:
+    """Frames whose debug image was written. Workspaces from before ``debug_done.txt``:
+    if any debug image exists, every extracted frame is taken to have had one."""
+    log = _debug_log(ws, side)
+    if log.exists():
+        return set(_read_lines(log))
+    return set(done) if any(ws.aligned_debug_dir(side).glob("*.jpg")) else set()
+
+
+def deleted_debug_frames(ws: Workspace, side: str) -> list[str]:
+    """Extracted frames whose ``aligned_debug`` image was written and has since been deleted, sorted."""
+    check_side(side)
+    done = _read_lines(_done_log(ws, side))
+    if not done:
+        raise FacelabError(f"data_{side} has not been extracted yet", f"run `facelab extract {side}` first")
+    if not _debug_written(ws, side, done):
+        raise FacelabError(
+            f"{ws.aligned_debug_dir(side)} holds no debug images, so none can have been deleted",
+            f"run `facelab extract {side} --debug` (it draws them from the extracted faces), delete the bad frames from aligned_debug, then run this again",
+        )
+    return _deleted_debug(ws, side, done)
+
+
+def _deleted_debug(ws: Workspace, side: str, done: list[str]) -> list[str]:
+    debug_dir = ws.aligned_debug_dir(side)
+    return sorted(n for n in set(done) & _debug_written(ws, side, done) if not (debug_dir / f"{Path(n).stem}.jpg").exists())
+
+
+def _open_debug_log(ws: Workspace, side: str, done: set[str] | list[str]):
+    """``debug_done.txt`` opened for appending; a workspace from before it gets the frames it had first."""
+    log = _debug_log(ws, side)
+    if not log.exists():
+        atomic_write_bytes(log, "".join(n + "\n" for n in sorted(_debug_written(ws, side, done))).encode())
+    return open(log, "a")
+
+
+def _faces_of(aligned: Path, stem: str) -> list[Path]:
+    """Aligned face files cut from the frame ``stem`` (``<stem>_<i>.jpg|png``)."""
+    return sorted(p for p in list(aligned.glob(f"{stem}_*.jpg")) + list(aligned.glob(f"{stem}_*.png")) if p.stem.rsplit("_", 1)[0] == stem)
+
+
+def write_missing_debug(ws: Workspace, side: str, pool: ThreadPoolExecutor | None = None) -> int:
+    """Draw ``aligned_debug/<frame>.jpg`` from the stored faces for extracted frames that never had one.
+
+    Frames whose debug image was written and later deleted are left alone (they
+    mark frames for :func:`redo_deleted_debug`). Returns the number written.
+    """
+    done = _read_lines(_done_log(ws, side))
+    debug_dir = ws.aligned_debug_dir(side)
+    written = _debug_written(ws, side, done)
+    missing = [p for p in ws.frame_paths(side) if p.name in set(done) - written and not (debug_dir / f"{p.stem}.jpg").exists()]
+    if not missing:
+        return 0
+    records: dict[str, list[FaceRecord]] = {}
+    for p in ws.aligned_paths(side):
+        try:
+            rec = read_record(p)
+        except FaceFileError:
+            continue  # not a face (a stray file): nothing to draw
+        records.setdefault(rec.source_filename, []).append(rec)
+    debug_dir.mkdir(parents=True, exist_ok=True)
+    own_pool = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=2)
+    try:
+        with _open_debug_log(ws, side, done) as log:
+            for path, image in track(prefetch(read_image, missing, pool), len(missing), f"debug images {side}"):
+                faces = sorted(records.get(path.name, []), key=lambda r: r.face_index)
+                write_image(debug_dir / f"{path.stem}.jpg", draw_debug_records(image, faces), 90)
+                log.write(path.name + "\n")
+                log.flush()
+    finally:
+        if own_pool:
+            pool.shutdown()
+    return len(missing)
+
+
 def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(), force: bool = False) -> Summary:
     """Extract aligned faces of ``side`` into ``data_<side>/aligned``. See module docstring."""
     check_side(side)
     start = time.perf_counter()
     frames = ws.require_frames(side)
     aligned, debug_dir, state = ws.aligned_dir(side), ws.aligned_debug_dir(side), ws.state_dir(side)
-    for d in (aligned, debug_dir, state):
-        d.mkdir(parents=True, exist_ok=True)
     record_path, log_path = state / "extract.json", _done_log(ws, side)
 
     previous = _read_json(record_path)
-    if force:
-        for p in list(aligned.glob("*.jpg")) + list(aligned.glob("*.png")) + list(debug_dir.glob("*.jpg")):
-            p.unlink()
-        log_path.unlink(missing_ok=True)
-    elif previous and previous.get("settings") != settings.output_key() and aligned.exists() and any(aligned.iterdir()):
+    if not force and previous and previous.get("settings") != settings.output_key() and aligned.exists() and any(aligned.iterdir()):
         raise SettingsError(
             f"{aligned} holds faces extracted with other settings ({_diff(previous.get('settings', {}), settings.output_key())})",
             f"run `facelab extract {side} --force` to extract again with the new settings",
         )
+    # the models first: a device or reference that does not work must not cost the existing faces (--force)
+    detector, landmarker, reference = _models(settings)
+    for d in (aligned, debug_dir, state):
+        d.mkdir(parents=True, exist_ok=True)
+    if force:
+        for p in list(aligned.glob("*.jpg")) + list(aligned.glob("*.png")) + list(debug_dir.glob("*.jpg")):
+            p.unlink()
+        log_path.unlink(missing_ok=True)
+        _debug_log(ws, side).unlink(missing_ok=True)
     done = set(log_path.read_text().split()) if log_path.exists() else set()
     atomic_write_json(record_path, {"settings": settings.output_key(), "completed": False})
 
     todo = [p for p in frames if p.name not in done]
-    threads = settings.threads or os.cpu_count() or 2
-    detector = create_detector(settings.detector, threads=threads, score_threshold=settings.min_score)
-    landmarker = create_landmarker(settings.landmarks)
-    reference = load_reference(settings.reference, detector, landmarker, settings) if settings.reference else None
 
     dropped: dict[str, int] = {}
     n_faces = n_with = 0
     no_face: list[str] = []
     # frames whose faces are still being written, oldest first: logged as done once written
     writing: deque[tuple[str, list[Future[None]]]] = deque()
-    with ThreadPoolExecutor(max_workers=2) as pool, open(log_path, "a") as log:
+    debug_log = _open_debug_log(ws, side, done) if settings.debug and todo else nullcontext()
+    with ThreadPoolExecutor(max_workers=2) as pool, open(log_path, "a") as log, debug_log as dlog:
 
         def flush(block: bool) -> None:
             while writing and (block or all(f.done() for f in writing[0][1])):
@@ -281,6 +394,9 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
                     f.result()  # re-raise a write error (disk full ...) here
                 log.write(name + "\n")
                 log.flush()
+                if dlog is not None:
+                    dlog.write(name + "\n")
+                    dlog.flush()
 
         for path, image in track(prefetch(read_image, todo, pool), len(todo), f"extract {side}"):
             found = find_faces(image, detector, landmarker, settings, reference, dropped)
@@ -295,6 +411,8 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
             flush(block=len(writing) > 8)
         flush(block=True)
         n_smoothed = smooth_faces(ws, side, settings, pool) if settings.smooth and (todo or not (previous or {}).get("completed")) else 0
+        # frames extracted earlier without --debug: draw theirs from the stored faces, no detection
+        n_debug = write_missing_debug(ws, side, pool) if settings.debug else 0
 
     old_no_face = _read_lines(state / "no_face.txt") if done else []
     all_no_face = sorted(set(old_no_face) | set(no_face))
@@ -316,9 +434,24 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
         summary.counts["dropped (other person)"] = dropped.get("other person", 0)
     if settings.smooth:
         summary.counts["smoothed faces"] = n_smoothed
+    if n_debug:
+        summary.counts["debug images drawn from the faces"] = n_debug
+    summary.step += f" ({getattr(detector, 'device', settings.device)})"
     if no_face:
         summary.warnings.append(f"{len(no_face)} frame(s) without a face (listed in {state / 'no_face.txt'})")
+    deleted = _deleted_debug(ws, side, _read_lines(log_path)) if settings.debug else []
+    if deleted:
+        summary.warnings.append(f"{len(deleted)} debug image(s) deleted from {debug_dir}: run `facelab extract {side} --redo-deleted-debug` (with e.g. a lower --min-score) to extract those frames again")
     return summary
+
+
+def _models(settings: ExtractSettings):
+    """``(detector, landmarker, reference embedding or None)`` for ``settings``."""
+    threads = settings.threads or os.cpu_count() or 2
+    detector = create_detector(settings.detector, threads=threads, score_threshold=settings.min_score, device=settings.device)
+    landmarker = create_landmarker(settings.landmarks)
+    reference = load_reference(settings.reference, detector, landmarker, settings) if settings.reference else None
+    return detector, landmarker, reference
 
 
 def smooth_faces(ws: Workspace, side: str, settings: ExtractSettings, pool: ThreadPoolExecutor | None = None) -> int:
@@ -372,43 +505,107 @@ def smooth_faces(ws: Workspace, side: str, settings: ExtractSettings, pool: Thre
             pool.shutdown()
 
 
-def manual_todo(ws: Workspace, side: str, no_face: bool = True, deleted_debug: bool = False) -> list[str]:
+def manual_todo(ws: Workspace, side: str, no_face: bool = True) -> list[str]:
     """List frames awaiting manual extraction in ``data_<side>/.facelab/manual_todo.json``.
 
-    ``no_face``: frames listed in ``no_face.txt`` (``--manual-fix``).
-    ``deleted_debug``: extracted frames whose ``aligned_debug/<frame>.jpg`` the user
-    deleted (``--redo-deleted-debug``); their aligned faces are deleted too so
-    that they are redone. Frames already in the file stay there (the manual
-    extraction UI removes the ones it finishes). Returns the sorted list.
+    ``no_face``: add the frames listed in ``no_face.txt`` (``--manual-fix``).
+    Frames already in the file stay there (the manual extraction UI, or
+    :func:`redo_deleted_debug` once it finds their faces, removes them).
+    Returns the sorted list.
     """
     check_side(side)
-    state, aligned, debug_dir = ws.state_dir(side), ws.aligned_dir(side), ws.aligned_debug_dir(side)
-    done = _read_lines(_done_log(ws, side))
-    if not done:
+    if not _read_lines(_done_log(ws, side)):
         raise FacelabError(f"data_{side} has not been extracted yet", f"run `facelab extract {side}` first")
-    todo_path = state / "manual_todo.json"
+    add = {name: "no face" for name in _read_lines(ws.state_dir(side) / "no_face.txt")} if no_face else {}
+    return _update_todo(ws, side, add=add, keep_reason=True)
+
+
+def _update_todo(ws: Workspace, side: str, add: dict[str, str] | None = None, remove: set[str] | frozenset[str] = frozenset(), keep_reason: bool = False) -> list[str]:
+    """Add (``keep_reason``: without overwriting an earlier reason) and remove frames in ``manual_todo.json``."""
+    todo_path = ws.state_dir(side) / "manual_todo.json"
     previous = _read_json(todo_path) or {}
-    reasons: dict[str, str] = dict(previous.get("reasons", {}))
-    if no_face:
-        for name in _read_lines(state / "no_face.txt"):
-            reasons.setdefault(name, "no face")
-    if deleted_debug:
-        if not debug_dir.exists() or not any(debug_dir.glob("*.jpg")):
-            raise FacelabError(
-                f"{debug_dir} holds no debug images, so none can have been deleted",
-                f"run `facelab extract {side} --debug --force`, delete the bad frames from aligned_debug, then run this again",
-            )
-        stems = {p.stem for p in debug_dir.glob("*.jpg")}
-        for name in done:
-            stem = Path(name).stem
-            if stem not in stems:
-                reasons[name] = "debug image deleted"
-                for p in list(aligned.glob(f"{stem}_*.jpg")) + list(aligned.glob(f"{stem}_*.png")):
-                    if p.stem.rsplit("_", 1)[0] == stem:
-                        p.unlink()
+    reasons: dict[str, str] = {k: v for k, v in dict(previous.get("reasons", {})).items() if k not in remove}
+    for name, why in (add or {}).items():
+        if keep_reason:
+            reasons.setdefault(name, why)
+        else:
+            reasons[name] = why
     frames = sorted(reasons)
-    atomic_write_json(todo_path, {"side": side, "frames": frames, "reasons": {f: reasons[f] for f in frames}})
+    if frames or todo_path.exists():
+        atomic_write_json(todo_path, {"side": side, "frames": frames, "reasons": {f: reasons[f] for f in frames}})
     return frames
+
+
+def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings()) -> Summary:
+    """Extract again, automatically with ``settings``, the frames whose ``aligned_debug`` image the user deleted.
+
+    Manual extraction does not exist yet, so the frames are re-detected with
+    the options given (a lower ``min_score``, another ``face_type``, ``max_faces``,
+    a ``reference`` ...). For each frame the new faces are written first (each
+    replacing the file of the same name atomically), then old faces the new
+    ones did not replace are removed, then a new debug image is written: a face
+    is never deleted before its replacement exists. A frame where nothing is
+    found keeps its old faces (if any) and stays listed in ``manual_todo.json``
+    without a debug image, so it can be retried with other options. The
+    recorded extraction settings are left as they are.
+    """
+    check_side(side)
+    start = time.perf_counter()
+    frames = {p.name: p for p in ws.require_frames(side)}
+    deleted = deleted_debug_frames(ws, side)
+    aligned, debug_dir, state = ws.aligned_dir(side), ws.aligned_debug_dir(side), ws.state_dir(side)
+    summary = Summary(step=f"extract {side} --redo-deleted-debug", outputs=[str(aligned)])
+    gone = [n for n in deleted if n not in frames]
+    todo = [frames[n] for n in deleted if n in frames]
+    fixed: list[str] = []
+    unfound: list[str] = []
+    dropped: dict[str, int] = {}
+    n_faces = n_removed = 0
+    if todo:
+        detector, landmarker, reference = _models(settings)
+        summary.step += f" ({getattr(detector, 'device', settings.device)})"
+        debug_dir.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=2) as pool, _open_debug_log(ws, side, _read_lines(_done_log(ws, side))) as dlog:
+            for path, image in track(prefetch(read_image, todo, pool), len(todo), f"re-extract {side}"):
+                found = find_faces(image, detector, landmarker, settings, reference, dropped)
+                if not found:
+                    unfound.append(path.name)
+                    continue
+                old = _faces_of(aligned, path.stem)
+                for i, f in enumerate(found):  # replacements first ...
+                    _write_face(image, f, i, path, aligned, settings)
+                new_names = {f"{path.stem}_{i}.jpg" for i in range(len(found))}
+                for p in old:  # ... then the old faces they did not overwrite
+                    if p.name not in new_names:
+                        p.unlink()
+                        n_removed += 1
+                write_image(debug_dir / f"{path.stem}.jpg", draw_debug(image, found, settings), 90)
+                dlog.write(path.name + "\n")
+                dlog.flush()
+                fixed.append(path.name)
+                n_faces += len(found)
+    if fixed:
+        no_face_path = state / "no_face.txt"
+        if no_face_path.exists():
+            atomic_write_bytes(no_face_path, "".join(n + "\n" for n in _read_lines(no_face_path) if n not in set(fixed)).encode())
+        if settings.smooth:
+            summary.counts["smoothed faces"] = smooth_faces(ws, side, settings)
+    _update_todo(ws, side, add={n: "debug image deleted; automatic re-extraction found no face" for n in unfound}, remove=set(fixed))
+    summary.counts.update({"frames": len(todo), "re-extracted": len(fixed), "faces": n_faces, "old faces removed": n_removed,
+                           "not found (old faces kept)": len(unfound), "dropped (implausible)": dropped.get("implausible", 0)})
+    if settings.reference:
+        summary.counts["dropped (other person)"] = dropped.get("other person", 0)
+    if not deleted:
+        summary.warnings.append(f"no debug image is missing from {debug_dir}: delete the images of the bad frames there, then run this again")
+    if unfound:
+        summary.warnings.append(
+            f"{len(unfound)} frame(s) gave no face with these settings and keep their old faces (listed in {state / 'manual_todo.json'}): "
+            f"{', '.join(unfound[:10])}{' ...' if len(unfound) > 10 else ''}; try a lower --min-score (or --no-accurate), "
+            f"or delete their faces from {aligned} by hand")
+    if gone:
+        summary.warnings.append(f"{len(gone)} deleted debug image(s) belong to frames no longer in data_{side}: skipped")
+    summary.seconds = time.perf_counter() - start
+    return summary
 
 
 def _write_face(image: np.ndarray, found: FoundFace, index: int, frame: Path, aligned: Path, settings: ExtractSettings) -> None:
