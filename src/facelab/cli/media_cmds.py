@@ -24,11 +24,15 @@ def frames_cmd(
     fps: Annotated[Optional[float], typer.Option(help="Frames per second to keep (default: every frame; dst always keeps every frame).")] = None,
     format: Annotated[FrameFormat, typer.Option("--format", help="Frame image format.")] = FrameFormat.png,
     force: Annotated[bool, typer.Option(help="Redo frames already extracted.")] = False,
+    video: Annotated[Optional[Path], typer.Option("--video", help="Video file to decode, anywhere (default: the workspace's data_<side>.*).")] = None,
 ) -> None:
-    """Decode data_src.* / data_dst.* into numbered frames (each frame's time is recorded)."""
+    """Decode data_src.* / data_dst.* (or --video FILE) into numbered frames in data_<side>/ (each frame's time is recorded)."""
+    from facelab.cli import on_interrupt
     from facelab.stages import frames
 
-    report(frames.run(current_workspace(), side.value, frames.FramesSettings(fps=fps, format=format.value), force=force))
+    ws = current_workspace()
+    with on_interrupt(lambda: frames.interrupted_message(ws, side.value)):
+        report(frames.run(ws, side.value, frames.FramesSettings(fps=fps, format=format.value), force=force, video=video))
 
 
 @app.command("video")

@@ -1,14 +1,15 @@
 """Step `frames`: decode ``data_<side>.<ext>`` into ``data_<side>/00001.png, ...`` (SPEC section 2).
 
-The record ``data_<side>/.facelab/frames.json`` says which video (name, size,
-mtime) and settings the frames came from, their timing (fps as ``"num/den"``,
-count, size, ``timestamps``: each kept frame's time in seconds from the video
-stream's start, and ``vfr``: whether those stray from the regular ``i / fps``
-grid, i.e. the source has a variable frame rate) and whether extraction
-completed. The `video` step stamps result frames with these times for VFR
-sources. Re-running skips a completed
-extraction, resumes an interrupted one (frames already on disk are kept) and
-refuses to mix frames of another video or settings unless ``force``.
+The video is ``data_<side>.<ext>`` in the workspace, or any file given as
+``video``. The record ``data_<side>/.facelab/frames.json`` says which video
+(name, size, mtime, ``video_path``) and settings the frames came from, their
+timing (fps as ``"num/den"``, count, size, ``timestamps``: each kept frame's
+time in seconds from the video stream's start, and ``vfr``: whether those stray
+from the regular ``i / fps`` grid, i.e. the source has a variable frame rate)
+and whether extraction completed. The `video` step stamps result frames with
+these times for VFR sources. Re-running skips a completed extraction, resumes
+an interrupted one (frames already on disk are kept) and refuses to mix frames
+of another video or settings unless ``force``.
 """
 
 from __future__ import annotations
@@ -120,6 +121,13 @@ def frame_timestamps(ws: Workspace, side: str) -> list[float] | None:
     return [float(t) for t in ts]
 
 
+def interrupted_message(ws: Workspace, side: str) -> str:
+    """What an interrupted `frames` run leaves behind, and how to go on (for the CLI's Ctrl+C message)."""
+    kept = len(ws.frame_paths(side))
+    return (f"interrupted: {kept} frames are kept in {ws.frames_dir(side)}; run the same `facelab frames {side}` "
+            "command again to continue (frames on disk are kept, not decoded again)")
+
+
 def run(
     ws: Workspace,
     side: str,
@@ -127,7 +135,7 @@ def run(
     force: bool = False,
     video: str | Path | None = None,
 ) -> Summary:
-    """Extract the frames of a side's video (``video`` overrides ``data_<side>.<ext>``)."""
+    """Extract the frames of a side's video (``video``, any video file, overrides ``data_<side>.<ext>``)."""
     t0 = time.perf_counter()
     check_side(side)
     ws.require_exists()
@@ -172,7 +180,7 @@ def run(
     estimate = info.frame_count if fps is None else round(info.duration * fps)
     # Keep the name width of an interrupted run so names stay sortable.
     width = int(record["name_width"]) if same and record.get("name_width") else max(5, len(str(int(estimate * 1.1) + 1)))
-    base = {**ident, "fps": f"{out_fps.numerator}/{out_fps.denominator}", "width": info.width,
+    base = {**ident, "video_path": str(video.resolve()), "fps": f"{out_fps.numerator}/{out_fps.denominator}", "width": info.width,
             "height": info.height, "name_width": width, "settings": asdict(settings)}
     atomic_write_json(_record_path(ws, side), {**base, "frame_count": None, "completed": False})
 
