@@ -35,8 +35,7 @@ def extract_cmd(
 ) -> None:
     """Detect, landmark and align every face into data_<side>/aligned (options: docs/extraction.md).
 
-    Face options you leave out keep the values the existing faces were extracted
-    with, so a resumed run, --debug, --manual-fix or --redo-deleted-debug need not repeat them.
+    Face options you leave out keep the values the existing faces were extracted with, so a resumed run, --debug, --manual-fix or --redo-deleted-debug need not repeat them.
     """
     from facelab.stages import extract
 
