@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -125,8 +126,20 @@ def _build(settings: EnhanceSettings, model_dir, device: torch.device):
     return ckpt.model, ckpt.state, ckpt.options, ckpt.optimizer_state
 
 
-def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = print) -> Summary:
+def _stored_size(paths: list[Path]) -> int:
+    """Size of the first readable face (unreadable ones are named later, when the faces load)."""
+    from facelab.errors import FaceFileError
     from facelab.faceimage import read_record
+
+    for p in paths:
+        try:
+            return int(read_record(p).size)
+        except FaceFileError:
+            continue
+    raise FaceFileError(f"none of the {len(paths)} src faces can be read", "re-run `facelab extract src`")
+
+
+def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = print) -> Summary:
     from facelab.train.dataset import FaceDataset
 
     t0 = time.monotonic()
@@ -153,11 +166,13 @@ def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = p
             raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the enhancer: {e}", "delete it to restart the optimizer") from e
 
     degrade = DegradeOptions()
-    stored = int(read_record(paths[0]).size)
+    stored = _stored_size(paths)
     # room for random shifts, where the faces are large enough that the targets stay real pixels
     pad = margin(target, scale, degrade) if stored >= target + margin(target, scale, degrade) else 0
     log(f"loading {len(paths)} src faces at {target + pad} px")
-    faces = FaceDataset(paths, target + pad, face_type=None).faces  # each face keeps its own crop
+    dataset = FaceDataset(paths, target + pad, face_type=None)  # each face keeps its own crop
+    faces = dataset.faces
+    warnings += [f"src: skipped (not trained on): {m}" for m in dataset.skipped]
     if stored < target:
         warnings.append(f"the aligned src faces are {stored} px, smaller than the {target} px targets: they are upscaled "
                         f"and the enhancer cannot learn real detail (extract src with --size {target} or more)")
