@@ -114,8 +114,14 @@ def test_corrupt_face_file_is_named(finished, tmp_path):
     shutil.copytree(finished, ws)
     bad = ws / "data_src" / "aligned" / "00001_0.jpg"
     bad.write_bytes(bad.read_bytes()[:500])
-    p = facelab(ws, "train", "--name", "fresh", "--iterations", "1", "--batch-size", "2", "--device", "cpu", ok=False)
-    assert p.returncode == 2 and "00001_0.jpg" in p.stderr and "Traceback" not in p.stderr
+    # one unreadable face is named and left out; training goes on with the rest
+    p = facelab(ws, "train", "--name", "fresh", "--iterations", "1", "--batch-size", "2", "--device", "cpu")
+    assert "skipped (not trained on)" in p.stdout and "00001_0.jpg" in p.stdout and "Traceback" not in p.stderr
+    # a face set where nothing can be read is one error line naming a file
+    for f in (ws / "data_src" / "aligned").glob("*.jpg"):
+        f.write_bytes(f.read_bytes()[:500])
+    p = facelab(ws, "train", "--name", "fresh2", "--iterations", "1", "--batch-size", "2", "--device", "cpu", ok=False)
+    assert p.returncode == 2 and "can be read" in p.stderr and ".jpg" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_workspace_layout_and_clear(tmp_path):

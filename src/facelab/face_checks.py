@@ -13,7 +13,8 @@ or fails with ``ValueError`` (which :mod:`facelab.faceimage` turns into a
 - ``source_filename`` (and ``extra.original_filename``) is a plain file name
   (:func:`safe_name`): never a path, so no name taken from metadata can point
   outside the face set or its frames folder;
-- landmarks are ``(68, 2)`` finite points within a margin of their image;
+- landmarks are ``(68, 2)`` finite points within a margin of their image,
+  spanning at least a pixel both ways (not collapsed to a point or a line);
   ``image_to_face_mat`` is a finite, invertible ``2x3`` affine; ``source_rect``
   four finite numbers; ``face_index`` a small non-negative integer.
 
@@ -141,6 +142,8 @@ def check_landmarks(v: Any, key: str, width: float, height: float) -> np.ndarray
     hi = np.array([2 * width, 2 * height])
     if np.any(a < lo) or np.any(a > hi):
         raise ValueError(f"{key} lie far outside their {width:g}x{height:g} image")
+    if np.ptp(a, axis=0).min() < 1.0:  # a face's points span pixels both ways; collapsed ones break fits and masks
+        raise ValueError(f"{key} are collapsed to a point or a line")
     return a
 
 

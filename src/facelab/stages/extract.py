@@ -410,7 +410,9 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
             writing.append((path.name, futs))
             flush(block=len(writing) > 8)
         flush(block=True)
-        n_smoothed = smooth_faces(ws, side, settings, pool) if settings.smooth and (todo or not (previous or {}).get("completed")) else 0
+        smooth_skipped: list[str] = []
+        n_smoothed = smooth_faces(ws, side, settings, pool, smooth_skipped) \
+            if settings.smooth and (todo or not (previous or {}).get("completed")) else 0
         # frames extracted earlier without --debug: draw theirs from the stored faces, no detection
         n_debug = write_missing_debug(ws, side, pool) if settings.debug else 0
 
@@ -434,6 +436,7 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
         summary.counts["dropped (other person)"] = dropped.get("other person", 0)
     if settings.smooth:
         summary.counts["smoothed faces"] = n_smoothed
+        summary.warnings += smooth_skipped
     if n_debug:
         summary.counts["debug images drawn from the faces"] = n_debug
     summary.step += f" ({getattr(detector, 'device', settings.device)})"
@@ -454,17 +457,24 @@ def _models(settings: ExtractSettings):
     return detector, landmarker, reference
 
 
-def smooth_faces(ws: Workspace, side: str, settings: ExtractSettings, pool: ThreadPoolExecutor | None = None) -> int:
+def smooth_faces(ws: Workspace, side: str, settings: ExtractSettings, pool: ThreadPoolExecutor | None = None,
+                 skipped: list[str] | None = None) -> int:
     """Second phase of ``--smooth``: smooth every face's landmark track and re-cut the faces.
 
     Always starts from the unsmoothed landmarks (kept in ``extra["raw_landmarks"]``),
     so running it again gives the same faces. Scene cuts are found from frame
     thumbnails; tracks also break at frames without the face and at big jumps.
-    Returns the number of faces rewritten.
+    Returns the number of faces rewritten; a face file that cannot be read is left as it is and named in
+    ``skipped``.
     """
     by_frame: dict[str, list[tuple[Path, FaceRecord]]] = {}
     for p in ws.aligned_paths(side):
-        rec = read_record(p)
+        try:
+            rec = read_record(p)
+        except FaceFileError as e:  # left as it is; named in the summary
+            if skipped is not None:
+                skipped.append(f"not smoothed: {e.message}")
+            continue
         by_frame.setdefault(rec.source_filename, []).append((p, rec))
     frame_paths = [p for p in ws.frame_paths(side) if p.name in by_frame]
     if not frame_paths:
@@ -589,7 +599,7 @@ def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = Ext
         if no_face_path.exists():
             atomic_write_bytes(no_face_path, "".join(n + "\n" for n in _read_lines(no_face_path) if n not in set(fixed)).encode())
         if settings.smooth:
-            summary.counts["smoothed faces"] = smooth_faces(ws, side, settings)
+            summary.counts["smoothed faces"] = smooth_faces(ws, side, settings, skipped=summary.warnings)
     _update_todo(ws, side, add={n: "debug image deleted; automatic re-extraction found no face" for n in unfound}, remove=set(fixed))
     summary.counts.update({"frames": len(todo), "re-extracted": len(fixed), "faces": n_faces, "old faces removed": n_removed,
                            "not found (old faces kept)": len(unfound), "dropped (implausible)": dropped.get("implausible", 0)})
