@@ -57,7 +57,7 @@ def test_optimizer_mode_3_offloads_the_optimizer_state_and_recomputes(ws, monkey
 
     monkeypatch.setattr(train, "make_optimizer", spy_make)
     monkeypatch.setattr(sae, "checkpoint", spy_checkpoint)
-    for mode, offloaded in ((1, False), (2, True), (3, True)):
+    for mode, offloaded in ((3, True), (1, False), (2, True)):
         made.clear()
         recomputed.clear()
         train.run(ws, train.TrainSettings(model="sae", name=f"m{mode}", iterations=2, batch_size=2, device="cpu",
