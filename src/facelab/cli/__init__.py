@@ -187,7 +187,15 @@ def _print_error(e: FacelabError) -> None:
     err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings facelab raises for the user (e.g. a key folder it tightened) as one line, not a source location."""
+    err_console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
         app()
     except FacelabError as e:
