@@ -353,3 +353,17 @@ def test_a_saved_version_2_merge_state_is_converted_and_keeps_its_frames(gpu_ws,
     s = merge.run(ws, "mixed", again, device="cpu")
     assert s.counts["skipped"] == 30 and not any("other settings" in w for w in s.warnings)
     assert json.loads(path.read_text())["version"] == merge.STATE_VERSION
+
+
+def test_train_beside_gpu_variants_warns_and_a_terminal_asks_which(gpu_ws, tmp_path):
+    from facelab.cli.prompts import ask_gpu
+    from facelab.stages import train
+
+    replies, out = iter(["3", "1"]), []
+    assert ask_gpu([0, 1], read=lambda _p: next(replies), write=out.append) == 1 and "use one of 0, 1" in out[0]
+    assert ask_gpu([], read=lambda _p: pytest.fail("nothing to ask")) is None
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(gpu_ws.root, ws.root)
+    s = train.run(ws, train.TrainSettings(model="quick", name="only1", iterations=1, batch_size=2, device="cpu",
+                                          architecture=QUICK_TINY), log=_quiet)
+    assert any("--gpu 1" in w and "new" in w for w in s.warnings), s.warnings

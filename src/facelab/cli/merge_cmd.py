@@ -58,7 +58,9 @@ def merge_cmd(
     ws = current_workspace()
     plan, only = merge.plan_from_options(ws, given, config=config, frames=frames, clear_ranges=clear_ranges)
     if gpu is None and sys.stdin.isatty():
-        gpu = _ask_gpu(merge.gpu_choices(ws, model))
+        from facelab.cli.prompts import ask_gpu
+
+        gpu = ask_gpu(merge.gpu_choices(ws, model))
     if preview is not None:
         report(merge.preview(ws, model, plan, preview, device=device, gpu=gpu))
         return
@@ -67,19 +69,3 @@ def merge_cmd(
     if plan.ranges:
         console.print("per-range settings: " + "; ".join(f"{f}: {dict(o)}" for f, o in plan.ranges), highlight=False, markup=False)
 
-
-def _ask_gpu(choices: list[int]) -> int | None:
-    """DeepFaceLab's "Which GPU idx to choose?" for a folder holding several models trained with --gpu N."""
-    if not choices:
-        return None
-    from facelab.cli.prompts import Question, ask_all
-
-    def parse(text: str) -> int:
-        v = int(text)
-        if v not in choices:
-            raise ValueError(f"use one of {', '.join(map(str, choices))}")
-        return v
-
-    q = Question("gpu", f"Which GPU idx to choose ({', '.join(map(str, choices))})", choices[0],
-                 "The model folder holds one model per GPU it was trained on (facelab train --gpu N); merge with this one.", parse)
-    return ask_all([q])["gpu"]

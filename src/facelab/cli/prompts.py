@@ -156,3 +156,20 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_
     if "pixel_loss" in model_params:
         qs.append(Question("pixel_loss", "Use pixel loss", False, "Pixel MSE instead of DSSIM: sharper colours, can be less stable.", parse_bool))
     return qs
+
+
+def ask_gpu(choices: list[int], read: Callable[[str], str] = input, write: Callable[[str], None] = print) -> int | None:
+    """DeepFaceLab's "Which GPU idx to choose?" for a model folder holding several models trained with
+    ``--gpu N`` (``gpuN_*`` files): one of ``choices``, or None when there is nothing to choose."""
+    if not choices:
+        return None
+
+    def parse(text: str) -> int:
+        v = int(text)
+        if v not in choices:
+            raise ValueError(f"use one of {', '.join(map(str, choices))}")
+        return v
+
+    q = Question("gpu", f"Which GPU idx to choose ({', '.join(map(str, choices))})", choices[0],
+                 "The model folder holds one model per GPU it was trained on (facelab train --gpu N): use this one.", parse)
+    return ask_all([q], read, write)["gpu"]

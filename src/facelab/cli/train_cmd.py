@@ -85,6 +85,12 @@ def train_cmd(
         kwargs["iterations"], kwargs["no_target"] = None, True
     ws = current_workspace()
     folder = ws.model_dir(kwargs.get("name") or model)
+    if sys.stdin.isatty() and kwargs.get("gpu") is None and kwargs.get("device") is None:
+        from facelab.cli.prompts import ask_gpu
+        from facelab.train.checkpoint import model_variants
+
+        variants = model_variants(folder)  # only models trained with --gpu N: continue one of them
+        kwargs["gpu"] = ask_gpu(variants if variants and None not in variants else [])
     if sys.stdin.isatty() and not any(folder.glob("*config.json")):
         _ask_first_run(model, kwargs, arch)
     kwargs["architecture"] = tuple((k, v) for k, v in arch.items() if v is not None)
@@ -110,13 +116,13 @@ def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
     """Fill options the user did not give by asking (a new model in a terminal only)."""
     import inspect
 
+    import torch
+
     from facelab.cli.prompts import ask_all, train_questions
     from facelab.models import MODELS
 
     params = inspect.signature(MODELS.get(model)).parameters
     defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-    import torch
-
     given = {k for k, v in {**kwargs, **arch}.items() if v is not None}
     if kwargs.get("device") is not None:  # a device names the GPU already
         given.add("gpu")

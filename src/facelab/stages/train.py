@@ -47,6 +47,7 @@ from facelab.train.checkpoint import (
     backup_checkpoint,
     check_kind,
     load_checkpoint,
+    model_variants,
     read_config,
     save_checkpoint,
 )
@@ -270,6 +271,11 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     model_dir = ws.model_dir(settings.model_name)
     warnings: list[str] = []
     model, state, saved_opts, ckpt, resumed = _build(settings, model_dir, prefix, device)
+    others = [v for v in model_variants(model_dir) if v is not None and v != settings.gpu]
+    if not resumed and others:
+        warnings.append(f"{model_dir} holds models trained with --gpu {', '.join(map(str, others))}; this run started a new "
+                        f"one{' for --gpu ' + str(settings.gpu) if settings.gpu is not None else ' without a GPU prefix'}:"
+                        f" give --gpu {others[0]} to continue that one instead")
     main = dist is None or dist.is_main
     say = log if main else (lambda _s: None)
 
