@@ -126,7 +126,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_overlay_full_mask_pastes_face_inside_hull(grid, swap):
     frame, recs = grid
-    s = MergeSettings(mode="overlay", color="none", mask="dst", erode=0, blur=0)
+    s = MergeSettings(mode="overlay", color="none", mask="dst", erode=0, blur=-32)
     merged, mask = merge_frame(frame, recs, swap, s)
     hull = frame_hull(recs[0], frame.shape)
     full = mask == 255
@@ -143,7 +143,7 @@ def test_overlay_full_mask_pastes_face_inside_hull(grid, swap):
 
 def test_seamless_meets_the_frame_at_the_mask_border(grid, swap):
     frame, recs = grid
-    base = {"color": "none", "mask": "dst", "erode": 0, "blur": 0}
+    base = {"color": "none", "mask": "dst", "erode": 0, "blur": -32}
     seam, mask = merge_frame(frame, recs, swap, MergeSettings(mode="seamless", **base))
     over, _ = merge_frame(frame, recs, swap, MergeSettings(mode="overlay", **base))
     np.testing.assert_array_equal(seam[mask == 0], frame[mask == 0])
@@ -168,7 +168,7 @@ def test_raw_rgb_is_a_hard_paste(grid, swap):
 
 def test_raw_predict_returns_the_predicted_faces(grid, swap):
     frame, recs = grid
-    out = predict_faces(frame, recs, swap, MergeSettings(mode="raw-predict", color="none", mask="learned", blur=0))
+    out = predict_faces(frame, recs, swap, MergeSettings(mode="raw-predict", color="none", mask="learned", blur=-32))
     assert len(out) == 1
     face, mask = out[0]
     assert face.shape == (R, R, 3) and face.dtype == np.uint8 and mask.shape == (R, R) and mask.dtype == np.uint8
@@ -213,7 +213,7 @@ def test_seamless_hist_match_spellings_agree(grid, swap):
 
 
 def _mask_for(frame, recs, pred, **kw):
-    kw = {"mode": "overlay", "color": "none", "mask": "dst", "erode": 0, "blur": 0, **kw}
+    kw = {"mode": "overlay", "color": "none", "mask": "dst", "erode": 0, "blur": -32, **kw}
     return merge_frame(frame, recs, pred, MergeSettings(**kw))[1]
 
 
@@ -225,11 +225,11 @@ def test_erode_moves_the_edge(grid, swap):
     assert not (masks[30] & ~masks[0]).any() and not (masks[0] & ~masks[-30]).any()  # nested: inward / outward
 
 
-def test_blur_widens_the_soft_edge_and_negative_is_off(grid, swap):
+def test_blur_widens_the_soft_edge_and_negative_narrows_it(grid, swap):
     frame, recs = grid
-    soft = [((m > 0) & (m < 255)).sum() for m in (_mask_for(frame, recs, swap, blur=b) for b in (0, 20, 60))]
-    assert soft[0] < soft[1] < soft[2], soft
-    np.testing.assert_array_equal(_mask_for(frame, recs, swap, blur=-50), _mask_for(frame, recs, swap, blur=0))
+    soft = [((m > 0) & (m < 255)).sum() for m in (_mask_for(frame, recs, swap, blur=b) for b in (-32, -16, 0, 20, 60))]
+    assert soft[0] < soft[1] < soft[2] < soft[3] < soft[4], soft
+    np.testing.assert_array_equal(_mask_for(frame, recs, swap, blur=-50), _mask_for(frame, recs, swap, blur=-32))
 
 
 def test_face_scale_grows_about_the_face_centre(grid, swap):
@@ -259,7 +259,7 @@ def test_predicted_mask_without_dst_landmarks(grid, face_type):
     frame, recs = grid
     prepared = dataclasses.replace(prepare_faces(frame, recs, 128, face_type), landmarks=None)
     ones = np.ones((1, 128, 128), np.float32)
-    layers = face_layers(prepared, prepared.faces, ones, MergeSettings(mask="predicted", blur=0))
+    layers = face_layers(prepared, prepared.faces, ones, MergeSettings(mask="predicted", blur=-32))
     got = cv2.resize(layers.masks[0], (128, 128), interpolation=cv2.INTER_AREA) > 0.5
     assert iou(got, prepared.hulls[0] > 0.5) > 0.8
 
@@ -272,7 +272,7 @@ def test_learned_dst_mask(grid, swap, other_face):
     pred = DstMaskPredictor(*other_face)
     prepared = prepare_faces(frame, recs, R, "full")
     faces, masks, dst_masks = run_predictor(pred, prepared, MergeSettings(mask="learned-dst*dst"))
-    layers = face_layers(prepared, faces, masks, MergeSettings(mask="learned-dst", blur=0), dst_masks=dst_masks)
+    layers = face_layers(prepared, faces, masks, MergeSettings(mask="learned-dst", blur=-32), dst_masks=dst_masks)
     small = cv2.resize(layers.masks[0], (R, R), interpolation=cv2.INTER_AREA)
     assert iou(small > 0.5, dst_masks[0] > 0.5) > 0.95
     assert run_predictor(pred, prepared, MergeSettings(mask="learned*dst"))[2] is None  # only computed when needed
