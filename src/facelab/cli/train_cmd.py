@@ -45,6 +45,7 @@ def train_cmd(
     true_face_power: Annotated[float | None, typer.Option("--true-face-power", help="sae df only: code discriminator weight 0..1, 0 = off; try 0.01 for a swap closer to src (saved).")] = None,
     pretrain: Annotated[Path | None, typer.Option("--pretrain", help="Pretrain both sides on this folder of aligned faces of many people; a later run without it continues on the pair from iteration 0.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Threads preparing batches ahead, 0..32 (default: 0 on CPU, up to 4 on a GPU).")] = None,
+    holdout: Annotated[int | None, typer.Option("--holdout", help="Keep N faces of each side out of training (evenly spaced; fixed at the first run) for `facelab eval --reconstruction` (default 0).")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision: default on for CUDA and off on CPU; --amp also trains in bfloat16 on CPUs that have it (about 3x faster for sae), --no-amp turns it off.")] = None,
     face_type: Annotated[str | None, typer.Option("--face-type", help="sae: half, mid, full, whole or head.", rich_help_panel="SAE architecture (first run only)")] = None,
     archi: Annotated[str | None, typer.Option("--archi", help="sae: df, liae or vg, with DeepFaceLab 2 letters u/d/t after a dash (df-ud, liae-ud).", rich_help_panel="SAE architecture (first run only)")] = None,
@@ -70,7 +71,7 @@ def train_cmd(
               "batch_size": batch_size, "random_warp": random_warp, "clip_grad": clip_grad, "lr_dropout": lr_dropout,
               "uniform_yaw": uniform_yaw, "eyes_mouth_priority": eyes_mouth_priority, "color_transfer": color_transfer,
               "gan_power": gan_power, "true_face_power": true_face_power, "pretrain": str(pretrain) if pretrain else None,
-              "workers": workers, "amp": amp}
+              "workers": workers, "amp": amp, "holdout": holdout}
     arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss,
             "face_type": face_type, "archi": archi, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims,
             "d_mask_dims": d_mask_dims, "d_res_blocks": d_res_blocks, "learn_mask": learn_mask,

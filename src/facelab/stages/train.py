@@ -31,6 +31,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -38,6 +39,7 @@ from facelab.device import resolve_device
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.models import MODELS, create_model, list_models
 from facelab.stages import Summary
+from facelab.train import holdout
 from facelab.train.augment import AugmentOptions
 from facelab.train.checkpoint import (
     CONFIG,
@@ -96,6 +98,9 @@ class TrainSettings:
         pretrain: a folder of aligned faces of many people: train both sides on it (pretraining). A later run
             without it ends pretraining: the iteration count and optimizer restart on the workspace's pair.
         workers: threads preparing batches ahead (0..32); None = 0 on CPU, up to 4 on a GPU.
+        holdout: faces of each side kept out of training (evenly spaced by file name), chosen when the model is
+            created and fixed after that (``holdout.json``), for ``facelab eval --reconstruction``; None = 0 for a
+            new model, the saved choice on resume.
         amp: mixed precision. None (default): on CUDA (bfloat16 where supported, else float16), off on CPU;
             True: also bfloat16 on a CPU that has it natively (about 3x faster for sae); False: off.
     """
@@ -128,6 +133,7 @@ class TrainSettings:
     pretrain: str | None = None
     workers: int | None = None
     amp: bool | None = None
+    holdout: int | None = None
     # architecture options: used when a model is created, fixed after that
     architecture: tuple[tuple[str, object], ...] = ()
 
@@ -136,6 +142,8 @@ class TrainSettings:
             raise SettingsError(f"model: unknown model {self.model!r}", f"known models: {', '.join(list_models())}")
         if self.name is not None and (not self.name or "/" in self.name or "\\" in self.name or self.name.startswith(".")):
             raise SettingsError(f"name: {self.name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
+        if self.holdout is not None and not (isinstance(self.holdout, int) and 0 <= self.holdout <= holdout.MAX_HOLDOUT):
+            raise SettingsError(f"holdout: {self.holdout!r} is out of range", f"use 0..{holdout.MAX_HOLDOUT} faces per side")
         if self.iterations is not None and not (isinstance(self.iterations, int) and 1 <= self.iterations <= 100_000_000):
             raise SettingsError(f"iterations: {self.iterations!r} is out of range", "use a whole number from 1 to 100000000, or leave it unset")
         if not isinstance(self.no_target, bool):
@@ -201,8 +209,6 @@ def offloads_optimizer(config: dict) -> bool:
 
 
 def _pretrain_paths(folder: str) -> list:
-    from pathlib import Path
-
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise SettingsError(f"pretrain: {root} is not a folder", "give a folder of aligned faces (facelab extract output)")
@@ -251,6 +257,27 @@ def _build(settings: TrainSettings, model_dir, prefix: str, device: torch.device
     return ckpt.model, ckpt.state, ckpt.options, ckpt, True
 
 
+def _hold_out(model_dir: Path, prefix: str, count: int | None, resumed: bool, src_paths: list[Path], dst_paths: list[Path],
+              main: bool, say: Callable[[str], None]) -> tuple[list[Path], list[Path]]:
+    """The faces to train on, without the model's held-out faces (chosen now for a new model with ``count``)."""
+    doc = holdout.load(model_dir, prefix)
+    saved = doc["count"] if doc else 0
+    if count is not None and count != saved and (resumed or doc):
+        raise SettingsError(
+            f"holdout: this model keeps {saved} faces per side out of training; it cannot change to {count}",
+            "the held-out faces must be ones the model never saw: leave --holdout out, or start a new model with --name")
+    if doc is None and count and main:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        doc = holdout.create(model_dir, {"src": src_paths, "dst": dst_paths}, count, prefix)
+    elif doc is None and count:  # other processes of a distributed run pick the same faces (the choice is deterministic)
+        doc = {"count": count, "src": [p.name for p in holdout.pick(src_paths, count)],
+               "dst": [p.name for p in holdout.pick(dst_paths, count)]}
+    (src_train, src_held), (dst_train, dst_held) = holdout.split(src_paths, doc, "src"), holdout.split(dst_paths, doc, "dst")
+    if doc:
+        say(f"holdout: {len(src_held)} src and {len(dst_held)} dst faces kept out of training ({holdout.FILE})")
+    return src_train, dst_train
+
+
 def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print) -> Summary:
     from facelab.train import distributed
     from facelab.train.adversarial import AdversarialTrainer, split_state
@@ -278,6 +305,10 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
                         f" give --gpu {others[0]} to continue that one instead")
     main = dist is None or dist.is_main
     say = log if main else (lambda _s: None)
+    if not settings.pretrain:
+        src_paths, dst_paths = _hold_out(model_dir, prefix, settings.holdout, resumed, src_paths, dst_paths, main, say)
+    elif settings.holdout:
+        warnings.append("holdout: not used while pretraining (it keeps faces of the workspace's pair out)")
 
     # saved options apply unless this run sets them
     chosen = {k: getattr(settings, k) if getattr(settings, k) is not None else saved_opts.get(k, default)
