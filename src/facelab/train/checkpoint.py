@@ -438,6 +438,24 @@ class Predictor:
             return mask[:, 0].float().cpu().numpy().copy()
 
 
+    def reconstruct(self, batch: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """Faces of ``side`` (``"src"`` or ``"dst"``) through that side's own decoder, as in training; for
+        ``facelab eval --reconstruction``. Shapes and ranges as :meth:`predict`. Raises ``ValueError`` for a
+        model without per-side reconstruction."""
+        batch = np.asarray(batch)
+        r = self.resolution
+        if side not in ("src", "dst"):
+            raise ValueError(f"reconstruct: side must be 'src' or 'dst', got {side!r}")
+        if batch.ndim != 4 or batch.shape[1:] != (r, r, 3):
+            raise ValueError(f"reconstruct: expected (N, {r}, {r}, 3) float32 BGR faces, got {batch.shape} {batch.dtype}")
+        if not hasattr(self.model, "reconstruct"):
+            raise ValueError(f"reconstruct: model {type(self.model).__name__} has no per-side reconstruction")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device).permute(0, 3, 1, 2)
+            face, mask = self.model.reconstruct(x, side)
+            return (face.permute(0, 2, 3, 1).float().cpu().numpy().copy(), mask[:, 0].float().cpu().numpy().copy())
+
+
 def load_predictor(model_dir: str | Path, device: str = "cpu", prefix: str = "") -> Predictor:
     """Load a model folder's weights (not its optimizer) for inference on ``device``."""
     dev = torch.device(device)
