@@ -61,7 +61,7 @@ SAEHD_128 = {"resolution": 128, "face_type": "full", "ae_dims": 256, "e_dims": 6
              "d_res_blocks": 1}
 
 
-BF16_ROWS = ("quick-b4", "sae-df-ud", "sae-liae-ud")  # also run with CPU bfloat16 autocast (--cpu-bf16)
+BF16_ROWS = ("quick-b4", "quick96-b4", "sae-df-ud", "sae-liae-ud")  # also run with CPU bfloat16 autocast (--cpu-bf16)
 
 
 def rows() -> dict[str, tuple[str, dict, int]]:
