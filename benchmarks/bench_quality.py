@@ -1,0 +1,197 @@
+"""Quality per CPU-minute: train candidate settings on two real pairs, evaluate at 2, 5, 10, 20 minutes.
+
+Pairs (real faces only):
+
+- ``demo``: the demo's own pair, the clips shipped with facelab (src: webcam man, warm indoor light,
+  hand on chin at times; dst: GRID speaker ``bbaf2n``), prepared as ``facelab demo`` prepares them.
+- ``franck-grid``: built only from ``../shared/data/faces``: src the FGNET "franck" studio clip
+  (cool light, blue backdrop, another man), dst the GRID speaker ``lbbc2a`` (another speaker than
+  the demo's), so the src differs from dst in light, colour and backdrop.
+
+For each pair the frames and faces are extracted once (cached under ``--root``). Each candidate then
+trains a fresh model from the same faces; at each checkpoint of the training budget (cumulative
+minutes of training) the dst clip is merged with the demo's merge settings and measured with
+``facelab eval`` (docs/eval.md). Everything runs through the ``facelab`` command, as a user would.
+
+    python benchmarks/bench_quality.py [--pairs demo,franck-grid] [--candidates base,...]
+        [--minutes 2,5,10,20] [--root /tmp/facelab_quality] [--plot docs/images/quality_curve.png]
+
+Prints one row per (pair, candidate, minutes) with the eval summary figures and the iterations
+reached, writes ``results.json`` under ``--root`` (re-runs reuse finished rows unless ``--fresh``),
+and draws the curves of the main figures against minutes to ``--plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data" / "faces"
+SAMPLES = HERE.parent / "src" / "facelab" / "sample_data"
+
+PAIRS = {
+    "demo": {"src": SAMPLES / "src_clm_cap13.mp4", "dst": SAMPLES / "dst_grid_bbaf2n.mpg", "src_fps": 10.0},
+    "franck-grid": {"src": SHARED / "person_a_franck" / "video" / "franck.mp4", "dst": SHARED / "grid_av" / "lbbc2a.mpg",
+                    "src_fps": 2.0},
+}
+
+# candidate -> extra `facelab train` arguments (the model is always `quick`, the demo's model)
+CANDIDATES: dict[str, list[str]] = {
+    "base": [],  # today's demo defaults
+    "amp": ["--amp"],
+    "r96-amp": ["--amp", "--resolution", "96"],
+    "r128-amp": ["--amp", "--resolution", "128"],
+    "emp": ["--eyes-mouth-priority"],
+}
+
+# eval summary keys plotted and printed first (others are printed after them)
+MAIN_KEYS = ["sharpness_ratio", "expression_error", "pose_error_deg", "identity_distance_median",
+             "identity_closer_to_src", "mouth_corr", "jitter_ratio"]
+
+
+def facelab(ws: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "facelab", "-w", str(ws), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return p
+
+
+def prepare(root: Path, pair: str) -> Path:
+    """Frames and aligned faces of a pair (made once)."""
+    spec = PAIRS[pair]
+    base = root / pair / "base"
+    done = base / ".prepared"
+    if done.exists():
+        return base
+    for side in ("src", "dst"):
+        if not spec[side].exists():
+            raise SystemExit(f"{spec[side]} is missing (the shared test data is not beside this checkout)")
+    if base.exists():
+        shutil.rmtree(base)
+    facelab(base, "workspace")
+    shutil.copy(spec["src"], base / f"data_src{spec['src'].suffix}")
+    shutil.copy(spec["dst"], base / f"data_dst{spec['dst'].suffix}")
+    facelab(base, "frames", "src", "--fps", str(spec["src_fps"]))
+    facelab(base, "frames", "dst")
+    facelab(base, "extract", "src")
+    facelab(base, "extract", "dst")
+    done.write_text("ok")
+    return base
+
+
+def run_candidate(root: Path, pair: str, name: str, minutes: list[float], results: dict, fresh: bool) -> None:
+    base = prepare(root, pair)
+    ws = root / pair / name
+    if fresh and ws.exists():
+        shutil.rmtree(ws)
+    if not ws.exists():
+        shutil.copytree(base, ws, ignore=shutil.ignore_patterns("model", "merged*", "result.*"))
+    trained = 0.0
+    for m in minutes:
+        key = f"{pair}/{name}/{m:g}"
+        if key in results and not fresh:
+            trained = m
+            continue
+        t0 = time.monotonic()
+        out = facelab(ws, "train", "--model", "quick", "--minutes", f"{m - trained:g}", *CANDIDATES[name]).stdout
+        train_s = time.monotonic() - t0
+        trained = m
+        state = json.loads((ws / "model" / "quick" / "state.json").read_text())
+        facelab(ws, "merge", "--name", "quick")
+        report = ws / f"eval_{m:g}.json"
+        t1 = time.monotonic()
+        facelab(ws, "eval", "--model", "quick", "--json", str(report))
+        eval_s = time.monotonic() - t1
+        summary = json.loads(report.read_text())["summary"]
+        results[key] = {"pair": pair, "candidate": name, "minutes": m, "iteration": state.get("iteration"),
+                        "train_wall_s": round(train_s, 1), "eval_s": round(eval_s, 1), **summary}
+        print(row(results[key]), flush=True)
+        (root / "results.json").write_text(json.dumps(results, indent=1))
+        del out
+
+
+def row(r: dict) -> str:
+    keys = [k for k in MAIN_KEYS if k in r]
+    figures = "  ".join(f"{k}={r[k]:.3f}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys)
+    return f"{r['pair']:<12} {r['candidate']:<10} {r['minutes']:>5g} min  it {r['iteration']:>6}  {figures}"
+
+
+def plot(results: dict, path: Path) -> None:
+    """Curves of the main figures against minutes: one panel per (pair, figure), one line per candidate."""
+    import cv2
+    import numpy as np
+
+    pairs = sorted({r["pair"] for r in results.values()})
+    keys = [k for k in MAIN_KEYS if any(k in r and isinstance(r[k], (int, float)) for r in results.values())]
+    cands = sorted({r["candidate"] for r in results.values()})
+    colors = [(200, 90, 30), (40, 160, 40), (30, 30, 220), (160, 40, 160), (0, 150, 200), (120, 120, 120)]
+    pw, ph, pad = 260, 170, 36
+    img = np.full((len(pairs) * (ph + pad) + pad + 20 * len(cands), len(keys) * (pw + pad) + pad, 3), 255, np.uint8)
+    tmax = max(r["minutes"] for r in results.values())
+    for pi, pair in enumerate(pairs):
+        for ki, key in enumerate(keys):
+            x0, y0 = pad + ki * (pw + pad), pad + pi * (ph + pad)
+            vals = [r[key] for r in results.values() if r["pair"] == pair and isinstance(r.get(key), (int, float))]
+            if not vals:
+                continue
+            lo, hi = min(vals), max(vals)
+            hi = hi if hi > lo else lo + 1e-6
+            cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + ph), (180, 180, 180), 1)
+            cv2.putText(img, f"{pair}: {key}", (x0, y0 - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(img, f"{hi:.3g}", (x0 + 2, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (90, 90, 90), 1, cv2.LINE_AA)
+            cv2.putText(img, f"{lo:.3g}", (x0 + 2, y0 + ph - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (90, 90, 90), 1, cv2.LINE_AA)
+            for ci, cand in enumerate(cands):
+                pts = sorted((r["minutes"], r[key]) for r in results.values()
+                             if r["pair"] == pair and r["candidate"] == cand and isinstance(r.get(key), (int, float)))
+                xy = [(int(x0 + pw * t / tmax), int(y0 + ph - (ph - 8) * (v - lo) / (hi - lo) - 4)) for t, v in pts]
+                for a, b in zip(xy, xy[1:]):
+                    cv2.line(img, a, b, colors[ci % len(colors)], 2, cv2.LINE_AA)
+                for p in xy:
+                    cv2.circle(img, p, 3, colors[ci % len(colors)], -1, cv2.LINE_AA)
+    for ci, cand in enumerate(cands):
+        y = len(pairs) * (ph + pad) + pad + 14 * ci
+        cv2.line(img, (pad, y), (pad + 24, y), colors[ci % len(colors)], 2)
+        cv2.putText(img, f"{cand}  (x: training minutes, 0..{tmax:g})", (pad + 30, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    from facelab.fileio import write_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, img)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", default=",".join(PAIRS))
+    ap.add_argument("--candidates", default="base")
+    ap.add_argument("--minutes", default="2,5,10,20")
+    ap.add_argument("--root", type=Path, default=Path("/tmp/facelab_quality"))
+    ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--fresh", action="store_true", help="re-run rows already in results.json")
+    a = ap.parse_args()
+    minutes = sorted(float(x) for x in a.minutes.split(","))
+    a.root.mkdir(parents=True, exist_ok=True)
+    res_path = a.root / "results.json"
+    results = json.loads(res_path.read_text()) if res_path.exists() else {}
+    for cand in a.candidates.split(","):
+        if cand not in CANDIDATES:
+            raise SystemExit(f"unknown candidate {cand!r}; known: {', '.join(CANDIDATES)}")
+    for pair in a.pairs.split(","):
+        for cand in a.candidates.split(","):
+            run_candidate(a.root, pair, cand, minutes, results, a.fresh)
+    print()
+    for r in sorted(results.values(), key=lambda r: (r["pair"], r["candidate"], r["minutes"])):
+        print(row(r))
+    if a.plot:
+        plot(results, a.plot)
+        print(f"plot: {a.plot}")
+
+
+if __name__ == "__main__":
+    main()
