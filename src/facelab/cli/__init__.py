@@ -30,7 +30,7 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 # `facelab --help` lists the workflow steps in the order they are run, then the tools
-COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "demo", "verify", "train-enhancer", "cut", "denoise",
+COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "eval", "demo", "verify", "train-enhancer", "cut", "denoise",
                  "sort", "faceset")
 
 
@@ -180,6 +180,7 @@ def demo_cmd(
 from facelab.cli import media_cmds, extract_cmd, train_cmd, sort_cmd, faceset_cmds  # noqa: E402,F401
 from facelab.cli import merge_cmd, verify_cmd  # noqa: E402,F401
 from facelab.cli import enhance_cmd  # noqa: E402,F401
+from facelab.cli import eval_cmd  # noqa: E402,F401
 
 
 def _print_error(e: FacelabError) -> None:

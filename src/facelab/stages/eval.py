@@ -1,0 +1,167 @@
+"""``facelab eval``: measure a finished merge against its dst frames (definitions in ``docs/eval.md``).
+
+Reads ``data_dst/<frame>`` with ``data_dst/merged/<frame>.png`` (or the frames of
+``result.mp4`` when the merged frames are gone), the swapped faces' records in
+``data_dst/aligned`` and the src face set; writes nothing into the workspace but
+a cache of identity embeddings of unchanged dst frames and src faces
+(``data_dst/.facelab/eval_embeddings.json``), and the JSON and HTML reports where
+asked. ``--reconstruction`` also measures the model on its held-out faces.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facelab import __version__
+from facelab.errors import SettingsError, WorkspaceError
+from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
+from facelab.eval.report import EvalResult, fmt, write_json
+from facelab.stages import Summary
+from facelab.workspace import Workspace
+
+CACHE_FILE = "eval_embeddings.json"
+# the figures shown in the one-line summary (all are in the JSON)
+LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "expression_error", "pose_error_deg", "pose_floor_deg",
+             "identity_distance", "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
+             "seam_ratio", "color_flicker", "color_diff_mean", "color_diff_p95",
+             "recon_src_ssim", "recon_src_psnr", "recon_dst_ssim", "recon_dst_psnr")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Settings of ``facelab eval``.
+
+    Attributes:
+        source: output frames from ``auto`` (merged frames, else the result video), ``merged`` or ``result``.
+        model: model folder under ``model/`` (for ``reconstruction``).
+        reconstruction: also measure the model's reconstructions of its held-out faces (SSIM, PSNR).
+        gpu: with ``reconstruction``, the model trained with ``--gpu N`` (files ``gpuN_*``).
+        device: where the model runs for ``reconstruction``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+        workers: processes computing identity embeddings; None: one per CPU core, at most 4; 0: none (in-process).
+        cache: reuse identity embeddings of unchanged dst frames and src faces from earlier runs.
+        json: write the result here (None: not written).
+        html: write the report here (None: not written).
+        progress: draw a progress bar on a terminal.
+    """
+
+    source: str = "auto"
+    model: str = "quick"
+    reconstruction: bool = False
+    gpu: int | None = None
+    device: str = "auto"
+    workers: int | None = None
+    cache: bool = True
+    json: Path | None = None
+    html: Path | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise SettingsError(f"source: {self.source!r} is not a frame source", f"use one of {', '.join(SOURCES)}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 32):
+            raise SettingsError(f"workers: {self.workers!r} is out of range", "use 0 (in-process) to 32")
+        if not isinstance(self.model, str) or not self.model or "/" in self.model or "\\" in self.model or self.model in (".", ".."):
+            raise SettingsError(f"model: {self.model!r} is not a model folder name", "give the name of a folder under model/")
+
+
+def _workers(settings: EvalSettings) -> int:
+    if settings.workers is not None:
+        return settings.workers
+    cores = os.cpu_count() or 1
+    return min(4, cores) if cores > 1 else 0
+
+
+def _reconstruction(ws: Workspace, settings: EvalSettings) -> tuple[dict[str, float], list[str]]:
+    from facelab.device import resolve_device
+    from facelab.eval.reconstruct import held_out_faces, measure_reconstruction
+    from facelab.stages.merge import resolve_model
+    from facelab.train.checkpoint import load_predictor
+
+    model_dir, prefix, warnings = resolve_model(ws, settings.model, settings.gpu)
+    held = held_out_faces(ws, model_dir, prefix)
+    predictor = load_predictor(model_dir, str(resolve_device(settings.device)), prefix=prefix)
+    summary, more = measure_reconstruction(predictor, held)
+    return summary, warnings + more
+
+
+def run(ws: Workspace, settings: EvalSettings = EvalSettings()) -> tuple[Summary, EvalResult]:
+    """Measure the workspace's merge (and with ``settings.reconstruction`` the model); write the JSON and
+    HTML reports where ``settings`` says.
+
+    Raises:
+        WorkspaceError: no dst frames, no merged frames or result video (unless only the reconstruction
+            is asked for), no dst faces.
+        HoldoutError: ``reconstruction`` and the model kept no faces out of training.
+    """
+    from facelab.detect import create_detector
+    from facelab.eval.embed import EmbeddingCache
+    from facelab.eval.measure import FaceFinder, measure
+    from facelab.landmarks import create_landmarker
+
+    start = time.perf_counter()
+    ws.require_exists()
+    warnings: list[str] = []
+    summary: dict[str, float] = {}
+    rows: list[dict] = []
+    pairs, boxes = None, None
+    try:
+        pairs = pair_frames(ws, settings.source)
+    except WorkspaceError:
+        if not settings.reconstruction:
+            raise
+        warnings.append("no merged frames or result video: only the model's reconstruction is measured")
+    if pairs is not None:
+        warnings += pairs.warnings
+        records, more = swapped_faces(ws)
+        warnings += more
+        if not any(name in records for name in pairs.names):
+            raise WorkspaceError(f"none of the measured frames has a face in {ws.aligned_dir('dst')}",
+                                 "run `facelab extract dst` (and `facelab merge`) first")
+        src_faces = ws.aligned_paths("src")
+        if not src_faces:
+            warnings.append(f"{ws.aligned_dir('src')} has no faces: identity is not measured")
+        # one detector thread: ONNX Runtime's spinning pool would fight the embedding workers for the cores
+        finder = FaceFinder(create_detector("retinaface", threads=1, device="cpu"), create_landmarker("dlib68"))
+        cache = EmbeddingCache(ws.state_dir("dst") / CACHE_FILE if settings.cache else None)
+        measured = measure(pairs, records, finder, src_faces, workers=_workers(settings), mask_dir=ws.merged_mask_dir,
+                           progress=settings.progress, cache=cache)
+        summary.update(measured.summary)
+        rows, boxes = measured.rows, measured.boxes
+        warnings += measured.warnings
+    if settings.reconstruction:
+        recon, more = _reconstruction(ws, settings)
+        summary.update(recon)
+        warnings += more
+    summary["eval_seconds"] = round(time.perf_counter() - start, 2)
+    meta = {"facelab": f"facelab {__version__}", "workspace": str(ws.root), "source": pairs.source if pairs else None,
+            "model": settings.model if settings.reconstruction else None,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    result = EvalResult(summary, rows, meta, pairs=pairs, boxes=boxes, warnings=list(warnings))
+    missed = result.missed()
+    if missed:
+        warnings.append("targets missed: " + "; ".join(missed))
+    outputs = []
+    if settings.json is not None:
+        write_json(result, Path(settings.json))
+        outputs.append(str(settings.json))
+    if settings.html is not None:
+        from facelab.eval.html import write_html
+
+        write_html(result, Path(settings.html))
+        outputs.append(str(settings.html))
+    counts = {k: _shown(summary[k]) for k in LINE_KEYS if k in summary}
+    seconds = time.perf_counter() - start
+    return Summary(step=f"eval ({meta['source'] or 'model only'})", counts=counts, seconds=seconds, outputs=outputs,
+                   warnings=warnings), result
+
+
+def _shown(v) -> float | int | str:
+    """A figure for the summary line: 3 significant digits, ``-`` when not measured."""
+    text = fmt(v)
+    if text == "-":
+        return text
+    return int(text) if text.lstrip("-").isdigit() else float(text)
