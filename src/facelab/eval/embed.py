@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -66,13 +67,16 @@ def serve() -> None:
 
     size = CHIP_SIZE * CHIP_SIZE * 3
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    _net()
-    while True:
-        data = inp.read(size)
-        if len(data) < size:
-            return
-        out.write(embed_chip(np.frombuffer(data, np.uint8).reshape(CHIP_SIZE, CHIP_SIZE, 3)).tobytes())
-        out.flush()
+    try:
+        _net()
+        while True:
+            data = inp.read(size)
+            if len(data) < size:
+                return
+            out.write(embed_chip(np.frombuffer(data, np.uint8).reshape(CHIP_SIZE, CHIP_SIZE, 3)).tobytes())
+            out.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        return  # Ctrl+C reaches the whole process group: the parent reports it, the worker just ends
 
 
 _RESULT_BYTES = 128 * 4
@@ -84,9 +88,13 @@ class _Worker(threading.Thread):
     def __init__(self, jobs: queue.Queue) -> None:
         super().__init__(daemon=True)
         self.jobs = jobs
-        # a fresh interpreter running serve(): no fork of this process's threads, no re-import of __main__
+        # a fresh interpreter running serve(): no fork of this process's threads, no re-import of __main__;
+        # it imports this facelab, wherever it was found
+        env = dict(os.environ)
+        here = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen([sys.executable, "-c", "from facelab.eval.embed import serve; serve()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.start()
 
     def run(self) -> None:
@@ -131,7 +139,7 @@ class Embedder:
                 future.set_result(found)
                 return future
             cache = self.cache
-            future.add_done_callback(lambda f: cache.put(key, f.result()) if f.exception() is None else None)
+            future.add_done_callback(lambda f: cache.put(key, f.result()) if not f.cancelled() and f.exception() is None else None)
         chip = face_chip(image, landmarks)
         if not self._threads:
             future.set_result(embed_chip(chip))
@@ -139,7 +147,15 @@ class Embedder:
             self._jobs.put((chip, future))
         return future
 
-    def close(self) -> None:
+    def close(self, cancel: bool = False) -> None:
+        """Stop the workers after the queued faces (``cancel``: drop the queued faces first)."""
+        while cancel:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[1].cancel()
         for _ in self._threads:
             self._jobs.put(None)
         for t in self._threads:
@@ -149,8 +165,8 @@ class Embedder:
     def __enter__(self) -> Embedder:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(cancel=exc_type is not None)
 
 
 class EmbeddingCache:
