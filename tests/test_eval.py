@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from facelab.align import umeyama
 from facelab.cli import app
-from facelab.errors import SettingsError, WorkspaceError
+from facelab.errors import MediaError, SettingsError, WorkspaceError
 from facelab.eval import metrics as M
 from facelab.eval.report import EvalFileError, compare, load_json, resolve_targets
 from facelab.faceimage import read_face, read_record
@@ -214,6 +214,8 @@ def test_result_video_pairs_in_order(eval_ws, tmp_path):
 
 
 def test_errors_name_the_missing_step(eval_ws, tmp_path):
+    from facelab.eval.frames import pair_frames
+
     ws = Workspace(tmp_path / "ws")
     ws.create()
     with pytest.raises(WorkspaceError, match="has no frames") as e:
@@ -225,6 +227,10 @@ def test_errors_name_the_missing_step(eval_ws, tmp_path):
     assert "no merged frames" in str(e.value) and "facelab merge" in str(e.value)
     with pytest.raises(WorkspaceError, match="facelab video"):
         run(ws, EvalSettings(source="result"))
+    frame = read_image(ws.frame_paths("dst")[0])
+    cv2.imwrite(str(ws.merged_dir / f"{ws.frame_paths('dst')[0].stem}.png"), cv2.resize(frame, (180, 144)))
+    with pytest.raises(MediaError, match=r"is 180x144, its dst frame .* is 360x288"):
+        list(pair_frames(ws))
     with pytest.raises(SettingsError, match="source"):
         EvalSettings(source="frames")
     with pytest.raises(SettingsError, match="workers"):

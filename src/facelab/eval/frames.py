@@ -52,7 +52,8 @@ class FramePairs:
         """``(index, dst frame, output frame)``, both ``(H, W, 3) uint8`` BGR of the same size."""
         if self.merged is not None:
             for i, (d, m) in enumerate(zip(self.dst, self.merged)):
-                yield i, read_image(d), _read_output(m)
+                dst = read_image(d)
+                yield i, dst, _fit(_read_output(m), dst.shape, m.name, i)
             return
         from facelab.media.video import iter_frames
 
@@ -61,13 +62,16 @@ class FramePairs:
             if i >= len(self.dst):
                 break
             dst = read_image(self.dst[i])
-            yield i, dst, _fit(frame, dst.shape, self.video, i)
+            yield i, dst, _fit(frame, dst.shape, f"{self.video.name} frame {i}", i)
 
     def load(self, indices: set[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """The ``(dst, output)`` frames of some indices (the video is decoded up to the last one)."""
-        if self.merged is not None:
-            return {i: (read_image(self.dst[i]), _read_output(self.merged[i])) for i in sorted(indices)}
         out = {}
+        if self.merged is not None:
+            for i in sorted(indices):
+                dst = read_image(self.dst[i])
+                out[i] = (dst, _fit(_read_output(self.merged[i]), dst.shape, self.merged[i].name, i))
+            return out
         for i, d, o in self:
             if i in indices:
                 out[i] = (d, o)
@@ -80,16 +84,17 @@ def _read_output(path: Path) -> np.ndarray:
     return read_image(path)  # an RGBA merge (--alpha) is read as BGR: the colour is what is measured
 
 
-def _fit(frame: np.ndarray, shape: tuple[int, ...], video: Path, index: int) -> np.ndarray:
-    """A video frame cut to its dst frame's size (the encoder pads odd sizes by a pixel)."""
+def _fit(frame: np.ndarray, shape: tuple[int, ...], what: str, index: int) -> np.ndarray:
+    """An output frame checked against its dst frame's size; a video frame padded by the encoder (odd sizes
+    get one more row or column) is cut back."""
     h, w = shape[:2]
     fh, fw = frame.shape[:2]
     if (fh, fw) == (h, w):
         return frame
     if h <= fh <= h + 1 and w <= fw <= w + 1:
         return np.ascontiguousarray(frame[:h, :w])
-    raise MediaError(f"{video.name} frame {index} is {fw}x{fh}, its dst frame is {w}x{h}",
-                     "the result was not made from these dst frames: run `facelab merge` and `facelab video` again, or use --source merged")
+    raise MediaError(f"{what} is {fw}x{fh}, its dst frame (number {index + 1} in data_dst) is {w}x{h}",
+                     "the output was not made from these dst frames: run `facelab merge` (and `facelab video`) again")
 
 
 def find_result(ws: Workspace) -> Path | None:

@@ -194,7 +194,7 @@ def render(result: EvalResult, images: dict[int, tuple[np.ndarray, np.ndarray]])
     worst = worst_frames(result)
     parts.append(f"<h2>The {len(worst)} worst frames</h2>"
                  "<p>Ranked by <code>score</code>: the mean, over identity distance, expression error, pose error, sharpness"
-                 " (low is bad), colour difference (95th percentile) and seam ratio, of the frame's rank among all frames"
+                 " (low is bad), colour difference (95th percentile) and seam ratio (its distance from 1), of the frame's rank among all frames"
                  " (0 best, 1 worst); a frame whose output face was not found scores 1.</p>")
     for i in worst:
         r = result.frames[i]

@@ -36,9 +36,12 @@ PERTURB_BLUR, PERTURB_JPEG = 0.7, 75
 SRC_SAMPLE = 40
 """Src faces (evenly spaced over the set) averaged into the src identity."""
 
-# frame columns that rank a frame as bad for the report's "worst frames", and which way is bad
-WORST_BY = {"identity_distance": 1, "expression_error": 1, "pose_error_deg": 1, "sharpness_ratio": -1,
-            "color_diff_p95": 1, "seam_ratio": 1}
+# frame columns that rank a frame as bad for the report's "worst frames": how bad each value is (higher = worse)
+WORST_BY: dict[str, Callable[[float], float]] = {
+    "identity_distance": lambda v: v, "expression_error": lambda v: v, "pose_error_deg": lambda v: v,
+    "sharpness_ratio": lambda v: -v, "color_diff_p95": lambda v: v,
+    "seam_ratio": lambda v: abs(float(np.log(v))) if v > 0 else float("nan"),  # a seam either way from 1
+}
 
 
 def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -255,8 +258,8 @@ def _score(rows: list[dict[str, Any]]) -> None:
     """``score`` in [0, 1] per frame with a dst face: the mean over :data:`WORST_BY` of the frame's rank among
     all frames (0 = best, 1 = worst); a frame whose output face was not found scores 1."""
     ranks = []
-    for key, sign in WORST_BY.items():
-        v = np.array([sign * r[key] if r["found"] else np.nan for r in rows], np.float64)
+    for key, badness in WORST_BY.items():
+        v = np.array([badness(r[key]) if r["found"] and np.isfinite(r[key]) else np.nan for r in rows], np.float64)
         ok = np.isfinite(v)
         rank = np.full(len(rows), np.nan)
         n = int(ok.sum())
