@@ -153,6 +153,8 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
         workers: processes for identity embeddings (0: in this process).
         mask_dir: ``data_dst/merged_mask`` (the blend masks, for the seam); None or missing masks: the
             68-point hull's edge is used instead.
+        progress: draw a progress bar (on a terminal).
+        cache: embeddings of unchanged dst frames and src faces from earlier runs; saved back when done.
     """
     rows: list[dict[str, Any]] = []
     boxes: list[tuple[float, ...] | None] = []
@@ -160,7 +162,7 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
     lm_out = np.full((len(pairs), 68, 2), np.nan)
     offsets = np.full((len(pairs), 3), np.nan)
     pending: list[tuple[int, Any, Any]] = []
-    seam_from_mask = seam_from_hull = 0
+    seam_from_hull = 0
     with Embedder(workers, cache) as embedder:
         # the src faces go first, so the workers embed them while the first frames are read
         src_futures = src_identity(src_faces, embedder)
@@ -189,7 +191,6 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
             blend = _read_blend_mask(mask_dir, name, dst.shape)
             if blend is None or not blend.any():
                 blend = None
-            seam_from_mask += blend is not None
             seam_from_hull += blend is None
             # pixel measures over the dst face's regions (they do not need the output face to be found)
             pixels, offsets[i] = _face_pixels(dst, out, ld, blend)
