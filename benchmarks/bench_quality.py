@@ -51,8 +51,8 @@ CANDIDATES: dict[str, list[str]] = {
 }
 
 # eval summary keys plotted and printed first (others are printed after them)
-MAIN_KEYS = ["sharpness_ratio", "expression_error", "pose_error_deg", "identity_distance_median",
-             "identity_closer_to_src", "mouth_corr", "jitter_ratio"]
+MAIN_KEYS = ["sharpness_ratio", "expression_error", "pose_error_deg", "identity_distance",
+             "identity_closer_share", "mouth_corr", "jitter_ratio"]
 
 
 def facelab(ws: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
