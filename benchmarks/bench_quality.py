@@ -66,7 +66,7 @@ def facelab(ws: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
 def prepare(root: Path, pair: str) -> Path:
     """Frames and aligned faces of a pair (made once)."""
     spec = PAIRS[pair]
-    base = root / pair / "base"
+    base = root / pair / "_faces"  # not a candidate's name: candidates train in root/pair/<candidate>
     done = base / ".prepared"
     if done.exists():
         return base
