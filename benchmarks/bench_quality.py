@@ -132,12 +132,15 @@ def plot(results: dict, path: Path) -> None:
     keys = [k for k in MAIN_KEYS if any(k in r and isinstance(r[k], (int, float)) for r in results.values())]
     cands = sorted({r["candidate"] for r in results.values()})
     colors = [(200, 90, 30), (40, 160, 40), (30, 30, 220), (160, 40, 160), (0, 150, 200), (120, 120, 120)]
-    pw, ph, pad = 260, 170, 36
-    img = np.full((len(pairs) * (ph + pad) + pad + 20 * len(cands), len(keys) * (pw + pad) + pad, 3), 255, np.uint8)
+    pw, ph, pad, per_row = 260, 170, 36, 4
+    rows_per_pair = -(-len(keys) // per_row)
+    n_rows = len(pairs) * rows_per_pair
+    img = np.full((n_rows * (ph + pad) + pad + 20 * len(cands), min(len(keys), per_row) * (pw + pad) + pad, 3), 255, np.uint8)
     tmax = max(r["minutes"] for r in results.values())
     for pi, pair in enumerate(pairs):
         for ki, key in enumerate(keys):
-            x0, y0 = pad + ki * (pw + pad), pad + pi * (ph + pad)
+            x0 = pad + (ki % per_row) * (pw + pad)
+            y0 = pad + (pi * rows_per_pair + ki // per_row) * (ph + pad)
             vals = [r[key] for r in results.values() if r["pair"] == pair and isinstance(r.get(key), (int, float))]
             if not vals:
                 continue
@@ -156,7 +159,7 @@ def plot(results: dict, path: Path) -> None:
                 for p in xy:
                     cv2.circle(img, p, 3, colors[ci % len(colors)], -1, cv2.LINE_AA)
     for ci, cand in enumerate(cands):
-        y = len(pairs) * (ph + pad) + pad + 14 * ci
+        y = n_rows * (ph + pad) + pad + 14 * ci
         cv2.line(img, (pad, y), (pad + 24, y), colors[ci % len(colors)], 2)
         cv2.putText(img, f"{cand}  (x: training minutes, 0..{tmax:g})", (pad + 30, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                     (0, 0, 0), 1, cv2.LINE_AA)
