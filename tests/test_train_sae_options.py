@@ -301,10 +301,11 @@ def test_mixed_precision_choice_and_cpu_bfloat16_step(sets):
     from facelab.train.loop import AmpState, cpu_bf16_supported
 
     cpu = torch.device("cpu")
-    assert AmpState.for_device(cpu, None) is None and AmpState.for_device(cpu, False) is None
+    assert AmpState.for_device(cpu, False) is None  # --no-amp: float32
     if not cpu_bf16_supported():
-        assert AmpState.for_device(cpu, True) is None
+        assert AmpState.for_device(cpu, True) is None and AmpState.for_device(cpu, None) is None
         pytest.skip("this CPU has no native bfloat16")
+    assert AmpState.for_device(cpu, None).dtype == torch.bfloat16  # the default where the CPU has it natively
     amp = AmpState.for_device(cpu, True)
     assert amp.dtype == torch.bfloat16 and amp.scaler is None
     src, dst = sets

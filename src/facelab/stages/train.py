@@ -101,8 +101,8 @@ class TrainSettings:
         holdout: faces of each side kept out of training (evenly spaced by file name), chosen when the model is
             created and fixed after that (``holdout.json``), for ``facelab eval --reconstruction``; None = 0 for a
             new model, the saved choice on resume.
-        amp: mixed precision. None (default): on CUDA (bfloat16 where supported, else float16), off on CPU;
-            True: also bfloat16 on a CPU that has it natively (about 3x faster for sae); False: off.
+        amp: mixed precision. None (default) or True: wherever the hardware runs it natively (CUDA: bfloat16
+            where supported, else float16; a CPU with native bfloat16: bfloat16); False: float32 everywhere.
     """
 
     model: str = "quick"

@@ -258,12 +258,13 @@ class AdversarialTrainer:
             if src_pred is None:
                 raise ValueError("generator_terms: GAN power is on, so src_pred (N, 3, R, R) is required")
             with _frozen(self.patch):
-                total = total + self.gan_power * generator_loss(self.patch(src_pred))
+                # float32 like every loss: under mixed precision the model's outputs are bfloat16/float16
+                total = total + self.gan_power * generator_loss(self.patch(src_pred.float()))
         if self.code is not None:
             if dst_code is None:
                 raise ValueError("generator_terms: true face power is on, so dst_code (N, ae_dims) is required")
             with _frozen(self.code):
-                total = total + self.true_face_power * generator_loss(self.code(dst_code))
+                total = total + self.true_face_power * generator_loss(self.code(dst_code.float()))
         return total
 
     def discriminator_step(self, src_real: torch.Tensor | None, src_pred_detached: torch.Tensor | None,
