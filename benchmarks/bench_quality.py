@@ -43,7 +43,8 @@ PAIRS = {
 
 # candidate -> extra `facelab train` arguments (the model is always `quick`, the demo's model)
 CANDIDATES: dict[str, list[str]] = {
-    "base": [],  # today's demo defaults
+    "base": [],  # the demo's defaults (bfloat16 where the CPU has it natively, since 2026-12-03)
+    "fp32": ["--no-amp"],  # the defaults before 2026-12-03 (the "base" rows measured then were float32)
     "amp": ["--amp"],
     "r96-amp": ["--amp", "--resolution", "96"],
     "r128-amp": ["--amp", "--resolution", "128"],
