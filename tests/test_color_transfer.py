@@ -109,7 +109,22 @@ def test_rct_matches_source_lab_mean_and_std(franck, astro):
     lab_a = cv2.cvtColor(a, cv2.COLOR_BGR2Lab)[mask_a > 0.5].astype(np.float64)
     assert np.abs(lab_a.mean(0) - lab_s.mean(0)).max() > 5  # the two faces really differ
     np.testing.assert_allclose(lab_o.mean(0), lab_s.mean(0), atol=1.0)
-    np.testing.assert_allclose(lab_o.std(0), lab_s.std(0), rtol=0.08, atol=0.3)
+    # lightness takes the source's spread; colour spread is narrowed to the source's, never widened
+    np.testing.assert_allclose(lab_o.std(0)[0], lab_s.std(0)[0], rtol=0.08, atol=0.3)
+    np.testing.assert_allclose(lab_o.std(0)[1:], np.minimum(lab_s.std(0), lab_a.std(0))[1:], rtol=0.08, atol=0.3)
+
+
+def test_rct_does_not_widen_the_colour_spread_of_a_blurred_face(franck, webcam):
+    # a blurred face (as a model early in training paints it) recoloured towards a sharp real face: its faint
+    # colour shading must not be stretched into coloured patches
+    (a, mask_a), (b, mask_b) = franck, webcam
+    blurred = cv2.GaussianBlur(a, (0, 0), 6)
+    out = rct(blurred, b, mask_a, mask_b)
+    lab = lambda img, m: cv2.cvtColor(img, cv2.COLOR_BGR2Lab)[m > 0.5].astype(np.float64)
+    lo, lt, lb = lab(out, mask_a), lab(blurred, mask_a), lab(b, mask_b)
+    assert np.all(lt.std(0)[1:] < lb.std(0)[1:])  # the case at hand: less colour spread than the real face
+    np.testing.assert_allclose(lo.std(0)[1:], lt.std(0)[1:], rtol=0.08, atol=0.3)
+    np.testing.assert_allclose(lo.mean(0), lb.mean(0), atol=1.0)
 
 
 # --- idt and sot: whole distributions -------------------------------------------------
