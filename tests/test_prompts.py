@@ -92,7 +92,7 @@ def test_sae_first_run_asks_deepfacelabs_sae_questions():
     params = set(inspect.signature(MODELS.get("sae")).parameters)
     keys = [q.key for q in train_questions(params, {"resolution": 128})]
     for key in ("face_type", "archi", "ae_dims", "e_dims", "d_dims", "d_mask_dims", "learn_mask", "eyes_mouth_priority",
-                "uniform_yaw", "color_transfer", "gan_power", "true_face_power", "face_style_power", "bg_style_power",
+                "uniform_yaw", "color_transfer", "gan_power", "true_face_power", "identity_power", "face_style_power", "bg_style_power",
                 "optimizer_mode", "pixel_loss"):
         assert key in keys
     ae = next(q for q in train_questions(params, {}) if q.key == "ae_dims")

@@ -149,6 +149,7 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_
             Question("color_transfer", "Colour transfer for src samples (none, rct, lct, mkl, idt, sot)", "none", "Recolour src faces towards random dst faces so the swap fits dst's lighting.", str),
             Question("gan_power", "GAN power", 0.0, "0..10; 0 = off. A patch discriminator sharpens the src faces; turn it on (0.1) only once the faces are sharp.", float),
             Question("true_face_power", "True face power", 0.0, "0..1; 0 = off (df archi only). Makes the swap lean further to the src face; try 0.01.", float),
+            Question("identity_power", "Identity power", 0.0, "0..10; 0 = off. Pulls the swap's face descriptor (dlib's) towards src's: a swap that looks more like src. About 30 % fewer iterations per minute on a CPU; games the descriptor early in training (docs/training.md).", float),
             Question("face_style_power", "Face style power", DEFAULTS["face_style_power"], "0-100: pull the swapped face towards dst's colours and light.", float),
             Question("bg_style_power", "Background style power", DEFAULTS["bg_style_power"], "0-100: pull the area around the swapped face towards dst's background.", float),
             Question("optimizer_mode", "Optimizer mode (1, 2, 3)", DEFAULTS["optimizer_mode"], "1: all on the GPU. 2: optimizer state in system memory (a network about twice as large fits). 3: also recompute activations (about 30 % slower, three times as large).", int),

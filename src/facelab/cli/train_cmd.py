@@ -43,6 +43,7 @@ def train_cmd(
     color_transfer: Annotated[str | None, typer.Option("--color-transfer", "--ct-mode", help="Recolour src samples towards random dst faces: none, rct, lct, mkl, idt, sot (saved; default none).")] = None,
     gan_power: Annotated[float | None, typer.Option("--gan-power", help="Patch-GAN loss weight 0..10, 0 = off; try 0.1 once the faces are sharp (saved).")] = None,
     true_face_power: Annotated[float | None, typer.Option("--true-face-power", help="sae df only: code discriminator weight 0..1, 0 = off; try 0.01 for a swap closer to src (saved).")] = None,
+    identity_power: Annotated[float | None, typer.Option("--identity-power", help="Identity loss weight 0..10, 0 = off: pulls the swap's dlib face descriptor towards src's (any model; saved; docs/training.md).")] = None,
     pretrain: Annotated[Path | None, typer.Option("--pretrain", help="Pretrain both sides on this folder of aligned faces of many people; a later run without it continues on the pair from iteration 0.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Threads preparing batches ahead, 0..32 (default: 0 on CPU, up to 4 on a GPU).")] = None,
     holdout: Annotated[int | None, typer.Option("--holdout", help="Keep N faces of each side out of training (evenly spaced; fixed at the first run) for `facelab eval --reconstruction` (default 0).")] = None,
@@ -70,7 +71,7 @@ def train_cmd(
               "backups": backups, "save_every_minutes": save_every, "preview_every_minutes": preview_every,
               "batch_size": batch_size, "random_warp": random_warp, "clip_grad": clip_grad, "lr_dropout": lr_dropout,
               "uniform_yaw": uniform_yaw, "eyes_mouth_priority": eyes_mouth_priority, "color_transfer": color_transfer,
-              "gan_power": gan_power, "true_face_power": true_face_power, "pretrain": str(pretrain) if pretrain else None,
+              "gan_power": gan_power, "true_face_power": true_face_power, "identity_power": identity_power, "pretrain": str(pretrain) if pretrain else None,
               "workers": workers, "amp": amp, "holdout": holdout}
     arch = {"resolution": resolution, "lightweight": lightweight or None, "pixel_loss": pixel_loss,
             "face_type": face_type, "archi": archi, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims,

@@ -88,6 +88,24 @@ def _reconstruction(ws: Workspace, settings: EvalSettings) -> tuple[dict[str, fl
     return summary, warnings + more
 
 
+def _identity_trained(ws: Workspace, model: str) -> list[str]:
+    """A warning when the model was trained with the identity loss: it optimised the very descriptor that
+    measures identity here, so those figures flatter it (docs/eval.md)."""
+    import json
+
+    warned = []
+    for state in sorted(ws.model_dir(model).glob("*state.json")):
+        try:
+            power = json.loads(state.read_text()).get("options", {}).get("identity_power", 0)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(power, (int, float)) and power > 0:
+            warned.append(f"{state.parent.name} was trained with --identity-power {power:g}: it learned to please the dlib"
+                          " descriptor that measures identity here, so identity_distance and identity_closer_share"
+                          " overstate the likeness; judge it by the other figures and by eye")
+    return warned
+
+
 def run(ws: Workspace, settings: EvalSettings = EvalSettings()) -> tuple[Summary, EvalResult]:
     """Measure the workspace's merge (and with ``settings.reconstruction`` the model); write the JSON and
     HTML reports where ``settings`` says.
@@ -132,6 +150,7 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings()) -> tuple[Summary
         summary.update(measured.summary)
         rows, boxes = measured.rows, measured.boxes
         warnings += measured.warnings
+        warnings += _identity_trained(ws, settings.model)
     if settings.reconstruction:
         recon, more = _reconstruction(ws, settings)
         summary.update(recon)

@@ -61,7 +61,8 @@ DEFAULT_BATCH_SIZE = TrainOptions.batch_size
 # defaults of the options saved with a model (None in TrainSettings = the saved value, else these)
 OPTION_DEFAULTS = {"flip": True, "src_scale": 0.0, "sort_by_yaw": False, "preview_history": False, "backups": 3,
                    "random_warp": True, "clip_grad": False, "lr_dropout": 0.0, "uniform_yaw": False,
-                   "eyes_mouth_priority": False, "color_transfer": "none", "gan_power": 0.0, "true_face_power": 0.0}
+                   "eyes_mouth_priority": False, "color_transfer": "none", "gan_power": 0.0, "true_face_power": 0.0,
+                   "identity_power": 0.0}
 # model config keys that steer training, not the network's shape: changeable on any run
 TRAINING_CONFIG_KEYS = ("pixel_loss", "face_style_power", "bg_style_power", "remove_gray_border", "optimizer_mode")
 COLOR_TRANSFERS = ("none", "rct", "lct", "mkl", "idt", "sot")
@@ -95,6 +96,8 @@ class TrainSettings:
         color_transfer: recolour src samples towards dst faces: none, rct, lct, mkl, idt, sot; None = saved, else none.
         gan_power: patch-GAN loss weight 0..10 (0 = off; DeepFaceLab's usual 0.1); None = saved, else 0.
         true_face_power: code-discriminator weight 0..1 (sae df archi only; 0 = off, usual 0.01); None = saved, else 0.
+        identity_power: weight 0..10 of the identity loss (:mod:`facelab.train.identity_loss`: the swap's dlib face
+            descriptor pulled towards src's; 0 = off); None = saved, else 0.
         pretrain: a folder of aligned faces of many people: train both sides on it (pretraining). A later run
             without it ends pretraining: the iteration count and optimizer restart on the workspace's pair.
         workers: threads preparing batches ahead (0..32); None = 0 on CPU, up to 4 on a GPU.
@@ -130,6 +133,7 @@ class TrainSettings:
     color_transfer: str | None = None
     gan_power: float | None = None
     true_face_power: float | None = None
+    identity_power: float | None = None
     pretrain: str | None = None
     workers: int | None = None
     amp: bool | None = None
@@ -163,7 +167,7 @@ class TrainSettings:
         if self.lr_dropout is not None and not (isinstance(self.lr_dropout, (int, float)) and not isinstance(self.lr_dropout, bool)
                                                 and 0 <= self.lr_dropout < 1):
             raise SettingsError(f"lr_dropout: {self.lr_dropout!r} is out of range", "use a share from 0 (off) to below 1, e.g. 0.3")
-        for key, hi in (("gan_power", 10), ("true_face_power", 1)):
+        for key, hi in (("gan_power", 10), ("true_face_power", 1), ("identity_power", 10)):
             v = getattr(self, key)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= hi):
                 raise SettingsError(f"{key}: {v!r} is out of range", f"use a number from 0 (off) to {hi}")
@@ -371,6 +375,10 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
             except ValueError as e:
                 raise ModelError(f"{model_dir / (prefix + 'adversarial.safetensors')}: {e}",
                                  "delete that file to start the discriminators afresh") from e
+    identity_power = 0.0 if pretraining else float(chosen["identity_power"])
+    if identity_power and dist is not None:
+        raise SettingsError("identity_power: not available with several training processes yet",
+                            "train in one process (without torchrun), or set --identity-power 0")
 
     resolution, face_type = cfg["resolution"], cfg["face_type"]
     say(f"loading faces at {resolution} px: " + (f"{len(src_paths)} pretraining faces from {settings.pretrain}" if pretraining
@@ -385,6 +393,12 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         if ds.outside:
             warnings.append(f"{ds.outside} {side} faces are cut tighter than {face_type!r}: their {face_type!r} crop reaches"
                             f" outside the aligned image and the border is filled in; extract with --face-type {face_type} for a clean set")
+    identity = None
+    if identity_power:
+        from facelab.train.identity_loss import IdentityLoss
+
+        identity = IdentityLoss(src_paths, dst, identity_power, device, settings.seed)
+        say(f"identity loss: power {identity_power:g}, {identity.faces_per_step} swapped dst faces per step")
     where = f"{dist.world} processes ({device.type})" if dist else str(device)
     say(f"{'resuming' if resumed else 'new'} {settings.model} model {model_dir.name!r} at iteration {state.get('iteration', 0)}"
         + (f" (target {target})" if target is not None else "")
@@ -408,7 +422,8 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
 
     try:
         state = train(net, optimizer, src, dst, model_dir, opts, state, device, target, settings.minutes,
-                      settings.seed, save=save, log=say, prefix=prefix, adversarial=adversarial, dist=dist)
+                      settings.seed, save=save, log=say, prefix=prefix, adversarial=adversarial, dist=dist,
+                      identity=identity)
         if dist is not None and not dist.same_weights(model):
             warnings.append("the processes ended with different weights: report this as a bug")
     except torch.OutOfMemoryError as e:

@@ -91,7 +91,7 @@ def _load_one(path: Path, resolution: int, face_type: str | None):
     to_face = np.diag([resolution / w, resolution / w, 1.0]) @ to_face
     mask = hull_mask(landmarks, (resolution, resolution), face_type or record.face_type)
     extra = np.stack([eyes_mouth_mask(landmarks, resolution), frame_area_mask(record, to_face[:2], resolution)], -1)
-    return face, mask, recropped, outside, yaw_pitch(landmarks)[0], extra
+    return face, mask, recropped, outside, yaw_pitch(landmarks)[0], extra, landmarks.astype(np.float32)
 
 
 def _load_or_error(path: Path, resolution: int, face_type: str | None):
@@ -116,6 +116,7 @@ class FaceDataset:
         paths: the faces loaded (unreadable files left out).
         skipped: one message per face file that could not be read (left out).
         yaw: ``(N,) float32`` yaw of each face in degrees (for ``sort_by_yaw``).
+        landmarks: ``(N, 68, 2) float32`` landmarks of each face in pixels of its ``R x R`` image.
     """
 
     def __init__(self, paths: list[Path], resolution: int, face_type: str | None = "full",
@@ -141,6 +142,7 @@ class FaceDataset:
         self.yaw = np.array([x[4] for x in loaded], np.float32)
         # (N, R, R, 2) uint8: eyes+mouth region, and the part of the face that lay inside its frame
         self.extra_masks = np.stack([x[5] for x in loaded])
+        self.landmarks = np.stack([x[6] for x in loaded])  # (N, 68, 2) in pixels of the R x R faces
         self._yaw_order = np.argsort(self.yaw, kind="stable")
 
     @property

@@ -143,9 +143,10 @@ def _side(batch, device: torch.device) -> SideBatch:
 
 def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mask_weight: float = 1.0,
                clip_grad: bool = False, lr_dropout: float = 0.0, losses: LossOptions | None = None,
-               adversarial=None, amp: AmpState | None = None) -> tuple[float, float]:
+               adversarial=None, amp: AmpState | None = None, identity=None, iteration: int = 0) -> tuple[float, float]:
     """One Adam step on a src and a dst batch (each ``(inputs, targets, masks[, eyes_mouth, in_frame])`` from
     :meth:`FaceDataset.sample`), then one step of the discriminators if ``adversarial`` is given.
+    ``identity`` (:class:`facelab.train.identity_loss.IdentityLoss`) adds its term for step ``iteration``.
 
     The face loss is DSSIM + MSE, or plain MSE when ``losses.pixel_loss`` (or the model config's
     ``pixel_loss``) is set; see :mod:`facelab.train.objective` for the optional terms.
@@ -159,6 +160,8 @@ def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mas
     with torch.autocast(device.type, dtype=amp.dtype) if amp is not None else nullcontext():
         out = fwd(src.inputs, dst.inputs, **wants(inner, losses, adversarial))
     loss, src_loss, dst_loss = compute(out, src, dst, losses, adversarial)
+    if identity is not None:
+        loss = loss + identity(inner, iteration, amp)
     optimizer.zero_grad(set_to_none=True)
     scaler = amp.scaler if amp is not None else None
     (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -273,7 +276,7 @@ class BatchFeed:
 def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions, state: dict,
           device: torch.device, target_iteration: int | None = None, minutes: float | None = None, seed: int = 0,
           save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print, prefix: str = "",
-          adversarial=None, dist=None) -> dict:
+          adversarial=None, dist=None, identity=None) -> dict:
     """Train until ``state["iteration"] >= target_iteration`` or ``minutes`` of wall time pass (whichever first;
     neither: until Ctrl+C). Saves with ``save(state)`` every ``opts.save_every_minutes`` and on exit.
 
@@ -316,7 +319,8 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
                 break
             src_batch, dst_batch = feed.get(state["iteration"])
             losses = train_step(model, optimizer, src_batch, dst_batch, device, clip_grad=opts.clip_grad,
-                                lr_dropout=opts.lr_dropout, losses=opts.losses, adversarial=adversarial, amp=amp)
+                                lr_dropout=opts.lr_dropout, losses=opts.losses, adversarial=adversarial, amp=amp,
+                                identity=identity, iteration=state["iteration"])
             if dist is not None and adversarial is not None:  # DDP does not wrap the discriminators
                 for net in (adversarial.patch, adversarial.code):
                     if net is not None:
