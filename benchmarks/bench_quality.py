@@ -49,6 +49,11 @@ CANDIDATES: dict[str, list[str]] = {
     "r96-amp": ["--amp", "--resolution", "96"],
     "r128-amp": ["--amp", "--resolution", "128"],
     "emp": ["--eyes-mouth-priority"],
+    "d32": ["--d-dims", "32"],  # a decoder twice as wide
+    "r96": ["--resolution", "96"],  # with the bfloat16 default
+    "rct": ["--color-transfer", "rct"],  # src samples recoloured towards dst faces
+    "id02": ["--identity-power", "0.2"],  # identity loss (games the descriptor early on: docs/eval.md)
+    "id1": ["--identity-power", "1"],
 }
 
 # eval summary keys plotted and printed first (others are printed after them)
