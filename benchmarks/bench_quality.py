@@ -39,21 +39,26 @@ PAIRS = {
     "demo": {"src": SAMPLES / "src_clm_cap13.mp4", "dst": SAMPLES / "dst_grid_bbaf2n.mpg", "src_fps": 10.0},
     "franck-grid": {"src": SHARED / "person_a_franck" / "video" / "franck.mp4", "dst": SHARED / "grid_av" / "lbbc2a.mpg",
                     "src_fps": 2.0},
+    # a third pair, added 2026-12-04 to check changes of defaults: only 72 src frames (2.4 s of one man)
+    "pyfeat-grid": {"src": SHARED / "person_d_pyfeat_man" / "video" / "single_face.mp4",
+                    "dst": SHARED / "grid_av" / "sbia1a.mpg", "src_fps": 30.0},
 }
 
 # candidate -> extra `facelab train` arguments (the model is always `quick`, the demo's model)
 CANDIDATES: dict[str, list[str]] = {
-    "base": [],  # the demo's defaults (bfloat16 where the CPU has it natively, since 2026-12-03)
-    "fp32": ["--no-amp"],  # the defaults before 2026-12-03 (the "base" rows measured then were float32)
-    "amp": ["--amp"],
-    "r96-amp": ["--amp", "--resolution", "96"],
-    "r128-amp": ["--amp", "--resolution", "128"],
-    "emp": ["--eyes-mouth-priority"],
+    "base": [],  # the demo's defaults: bfloat16 where the CPU has it natively, no random warp (quick, since 2026-12-04)
+    "warp": ["--random-warp"],  # the defaults from 2026-12-03 to 2026-12-04 ("base" rows measured then)
+    "fp32-warp": ["--no-amp", "--random-warp"],  # the defaults before 2026-12-03
+    "r96": ["--resolution", "96"],
     "d32": ["--d-dims", "32"],  # a decoder twice as wide
-    "r96": ["--resolution", "96"],  # with the bfloat16 default
+    "emp": ["--eyes-mouth-priority"],
     "rct": ["--color-transfer", "rct"],  # src samples recoloured towards dst faces
     "id02": ["--identity-power", "0.2"],  # identity loss (games the descriptor early on: docs/eval.md)
-    "id1": ["--identity-power", "1"],
+    # measured with random warp on, the default until 2026-12-04
+    "d32-warp": ["--random-warp", "--d-dims", "32"],
+    "r96-warp": ["--random-warp", "--resolution", "96"],
+    "id02-warp": ["--random-warp", "--identity-power", "0.2"],
+    "id1-warp": ["--random-warp", "--identity-power", "1"],
 }
 
 # eval summary keys plotted and printed first (others are printed after them)

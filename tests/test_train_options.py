@@ -280,6 +280,23 @@ def test_architecture_options_are_fixed_at_the_first_run(ws):
         stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None)
 
 
+def test_quick_starts_without_random_warp_and_other_models_with_it(ws):
+    from facelab.stages.train import TrainSettings, run
+
+    def saved(name: str) -> bool:
+        return json.loads((ws.model_dir(name) / "state.json").read_text())["options"]["random_warp"]
+
+    quiet = {"batch_size": 2, "device": "cpu", "save_every_minutes": 60}
+    run(ws, TrainSettings(model="quick", iterations=1, **quiet), log=lambda s: None)
+    assert saved("quick") is False  # quick's own default
+    run(ws, TrainSettings(model="quick", name="warped", iterations=1, random_warp=True, **quiet), log=lambda s: None)
+    assert saved("warped") is True
+    run(ws, TrainSettings(model="quick", name="warped", iterations=2, **quiet), log=lambda s: None)
+    assert saved("warped") is True  # a resumed model keeps its saved choice, not quick's default
+    run(ws, TrainSettings(model="h64", iterations=1, architecture=(("lightweight", True),), **quiet), log=lambda s: None)
+    assert saved("h64") is True  # DeepFaceLab's default for the other models
+
+
 def test_random_warp_off_gives_unwarped_inputs(sample_faces_ws):
     from facelab.train.augment import augment_sample
 

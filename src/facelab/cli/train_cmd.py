@@ -33,7 +33,7 @@ def train_cmd(
     preview_every: Annotated[float | None, typer.Option("--preview-every", help="Minutes between previews (default 2).")] = None,
     resolution: Annotated[int | None, typer.Option("--resolution", help="Face size the model works at (architecture: first run only).")] = None,
     lightweight: Annotated[bool, typer.Option("--lightweight", help="Smaller encoder/decoder (h64, h128; architecture: first run only).")] = False,
-    random_warp: Annotated[bool | None, typer.Option("--random-warp/--no-random-warp", help="Random warp of the inputs (saved; default on; turn off late in training for detail).")] = None,
+    random_warp: Annotated[bool | None, typer.Option("--random-warp/--no-random-warp", help="Random warp of the inputs (saved; default on, off for quick; turn off late in training for detail).")] = None,
     clip_grad: Annotated[bool | None, typer.Option("--clip-grad/--no-clip-grad", help="Clip the gradient norm to 1 (saved; default off).")] = None,
     lr_dropout: Annotated[float | None, typer.Option("--lr-dropout", help="Share of weight updates dropped each step, 0 (off) to <1, e.g. 0.3 (saved).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these options as keys (flags win over it).")] = None,

@@ -20,6 +20,13 @@ d_dims 32 -> 145 ms/it, d_dims 16 -> 75 ms/it, with the same loss per
 iteration over the first thousand, so the smaller decoder learns twice as fast
 per second; 96 px costs ~3x more per step. The decoders dominate the cost
 (the encoder works on ever smaller maps). See ``benchmarks/bench_train.py``.
+
+A new ``quick`` model trains without random warp (``TRAINING_DEFAULTS``): over
+the first minutes the warp only blurred the swap. Measured with
+``benchmarks/bench_quality.py`` on three pairs, 5 minutes on 2 cores, warp ->
+none: sharpness ratio 0.38 -> 0.47, 0.44 -> 0.56 and 0.45 -> 0.62; identity
+distance to src 0.68 -> 0.45, 0.75 -> 0.59, 0.73 -> 0.48; and the warp's
+remap costs CPU too (3,700 -> 4,900 iterations).
 """
 
 from __future__ import annotations
@@ -76,6 +83,10 @@ class Decoder(nn.Module):
 
 @register_model("quick")
 class Quick(SwapModel):
+    # Random warp off: over the first minutes it only blurs. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min
+    # on 2 cores, three pairs): without it the swap is sharper, closer to src and follows dst's expression better.
+    TRAINING_DEFAULTS = {"random_warp": False}
+
     def __init__(self, resolution: int = 64, face_type: str = "full", ae_dims: int = 128, e_dims: int = 32,
                  d_dims: int = 16, d_mask_dims: int = 8) -> None:
         super().__init__()

@@ -58,7 +58,8 @@ from facelab.train.loop import TrainOptions, make_optimizer, train
 from facelab.workspace import Workspace
 
 DEFAULT_BATCH_SIZE = TrainOptions.batch_size
-# defaults of the options saved with a model (None in TrainSettings = the saved value, else these)
+# defaults of the options saved with a model (None in TrainSettings = the saved value, else these, with the
+# model's own TRAINING_DEFAULTS over them)
 OPTION_DEFAULTS = {"flip": True, "src_scale": 0.0, "sort_by_yaw": False, "preview_history": False, "backups": 3,
                    "random_warp": True, "clip_grad": False, "lr_dropout": 0.0, "uniform_yaw": False,
                    "eyes_mouth_priority": False, "color_transfer": "none", "gan_power": 0.0, "true_face_power": 0.0,
@@ -315,8 +316,9 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         warnings.append("holdout: not used while pretraining (it keeps faces of the workspace's pair out)")
 
     # saved options apply unless this run sets them
+    defaults = {**OPTION_DEFAULTS, **type(model).TRAINING_DEFAULTS}
     chosen = {k: getattr(settings, k) if getattr(settings, k) is not None else saved_opts.get(k, default)
-              for k, default in OPTION_DEFAULTS.items()}
+              for k, default in defaults.items()}
     cfg = model.config
     if chosen["true_face_power"] and not (settings.model == "sae" and cfg["archi"].startswith("df")):
         raise SettingsError("true_face_power: only the sae model with a df archi has it",

@@ -1,0 +1,111 @@
+"""What the footage allows `facelab eval` to score: the sharpness a model of a given resolution can reach at
+best, and how far the dst head poses lie from any src face's.
+
+Sharpness ceiling.
+A perfect model of resolution R reproduces the dst face exactly, but only at R
+pixels: its face is the aligned dst face downscaled to R x R and scaled back up
+when merged. This script builds that output for every dst frame of a workspace
+(the dst face cut with the face type's matrix, area-downscaled to R, cubic-
+upscaled, warped back and pasted inside the inner face) and prints eval's
+sharpness ratio for it (:func:`facelab.eval.metrics.sharpness`, inner face =
+landmarks 17-67). No model is involved, so the figure is a ceiling: no training
+at R px can score above it on that footage.
+
+Pose coverage. For each dst face, the (yaw, pitch) distance to the nearest src
+face, by the estimator eval uses (:func:`facelab.eval.metrics.head_pose` on the
+stored landmarks). A decoder that never saw src at a dst pose has to invent it;
+a large distance predicts a large ``pose_error_deg``. The estimator fits one
+generic 3-D face, so part of a difference between two people is the shape of
+their faces, not their pose.
+
+Usage (a workspace with data_dst frames and data_dst/aligned faces, e.g. the
+one `facelab demo` makes, or bench_quality.py's ``<root>/<pair>/_faces``)::
+
+    python benchmarks/bench_eval_ceilings.py WORKSPACE [WORKSPACE ...] [--face-type full]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facelab.align import face_matrix, unwarp_image, warp_image
+from facelab.errors import FaceFileError
+from facelab.eval import metrics as M
+from facelab.faceimage import read_record
+from facelab.fileio import read_image
+
+RESOLUTIONS = (64, 96, 128, 160, 192, 256)
+WORK_SIZE = 512  # the crop is cut at this size first, so the downscale to R is the only loss of detail
+
+
+def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[int, float]:
+    """Mean sharpness ratio per resolution over the workspace's dst faces (first face of each frame)."""
+    ratios: dict[int, list[float]] = {r: [] for r in resolutions}
+    for path in sorted((workspace / "data_dst" / "aligned").glob("*.*")):
+        try:
+            rec = read_record(path)
+        except FaceFileError:
+            continue
+        if rec.face_index:
+            continue
+        frame = read_image(workspace / "data_dst" / rec.source_filename)
+        landmarks = np.asarray(rec.source_landmarks, np.float64)
+        mat = face_matrix(landmarks, face_type, WORK_SIZE)
+        crop = warp_image(frame, mat, WORK_SIZE)
+        region = M.inner_face(landmarks, frame.shape)
+        reference = M.sharpness(frame, region)
+        for r in resolutions:
+            low = cv2.resize(crop, (r, r), interpolation=cv2.INTER_AREA)
+            face = cv2.resize(low, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
+            out = frame.copy()
+            out[region] = unwarp_image(face, mat, frame.shape[:2])[region]
+            ratios[r].append(M.sharpness(out, region) / reference)
+    if not ratios[resolutions[0]]:
+        raise SystemExit(f"{workspace}: no dst faces in data_dst/aligned (run `facelab extract dst` first)")
+    return {r: float(np.mean(v)) for r, v in ratios.items()}
+
+
+def _poses(folder: Path) -> np.ndarray:
+    poses = []
+    for path in sorted(folder.glob("*.*")):
+        try:
+            poses.append(M.head_pose(np.asarray(read_record(path).source_landmarks, np.float64))[:2])
+        except FaceFileError:
+            continue
+    return np.asarray(poses, np.float64).reshape(-1, 2)
+
+
+def pose_coverage(workspace: Path) -> dict[str, float]:
+    """Mean and largest distance (degrees) from a dst face's (yaw, pitch) to the nearest src face's, and the
+    mean pitch of each side."""
+    src, dst = _poses(workspace / "data_src" / "aligned"), _poses(workspace / "data_dst" / "aligned")
+    if not len(src) or not len(dst):
+        raise SystemExit(f"{workspace}: needs aligned faces on both sides")
+    nearest = np.linalg.norm(dst[:, None, :] - src[None, :, :], axis=2).min(1)
+    return {"mean": float(nearest.mean()), "max": float(nearest.max()),
+            "src_pitch": float(src[:, 1].mean()), "dst_pitch": float(dst[:, 1].mean())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("workspaces", nargs="+", type=Path)
+    ap.add_argument("--face-type", default="full", help="the model's face type (quick: full)")
+    a = ap.parse_args()
+    print("sharpness ratio a perfect model of each resolution would score (eval target: >= 0.70)")
+    print(f"{'workspace':<40} " + " ".join(f"{r:>6} px" for r in RESOLUTIONS))
+    for ws in a.workspaces:
+        c = ceiling(ws, a.face_type)
+        print(f"{str(ws)[-40:]:<40} " + " ".join(f"{c[r]:>9.3f}" for r in RESOLUTIONS))
+    print("\npose coverage: (yaw, pitch) distance from each dst face to the nearest src face, degrees")
+    for ws in a.workspaces:
+        p = pose_coverage(ws)
+        print(f"{str(ws)[-40:]:<40} mean {p['mean']:.1f}  max {p['max']:.1f}  "
+              f"(mean pitch: src {p['src_pitch']:+.1f}, dst {p['dst_pitch']:+.1f})")
+
+
+if __name__ == "__main__":
+    main()
