@@ -264,9 +264,14 @@ def test_hist_match_matches_quantiles(face_pair):
         got = np.percentile(out[..., c][both > 0.5], qs)
         want = np.percentile(b[..., c][both > 0.5], qs)
         np.testing.assert_allclose(got, want, atol=0.02)
-    # a threshold below 255 pushes the brightest values to the reference maximum
+    # a threshold below 255 squeezes the face into the reference's values below its highlights: darker
+    # overall, and the face's brightest pixels land at the reference's 200/255 quantile, not its maximum
     low = hist_match(a, b, both, threshold=200)
-    assert low[both > 0.5].mean() > out[both > 0.5].mean()
+    assert low[both > 0.5].mean() < out[both > 0.5].mean()
+    for c in range(3):
+        top = np.percentile(b[..., c][both > 0.5], 100 * 200 / 255)
+        assert low[..., c][both > 0.5].max() <= top + 1e-4
+        assert np.isclose(out[..., c][both > 0.5].max(), b[..., c][both > 0.5].max(), atol=0.02)
     np.testing.assert_allclose(hist_match(a, a, both, 255)[both > 0.5], a[both > 0.5], atol=0.01)
 
 

@@ -168,12 +168,16 @@ def _hist_inputs(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | Non
 def hist_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, threshold: int = 238) -> np.ndarray:
     """Per-channel histogram matching of ``face`` to ``reference`` inside ``mask``.
 
-    Each channel value ``v`` of ``face`` maps to ``Q_ref(min(1, F_face(v) * 255 / threshold))``,
+    Each channel value ``v`` of ``face`` maps to ``Q_ref(F_face(v) * threshold / 255)``,
     where ``F_face`` is the face's cumulative distribution (mid-rank) and
     ``Q_ref`` the reference's quantile function, both measured on the pixels
     with ``mask > 0.5``. ``threshold=255`` is plain histogram matching; lower
-    values map the top ``(255 - threshold) / 255`` of the face's values onto
-    the reference's brightest value, as DeepFaceLab's hist-match threshold.
+    values squeeze the face into the reference's lower ``threshold / 255`` of
+    values, so the reference's brightest ``(255 - threshold) / 255`` (specular
+    highlights) are left out, as DeepFaceLab's hist-match threshold does.
+    (Until 2026-12-04 facelab stretched the other way, which pushed the face's
+    brightest 7 % per channel to the reference maximum: pale pink patches on
+    the cheeks and nose at the default 238.)
 
     Args:
         face: ``(H, W, 3) float32`` BGR ``[0, 1]``, the image to change.
@@ -189,19 +193,19 @@ def hist_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None 
     if not sel.any():
         return face.copy()
     out = np.empty_like(face)
-    stretch = 255.0 / int(threshold)
+    squeeze = int(threshold) / 255.0
     for c in range(3):
-        out[..., c] = _match_channel(face[..., c], reference[..., c], sel, stretch)
+        out[..., c] = _match_channel(face[..., c], reference[..., c], sel, squeeze)
     return np.clip(out, 0.0, 1.0)
 
 
-def _match_channel(chan: np.ndarray, ref: np.ndarray, sel: np.ndarray, stretch: float) -> np.ndarray:
-    """Map every value of ``chan`` through ``Q_ref(min(1, F_chan(v) * stretch))`` (measured on ``sel``)."""
+def _match_channel(chan: np.ndarray, ref: np.ndarray, sel: np.ndarray, squeeze: float) -> np.ndarray:
+    """Map every value of ``chan`` through ``Q_ref(F_chan(v) * squeeze)`` (measured on ``sel``; ``squeeze`` in (0, 1])."""
     f_vals = np.sort(chan[sel])
     r_vals = np.sort(ref[sel])
     lo = np.searchsorted(f_vals, chan, side="left")
     hi = np.searchsorted(f_vals, chan, side="right")
-    q = np.clip((lo + hi) / (2.0 * len(f_vals)) * stretch, 0.0, 1.0)
+    q = np.clip((lo + hi) / (2.0 * len(f_vals)) * squeeze, 0.0, 1.0)
     ref_q = (np.arange(len(r_vals)) + 0.5) / len(r_vals)
     return np.interp(q, ref_q, r_vals).astype(np.float32)
 
@@ -229,5 +233,5 @@ def hist_match_bw(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | No
         return face.copy()
     ycc = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb)
     ref_y = cv2.cvtColor(reference, cv2.COLOR_BGR2YCrCb)[..., 0]
-    ycc[..., 0] = _match_channel(ycc[..., 0], ref_y, sel, 255.0 / int(threshold))
+    ycc[..., 0] = _match_channel(ycc[..., 0], ref_y, sel, int(threshold) / 255.0)
     return np.clip(cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR), 0.0, 1.0)
