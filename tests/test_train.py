@@ -131,6 +131,28 @@ def test_augment_sample_warps_only_the_input(datasets):
     np.testing.assert_array_equal(w2, t2)
 
 
+
+def test_random_warp_has_no_systematic_scale_or_shift(datasets):
+    """The warp deforms locally but keeps the face where the target has it: a zero-strength warp is the
+    identity, and over many draws the maps average to the identity. (A 1.2x stretch hid in the maps until
+    2026-12-04: every warped input was the face shrunk to 83 %.)"""
+    from facelab.train.augment import random_warp_maps
+
+    face, mask = datasets[0].faces[1], datasets[0].masks[1]
+    still = AugmentOptions(warp_strength=0.0)
+    warped, target, _ = augment_sample(face, mask, np.random.default_rng(5), still)
+    assert np.abs(warped.astype(int) - target).max() <= 1  # identical up to float rounding in the remap
+    size = face.shape[0]
+    ident = np.arange(size, dtype=np.float32)
+    draws = [random_warp_maps(np.random.default_rng(seed), size) for seed in range(200)]
+    mean_dx = np.mean([mx - ident[None, :] for mx, _ in draws], axis=0)
+    mean_dy = np.mean([my - ident[:, None] for _, my in draws], axis=0)
+    assert np.abs(mean_dx).max() < 0.5 and np.abs(mean_dy).max() < 0.5
+    # each draw moves pixels by about a pixel at 64 px, and at most a few
+    spread = np.mean([np.abs(mx - ident[None, :]).mean() for mx, _ in draws])
+    assert 0.3 < spread * 64 / size < 3
+
+
 # --- dataset ------------------------------------------------------------------------
 
 

@@ -48,16 +48,21 @@ def random_warp_maps(rng: np.random.Generator, size: int, cells: int = 5, streng
     """Smooth random deformation as ``cv2.remap`` maps ``(size, size) float32`` (x and y).
 
     Offsets are drawn at ``(cells + 1)^2`` grid points (the border points stay
-    fixed so the face is not pulled off the image) and upsampled bicubically.
+    fixed so the face is not pulled off the image), upsampled bicubically and
+    added to the identity map: with no offset the maps are exactly the
+    identity, so the warped input has the target's scale and position. (Until
+    2026-12-04 the grid's *positions* were upsampled instead, and OpenCV's
+    half-pixel resize made that map a 1.2x stretch about the centre: every
+    warped input was the face shrunk to 83 %, which the network then had to
+    enlarge, and which blurred every swap trained with the warp.)
     """
     step = size / cells
-    grid = np.linspace(0, size, cells + 1, dtype=np.float32)
-    gx, gy = np.meshgrid(grid, grid)
     noise = rng.normal(0, step * strength, (2, cells + 1, cells + 1)).astype(np.float32)
     noise[:, [0, -1], :] = 0
     noise[:, :, [0, -1]] = 0
-    mx = cv2.resize(gx + noise[0], (size, size), interpolation=cv2.INTER_CUBIC)
-    my = cv2.resize(gy + noise[1], (size, size), interpolation=cv2.INTER_CUBIC)
+    ident = np.arange(size, dtype=np.float32)
+    mx = ident[None, :] + cv2.resize(noise[0], (size, size), interpolation=cv2.INTER_CUBIC)
+    my = ident[:, None] + cv2.resize(noise[1], (size, size), interpolation=cv2.INTER_CUBIC)
     return mx, my
 
 
