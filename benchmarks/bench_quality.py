@@ -47,14 +47,15 @@ PAIRS = {
 # candidate -> extra `facelab train` arguments (the model is always `quick`, the demo's model)
 CANDIDATES: dict[str, list[str]] = {
     "base": [],  # the demo's defaults: bfloat16 where the CPU has it natively, no random warp (quick, since 2026-12-04)
-    "warp": ["--random-warp"],  # the defaults from 2026-12-03 to 2026-12-04 ("base" rows measured then)
-    "fp32-warp": ["--no-amp", "--random-warp"],  # the defaults before 2026-12-03
+    "warp": ["--random-warp"],  # random warp as fixed on 2026-12-04 (the default of every other model)
+    "fp32-warp": ["--no-amp", "--random-warp"],
     "r96": ["--resolution", "96"],
     "d32": ["--d-dims", "32"],  # a decoder twice as wide
     "emp": ["--eyes-mouth-priority"],
     "rct": ["--color-transfer", "rct"],  # src samples recoloured towards dst faces
     "id02": ["--identity-power", "0.2"],  # identity loss (games the descriptor early on: docs/eval.md)
-    # measured with random warp on, the default until 2026-12-04
+    # with random warp on. Rows measured before 2026-12-04's fix of the warp (whose maps shrank every
+    # input face to 83 %) are kept in results.json as "*shrinkwarp*": they cannot be re-run.
     "d32-warp": ["--random-warp", "--d-dims", "32"],
     "r96-warp": ["--random-warp", "--resolution", "96"],
     "id02-warp": ["--random-warp", "--identity-power", "0.2"],

@@ -21,12 +21,13 @@ iteration over the first thousand, so the smaller decoder learns twice as fast
 per second; 96 px costs ~3x more per step. The decoders dominate the cost
 (the encoder works on ever smaller maps). See ``benchmarks/bench_train.py``.
 
-A new ``quick`` model trains without random warp (``TRAINING_DEFAULTS``): over
-the first minutes the warp only blurred the swap. Measured with
-``benchmarks/bench_quality.py`` on three pairs, 5 minutes on 2 cores, warp ->
-none: sharpness ratio 0.38 -> 0.47, 0.44 -> 0.56 and 0.45 -> 0.62; identity
-distance to src 0.68 -> 0.45, 0.75 -> 0.59, 0.73 -> 0.48; and the warp's
-remap costs CPU too (3,700 -> 4,900 iterations).
+A new ``quick`` model trains without random warp (``TRAINING_DEFAULTS``).
+Measured with ``benchmarks/bench_quality.py`` on three pairs, 5 minutes on 2
+cores, warp (as fixed on 2026-12-04) -> none: sharpness ratio 0.43 -> 0.47,
+0.53 -> 0.56, 0.57 -> 0.62; pose error 8.6 -> 6.8, 2.1 -> 1.8, 2.2 -> 1.4 deg;
+mouth correlation 0.86 -> 0.91, 0.82 -> 0.82, 0.02 -> 0.67; the warp was better
+only on jitter (1.00 against 1.04 on average) and on the demo's identity
+(0.43 against 0.45). Its remap also costs CPU (4,200 -> 4,900 iterations).
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ class Decoder(nn.Module):
 
 @register_model("quick")
 class Quick(SwapModel):
-    # Random warp off: over the first minutes it only blurs. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min
-    # on 2 cores, three pairs): without it the swap is sharper, closer to src and follows dst's expression better.
+    # Random warp off: at the budgets this model is for, the swap is sharper and follows dst's pose and mouth
+    # better without it. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min on 2 cores, three pairs).
     TRAINING_DEFAULTS = {"random_warp": False}
 
     def __init__(self, resolution: int = 64, face_type: str = "full", ae_dims: int = 128, e_dims: int = 32,
