@@ -50,6 +50,7 @@ CANDIDATES: dict[str, list[str]] = {
     "warp": ["--random-warp"],  # random warp as fixed on 2026-12-04 (the default of every other model)
     "fp32-warp": ["--no-amp", "--random-warp"],
     "r96": ["--resolution", "96"],
+    "r128": ["--resolution", "128"],
     "d32": ["--d-dims", "32"],  # a decoder twice as wide
     "emp": ["--eyes-mouth-priority"],
     "rct": ["--color-transfer", "rct"],  # src samples recoloured towards dst faces
