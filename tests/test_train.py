@@ -131,7 +131,6 @@ def test_augment_sample_warps_only_the_input(datasets):
     np.testing.assert_array_equal(w2, t2)
 
 
-
 def test_random_warp_has_no_systematic_scale_or_shift(datasets):
     """The warp deforms locally but keeps the face where the target has it: a zero-strength warp is the
     identity, and over many draws the maps average to the identity. (A 1.2x stretch hid in the maps until
