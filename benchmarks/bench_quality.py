@@ -54,7 +54,7 @@ CANDIDATES: dict[str, list[str]] = {
     "d32": ["--d-dims", "32"],  # a decoder twice as wide
     "emp": ["--eyes-mouth-priority"],
     "rct": ["--color-transfer", "rct"],  # src samples recoloured towards dst faces
-    "id02": ["--identity-power", "0.2"],  # identity loss (games the descriptor early on: docs/eval.md)
+    "id02": ["--identity-power", "0.2"],  # identity loss (it harmed every figure at 5 minutes: docs/eval.md)
     # with random warp on. Rows measured before 2026-12-04's fix of the warp (whose maps shrank every
     # input face to 83 %) are kept in results.json as "*shrinkwarp*": they cannot be re-run.
     "d32-warp": ["--random-warp", "--d-dims", "32"],

@@ -12,7 +12,7 @@ import torch
 
 from facelab.errors import ModelError, SettingsError, WorkspaceError
 from facelab.models import create_model
-from facelab.train.augment import AugmentOptions, augment_sample, random_affine, random_warp
+from facelab.train.augment import AugmentOptions, augment_sample, random_affine, random_warp, random_warp_maps
 from facelab.train.checkpoint import load_checkpoint, load_predictor, save_checkpoint
 from facelab.train.dataset import FaceDataset
 from facelab.train.losses import C1, C2, dssim, ssim
@@ -135,8 +135,6 @@ def test_random_warp_has_no_systematic_scale_or_shift(datasets):
     """The warp deforms locally but keeps the face where the target has it: a zero-strength warp is the
     identity, and over many draws the maps average to the identity. (A 1.2x stretch hid in the maps until
     2026-12-04: every warped input was the face shrunk to 83 %.)"""
-    from facelab.train.augment import random_warp_maps
-
     face, mask = datasets[0].faces[1], datasets[0].masks[1]
     still = AugmentOptions(warp_strength=0.0)
     warped, target, _ = augment_sample(face, mask, np.random.default_rng(5), still)
