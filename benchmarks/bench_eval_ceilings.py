@@ -18,10 +18,20 @@ a large distance predicts a large ``pose_error_deg``. The estimator fits one
 generic 3-D face, so part of a difference between two people is the shape of
 their faces, not their pose.
 
+Pose between people (``--people CLIP ...``). The same estimator's mean yaw,
+pitch and roll over each clip (every 5th frame, the largest face). On GRID, where
+every speaker sits in the same chair facing the same camera, the pitch read from
+five speakers spans about 25 degrees: that is how much of a pitch difference
+between two people is the shape of their faces. A swap's face takes src's shape,
+so eval's ``pose_error_deg`` carries a steady part of that size, which
+``pose_tracking_deg`` leaves out (docs/eval.md, "Pose between two people").
+
 Usage (a workspace with data_dst frames and data_dst/aligned faces, e.g. the
-one `facelab demo` makes, or bench_quality.py's ``<root>/<pair>/_faces``)::
+one `facelab demo` makes, or bench_quality.py's ``<root>/<pair>/_faces``; and
+any videos of one person each)::
 
     python benchmarks/bench_eval_ceilings.py WORKSPACE [WORKSPACE ...] [--face-type full]
+    python benchmarks/bench_eval_ceilings.py --people ../shared/data/faces/grid_av/*.mpg
 """
 
 from __future__ import annotations
@@ -90,11 +100,45 @@ def pose_coverage(workspace: Path) -> dict[str, float]:
             "src_pitch": float(src[:, 1].mean()), "dst_pitch": float(dst[:, 1].mean())}
 
 
+def clip_pose(clip: Path, step: int = 5, limit: int = 80) -> tuple[np.ndarray, int]:
+    """Mean ``(yaw, pitch, roll)`` of the largest face in every ``step``-th frame of ``clip`` (at most ``limit``
+    frames with a face), and how many frames that was."""
+    from facelab.detect import create_detector
+    from facelab.landmarks import create_landmarker
+    from facelab.media.video import iter_frames
+
+    detector, landmarker = create_detector("retinaface"), create_landmarker("dlib68")
+    poses = []
+    for index, _, frame in iter_frames(clip):
+        if index % step:
+            continue
+        found = detector(frame)
+        if found:
+            face = max(found, key=lambda d: d.area)
+            poses.append(M.head_pose(np.asarray(landmarker(frame, face), np.float64)))
+        if len(poses) >= limit:
+            break
+    if not poses:
+        raise SystemExit(f"{clip}: no face found")
+    return np.mean(poses, 0), len(poses)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("workspaces", nargs="+", type=Path)
+    ap.add_argument("workspaces", nargs="*", type=Path)
     ap.add_argument("--face-type", default="full", help="the model's face type (quick: full)")
+    ap.add_argument("--people", nargs="+", type=Path, default=[], metavar="CLIP",
+                    help="videos of one person each: print the pose estimator's mean reading of each")
     a = ap.parse_args()
+    if not a.workspaces and not a.people:
+        ap.error("give workspaces, --people clips, or both")
+    if a.people:
+        print("head pose the estimator reads, mean over each clip (degrees)")
+        for clip in a.people:
+            (yaw, pitch, roll), n = clip_pose(clip)
+            print(f"{clip.name:<24} yaw {yaw:+6.1f}  pitch {pitch:+6.1f}  roll {roll:+6.1f}  ({n} frames)", flush=True)
+        if not a.workspaces:
+            return
     print("sharpness ratio a perfect model of each resolution would score (eval target: >= 0.70)")
     print(f"{'workspace':<40} " + " ".join(f"{r:>6} px" for r in RESOLUTIONS))
     for ws in a.workspaces:

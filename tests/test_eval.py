@@ -104,6 +104,9 @@ def test_identical_video_known_answers(results):
     assert s["pose_error_deg"] == pytest.approx(0.0, abs=1e-9)  # same frame, same detector: no error at all
     assert 0 < s["pose_floor_deg"] < 3.0  # the floor is measured, not zero (the perturbed frame moves the points)
     assert s["expression_error"] == pytest.approx(0.0, abs=1e-9)
+    for key in ("pose_tracking_deg", "pose_offset_yaw_deg", "pose_offset_pitch_deg", "pose_offset_roll_deg",
+                "expression_tracking", "expression_offset"):
+        assert s[key] == pytest.approx(0.0, abs=1e-9), key
     assert s["background_change"] == 0.0
     assert s["color_diff_mean"] == pytest.approx(0.0, abs=1e-9) and s["color_diff_p95"] == pytest.approx(0.0, abs=1e-9)
     assert s["color_flicker"] == pytest.approx(0.0, abs=1e-9)
@@ -352,6 +355,44 @@ def test_landmark_measures_known_answers(face_pair):
     assert np.nansum(M.color_flicker(offsets)) == 0.0
     offsets[2] += (0, 3, 4)
     assert M.color_flicker(offsets)[2] == pytest.approx(5.0)
+
+
+def test_steady_offset_split_from_what_moves(face_pair):
+    _, _, _, lm = face_pair
+    iod = M.inter_ocular(lm)
+    # another face shape: nose and mouth 5 % of the eye distance lower, in every frame; the head moves the same
+    shaped = lm.copy()
+    shaped[27:36, 1] += 0.05 * iod
+    shaped[48:68, 1] += 0.05 * iod
+    centre = lm.mean(0)
+
+    def moved(points, k):
+        t = np.radians(4.0 * k - 12.0)
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) * (1 + 0.05 * k)
+        return (points - centre) @ rot.T + centre + (6.0 * k, -3.0 * k)
+
+    dst = [moved(lm, k) for k in range(8)]
+    out = [moved(shaped, k) for k in range(8)]
+    res = np.stack([M.expression_residual(o, d) for o, d in zip(out, dst)])
+    for k in range(8):
+        assert np.linalg.norm(res[k], axis=1).mean() == pytest.approx(M.expression_error(out[k], dst[k]), rel=1e-9)
+    steady, moving = M.steady_and_moving(res)
+    assert np.abs(moving).max() < 1e-9  # the shape does not move with the head: nothing left to track
+    assert np.linalg.norm(steady, axis=1).mean() == pytest.approx(M.expression_error(out[0], dst[0]), rel=1e-9)
+    assert steady[48 - 17:, 1].mean() > 0  # the mouth sits lower, in the face's own axes
+    # the output opens its mouth in one frame only: that frame moves, the others stay on the steady part
+    out[5][66, 1] += 0.4 * iod
+    res = np.stack([M.expression_residual(o, d) for o, d in zip(out, dst)])
+    res[2] = np.nan  # a frame where the output face was not found is left out
+    steady, moving = M.steady_and_moving(res)
+    size = np.linalg.norm(moving, axis=2).mean(1)
+    assert size[5] > 0.01 and np.nanmax(np.delete(size, [2, 5])) < 1e-9 and np.isnan(size[2])
+    # pose: signed differences, roll wrapped; a steady +12 deg pitch is offset, not tracking error
+    assert M.pose_difference((1.0, 2.0, 179.0), (3.0, 2.0, -179.0)) == pytest.approx([-2.0, 0.0, -2.0])
+    diffs = np.array([[0.5 * (-1) ** k, 12.0 + 0.25 * k, 0.0] for k in range(9)])
+    steady, moving = M.steady_and_moving(diffs)
+    assert steady == pytest.approx([0.5, 13.0, 0.0])  # five frames at +0.5 yaw, four at -0.5
+    assert np.abs(moving[:, 1]).max() == pytest.approx(1.0) and np.abs(diffs).mean() > 4 * np.abs(moving).mean()
 
 
 def test_pixel_measures_on_a_real_frame(face_pair):

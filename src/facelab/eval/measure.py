@@ -125,7 +125,7 @@ def _nan_row(name: str, face: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"frame": name, "face": face, "found": False}
     for key in ("sharpness_dst", "sharpness_out", "sharpness_ratio", "expression_error", "expression_floor",
                 "yaw_dst", "pitch_dst", "roll_dst", "yaw_out", "pitch_out", "roll_out", "pose_error_deg", "pose_floor_deg",
-                "identity_distance", "identity_dst_distance", "mouth_dst", "mouth_out", "eye_dst", "eye_out",
+                "pose_tracking_deg", "expression_tracking", "identity_distance", "identity_dst_distance", "mouth_dst", "mouth_out", "eye_dst", "eye_out",
                 "jitter_dst", "jitter_out", "background_change", "seam_ratio", "color_flicker", "color_diff_mean",
                 "color_diff_p95", "score"):
         row[key] = float("nan")
@@ -161,6 +161,8 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
     lm_dst = np.full((len(pairs), 68, 2), np.nan)
     lm_out = np.full((len(pairs), 68, 2), np.nan)
     offsets = np.full((len(pairs), 3), np.nan)
+    pose_diff = np.full((len(pairs), 3), np.nan)
+    residual = np.full((len(pairs), len(M.INNER), 2), np.nan)
     pending: list[tuple[int, Any, Any]] = []
     seam_from_hull = 0
     with Embedder(workers, cache) as embedder:
@@ -203,6 +205,7 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
             pose_o = M.head_pose(lo)
             row.update(yaw_out=pose_o[0], pitch_out=pose_o[1], roll_out=pose_o[2], pose_error_deg=M.pose_error(pose_o, pose_d),
                        expression_error=M.expression_error(lo, ld), mouth_out=M.mouth_opening(lo), eye_out=M.eye_opening(lo))
+            pose_diff[i], residual[i] = M.pose_difference(pose_o, pose_d), M.expression_residual(lo, ld)
             if src_futures:
                 pending.append((i, embedder.submit(out, lo), embedder.submit(dst, ld, EmbeddingCache.key("dst", pairs.dst[i], ld))))
         src_used = len(src_futures)
@@ -218,12 +221,21 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
     flicker = M.color_flicker(offsets)
     for i, row in enumerate(rows):
         row["jitter_dst"], row["jitter_out"], row["color_flicker"] = float(jd[i]), float(jo[i]), float(flicker[i])
+    pose_steady, pose_moving = M.steady_and_moving(pose_diff)
+    expr_steady, expr_moving = M.steady_and_moving(residual)
+    for i, row in enumerate(rows):
+        if row["found"]:
+            row["pose_tracking_deg"] = float(np.abs(pose_moving[i]).mean())
+            row["expression_tracking"] = float(np.linalg.norm(expr_moving[i], axis=1).mean())
     _score(rows)
     warnings = []
     if seam_from_hull and mask_dir is not None:
         warnings.append(f"{seam_from_hull} frame(s) have no blend mask in merged_mask/: their seam is read on the face hull's edge")
     summary = summarize(rows)
     summary["src_faces_used"] = src_used
+    summary.update(pose_offset_yaw_deg=float(pose_steady[0]), pose_offset_pitch_deg=float(pose_steady[1]),
+                   pose_offset_roll_deg=float(pose_steady[2]),
+                   expression_offset=float(np.linalg.norm(expr_steady, axis=1).mean()))
     return Measured(rows, summary, boxes, warnings)
 
 
@@ -308,6 +320,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
         "expression_floor": _nanmean(col("expression_floor", faces)),
         "pose_error_deg": _nanmean(col("pose_error_deg")),
         "pose_floor_deg": _nanmean(col("pose_floor_deg", faces)),
+        "pose_tracking_deg": _nanmean(col("pose_tracking_deg")),
+        "expression_tracking": _nanmean(col("expression_tracking")),
         "identity_distance": float(np.median(dist)) if dist.size else float("nan"),
         "identity_closer_share": float(np.mean(closer)) if closer else float("nan"),
         "mouth_corr": M.correlation(np.array([r["mouth_dst"] for r in rows]), np.array([r["mouth_out"] for r in rows])),

@@ -140,6 +140,45 @@ def pose_error(a: tuple[float, float, float], b: tuple[float, float, float]) -> 
     return float(d.mean())
 
 
+def expression_residual(out: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``(51, 2)``: what :func:`expression_error` averages, kept per point.
+
+    The output's points 17-67 after the similarity fit onto the dst points, minus
+    the dst points, divided by the dst inter-ocular distance and turned by the dst
+    face's roll, so the vectors are in the face's own axes (x from its right eye to
+    its left, y down the face) and compare across frames. The mean length of the
+    rows is ``expression_error(out, dst)``."""
+    o, d = _landmarks(out, "expression_residual")[INNER], _landmarks(dst, "expression_residual")[INNER]
+    mat = umeyama(o, d)
+    iod = inter_ocular(dst)
+    if not iod > 0:
+        return np.full((len(INNER), 2), np.nan)
+    t = np.radians(roll(dst))
+    unroll = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+    return ((o @ mat[:, :2].T + mat[:, 2] - d) / iod) @ unroll.T
+
+
+def steady_and_moving(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split per-frame differences ``(N, ...)`` (``nan`` rows: not measured) into the clip's steady part, their
+    median over frames, and what moves: ``values - steady``.
+
+    Between two people the steady part of a landmark or pose difference is mostly
+    the shape of their faces (a generic-face pose estimate reads a longer nose or a
+    lower jaw as pitch); what moves is the output failing to follow dst."""
+    v = np.asarray(values, np.float64)
+    ok = np.isfinite(v.reshape(len(v), -1)).all(1) if len(v) else np.zeros(0, bool)
+    steady = np.median(v[ok], 0) if ok.any() else np.full(v.shape[1:], np.nan)
+    return steady, v - steady
+
+
+def pose_difference(out: tuple[float, float, float], dst: tuple[float, float, float]) -> np.ndarray:
+    """Signed ``(yaw, pitch, roll)`` of the output minus dst's, degrees, roll wrapped to +-180; the absolute
+    values average to :func:`pose_error`."""
+    d = np.asarray(out, np.float64) - np.asarray(dst, np.float64)
+    d[2] = (d[2] + 180.0) % 360.0 - 180.0
+    return d
+
+
 def mouth_opening(landmarks: np.ndarray) -> float:
     """Distance between the inner lips' middle points (62 top, 66 bottom) / inter-ocular distance."""
     p = _landmarks(landmarks, "mouth_opening")
