@@ -83,6 +83,14 @@ def dst_frames(tmp_path_factory) -> list[Path]:
     return sorted(out.glob("*.png"))
 
 
+def first_frame(clip: Path) -> np.ndarray:
+    """The first frame of a video as ``(H, W, 3) uint8`` BGR."""
+    import av
+
+    with av.open(str(clip)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="bgr24")
+
+
 @pytest.fixture(scope="session")
 def sample_faces_ws(tmp_path_factory):
     """A workspace with 30 real aligned faces (128 px, full face) per side, cut by

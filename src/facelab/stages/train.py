@@ -363,8 +363,8 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
             optimizer.load_state_dict(ckpt.optimizer_state)
         except (ValueError, KeyError) as e:
             raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the model: {e}", "delete it to restart the optimizer") from e
-        for group in optimizer.param_groups:  # options may change between runs
-            group["lr"], group["betas"] = opts.lr, tuple(opts.betas)
+        for group in optimizer.param_groups:  # options may change between runs; a divergence guard's cuts stay
+            group["lr"], group["betas"] = opts.lr * float(state.get("lr_scale", 1.0)), tuple(opts.betas)
 
     adversarial = None
     gan, true_face = (0.0, 0.0) if pretraining else (float(chosen["gan_power"]), float(chosen["true_face_power"]))

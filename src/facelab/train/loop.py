@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from facelab.train.dataset import FaceDataset
+from facelab.train.guard import DivergenceGuard
 from facelab.train.objective import (
     LossOptions,
     SideBatch,
@@ -301,6 +302,8 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
     base_elapsed = float(state["elapsed_seconds"])
     start = last_log = last_save = last_preview = time.monotonic()
     log_iter0, pending, window = state["iteration"], [], []
+    # one process only: under DDP the ranks would have to agree on a restore (not done yet)
+    guard = DivergenceGuard(inner, optimizer, state) if dist is None else None
     stopped = "interrupted"
     try:
         while True:
@@ -330,6 +333,9 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
             window.append(losses)
             if len(pending) == HISTORY_EVERY:
                 _record(history, state["iteration"], pending)
+                restored = guard.check(state["iteration"], float(np.sum(np.mean(pending, 0)))) if guard else None
+                if restored:
+                    log(restored)
                 pending = []
             now = time.monotonic()
             if main and now - last_log >= opts.log_every_seconds:
