@@ -125,7 +125,8 @@ def _nan_row(name: str, face: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"frame": name, "face": face, "found": False}
     for key in ("sharpness_dst", "sharpness_out", "sharpness_ratio", "expression_error", "expression_floor",
                 "yaw_dst", "pitch_dst", "roll_dst", "yaw_out", "pitch_out", "roll_out", "pose_error_deg", "pose_floor_deg",
-                "pose_tracking_deg", "expression_tracking", "identity_distance", "identity_dst_distance", "mouth_dst", "mouth_out", "eye_dst", "eye_out",
+                "pose_tracking_deg", "expression_tracking", "identity_distance", "identity_dst_distance",
+                "mouth_dst", "mouth_out", "eye_dst", "eye_out",
                 "jitter_dst", "jitter_out", "background_change", "seam_ratio", "color_flicker", "color_diff_mean",
                 "color_diff_p95", "score"):
         row[key] = float("nan")

@@ -26,7 +26,8 @@ from facelab.workspace import Workspace
 CACHE_FILE = "eval_embeddings.json"
 # the figures shown in the one-line summary (all are in the JSON)
 LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "expression_error", "pose_error_deg", "pose_floor_deg",
-             "pose_tracking_deg", "pose_offset_pitch_deg", "expression_tracking", "identity_distance", "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
+             "pose_tracking_deg", "pose_offset_pitch_deg", "expression_tracking", "identity_distance",
+             "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
              "seam_ratio", "color_flicker", "color_diff_mean", "color_diff_p95",
              "recon_src_ssim", "recon_src_psnr", "recon_dst_ssim", "recon_dst_psnr")
 
