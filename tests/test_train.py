@@ -297,12 +297,10 @@ def test_loop_restores_the_last_good_weights_after_a_blow_up(datasets, tmp_path,
     opts = TrainOptions(batch_size=2, log_every_seconds=0)
     opt = make_optimizer(model, opts)
     lines: list[str] = []
-    kept: dict[str, torch.Tensor] = {}
 
     def log(line: str) -> None:
         lines.append(line)
         if line.startswith("[iter 80] ") and "ms/it" in line:  # the blow-up: every weight thrown far off
-            kept.update({k: v.clone() for k, v in model.state_dict().items()})
             with torch.no_grad():
                 for p in model.parameters():
                     p.add_(torch.randn_like(p) * 20.0)
@@ -310,14 +308,13 @@ def test_loop_restores_the_last_good_weights_after_a_blow_up(datasets, tmp_path,
     st = train(model, opt, *datasets, tmp_path, opts, {}, torch.device("cpu"), target_iteration=160, log=log)
     restored = [ln for ln in lines if "restored the weights" in ln]
     assert len(restored) == 1, st["loss_history"][5:12]
-    assert "restored the weights of iteration 80" in restored[0] or "restored the weights of iteration 7" in restored[0]
+    # the copy taken at the healthy check of iteration 80, just before the weights were thrown off
+    assert "restored the weights of iteration 80 " in restored[0]
     assert st["lr_scale"] == 0.5 and opt.param_groups[0]["lr"] == pytest.approx(opts.lr * 0.5)
     hist = np.array(st["loss_history"])
     before = hist[(hist[:, 0] > 60) & (hist[:, 0] <= 80), 1:].sum(1).mean()
     after = hist[hist[:, 0] > 140, 1:].sum(1).mean()
     assert after < 1.2 * before  # back where it was, not stuck at the blown-up loss
-    # the restored weights are a snapshot from before the blow-up, not the thrown-off ones
-    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
 
 
 # --- stage --------------------------------------------------------------------------

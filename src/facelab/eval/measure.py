@@ -204,9 +204,10 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
             row["found"] = True
             lm_out[i] = lo
             pose_o = M.head_pose(lo)
-            row.update(yaw_out=pose_o[0], pitch_out=pose_o[1], roll_out=pose_o[2], pose_error_deg=M.pose_error(pose_o, pose_d),
-                       expression_error=M.expression_error(lo, ld), mouth_out=M.mouth_opening(lo), eye_out=M.eye_opening(lo))
             pose_diff[i], residual[i] = M.pose_difference(pose_o, pose_d), M.expression_residual(lo, ld)
+            row.update(yaw_out=pose_o[0], pitch_out=pose_o[1], roll_out=pose_o[2], pose_error_deg=M.pose_error(pose_o, pose_d),
+                       expression_error=float(np.linalg.norm(residual[i], axis=1).mean()),  # = M.expression_error(lo, ld)
+                       mouth_out=M.mouth_opening(lo), eye_out=M.eye_opening(lo))
             if src_futures:
                 pending.append((i, embedder.submit(out, lo), embedder.submit(dst, ld, EmbeddingCache.key("dst", pairs.dst[i], ld))))
         src_used = len(src_futures)

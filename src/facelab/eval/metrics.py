@@ -112,11 +112,7 @@ def expression_error(out: np.ndarray, dst: np.ndarray) -> float:
     similarity transform (rotation, uniform scale, shift: :func:`facelab.align.umeyama`),
     so head position and size do not count; the mean point distance that remains
     is divided by the dst inter-ocular distance. 0 = the same expression."""
-    o, d = _landmarks(out, "expression_error")[INNER], _landmarks(dst, "expression_error")[INNER]
-    mat = umeyama(o, d)
-    moved = o @ mat[:, :2].T + mat[:, 2]
-    iod = inter_ocular(dst)
-    return float(np.linalg.norm(moved - d, axis=1).mean() / iod) if iod > 0 else float("nan")
+    return float(np.linalg.norm(expression_residual(out, dst), axis=1).mean())
 
 
 def roll(landmarks: np.ndarray) -> float:
@@ -147,7 +143,7 @@ def expression_residual(out: np.ndarray, dst: np.ndarray) -> np.ndarray:
     the dst points, divided by the dst inter-ocular distance and turned by the dst
     face's roll, so the vectors are in the face's own axes (x from its right eye to
     its left, y down the face) and compare across frames. The mean length of the
-    rows is ``expression_error(out, dst)``."""
+    rows is ``expression_error(out, dst)``; ``nan`` rows where the dst eyes coincide."""
     o, d = _landmarks(out, "expression_residual")[INNER], _landmarks(dst, "expression_residual")[INNER]
     mat = umeyama(o, d)
     iod = inter_ocular(dst)
