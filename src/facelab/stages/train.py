@@ -26,7 +26,6 @@ backup into ``backups/`` when the newest one is older than
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.models import MODELS, create_model, list_models
 from facelab.stages import Summary
 from facelab.train import holdout
+from facelab.train import options as train_options
 from facelab.train.augment import AugmentOptions
 from facelab.train.checkpoint import (
     CONFIG,
@@ -59,54 +59,22 @@ from facelab.workspace import Workspace
 
 DEFAULT_BATCH_SIZE = TrainOptions.batch_size
 # defaults of the options saved with a model (None in TrainSettings = the saved value, else these, with the
-# model's own TRAINING_DEFAULTS over them)
-OPTION_DEFAULTS = {"flip": True, "src_scale": 0.0, "sort_by_yaw": False, "preview_history": False, "backups": 3,
-                   "random_warp": True, "clip_grad": False, "lr_dropout": 0.0, "uniform_yaw": False,
-                   "eyes_mouth_priority": False, "color_transfer": "none", "gan_power": 0.0, "true_face_power": 0.0,
-                   "identity_power": 0.0}
+# model's own TRAINING_DEFAULTS over them); every option is declared in facelab.train.options
+OPTION_DEFAULTS = train_options.SAVED_DEFAULTS
 # model config keys that steer training, not the network's shape: changeable on any run
-TRAINING_CONFIG_KEYS = ("pixel_loss", "face_style_power", "bg_style_power", "remove_gray_border", "optimizer_mode")
-COLOR_TRANSFERS = ("none", "rct", "lct", "mkl", "idt", "sot")
+TRAINING_CONFIG_KEYS = train_options.MODEL_TRAINING_KEYS
+COLOR_TRANSFERS = train_options.COLOR_TRANSFERS
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Settings of `facelab train`.
+    """Settings of `facelab train`: one field per option of :data:`facelab.train.options.TRAINER`, where each
+    is declared with its type, default, range and help (``docs/training.md`` has them as tables).
 
-    Attributes:
-        model: registered model name (``facelab.models.list_models()``).
-        name: model folder name under ``model/``; defaults to ``model``.
-        iterations: total iteration to train up to (1..100,000,000), saved with the model; None = the saved
-            target (none saved: no target).
-        no_target: forget a saved target iteration (train until Ctrl+C or ``minutes``); not with ``iterations``.
-        minutes: wall-clock minutes for this run (> 0), or None.
-        batch_size: faces per side per step (1..512); None = the saved value on resume, else 8.
-        device: "auto" (best CUDA GPU by memory, else Apple mps, else cpu), "cpu", "cuda", "cuda:N" or "mps".
-        save_every_minutes: minutes between saves (> 0).
-        preview_every_minutes: minutes between preview images (> 0).
-        seed: random seed for initial weights and sampling (>= 0).
-        flip: random mirror flip in augmentation; None = saved value, else True.
-        src_scale: percent scale of src faces in augmentation (-30..30); None = saved, else 0.
-        sort_by_yaw: feed src faces whose yaw is near the sampled dst faces'; None = saved, else False.
-        preview_history: keep ``previews/preview_<iteration>.jpg`` at each preview; None = saved, else False.
-        backups: rotating backups to keep (0..100, 0 = none); None = saved, else 3.
-        backup_every_minutes: minutes between backups (> 0), default 60.
-        gpu: CUDA device index; trains on ``cuda:<gpu>`` with model files prefixed ``gpu<gpu>_``.
-        uniform_yaw: sample faces evenly over head turn; None = saved, else False.
-        eyes_mouth_priority: extra loss weight on eyes, brows and mouth; None = saved, else False.
-        color_transfer: recolour src samples towards dst faces: none, rct, lct, mkl, idt, sot; None = saved, else none.
-        gan_power: patch-GAN loss weight 0..10 (0 = off; DeepFaceLab's usual 0.1); None = saved, else 0.
-        true_face_power: code-discriminator weight 0..1 (sae df archi only; 0 = off, usual 0.01); None = saved, else 0.
-        identity_power: weight 0..10 of the identity loss (:mod:`facelab.train.identity_loss`: the swap's dlib face
-            descriptor pulled towards src's; 0 = off); None = saved, else 0.
-        pretrain: a folder of aligned faces of many people: train both sides on it (pretraining). A later run
-            without it ends pretraining: the iteration count and optimizer restart on the workspace's pair.
-        workers: threads preparing batches ahead (0..32); None = 0 on CPU, up to 4 on a GPU.
-        holdout: faces of each side kept out of training (evenly spaced by file name), chosen when the model is
-            created and fixed after that (``holdout.json``), for ``facelab eval --reconstruction``; None = 0 for a
-            new model, the saved choice on resume.
-        amp: mixed precision. None (default) or True: wherever the hardware runs it natively (CUDA: bfloat16
-            where supported, else float16; a CPU with native bfloat16: bfloat16); False: float32 everywhere.
+    None means "not given": an option saved with the model then takes its saved value, else its default.
+    ``architecture`` holds the architecture options given (``(name, value)`` pairs of
+    :data:`facelab.train.options.ARCHITECTURE` and :data:`~facelab.train.options.MODEL_TRAINING`), used
+    when the model is created and fixed after that (the training keys among them may change on any run).
     """
 
     model: str = "quick"
@@ -147,48 +115,12 @@ class TrainSettings:
             raise SettingsError(f"model: unknown model {self.model!r}", f"known models: {', '.join(list_models())}")
         if self.name is not None and (not self.name or "/" in self.name or "\\" in self.name or self.name.startswith(".")):
             raise SettingsError(f"name: {self.name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
-        if self.holdout is not None and not (isinstance(self.holdout, int) and 0 <= self.holdout <= holdout.MAX_HOLDOUT):
-            raise SettingsError(f"holdout: {self.holdout!r} is out of range", f"use 0..{holdout.MAX_HOLDOUT} faces per side")
-        if self.iterations is not None and not (isinstance(self.iterations, int) and 1 <= self.iterations <= 100_000_000):
-            raise SettingsError(f"iterations: {self.iterations!r} is out of range", "use a whole number from 1 to 100000000, or leave it unset")
-        if not isinstance(self.no_target, bool):
-            raise SettingsError(f"no_target: {self.no_target!r} is not true or false", "use true or false")
+        for option in train_options.TRAINER:  # type, range and choices, as declared
+            option.check(getattr(self, option.name))
         if self.no_target and self.iterations is not None:
             raise SettingsError(f"iterations: {self.iterations} conflicts with no_target", "give a target iteration or remove it, not both")
-        for key in ("minutes", "save_every_minutes", "preview_every_minutes", "backup_every_minutes"):
-            v = getattr(self, key)
-            if v is None and key == "minutes":
-                continue
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise SettingsError(f"{key}: {v!r} is out of range", "use a number of minutes greater than 0")
-        if self.batch_size is not None and not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 512):
-            raise SettingsError(f"batch_size: {self.batch_size!r} is out of range", "use a whole number from 1 to 512")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise SettingsError(f"seed: {self.seed!r} is out of range", "use a whole number >= 0")
-        if self.lr_dropout is not None and not (isinstance(self.lr_dropout, (int, float)) and not isinstance(self.lr_dropout, bool)
-                                                and 0 <= self.lr_dropout < 1):
-            raise SettingsError(f"lr_dropout: {self.lr_dropout!r} is out of range", "use a share from 0 (off) to below 1, e.g. 0.3")
-        for key, hi in (("gan_power", 10), ("true_face_power", 1), ("identity_power", 10)):
-            v = getattr(self, key)
-            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= hi):
-                raise SettingsError(f"{key}: {v!r} is out of range", f"use a number from 0 (off) to {hi}")
-        if self.color_transfer is not None and self.color_transfer not in COLOR_TRANSFERS:
-            raise SettingsError(f"color_transfer: {self.color_transfer!r} is not a colour transfer", f"use one of {', '.join(COLOR_TRANSFERS)}")
-        if self.workers is not None and not (isinstance(self.workers, int) and not isinstance(self.workers, bool) and 0 <= self.workers <= 32):
-            raise SettingsError(f"workers: {self.workers!r} is out of range", "use a whole number from 0 to 32")
-        for key in ("flip", "sort_by_yaw", "preview_history", "random_warp", "clip_grad", "uniform_yaw", "eyes_mouth_priority", "amp"):
-            if getattr(self, key) is not None and not isinstance(getattr(self, key), bool):
-                raise SettingsError(f"{key}: {getattr(self, key)!r} is not true or false", "use true or false")
-        if self.src_scale is not None and not (isinstance(self.src_scale, (int, float)) and not isinstance(self.src_scale, bool)
-                                               and -30 <= self.src_scale <= 30):
-            raise SettingsError(f"src_scale: {self.src_scale!r} is out of range", "use a percentage from -30 to 30")
-        if self.backups is not None and not (isinstance(self.backups, int) and 0 <= self.backups <= 100):
-            raise SettingsError(f"backups: {self.backups!r} is out of range", "use a whole number from 0 to 100 (0 = no backups)")
-        if self.gpu is not None:
-            if not isinstance(self.gpu, int) or isinstance(self.gpu, bool) or self.gpu < 0:
-                raise SettingsError(f"gpu: {self.gpu!r} is not a GPU index", "use 0, 1, ...")
-            if self.device not in ("auto", f"cuda:{self.gpu}"):
-                raise SettingsError(f"gpu: --gpu {self.gpu} conflicts with device {self.device!r}", "give only one of them")
+        if self.gpu is not None and self.device not in ("auto", f"cuda:{self.gpu}"):
+            raise SettingsError(f"gpu: --gpu {self.gpu} conflicts with device {self.device!r}", "give only one of them")
         resolve_device(self.resolved_device)
 
     @property

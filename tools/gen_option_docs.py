@@ -1,0 +1,65 @@
+"""Write the option tables in ``docs/`` from the option declarations (:mod:`facelab.options`).
+
+    PYTHONPATH=src python tools/gen_option_docs.py          # rewrite the tables
+    PYTHONPATH=src python tools/gen_option_docs.py --check  # exit 1 if a table is out of date
+
+A table sits between ``<!-- options:KEY -->`` and ``<!-- /options:KEY -->``;
+the text around it is written by hand. ``tests/test_option_declarations.py``
+runs the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from facelab.options import markdown_table, replace_table
+from facelab.train import options as train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tables() -> dict[str, dict[str, str]]:
+    """``{docs file: {table key: table}}``."""
+    g = train.groups()
+    return {"docs/training.md": {
+        "train": markdown_table(g["Options"]),
+        "train-architecture": markdown_table(g["Architecture (first run only)"], models=train.models_taking),
+        "train-model-training": markdown_table(g["SAE training (changeable)"], models=train.models_taking),
+        "train-sampling": markdown_table(g["Sampling, discriminators and pretraining"]),
+        "train-speed": markdown_table(g["Speed"]),
+        "train-late": markdown_table(g["Late training"]),
+    }}
+
+
+def render(root: Path = ROOT) -> dict[Path, tuple[str, str]]:
+    """``{path: (current text, text with fresh tables)}``."""
+    out = {}
+    for name, blocks in tables().items():
+        path = root / name
+        text = new = path.read_text()
+        for key, table in blocks.items():
+            new = replace_table(new, key, table)
+        out[path] = (text, new)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only say whether a table is out of date")
+    args = parser.parse_args()
+    stale = 0
+    for path, (text, new) in render().items():
+        if text != new:
+            stale += 1
+            if args.check:
+                print(f"{path.relative_to(ROOT)}: option tables out of date (run tools/gen_option_docs.py)")
+            else:
+                path.write_text(new)
+                print(f"wrote {path.relative_to(ROOT)}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
