@@ -1,0 +1,143 @@
+"""Steps as jobs: progress events through a callback the caller gives, and a cancel token.
+
+A caller (the CLI, the browser UI, a script) builds a :class:`Job` and hands it
+to a stage (``run(ws, settings, job=job)``). While the stage runs, every loop
+over items reports through the job: an :class:`Event` with the step, how many
+items are done of how many, the rate, a message and, where there is one, a
+preview image. The CLI's progress bars are one consumer of these events
+(:class:`facelab.progress.Bars`); the UI is another.
+
+Cancelling: :meth:`CancelToken.cancel` (from any thread) makes the stage stop at
+the next item boundary by raising :class:`Cancelled`. ``Cancelled`` is a
+``KeyboardInterrupt``, so a cancel takes exactly the path Ctrl+C takes, which
+every stage already makes safe: finished items are journaled and kept, training
+saves, and a re-run resumes where the cancel stopped it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One progress report of a running step.
+
+    Attributes:
+        step: what runs (``"extract src"``, ``"train"``).
+        done: items finished so far (frames, faces, iterations).
+        total: items in all, or None when unknown.
+        rate: items per second since the step started, or None before the first item.
+        message: a line worth showing (the training losses), or "".
+        preview: an image showing the current result (training's preview.jpg), or None.
+    """
+
+    step: str
+    done: int
+    total: int | None
+    rate: float | None = None
+    message: str = ""
+    preview: Path | None = None
+
+
+class Cancelled(KeyboardInterrupt):
+    """The job's cancel token was set; the stage stopped between two items and kept its work.
+
+    A ``KeyboardInterrupt`` on purpose: it takes the path of Ctrl+C, which every stage handles safely."""
+
+    def __init__(self, message: str = "cancelled: finished work is kept; run the step again to continue") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CancelToken:
+    """Set from any thread to stop a running job at its next item."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the token is set."""
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass
+class Job:
+    """What a caller gives a stage: where its events go and the token that cancels it.
+
+    Args:
+        on_event: called with each :class:`Event` (from the stage's thread); None drops them.
+        cancel: the token; a fresh one by default.
+        min_interval: seconds between two events of one loop (the first and the last always go out), so a
+            fast loop does not flood a UI.
+    """
+
+    on_event: Callable[[Event], None] | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    min_interval: float = 0.1
+
+    def emit(self, event: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def track(self, items: Iterable[T], total: int | None, step: str) -> Iterator[T]:
+        """Yield from ``items``, reporting after each and checking the cancel token before each."""
+        start = last = time.monotonic()
+        done = 0
+        self.cancel.check()
+        self.emit(Event(step, 0, total))
+        for item in items:
+            yield item
+            done += 1
+            now = time.monotonic()
+            if now - last >= self.min_interval or done == total:
+                last = now
+                self.emit(Event(step, done, total, done / max(now - start, 1e-9)))
+            self.cancel.check()
+        if done != total:  # fewer items than announced (a short video): say where it ended
+            self.emit(Event(step, done, done, done / max(time.monotonic() - start, 1e-9)))
+
+
+_current: ContextVar[Job | None] = ContextVar("facelab_job", default=None)
+
+
+@contextmanager
+def running(job: Job | None) -> Iterator[Job | None]:
+    """Make ``job`` the one the loops inside the block report to (None: keep the caller's, if any)."""
+    if job is None:
+        yield _current.get()
+        return
+    token = _current.set(job)
+    try:
+        yield job
+    finally:
+        _current.reset(token)
+
+
+def current() -> Job | None:
+    """The job a stage is running under, or None (a plain library call)."""
+    return _current.get()
+
+
+def check_cancel() -> None:
+    """Raise :class:`Cancelled` if the current job was cancelled (for loops that do not use ``track``)."""
+    job = _current.get()
+    if job is not None:
+        job.cancel.check()
