@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from facelab.cli import app, console, current_workspace, report
+from facelab.cli import app, console, current_workspace, output_marker, report
 
 
 @app.command("train")
@@ -97,7 +97,7 @@ def train_cmd(
         _ask_first_run(model, kwargs, arch)
     kwargs["architecture"] = tuple((k, v) for k, v in arch.items() if v is not None)
     settings = train.TrainSettings(**{k: v for k, v in kwargs.items() if v is not None})
-    summary = train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False))
+    summary = train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False), marker=output_marker())
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
         report(summary)
 
