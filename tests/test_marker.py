@@ -90,6 +90,13 @@ def test_require_marker_takes_only_a_marker():
     with pytest.raises(FacelabError, match="merge: no Marker given \\(str\\)"):
         require_marker("~/.facelab", "merge")
 
+    class Unmarked(Marker):  # a subclass could drop the watermark: refused
+        def watermark(self, image):
+            return image
+
+    with pytest.raises(FacelabError, match="no Marker given \\(Unmarked\\)"):
+        require_marker(Unmarked(lambda: None), "merge")
+
 
 def test_merge_and_video_with_a_marker_write_only_in_the_workspace(faces_ws, isolated, tmp_path):
     from facelab.merge.compose import MergeSettings

@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import final
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from facelab.provenance.manifest import SigningIdentity, load_signing_identity, 
 __all__ = ["Marker", "default_marker", "require_marker"]
 
 
+@final
 class Marker:
     """Marks images and videos as synthetic with one signing identity.
 
@@ -42,7 +44,9 @@ class Marker:
             them, called once on the first signature (so building a marker costs nothing and
             writes nothing).
 
-    Thread-safe: the merge signs frames on several worker threads with one marker.
+    Thread-safe: the merge signs frames on several worker threads with one marker. The signing
+    identity is the caller's choice; the marks are not: stages accept this class only, not a
+    subclass (:func:`require_marker`), so no replacement can leave a mark out.
     """
 
     def __init__(self, identity: SigningIdentity | Callable[[], SigningIdentity]) -> None:
@@ -120,8 +124,9 @@ def default_marker(home: Path | None = None) -> Marker:
 
 
 def require_marker(marker: Marker | None, step: str) -> Marker:
-    """``marker``, or a FacelabError when it is missing: ``step`` writes no unmarked output."""
-    if isinstance(marker, Marker):
+    """``marker``, or a FacelabError when it is missing or not a :class:`Marker` itself (a subclass
+    could drop a mark): ``step`` writes no unmarked output."""
+    if type(marker) is Marker:
         return marker
     got = "none" if marker is None else type(marker).__name__
     raise FacelabError(
