@@ -111,3 +111,13 @@ def sample_faces_ws(tmp_path_factory):
                     kept += 1
         extract.run(ws, side, extract.ExtractSettings(size=128))
     return ws
+
+
+# --- marking (issue 11): stages take the Marker from their caller --------------------------------
+@pytest.fixture(scope="session")
+def marker(tmp_path_factory):
+    """The Marker the stages need, built as the CLI builds it (``default_marker``) but with a home
+    folder of its own: the key is made there on the first signature."""
+    from facelab.provenance import default_marker
+
+    return default_marker(tmp_path_factory.mktemp("marker_home"))

@@ -41,7 +41,7 @@ def ws(sample_faces_ws, tmp_path) -> Workspace:
 
 
 @pytest.fixture(scope="module")
-def trained(sample_faces_ws, tmp_path_factory):
+def trained(sample_faces_ws, tmp_path_factory, marker):
     """A tiny enhancer trained on 24 of the 30 src faces; the other 6 (held out) are moved to ``held/``."""
     root = tmp_path_factory.mktemp("enhance") / "ws"
     shutil.copytree(sample_faces_ws.root, root)
@@ -50,7 +50,7 @@ def trained(sample_faces_ws, tmp_path_factory):
     held.mkdir()
     for p in sorted(ws.aligned_paths("src"))[-HELD_OUT:]:
         shutil.move(p, held / p.name)
-    summary = enhance.run(ws, EnhanceSettings(iterations=ITERATIONS, **TINY), log=_quiet)
+    summary = enhance.run(ws, EnhanceSettings(iterations=ITERATIONS, **TINY), log=_quiet, marker=marker)
     return ws, summary, sorted(held.iterdir())
 
 
@@ -174,22 +174,22 @@ def test_save_load_round_trip_gives_identical_output(trained, tmp_path):
     np.testing.assert_array_equal(a(faces), b(faces))
 
 
-def test_resume_continues_the_iteration_count(trained, tmp_path):
+def test_resume_continues_the_iteration_count(trained, tmp_path, marker):
     ws0, _, _ = trained
     shutil.copytree(ws0.root, tmp_path / "ws")
     ws = Workspace(tmp_path / "ws")
     lines: list[str] = []
-    summary = enhance.run(ws, EnhanceSettings(iterations=ITERATIONS + 10, device="cpu"), log=lines.append)
+    summary = enhance.run(ws, EnhanceSettings(iterations=ITERATIONS + 10, device="cpu"), log=lines.append, marker=marker)
     assert summary.counts["iteration"] == ITERATIONS + 10
     assert any("resuming" in line and f"iteration {ITERATIONS}" in line for line in lines)
     state = json.loads((ws.model_dir("enhancer") / "state.json").read_text())
     assert state["iteration"] == ITERATIONS + 10 and state["loss_history"][0][0] == 10
     assert json.loads((ws.model_dir("enhancer") / "config.json").read_text())["config"]["channels"] == 16  # saved architecture
     with pytest.raises(SettingsError, match="scale: 4 asked, 2 saved"):
-        enhance.run(ws, EnhanceSettings(scale=4, iterations=1, device="cpu"), log=_quiet)
+        enhance.run(ws, EnhanceSettings(scale=4, iterations=1, device="cpu"), log=_quiet, marker=marker)
 
 
-def test_ctrl_c_saves(ws, monkeypatch):
+def test_ctrl_c_saves(ws, monkeypatch, marker):
     from facelab.enhance import training
 
     real, calls = training.train_step, []
@@ -201,23 +201,23 @@ def test_ctrl_c_saves(ws, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_step", interrupted)
-    summary = enhance.run(ws, EnhanceSettings(**{**TINY, "batch_size": 2}), log=_quiet)
+    summary = enhance.run(ws, EnhanceSettings(**{**TINY, "batch_size": 2}), log=_quiet, marker=marker)
     assert summary.counts["iteration"] == 3 and any("interrupted" in w for w in summary.warnings)
     assert json.loads((ws.model_dir("enhancer") / "state.json").read_text())["iteration"] == 3
 
 
-def test_models_of_the_other_kind_are_refused_by_name(ws):
+def test_models_of_the_other_kind_are_refused_by_name(ws, marker):
     from facelab.stages import train
     from facelab.train.checkpoint import load_predictor
 
     train.run(ws, train.TrainSettings(model="quick", iterations=2, batch_size=2, device="cpu",
-                                      architecture=(("resolution", 32),)), log=_quiet)
+                                      architecture=(("resolution", 32),)), log=_quiet, marker=marker)
     with pytest.raises(WrongKindError, match="holds a face-swap model .'quick'., not a face enhancer") as e:
         load_enhancer(ws.model_dir("quick"))
     assert "train-enhancer" in e.value.hint
     with pytest.raises(ModelError, match="not a face enhancer"):
-        enhance.run(ws, EnhanceSettings(name="quick", iterations=1, **{k: v for k, v in TINY.items() if k != "device"}), log=_quiet)
-    enhance.run(ws, EnhanceSettings(iterations=1, **TINY), log=_quiet)
+        enhance.run(ws, EnhanceSettings(name="quick", iterations=1, **{k: v for k, v in TINY.items() if k != "device"}), log=_quiet, marker=marker)
+    enhance.run(ws, EnhanceSettings(iterations=1, **TINY), log=_quiet, marker=marker)
     with pytest.raises(WrongKindError, match="holds a face enhancer .'srnet'., not a face-swap model") as e:
         load_predictor(ws.model_dir("enhancer"))
     assert "--super-resolution enhancer" in e.value.hint
@@ -238,13 +238,13 @@ def test_bad_settings_name_the_key(kwargs, key):
         EnhanceSettings(**kwargs)
 
 
-def test_missing_src_faces_is_a_clear_error(tmp_path):
+def test_missing_src_faces_is_a_clear_error(tmp_path, marker):
     from facelab.errors import WorkspaceError
 
     ws = Workspace(tmp_path / "ws")
     ws.create()
     with pytest.raises(WorkspaceError, match="facelab extract src"):
-        enhance.run(ws, EnhanceSettings(iterations=1, **TINY), log=_quiet)
+        enhance.run(ws, EnhanceSettings(iterations=1, **TINY), log=_quiet, marker=marker)
 
 
 def test_cli_help_lists_the_options():

@@ -201,14 +201,14 @@ def test_faceset_tools_survive_mutants(fuzzed_ws, tmp_path):
     assert s.counts["skipped"] >= len(bad) and s.counts["faces"] == 80
 
 
-def test_train_survives_mutants(fuzzed_ws, tmp_path):
+def test_train_survives_mutants(fuzzed_ws, tmp_path, marker):
     from facelab.stages import train
 
     ws = Workspace(tmp_path / "ws")
     shutil.copytree(fuzzed_ws.root, ws.root)
     bad = _unreadable(ws, "dst")
     s = train.run(ws, train.TrainSettings(model="quick", iterations=2, batch_size=2, device="cpu",
-                                          architecture=(("resolution", 32),)), log=lambda _m: None)
+                                          architecture=(("resolution", 32),)), log=lambda _m: None, marker=marker)
     assert s.counts["iteration"] == 2
     skipped = [w for w in s.warnings if w.startswith("dst: skipped")]
     assert len(skipped) == len(bad)

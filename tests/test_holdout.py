@@ -30,17 +30,17 @@ def test_pick_is_even_and_deterministic():
         holdout.pick(paths, 30)
 
 
-def _run(ws, lines, **kw):
-    return train.run(ws, train.TrainSettings(**TINY, **kw), log=lines.append)
+def _run(ws, lines, marker, **kw):
+    return train.run(ws, train.TrainSettings(**TINY, **kw), log=lines.append, marker=marker)
 
 
 def _loaded(lines) -> str:
     return next(line for line in lines if line.startswith("loading faces"))
 
 
-def test_holdout_is_kept_out_fixed_and_follows_renames(ws):
+def test_holdout_is_kept_out_fixed_and_follows_renames(ws, marker):
     lines: list[str] = []
-    _run(ws, lines, iterations=1, holdout=3)
+    _run(ws, lines, marker, iterations=1, holdout=3)
     doc = json.loads((ws.model_dir("quick") / "holdout.json").read_text())
     assert doc["count"] == 3 and len(doc["src"]) == len(doc["dst"]) == 3
     assert "src 27, dst 27" in _loaded(lines)
@@ -50,19 +50,19 @@ def test_holdout_is_kept_out_fixed_and_follows_renames(ws):
     sort.run(ws, "src", sort.SortSettings(by="hist", threads=2))
     assert not set(doc["src"]) & {p.name for p in ws.aligned_paths("src")}
     lines.clear()
-    _run(ws, lines, iterations=2)
+    _run(ws, lines, marker, iterations=2)
     assert "src 27, dst 27" in _loaded(lines)
     train_paths, held = holdout.split(ws.aligned_paths("src"), doc, "src")
     assert len(held) == 3 and {holdout._key(p) for p in held} == held_keys
 
     with pytest.raises(SettingsError, match="cannot change to 5"):
-        _run(ws, [], iterations=3, holdout=5)
+        _run(ws, [], marker, iterations=3, holdout=5)
 
 
-def test_holdout_cannot_be_added_to_a_trained_model(ws):
-    _run(ws, [], iterations=1)
+def test_holdout_cannot_be_added_to_a_trained_model(ws, marker):
+    _run(ws, [], marker, iterations=1)
     with pytest.raises(SettingsError, match="keeps 0 faces"):
-        _run(ws, [], iterations=2, holdout=2)
+        _run(ws, [], marker, iterations=2, holdout=2)
 
 
 def test_holdout_range_is_checked():

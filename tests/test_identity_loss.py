@@ -106,7 +106,7 @@ def test_identity_loss_pulls_the_swap_towards_src(sample_faces_ws):
         assert float(loss(model, iteration=5)) == pytest.approx(float(term), rel=1e-5)
 
 
-def test_training_with_identity_power_saves_the_option(sample_faces_ws, tmp_path):
+def test_training_with_identity_power_saves_the_option(sample_faces_ws, tmp_path, marker):
     import json
     import shutil
 
@@ -116,13 +116,13 @@ def test_training_with_identity_power_saves_the_option(sample_faces_ws, tmp_path
     shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
     ws = Workspace(tmp_path / "ws")
     lines = []
-    s = train.run(ws, train.TrainSettings(model="quick", iterations=3, batch_size=2, identity_power=0.5), log=lines.append)
+    s = train.run(ws, train.TrainSettings(model="quick", iterations=3, batch_size=2, identity_power=0.5), log=lines.append, marker=marker)
     assert any("identity loss: power 0.5" in line for line in lines)
     options = json.loads((ws.model_dir("quick") / "state.json").read_text())["options"]
     assert options["identity_power"] == 0.5
     # a later run without the flag keeps it
     lines.clear()
-    train.run(ws, train.TrainSettings(model="quick", iterations=4), log=lines.append)
+    train.run(ws, train.TrainSettings(model="quick", iterations=4), log=lines.append, marker=marker)
     assert any("identity loss: power 0.5" in line for line in lines)
     with pytest.raises(Exception, match="identity_power"):
         train.TrainSettings(model="quick", identity_power=11)

@@ -230,7 +230,7 @@ def _demo_ws(tmp_path: Path):
     return ws
 
 
-def test_demo_refuses_a_workspace_with_the_users_videos(tmp_path, short_dst, no_steps):
+def test_demo_refuses_a_workspace_with_the_users_videos(tmp_path, short_dst, no_steps, marker):
     from facelab.errors import WorkspaceError
     from facelab.stages import demo
     from facelab.workspace import Workspace
@@ -241,7 +241,7 @@ def test_demo_refuses_a_workspace_with_the_users_videos(tmp_path, short_dst, no_
     mine.write_bytes(short_dst.read_bytes())
     for force in (False, True):
         with pytest.raises(WorkspaceError, match="not the demo's sample clip") as e:
-            demo.run(ws, force=force)
+            demo.run(ws, force=force, marker=marker)
         assert "-w demo_workspace" in e.value.hint
     assert mine.read_bytes() == short_dst.read_bytes()
     assert sorted(p.name for p in ws.root.iterdir()) == ["data_dst", "data_dst.mp4", "data_src", "model"]
@@ -249,10 +249,10 @@ def test_demo_refuses_a_workspace_with_the_users_videos(tmp_path, short_dst, no_
     ws2 = _demo_ws(tmp_path / "two")
     (ws2.root / "data_src.mp4").write_bytes(short_dst.read_bytes())
     with pytest.raises(WorkspaceError, match="data_src.mp4 is not the demo's sample clip"):
-        demo.run(ws2)
+        demo.run(ws2, marker=marker)
 
 
-def test_demo_refuses_a_workspace_with_other_files_even_with_force(tmp_path, no_steps):
+def test_demo_refuses_a_workspace_with_other_files_even_with_force(tmp_path, no_steps, marker):
     from facelab.errors import WorkspaceError
     from facelab.stages import demo
     from facelab.workspace import Workspace
@@ -266,13 +266,13 @@ def test_demo_refuses_a_workspace_with_other_files_even_with_force(tmp_path, no_
     (model / "weights.safetensors").write_bytes(b"weeks of training")
     for force in (False, True):
         with pytest.raises(WorkspaceError, match="not the demo's") as e:
-            demo.run(ws, force=force)
+            demo.run(ws, force=force, marker=marker)
         assert "demo_workspace" in e.value.hint
     assert face.is_file() and (model / "weights.safetensors").is_file()
     assert not (ws.root / demo.MARKER).exists() and not list(ws.root.glob("data_*.*"))
 
 
-def test_demo_workspace_new_resumed_and_started_over(tmp_path, no_steps):
+def test_demo_workspace_new_resumed_and_started_over(tmp_path, no_steps, marker):
     from facelab.stages import demo
     from facelab.workspace import Workspace
 
@@ -282,7 +282,7 @@ def test_demo_workspace_new_resumed_and_started_over(tmp_path, no_steps):
             ws.create()
         assert demo.check_workspace(ws) is False
         with pytest.raises(_Reached):
-            demo.run(ws)
+            demo.run(ws, marker=marker)
         assert (ws.root / "data_src.mp4").read_bytes() == demo.sample_path(demo.SAMPLE_SRC).read_bytes()
         assert (ws.root / "data_dst.mpg").read_bytes() == demo.sample_path(demo.SAMPLE_DST).read_bytes()
         assert json.loads((ws.root / demo.MARKER).read_text())["trained_minutes"] == 0
@@ -291,16 +291,16 @@ def test_demo_workspace_new_resumed_and_started_over(tmp_path, no_steps):
     frame.write_bytes(b"frame")
     assert demo.check_workspace(ws) is True
     with pytest.raises(_Reached):
-        demo.run(ws)
+        demo.run(ws, marker=marker)
     assert frame.is_file()
     # force: the demo's work goes, its inputs and marker stay
     with pytest.raises(_Reached):
-        demo.run(ws, force=True)
+        demo.run(ws, force=True, marker=marker)
     assert not frame.exists() and (ws.root / "data_src.mp4").is_file() and (ws.root / demo.MARKER).is_file()
     assert demo.check_workspace(ws) is False
 
 
-def test_demo_accepts_an_earlier_versions_demo_workspace(tmp_path, no_steps):
+def test_demo_accepts_an_earlier_versions_demo_workspace(tmp_path, no_steps, marker):
     """Earlier versions wrote the marker only after training, with the training done: kept."""
     import shutil
 
@@ -317,7 +317,7 @@ def test_demo_accepts_an_earlier_versions_demo_workspace(tmp_path, no_steps):
     (ws.model_dir("quick") / "weights.safetensors").write_bytes(b"w")
     assert demo.check_workspace(ws) is True
     with pytest.raises(_Reached):
-        demo.run(ws)
+        demo.run(ws, marker=marker)
     assert json.loads((ws.root / demo.MARKER).read_text())["trained_minutes"] == 5
 
 

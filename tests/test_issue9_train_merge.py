@@ -39,7 +39,7 @@ def _iteration(ws: Workspace, name: str, prefix: str = "") -> int:
 # --- point 11: optimizer mode 3 = mode 2 (offloaded optimizer state) + recomputation -------------------
 
 
-def test_optimizer_mode_3_offloads_the_optimizer_state_and_recomputes(ws, monkeypatch):
+def test_optimizer_mode_3_offloads_the_optimizer_state_and_recomputes(ws, monkeypatch, marker):
     from facelab.models import sae
     from facelab.stages import train
     from facelab.train.offload import OffloadAdam
@@ -61,7 +61,7 @@ def test_optimizer_mode_3_offloads_the_optimizer_state_and_recomputes(ws, monkey
         made.clear()
         recomputed.clear()
         train.run(ws, train.TrainSettings(model="sae", name=f"m{mode}", iterations=2, batch_size=2, device="cpu",
-                                          architecture=(*SAE_TINY, ("optimizer_mode", mode))), log=_quiet)
+                                          architecture=(*SAE_TINY, ("optimizer_mode", mode))), log=_quiet, marker=marker)
         assert isinstance(made[0], OffloadAdam) is offloaded, mode
         assert bool(recomputed) is (mode == 3), mode
         # the state is Adam's, in system memory, and was updated
@@ -70,14 +70,14 @@ def test_optimizer_mode_3_offloads_the_optimizer_state_and_recomputes(ws, monkey
     # a mode-1 model continued in mode 3 keeps its optimizer state (same state dict structure)
     made.clear()
     train.run(ws, train.TrainSettings(model="sae", name="m1", iterations=3, batch_size=2, device="cpu",
-                                      architecture=(("optimizer_mode", 3),)), log=_quiet)
+                                      architecture=(("optimizer_mode", 3),)), log=_quiet, marker=marker)
     assert isinstance(made[0], OffloadAdam) and all(int(s["step"]) == 3 for s in made[0].state.values())
 
 
 # --- point 12: the target iteration is saved with the model ---------------------------------------------
 
 
-def test_target_iteration_is_saved_honoured_changed_and_removed(ws):
+def test_target_iteration_is_saved_honoured_changed_and_removed(ws, marker):
     from typer.testing import CliRunner
 
     from facelab.cli import app
@@ -85,7 +85,7 @@ def test_target_iteration_is_saved_honoured_changed_and_removed(ws):
 
     def run(**kw):
         return train.run(ws, train.TrainSettings(model="quick", batch_size=2, device="cpu", architecture=QUICK_TINY, **kw),
-                         log=_quiet)
+                         log=_quiet, marker=marker)
 
     run(iterations=2)
     assert _iteration(ws, "quick") == 2 and _options(ws, "quick")["target_iteration"] == 2
@@ -110,7 +110,7 @@ MODEL_FILES = ("config.json", "weights.safetensors", "optimizer.safetensors", "s
 
 
 @pytest.fixture(scope="module")
-def gpu_ws(sample_faces_ws, tmp_path_factory) -> Workspace:
+def gpu_ws(sample_faces_ws, tmp_path_factory, marker) -> Workspace:
     """A workspace whose model folders hold GPU-indexed variants: ``only1`` (gpu1_ only), ``two`` (gpu0_ and
     gpu1_, different weights) and ``mixed`` (plain and gpu2_). The variants are the files `facelab train --gpu N`
     writes (the same files with the prefix); there is no GPU here, so they are copies of CPU-trained models."""
@@ -122,7 +122,7 @@ def gpu_ws(sample_faces_ws, tmp_path_factory) -> Workspace:
     trained = []
     for iterations in (2, 3):
         train.run(ws, train.TrainSettings(model="quick", iterations=iterations, batch_size=2, device="cpu",
-                                          architecture=QUICK_TINY), log=_quiet)
+                                          architecture=QUICK_TINY), log=_quiet, marker=marker)
         keep = ws.model_root / f"trained{iterations}"
         keep.mkdir()
         for f in MODEL_FILES:
@@ -153,7 +153,7 @@ def _merged_with(ws: Workspace) -> str:
     return json.loads((ws.state_dir("dst") / merge.STATE_FILE).read_text())["model_id"]
 
 
-def test_merge_finds_a_model_trained_with_gpu_n(gpu_ws, tmp_path):
+def test_merge_finds_a_model_trained_with_gpu_n(gpu_ws, tmp_path, marker):
     from facelab.merge.compose import MergeSettings
     from facelab.merge.ranges import FrameRange
     from facelab.stages import merge
@@ -163,25 +163,25 @@ def test_merge_finds_a_model_trained_with_gpu_n(gpu_ws, tmp_path):
     first = int(ws.require_frames("dst")[0].stem)
     fast = MergeSettings(mode="overlay", color="none")
     # the only variant is used without being named (before: "model file .../config.json is missing")
-    s = merge.run(ws, "only1", fast, device="cpu", only=FrameRange(first, first))
+    s = merge.run(ws, "only1", fast, device="cpu", only=FrameRange(first, first), marker=marker)
     assert s.counts["merged"] == 1 and _merged_with(ws) == _save_id(ws, "only1", "gpu1_")
-    assert merge.preview(ws, "only1", fast, first, device="cpu").counts["faces"] == 1
+    assert merge.preview(ws, "only1", fast, first, device="cpu", marker=marker).counts["faces"] == 1
     # several variants: --gpu picks one, none chosen is an error naming the choices
-    merge.run(ws, "two", fast, device="cpu", only=FrameRange(first, first), gpu=1)
+    merge.run(ws, "two", fast, device="cpu", only=FrameRange(first, first), gpu=1, marker=marker)
     assert _merged_with(ws) == _save_id(ws, "two", "gpu1_") != _save_id(ws, "two", "gpu0_")
-    merge.run(ws, "two", fast, device="cpu", only=FrameRange(first, first), gpu=0)
+    merge.run(ws, "two", fast, device="cpu", only=FrameRange(first, first), gpu=0, marker=marker)
     assert _merged_with(ws) == _save_id(ws, "two", "gpu0_")
     with pytest.raises(FacelabError, match="none was chosen") as e:
-        merge.run(ws, "two", fast, device="cpu")
+        merge.run(ws, "two", fast, device="cpu", marker=marker)
     assert "--gpu 0" in e.value.hint and "--gpu 1" in e.value.hint
     with pytest.raises(FacelabError, match="--gpu 5") as e:
-        merge.preview(ws, "two", fast, first, device="cpu", gpu=5)
+        merge.preview(ws, "two", fast, first, device="cpu", gpu=5, marker=marker)
     assert "--gpu 0" in e.value.hint and "--gpu 1" in e.value.hint
     assert merge.gpu_choices(ws, "two") == [0, 1] and merge.gpu_choices(ws, "only1") == []
     # a plain model beside a variant: the plain one, with a warning naming the variant
-    s = merge.run(ws, "mixed", fast, device="cpu", only=FrameRange(first, first))
+    s = merge.run(ws, "mixed", fast, device="cpu", only=FrameRange(first, first), marker=marker)
     assert _merged_with(ws) == _save_id(ws, "mixed", "") and any("--gpu 2" in w for w in s.warnings)
-    merge.run(ws, "mixed", fast, device="cpu", only=FrameRange(first, first), gpu=2)
+    merge.run(ws, "mixed", fast, device="cpu", only=FrameRange(first, first), gpu=2, marker=marker)
     assert _merged_with(ws) == _save_id(ws, "mixed", "gpu2_")
 
 
@@ -235,7 +235,7 @@ def test_merge_cli_takes_gpu_and_asks_which_in_a_terminal(gpu_ws, tmp_path):
 # --- point 19: --denoise-frame filters frames without a face too ------------------------------------------
 
 
-def test_denoise_frame_filters_faceless_frames_too(gpu_ws, tmp_path):
+def test_denoise_frame_filters_faceless_frames_too(gpu_ws, tmp_path, marker):
     from facelab.faceimage import read_record
     from facelab.fileio import read_image
     from facelab.merge import effects
@@ -252,7 +252,7 @@ def test_denoise_frame_filters_faceless_frames_too(gpu_ws, tmp_path):
     raw = read_image(faceless)
     denoised = effects.denoise_frame(raw, 300)
     assert np.abs(denoised.astype(int) - raw).mean() > 1.0  # the filter visibly changes this real frame
-    s = merge.run(ws, "mixed", MergeSettings(mode="overlay", color="none", denoise_frame=300), device="cpu")
+    s = merge.run(ws, "mixed", MergeSettings(mode="overlay", color="none", denoise_frame=300), device="cpu", marker=marker)
     assert s.counts["passthrough"] == 1
     out = read_image(ws.merged_dir / faceless.name)
     d_denoised, d_raw = (np.abs(out.astype(int) - x).mean() for x in (denoised, raw))
@@ -329,7 +329,7 @@ def test_negative_blur_narrows_the_default_feather_down_to_a_hard_edge(real_face
     assert w[-200] == w[-32] < 0.5 * w[-20], w
 
 
-def test_a_saved_version_2_merge_state_is_converted_and_keeps_its_frames(gpu_ws, tmp_path):
+def test_a_saved_version_2_merge_state_is_converted_and_keeps_its_frames(gpu_ws, tmp_path, marker):
     from facelab.merge.compose import MergeSettings
     from facelab.merge.ranges import FrameRange, MergePlan
     from facelab.stages import merge
@@ -339,7 +339,7 @@ def test_a_saved_version_2_merge_state_is_converted_and_keeps_its_frames(gpu_ws,
     first = int(ws.require_frames("dst")[0].stem)
     new = {"mode": "overlay", "color": "none", "blur": 8}
     plan = MergePlan(MergeSettings(**new)).with_range(FrameRange(first, first), {"blur": -32})
-    merge.run(ws, "mixed", plan, device="cpu")
+    merge.run(ws, "mixed", plan, device="cpu", marker=marker)
     # the same result as version 2 wrote it: blur was the whole width (40 = 32 + 8; -50 acted as 0 = 32 - 32)
     path = ws.state_dir("dst") / merge.STATE_FILE
     state = json.loads(path.read_text())
@@ -350,12 +350,12 @@ def test_a_saved_version_2_merge_state_is_converted_and_keeps_its_frames(gpu_ws,
     path.write_text(json.dumps(state))
     again, _ = merge.plan_from_options(ws, new)
     assert again.settings_for(first).blur == -32 and again.settings_for(first + 1).blur == 8
-    s = merge.run(ws, "mixed", again, device="cpu")
+    s = merge.run(ws, "mixed", again, device="cpu", marker=marker)
     assert s.counts["skipped"] == 30 and not any("other settings" in w for w in s.warnings)
     assert json.loads(path.read_text())["version"] == merge.STATE_VERSION
 
 
-def test_train_beside_gpu_variants_warns_and_a_terminal_asks_which(gpu_ws, tmp_path):
+def test_train_beside_gpu_variants_warns_and_a_terminal_asks_which(gpu_ws, tmp_path, marker):
     from facelab.cli.prompts import ask_gpu
     from facelab.stages import train
 
@@ -365,5 +365,5 @@ def test_train_beside_gpu_variants_warns_and_a_terminal_asks_which(gpu_ws, tmp_p
     ws = Workspace(tmp_path / "ws")
     shutil.copytree(gpu_ws.root, ws.root)
     s = train.run(ws, train.TrainSettings(model="quick", name="only1", iterations=1, batch_size=2, device="cpu",
-                                          architecture=QUICK_TINY), log=_quiet)
+                                          architecture=QUICK_TINY), log=_quiet, marker=marker)
     assert any("--gpu 1" in w and "new" in w for w in s.warnings), s.warnings

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facelab.errors import FacelabError
-from facelab.provenance.manifest import read_manifest, sign_file, signing_identity
+from facelab.provenance.manifest import load_signing_identity, read_manifest, sign_file, signing_identity
 from tests.conftest import ASTRONAUT, SAMPLE_DST, SAMPLE_SRC
 
 
@@ -88,7 +88,7 @@ def test_sign_png_in_place(home, tmp_path):
     shutil.copyfile(ASTRONAUT, png)
     before = cv2.imread(str(png))
     assert read_manifest(png).found is False
-    sign_file(png, title="test face")
+    sign_file(png, title="test face", identity=load_signing_identity())
     after = cv2.imread(str(png))
     assert np.array_equal(before, after)
     report = read_manifest(png)
@@ -99,7 +99,7 @@ def test_sign_png_in_place(home, tmp_path):
     assert any("trust list" in n for n in report.notes)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "home"]  # no temp file left
     # signing again replaces the manifest and stays valid
-    sign_file(png)
+    sign_file(png, identity=load_signing_identity())
     assert read_manifest(png).valid
 
 
@@ -109,7 +109,7 @@ def test_sign_jpeg_and_mp4(home, tmp_path, clip):
     mp4 = tmp_path / "clip.mp4"
     shutil.copyfile(clip, mp4)
     for path in (jpg, mp4):
-        sign_file(path)
+        sign_file(path, identity=load_signing_identity())
         report = read_manifest(path)
         assert report.found and report.valid and report.synthetic, (path, report)
     from facelab.media.video import probe
@@ -120,7 +120,7 @@ def test_sign_jpeg_and_mp4(home, tmp_path, clip):
 def test_tampered_png_is_invalid(home, tmp_path):
     png = tmp_path / "face.png"
     shutil.copyfile(ASTRONAUT, png)
-    sign_file(png)
+    sign_file(png, identity=load_signing_identity())
     start, length = _chunk_offset(png.read_bytes(), b"IDAT")
     _flip(png, start + length // 2)
     report = read_manifest(png)
@@ -131,7 +131,7 @@ def test_tampered_png_is_invalid(home, tmp_path):
 def test_tampered_mp4_is_invalid(home, tmp_path, clip):
     mp4 = tmp_path / "clip.mp4"
     shutil.copyfile(clip, mp4)
-    sign_file(mp4)
+    sign_file(mp4, identity=load_signing_identity())
     data = mp4.read_bytes()
     _flip(mp4, data.index(b"mdat") + 2000)
     report = read_manifest(mp4)
@@ -157,11 +157,11 @@ def test_sign_rejects_unsupported_files(home, tmp_path):
     gif = tmp_path / "a.gif"
     gif.write_bytes(b"GIF89a")
     with pytest.raises(FacelabError, match="unsupported") as e:
-        sign_file(gif)
+        sign_file(gif, identity=load_signing_identity())
     assert ".png" in e.value.hint and ".mp4" in e.value.hint
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"\xff\xd8\xff\xe0 not really")
     with pytest.raises(FacelabError, match="not a PNG"):
-        sign_file(fake)
+        sign_file(fake, identity=load_signing_identity())
     with pytest.raises(FacelabError, match="does not exist"):
-        sign_file(tmp_path / "missing.mp4")
+        sign_file(tmp_path / "missing.mp4", identity=load_signing_identity())

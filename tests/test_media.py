@@ -337,16 +337,16 @@ def test_frame_timing_without_record(tmp_path):
 
 
 # --- video step --------------------------------------------------------------
-def test_video_stage_end_to_end(tmp_path, dst_frames):
+def test_video_stage_end_to_end(tmp_path, dst_frames, marker):
     ws = make_workspace(tmp_path)
     frames_stage.run(ws, "dst")
     with pytest.raises(WorkspaceError, match="merged") as e:
-        video_stage.run(ws)
+        video_stage.run(ws, marker=marker)
     assert "facelab merge" in e.value.hint
     for p in dst_frames:
         shutil.copy(p, ws.merged_dir / p.name)
 
-    s = video_stage.run(ws)
+    s = video_stage.run(ws, marker=marker)
     out = ws.result_path("mp4")
     assert s.counts["frames"] == 75 and not s.warnings and s.outputs == [str(out)]
     info = probe(out)
@@ -355,11 +355,11 @@ def test_video_stage_end_to_end(tmp_path, dst_frames):
     assert read_video_tags(out)["encoder"] == VIDEO_TAGS["encoder"]
     assert read_video_tags(out)["digital_source_type"] == VIDEO_TAGS["digital_source_type"]
 
-    s = video_stage.run(ws)
+    s = video_stage.run(ws, marker=marker)
     assert s.counts.get("skipped (up to date, --force redoes)", 0) > 0
 
     (ws.merged_dir / dst_frames[-1].name).unlink()
-    s = video_stage.run(ws, force=True)
+    s = video_stage.run(ws, force=True, marker=marker)
     assert s.counts["frames"] == 74 and any("74 merged frames" in w for w in s.warnings)
     assert probe(out).frame_count == 74
 

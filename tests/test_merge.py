@@ -377,11 +377,11 @@ def tiny_ws(tmp_path, find_faces, astronaut):
     return ws
 
 
-def test_stage_run_skip_and_redo(tiny_ws):
+def test_stage_run_skip_and_redo(tiny_ws, marker):
     from facelab.stages import merge as stage
 
     ws = tiny_ws
-    s = stage.run(ws, "m", MergeSettings(mode="overlay"), predictor=IdentityPredictor(), workers=2)
+    s = stage.run(ws, "m", MergeSettings(mode="overlay"), predictor=IdentityPredictor(), workers=2, marker=marker)
     assert s.counts == {"frames": 4, "merged": 3, "passthrough": 1, "skipped": 0, "faces": 3}
     outs = sorted(ws.merged_dir.glob("*.png"))
     assert [p.name for p in outs] == ["00001.png", "00002.png", "00003.png", "00004.png"]
@@ -407,39 +407,39 @@ def test_stage_run_skip_and_redo(tiny_ws):
 
     # re-run: everything skipped
     pred = IdentityPredictor()
-    s = stage.run(ws, "m", MergeSettings(mode="overlay"), predictor=pred)
+    s = stage.run(ws, "m", MergeSettings(mode="overlay"), predictor=pred, marker=marker)
     assert s.counts["skipped"] == 4 and pred.calls == []
 
     # one deleted frame is rendered alone
     stamps = {p.name: p.stat().st_mtime_ns for p in outs}
     (ws.merged_dir / "00002.png").unlink()
-    s = stage.run(ws, "m", MergeSettings(mode="overlay"), predictor=pred)
+    s = stage.run(ws, "m", MergeSettings(mode="overlay"), predictor=pred, marker=marker)
     assert s.counts["skipped"] == 3 and s.counts["merged"] == 1 and len(pred.calls) == 1
     for name in ("00001.png", "00003.png", "00004.png"):
         assert (ws.merged_dir / name).stat().st_mtime_ns == stamps[name]
 
     # changed settings render everything again
-    s = stage.run(ws, "m", MergeSettings(mode="seamless"), predictor=IdentityPredictor())
+    s = stage.run(ws, "m", MergeSettings(mode="seamless"), predictor=IdentityPredictor(), marker=marker)
     assert s.counts["skipped"] == 0 and s.counts["merged"] == 3 and s.warnings
 
     # force renders everything again too
-    s = stage.run(ws, "m", MergeSettings(mode="seamless"), predictor=IdentityPredictor(), force=True)
+    s = stage.run(ws, "m", MergeSettings(mode="seamless"), predictor=IdentityPredictor(), force=True, marker=marker)
     assert s.counts["skipped"] == 0
 
 
-def test_stage_errors(tiny_ws, tmp_path):
+def test_stage_errors(tiny_ws, tmp_path, marker):
     from facelab.stages import merge as stage
 
     ws = tiny_ws
     with pytest.raises(WorkspaceError) as e:
-        stage.run(ws, "missing")
+        stage.run(ws, "missing", marker=marker)
     assert "facelab train" in e.value.hint
     shutil.rmtree(ws.aligned_dir("dst"))
     with pytest.raises(WorkspaceError) as e:
-        stage.run(ws, "m", predictor=IdentityPredictor())
+        stage.run(ws, "m", predictor=IdentityPredictor(), marker=marker)
     assert "facelab extract dst" in e.value.hint
     empty = Workspace(tmp_path / "empty")
     empty.create()
     with pytest.raises(WorkspaceError) as e:
-        stage.run(empty, "m", predictor=IdentityPredictor())
+        stage.run(empty, "m", predictor=IdentityPredictor(), marker=marker)
     assert "facelab frames dst" in e.value.hint

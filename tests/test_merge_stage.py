@@ -31,14 +31,14 @@ def _quiet(_s: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_ws(sample_faces_ws, tmp_path_factory):
+def trained_ws(sample_faces_ws, tmp_path_factory, marker):
     from facelab.stages import train
 
     root = tmp_path_factory.mktemp("merge_stage") / "ws"
     shutil.copytree(sample_faces_ws.root, root)
     ws = Workspace(root)
     train.run(ws, train.TrainSettings(model="quick", iterations=3, batch_size=2, device="cpu",
-                                      architecture=(("resolution", 32),)), log=_quiet)
+                                      architecture=(("resolution", 32),)), log=_quiet, marker=marker)
     return ws
 
 
@@ -54,6 +54,7 @@ def _mtimes(ws: Workspace) -> dict[str, int]:
 
 KILLED_MERGE = """
 import os, signal, sys
+from facelab.provenance import default_marker
 from facelab.stages import merge as stage
 from facelab.workspace import Workspace
 
@@ -86,11 +87,11 @@ def dying_open(path, *args, **kwargs):
 stage.open = dying_open  # the stage's module-level name shadows the builtin
 ws = Workspace(sys.argv[1])
 plan, _ = stage.plan_from_options(ws, {"denoise_frame": 300})
-stage.run(ws, "quick", plan, device="cpu")
+stage.run(ws, "quick", plan, device="cpu", marker=default_marker())  # the key of $FACELAB_HOME, as the CLI's
 """
 
 
-def test_kill_9_then_rerun_renders_only_the_missing_frames(ws):
+def test_kill_9_then_rerun_renders_only_the_missing_frames(ws, marker):
     # the child kills itself right after its 4th journaled frame, however fast the machine is
     env = {**os.environ, "PYTHONPATH": str(SRC_ROOT)}
     proc = subprocess.run([sys.executable, "-c", KILLED_MERGE, str(ws.root)], env=env, capture_output=True, timeout=300)
@@ -100,7 +101,7 @@ def test_kill_9_then_rerun_renders_only_the_missing_frames(ws):
     assert len(finished) == 4
     before = _mtimes(ws)
     plan, _ = stage.plan_from_options(ws, {"denoise_frame": 300})
-    s = stage.run(ws, "quick", plan, device="cpu")
+    s = stage.run(ws, "quick", plan, device="cpu", marker=marker)
     assert s.counts["skipped"] >= len(finished)
     assert s.counts["merged"] + s.counts["passthrough"] == 30 - s.counts["skipped"]
     after = _mtimes(ws)
@@ -110,17 +111,17 @@ def test_kill_9_then_rerun_renders_only_the_missing_frames(ws):
     assert len(state["frames"]) == 30 and journal.read_text() == ""
 
 
-def test_frame_ranges_render_only_their_frames_and_are_kept(ws):
+def test_frame_ranges_render_only_their_frames_and_are_kept(ws, marker):
     plan, only = stage.plan_from_options(ws, {"mode": "overlay"})
     assert only is None
-    stage.run(ws, "quick", plan, device="cpu")
+    stage.run(ws, "quick", plan, device="cpu", marker=marker)
     before = _mtimes(ws)
     names = sorted(before)
     # frames are numbered by their source frame; take the 3rd-5th merged files' numbers as the range
     first, last = int(Path(names[2]).stem), int(Path(names[4]).stem)
     plan, only = stage.plan_from_options(ws, {"color": "lct"}, frames=f"{first}-{last}")
     assert only == FrameRange(first, last) and plan.default.mode == "overlay"
-    s = stage.run(ws, "quick", plan, device="cpu", only=only)
+    s = stage.run(ws, "quick", plan, device="cpu", only=only, marker=marker)
     assert s.counts["frames"] == 3 and s.counts["skipped"] == 0
     after = _mtimes(ws)
     changed = {n for n in names if after[n] != before[n]}
@@ -128,35 +129,35 @@ def test_frame_ranges_render_only_their_frames_and_are_kept(ws):
     # a later whole run with the same default keeps the range and renders nothing again
     plan, _ = stage.plan_from_options(ws, {"mode": "overlay"})
     assert plan.settings_for(first).color == "lct" and plan.settings_for(first - 1).color == "rct-m"
-    assert stage.run(ws, "quick", plan, device="cpu").counts["skipped"] == 30
+    assert stage.run(ws, "quick", plan, device="cpu", marker=marker).counts["skipped"] == 30
     saved = json.loads((ws.state_dir("dst") / stage.STATE_FILE).read_text())["plan"]
     assert saved["ranges"] == [{"frames": f"{first}-{last}", "settings": {"color": "lct"}}]
     plan, _ = stage.plan_from_options(ws, {"mode": "overlay"}, clear_ranges=True)
-    assert plan.ranges == () and stage.run(ws, "quick", plan, device="cpu").counts["skipped"] == 27
+    assert plan.ranges == () and stage.run(ws, "quick", plan, device="cpu", marker=marker).counts["skipped"] == 27
 
 
-def test_a_retrained_model_renders_again(ws):
+def test_a_retrained_model_renders_again(ws, marker):
     from facelab.stages import train
 
-    stage.run(ws, "quick", MergeSettings(), device="cpu")
-    assert stage.run(ws, "quick", MergeSettings(), device="cpu").counts["skipped"] == 30
-    train.run(ws, train.TrainSettings(model="quick", iterations=4, batch_size=2, device="cpu"), log=_quiet)
-    s = stage.run(ws, "quick", MergeSettings(), device="cpu")
+    stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker)
+    assert stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker).counts["skipped"] == 30
+    train.run(ws, train.TrainSettings(model="quick", iterations=4, batch_size=2, device="cpu"), log=_quiet, marker=marker)
+    s = stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker)
     assert s.counts["skipped"] == 0 and any("another model" in w for w in s.warnings)
 
 
-def test_batches_over_frames_give_the_same_frames(ws, tmp_path):
-    stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=1)
+def test_batches_over_frames_give_the_same_frames(ws, tmp_path, marker):
+    stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=1, marker=marker)
     one = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
-    s = stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=16, force=True)
+    s = stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=16, force=True, marker=marker)
     assert s.counts["merged"] == 30
     for p in ws.merged_dir.glob("*.png"):
         assert np.abs(cv2.imread(str(p)).astype(int) - one[p.name]).max() <= 1
 
 
-def test_preview_writes_one_frame_and_a_comparison(ws):
+def test_preview_writes_one_frame_and_a_comparison(ws, marker):
     frame = int(sorted(p.stem for p in ws.frame_paths("dst"))[3])
-    s = stage.preview(ws, "quick", MergeSettings(), frame, device="cpu")
+    s = stage.preview(ws, "quick", MergeSettings(), frame, device="cpu", marker=marker)
     merged, compare = (Path(p) for p in s.outputs)
     image = cv2.imread(str(merged))
     original = cv2.imread(str(ws.frame_paths("dst")[3]))
@@ -164,16 +165,16 @@ def test_preview_writes_one_frame_and_a_comparison(ws):
     assert read_manifest(merged).valid and detect_frames([image]).found
     assert not list(ws.merged_dir.glob("*.png"))  # nothing else rendered
     with pytest.raises(SettingsError, match="no dst frame 99999"):
-        stage.preview(ws, "quick", MergeSettings(), 99999, device="cpu")
+        stage.preview(ws, "quick", MergeSettings(), 99999, device="cpu", marker=marker)
 
 
-def test_raw_predict_and_alpha_outputs(ws):
-    s = stage.run(ws, "quick", MergeSettings(mode="raw-predict", color="none"), device="cpu")
+def test_raw_predict_and_alpha_outputs(ws, marker):
+    s = stage.run(ws, "quick", MergeSettings(mode="raw-predict", color="none"), device="cpu", marker=marker)
     raw = sorted((ws.merged_dir.parent / stage.RAW_DIR).glob("*_0.png"))
     assert len(raw) == 30 and cv2.imread(str(raw[0])).shape == (64, 64, 3)  # 32 px faces, enlarged to carry the mark
     assert (ws.merged_dir.parent / stage.RAW_DIR / raw[0].name.replace("_0.png", "_0_mask.png")).is_file()
     assert read_manifest(raw[0]).valid and any("merged_raw" in w for w in s.warnings)
-    stage.run(ws, "quick", MergeSettings(alpha=True), device="cpu")
+    stage.run(ws, "quick", MergeSettings(alpha=True), device="cpu", marker=marker)
     p = sorted(ws.merged_dir.glob("*.png"))[0]
     rgba = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     mask = cv2.imread(str(ws.merged_mask_dir / p.name), cv2.IMREAD_GRAYSCALE)
@@ -197,7 +198,7 @@ def test_settings_file_with_ranges_through_the_cli(ws, tmp_path):
     assert r.returncode == 2 and "bad_key" in r.stderr
 
 
-def test_suppress_jitter_steadies_the_face_colour_over_time(ws):
+def test_suppress_jitter_steadies_the_face_colour_over_time(ws, marker):
     """Seamless merges of consecutive frames: the face's coarse colour varies less from frame to frame with
     suppress_jitter, while the frames stay close to the plain ones."""
     def coarse_steps() -> float:
@@ -208,10 +209,10 @@ def test_suppress_jitter_steadies_the_face_colour_over_time(ws):
             lows.append((img * m).sum((0, 1)) / max(m.sum(), 1e-6))
         return float(np.abs(np.diff(np.array(lows), axis=0)).mean())
 
-    stage.run(ws, "quick", MergeSettings(), device="cpu")
+    stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker)
     plain = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
     plain_steps = coarse_steps()
-    stage.run(ws, "quick", MergeSettings(suppress_jitter=True), device="cpu")
+    stage.run(ws, "quick", MergeSettings(suppress_jitter=True), device="cpu", marker=marker)
     steady_steps = coarse_steps()
     assert steady_steps < plain_steps
     for p in ws.merged_dir.glob("*.png"):
@@ -249,19 +250,19 @@ def test_jitter_filter_removes_flicker_but_follows_a_cut(ws):
         jf.apply(frame.astype(np.float32), mask, prepared.mats, [0], 64, 14)
 
 
-def test_super_resolution_merges_with_a_trained_enhancer(ws):
+def test_super_resolution_merges_with_a_trained_enhancer(ws, marker):
     from facelab.errors import FacelabError
     from facelab.stages import enhance
 
     enhance.run(ws, enhance.EnhanceSettings(name="sr", scale=2, input_size=32, iterations=2, batch_size=2, channels=8,
-                                            blocks=1, device="cpu"), log=_quiet)
-    plain = stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu")
+                                            blocks=1, device="cpu"), log=_quiet, marker=marker)
+    plain = stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", marker=marker)
     first = sorted(ws.merged_dir.glob("*.png"))[0]
     before = cv2.imread(str(first))
-    s = stage.run(ws, "quick", MergeSettings(mode="overlay", super_resolution="sr"), device="cpu")
+    s = stage.run(ws, "quick", MergeSettings(mode="overlay", super_resolution="sr"), device="cpu", marker=marker)
     assert plain.counts["merged"] == s.counts["merged"] == 30 and s.counts["skipped"] == 0
     assert not np.array_equal(cv2.imread(str(first)), before)  # the face went through the enhancer
     with pytest.raises(FacelabError, match="enhancer"):
-        stage.run(ws, "sr", MergeSettings(), device="cpu")  # an enhancer is not a swap model
+        stage.run(ws, "sr", MergeSettings(), device="cpu", marker=marker)  # an enhancer is not a swap model
     with pytest.raises(FacelabError, match="no enhancer 'nope'"):
-        stage.run(ws, "quick", MergeSettings(super_resolution="nope"), device="cpu")
+        stage.run(ws, "quick", MergeSettings(super_resolution="nope"), device="cpu", marker=marker)

@@ -259,7 +259,7 @@ def test_predictor_shapes_and_ranges(datasets, tmp_path):
 # --- loop ---------------------------------------------------------------------------
 
 
-def test_loop_budget_interrupt_and_preview(datasets, tmp_path):
+def test_loop_budget_interrupt_and_preview(datasets, tmp_path, marker):
     torch.manual_seed(0)
     model = create_model("quick", **TINY)
     opt = make_optimizer(model, TrainOptions())
@@ -272,7 +272,7 @@ def test_loop_budget_interrupt_and_preview(datasets, tmp_path):
             raise KeyboardInterrupt
 
     st = train(model, opt, *datasets, tmp_path, opts, {}, torch.device("cpu"), target_iteration=100,
-               save=lambda s: saves.append(s["iteration"]), log=stop)
+               save=lambda s: saves.append(s["iteration"]), log=stop, marker=marker)
     assert st["stopped"] == "interrupted" and st["iteration"] == 5 and saves == [5]
     assert st["loss_history"][-1][0] == 5
     jpeg = (tmp_path / "preview.jpg").read_bytes()
@@ -280,13 +280,13 @@ def test_loop_budget_interrupt_and_preview(datasets, tmp_path):
     preview = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert preview.shape[1] == 5 * 128 and preview.shape[0] > 4 * 128
     assert not (tmp_path / "previews").exists()  # history is off by default
-    st = train(model, opt, *datasets, tmp_path, TrainOptions(batch_size=2), st, torch.device("cpu"), target_iteration=8, log=lambda s: None)
+    st = train(model, opt, *datasets, tmp_path, TrainOptions(batch_size=2), st, torch.device("cpu"), target_iteration=8, log=lambda s: None, marker=marker)
     assert st["stopped"] == "iterations" and st["iteration"] == 8
-    st = train(model, opt, *datasets, tmp_path, TrainOptions(batch_size=2), st, torch.device("cpu"), minutes=1e-4, log=lambda s: None)
+    st = train(model, opt, *datasets, tmp_path, TrainOptions(batch_size=2), st, torch.device("cpu"), minutes=1e-4, log=lambda s: None, marker=marker)
     assert st["stopped"] == "minutes"
 
 
-def test_loop_restores_the_last_good_weights_after_a_blow_up(datasets, tmp_path, monkeypatch):
+def test_loop_restores_the_last_good_weights_after_a_blow_up(datasets, tmp_path, monkeypatch, marker):
     from facelab.train import guard
 
     monkeypatch.setattr(guard, "REFERENCE", 4)
@@ -305,7 +305,7 @@ def test_loop_restores_the_last_good_weights_after_a_blow_up(datasets, tmp_path,
                 for p in model.parameters():
                     p.add_(torch.randn_like(p) * 20.0)
 
-    st = train(model, opt, *datasets, tmp_path, opts, {}, torch.device("cpu"), target_iteration=160, log=log)
+    st = train(model, opt, *datasets, tmp_path, opts, {}, torch.device("cpu"), target_iteration=160, log=log, marker=marker)
     restored = [ln for ln in lines if "restored the weights" in ln]
     assert len(restored) == 1, st["loss_history"][5:12]
     # the copy taken at the healthy check of iteration 80, just before the weights were thrown off
@@ -320,38 +320,38 @@ def test_loop_restores_the_last_good_weights_after_a_blow_up(datasets, tmp_path,
 # --- stage --------------------------------------------------------------------------
 
 
-def test_stage_trains_and_resumes(ws):
+def test_stage_trains_and_resumes(ws, marker):
     from facelab.stages.train import TrainSettings, run
 
     lines: list[str] = []
-    summary = run(ws, TrainSettings(iterations=3, batch_size=2, device="cpu"), log=lines.append)
+    summary = run(ws, TrainSettings(iterations=3, batch_size=2, device="cpu"), log=lines.append, marker=marker)
     folder = ws.model_dir("quick")
     assert summary.counts["iteration"] == 3 and summary.outputs == [str(folder)]
     state = json.loads((folder / "state.json").read_text())
     assert state["iteration"] == 3 and state["options"]["batch_size"] == 2
     assert (folder / "preview.jpg").is_file()
     # a total target: three more iterations up to 6; the saved batch size is reused
-    summary = run(ws, TrainSettings(iterations=6, device="cpu"), log=lines.append)
+    summary = run(ws, TrainSettings(iterations=6, device="cpu"), log=lines.append, marker=marker)
     assert summary.counts["iteration"] == 6
     assert json.loads((folder / "state.json").read_text())["options"]["batch_size"] == 2
     assert any("resuming" in line for line in lines)
     # already past the target: nothing to do
-    assert run(ws, TrainSettings(iterations=4, device="cpu"), log=lines.append).counts["iteration"] == 6
+    assert run(ws, TrainSettings(iterations=4, device="cpu"), log=lines.append, marker=marker).counts["iteration"] == 6
     # a model folder holding another architecture
     cfg = json.loads((folder / "config.json").read_text())
     cfg["model"] = "other"
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(SettingsError, match="other"):
-        run(ws, TrainSettings(iterations=7, device="cpu"), log=lines.append)
+        run(ws, TrainSettings(iterations=7, device="cpu"), log=lines.append, marker=marker)
 
 
-def test_stage_needs_aligned_faces(tmp_path):
+def test_stage_needs_aligned_faces(tmp_path, marker):
     from facelab.stages.train import TrainSettings, run
 
     w = Workspace(tmp_path / "empty")
     w.create()
     with pytest.raises(WorkspaceError) as e:
-        run(w, TrainSettings(iterations=1, device="cpu"))
+        run(w, TrainSettings(iterations=1, device="cpu"), marker=marker)
     assert "facelab extract src" in e.value.hint
 
 

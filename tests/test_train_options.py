@@ -217,12 +217,12 @@ def test_kill_9_during_save_leaves_a_loadable_model(tmp_path):
 # --- the stage with options ----------------------------------------------------------------------
 
 
-def test_stage_options_are_saved_and_overridable(ws):
+def test_stage_options_are_saved_and_overridable(ws, marker):
     from facelab.stages.train import TrainSettings, run
 
     lines: list[str] = []
     run(ws, TrainSettings(iterations=2, batch_size=2, device="cpu", flip=False, src_scale=10, sort_by_yaw=True,
-                          preview_history=True, backups=2), log=lines.append)
+                          preview_history=True, backups=2), log=lines.append, marker=marker)
     folder = ws.model_dir("quick")
     opts = json.loads((folder / "state.json").read_text())["options"]
     assert opts["flip"] is False and opts["src_scale"] == 10 and opts["sort_by_yaw"] is True
@@ -230,7 +230,7 @@ def test_stage_options_are_saved_and_overridable(ws):
     assert (folder / "previews" / "preview_00000002.jpg").is_file() and (folder / "preview.jpg").is_file()
     assert len(list_backups(folder)) == 1  # the first save makes one; the next only after an hour
     # a later run keeps saved options it does not set, and overrides the ones it does
-    run(ws, TrainSettings(iterations=3, device="cpu", flip=True), log=lines.append)
+    run(ws, TrainSettings(iterations=3, device="cpu", flip=True), log=lines.append, marker=marker)
     opts = json.loads((folder / "state.json").read_text())["options"]
     assert opts["flip"] is True and opts["src_scale"] == 10 and opts["sort_by_yaw"] is True
     assert (folder / "previews" / "preview_00000003.jpg").is_file()
@@ -261,39 +261,39 @@ def test_cli_has_the_options():
         assert flag in out
 
 
-def test_architecture_options_are_fixed_at_the_first_run(ws):
+def test_architecture_options_are_fixed_at_the_first_run(ws, marker):
     from facelab.stages import train as stage
 
     first = stage.TrainSettings(model="h64", iterations=2, batch_size=2, device="cpu",
                                 architecture=(("lightweight", True), ("pixel_loss", True)))
-    stage.run(ws, first, log=lambda s: None)
+    stage.run(ws, first, log=lambda s: None, marker=marker)
     config = json.loads((ws.model_dir("h64") / "config.json").read_text())["config"]
     assert config["lightweight"] is True and config["pixel_loss"] is True and config["face_type"] == "half"
     # continuing without architecture flags is fine; changing one is refused with a hint
-    assert stage.run(ws, stage.TrainSettings(model="h64", iterations=3, batch_size=2, device="cpu"), log=lambda s: None).counts["iteration"] == 3
+    assert stage.run(ws, stage.TrainSettings(model="h64", iterations=3, batch_size=2, device="cpu"), log=lambda s: None, marker=marker).counts["iteration"] == 3
     with pytest.raises(SettingsError, match="fixed at the first run"):
-        stage.run(ws, stage.TrainSettings(model="h64", iterations=4, device="cpu", architecture=(("lightweight", False),)), log=lambda s: None)
+        stage.run(ws, stage.TrainSettings(model="h64", iterations=4, device="cpu", architecture=(("lightweight", False),)), log=lambda s: None, marker=marker)
     # pixel loss steers training only: it may change on a later run, and the change is saved
-    stage.run(ws, stage.TrainSettings(model="h64", iterations=4, batch_size=2, device="cpu", architecture=(("pixel_loss", False),)), log=lambda s: None)
+    stage.run(ws, stage.TrainSettings(model="h64", iterations=4, batch_size=2, device="cpu", architecture=(("pixel_loss", False),)), log=lambda s: None, marker=marker)
     assert json.loads((ws.model_dir("h64") / "config.json").read_text())["config"]["pixel_loss"] is False
     with pytest.raises(SettingsError, match="has no option lightweight"):
-        stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None)
+        stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None, marker=marker)
 
 
-def test_quick_starts_without_random_warp_and_other_models_with_it(ws):
+def test_quick_starts_without_random_warp_and_other_models_with_it(ws, marker):
     from facelab.stages.train import TrainSettings, run
 
     def saved(name: str) -> bool:
         return json.loads((ws.model_dir(name) / "state.json").read_text())["options"]["random_warp"]
 
     quiet = {"batch_size": 2, "device": "cpu", "save_every_minutes": 60}
-    run(ws, TrainSettings(model="quick", iterations=1, **quiet), log=lambda s: None)
+    run(ws, TrainSettings(model="quick", iterations=1, **quiet), log=lambda s: None, marker=marker)
     assert saved("quick") is False  # quick's own default
-    run(ws, TrainSettings(model="quick", name="warped", iterations=1, random_warp=True, **quiet), log=lambda s: None)
+    run(ws, TrainSettings(model="quick", name="warped", iterations=1, random_warp=True, **quiet), log=lambda s: None, marker=marker)
     assert saved("warped") is True
-    run(ws, TrainSettings(model="quick", name="warped", iterations=2, **quiet), log=lambda s: None)
+    run(ws, TrainSettings(model="quick", name="warped", iterations=2, **quiet), log=lambda s: None, marker=marker)
     assert saved("warped") is True  # a resumed model keeps its saved choice, not quick's default
-    run(ws, TrainSettings(model="h64", iterations=1, architecture=(("lightweight", True),), **quiet), log=lambda s: None)
+    run(ws, TrainSettings(model="h64", iterations=1, architecture=(("lightweight", True),), **quiet), log=lambda s: None, marker=marker)
     assert saved("h64") is True  # DeepFaceLab's default for the other models
 
 
@@ -331,19 +331,19 @@ def test_lr_dropout_keeps_some_weights_unchanged_and_clip_grad_still_trains(samp
         __import__("facelab.stages.train", fromlist=["TrainSettings"]).TrainSettings(lr_dropout=1.5)
 
 
-def test_sae_archi_letters_compare_normalised_and_training_keys_change(ws):
+def test_sae_archi_letters_compare_normalised_and_training_keys_change(ws, marker):
     from facelab.stages import train as stage
 
     arch = (("resolution", 32), ("archi", "df-ud"), ("ae_dims", 16), ("e_dims", 4), ("d_dims", 4), ("d_mask_dims", 2))
-    stage.run(ws, stage.TrainSettings(model="sae", iterations=1, batch_size=2, device="cpu", architecture=arch), log=lambda s: None)
+    stage.run(ws, stage.TrainSettings(model="sae", iterations=1, batch_size=2, device="cpu", architecture=arch), log=lambda s: None, marker=marker)
     # the same archi spelt with its letters in another order is no change
     again = (("archi", "df-du"), ("face_style_power", 10.0), ("optimizer_mode", 3), ("remove_gray_border", True))
     assert stage.run(ws, stage.TrainSettings(model="sae", iterations=2, batch_size=2, device="cpu", architecture=again),
-                     log=lambda s: None).counts["iteration"] == 2
+                     log=lambda s: None, marker=marker).counts["iteration"] == 2
     config = json.loads((ws.model_dir("sae") / "config.json").read_text())["config"]
     assert config["archi"] == "df-ud" and config["face_style_power"] == 10.0 and config["optimizer_mode"] == 3
     assert config["remove_gray_border"] is True
     with pytest.raises(SettingsError, match="fixed at the first run.*archi=liae-ud"):
-        stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("archi", "liae-ud"),)), log=lambda s: None)
+        stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("archi", "liae-ud"),)), log=lambda s: None, marker=marker)
     with pytest.raises(SettingsError, match="face_style_power"):
-        stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("face_style_power", 101),)), log=lambda s: None)
+        stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("face_style_power", 101),)), log=lambda s: None, marker=marker)

@@ -183,11 +183,11 @@ def test_multiscale_and_style_terms_reach_their_parts(sets):
 # --- the stage: discriminators, pretraining, exact resume -------------------------------------
 
 
-def test_gan_and_true_face_train_save_and_resume(ws):
+def test_gan_and_true_face_train_save_and_resume(ws, marker):
     from facelab.stages import train as stage
 
     kw = dict(model="sae", batch_size=2, device="cpu", gan_power=0.1, true_face_power=0.01, architecture=SAE_TINY)
-    stage.run(ws, stage.TrainSettings(iterations=2, **kw), log=_quiet)
+    stage.run(ws, stage.TrainSettings(iterations=2, **kw), log=_quiet, marker=marker)
     folder = ws.model_dir("sae")
     saved = json.loads((folder / "state.json").read_text())
     assert saved["extras"] == ["adversarial"] and (folder / "adversarial.safetensors").is_file()
@@ -195,15 +195,15 @@ def test_gan_and_true_face_train_save_and_resume(ws):
 
     adv = load_checkpoint(folder).extras["adversarial"]
     assert any(k.startswith("patch.") for k in adv["tensors"]) and any(k.startswith("code.") for k in adv["tensors"])
-    assert stage.run(ws, stage.TrainSettings(iterations=3, **kw), log=_quiet).counts["iteration"] == 3
+    assert stage.run(ws, stage.TrainSettings(iterations=3, **kw), log=_quiet, marker=marker).counts["iteration"] == 3
     after = load_checkpoint(folder).extras["adversarial"]["tensors"]
     assert any(not torch.equal(after[k], adv["tensors"][k]) for k in after if k.startswith("patch."))
     with pytest.raises(SettingsError, match="true_face_power"):
         stage.run(ws, stage.TrainSettings(**{**kw, "iterations": 4, "architecture": ()}, name="q").__class__(
-            model="quick", name="q", iterations=1, device="cpu", true_face_power=0.01), log=_quiet)
+            model="quick", name="q", iterations=1, device="cpu", true_face_power=0.01), log=_quiet, marker=marker)
 
 
-def test_pretraining_then_the_pair_restarts_the_count(ws, sample_faces_ws, tmp_path):
+def test_pretraining_then_the_pair_restarts_the_count(ws, sample_faces_ws, tmp_path, marker):
     from facelab.stages import train as stage
 
     generic = tmp_path / "generic"
@@ -212,33 +212,33 @@ def test_pretraining_then_the_pair_restarts_the_count(ws, sample_faces_ws, tmp_p
         shutil.copy(p, generic / f"{p.parent.parent.name}_{p.name}")
     lines: list[str] = []
     s = stage.run(ws, stage.TrainSettings(model="quick", iterations=3, batch_size=2, device="cpu", pretrain=str(generic),
-                                          architecture=(("resolution", 32),)), log=lines.append)
+                                          architecture=(("resolution", 32),)), log=lines.append, marker=marker)
     assert s.counts["iteration"] == 3 and any("20 pretraining faces" in x for x in lines)
     assert json.loads((ws.model_dir("quick") / "state.json").read_text())["pretraining"] is True
     lines.clear()
-    s = stage.run(ws, stage.TrainSettings(model="quick", iterations=2, batch_size=2, device="cpu"), log=lines.append)
+    s = stage.run(ws, stage.TrainSettings(model="quick", iterations=2, batch_size=2, device="cpu"), log=lines.append, marker=marker)
     assert any("pretraining ended at iteration 3" in x for x in lines)
     state = json.loads((ws.model_dir("quick") / "state.json").read_text())
     assert s.counts["iteration"] == 2 and state["pretraining"] is False and state["pretrained_iterations"] == 3
     with pytest.raises(SettingsError, match="no aligned faces"):
-        stage.run(ws, stage.TrainSettings(model="quick", name="x", iterations=1, device="cpu", pretrain=str(tmp_path / "ws")), log=_quiet)
+        stage.run(ws, stage.TrainSettings(model="quick", name="x", iterations=1, device="cpu", pretrain=str(tmp_path / "ws")), log=_quiet, marker=marker)
 
 
-def test_resume_continues_exactly(ws):
+def test_resume_continues_exactly(ws, marker):
     """2 + 2 iterations with a save between give the very weights of 4 in one run (same batches, optimizer)."""
     from facelab.stages import train as stage
     from facelab.train.checkpoint import load_checkpoint
 
     kw = dict(model="sae", batch_size=2, device="cpu", seed=3, eyes_mouth_priority=True, uniform_yaw=True,
               color_transfer="rct", architecture=SAE_TINY)
-    stage.run(ws, stage.TrainSettings(iterations=4, name="once", **kw), log=_quiet)
-    stage.run(ws, stage.TrainSettings(iterations=2, name="twice", **kw), log=_quiet)
-    stage.run(ws, stage.TrainSettings(iterations=4, name="twice", **{**kw, "architecture": ()}), log=_quiet)
+    stage.run(ws, stage.TrainSettings(iterations=4, name="once", **kw), log=_quiet, marker=marker)
+    stage.run(ws, stage.TrainSettings(iterations=2, name="twice", **kw), log=_quiet, marker=marker)
+    stage.run(ws, stage.TrainSettings(iterations=4, name="twice", **{**kw, "architecture": ()}), log=_quiet, marker=marker)
     a, b = load_checkpoint(ws.model_dir("once")).model.state_dict(), load_checkpoint(ws.model_dir("twice")).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_out_of_memory_names_the_options_that_help(ws, monkeypatch):
+def test_out_of_memory_names_the_options_that_help(ws, monkeypatch, marker):
     from facelab.stages import train as stage
 
     def oom(*args, **kwargs):
@@ -246,7 +246,7 @@ def test_out_of_memory_names_the_options_that_help(ws, monkeypatch):
 
     monkeypatch.setattr(stage, "train", oom)
     with pytest.raises(FacelabError) as e:
-        stage.run(ws, stage.TrainSettings(model="sae", iterations=1, batch_size=8, device="cpu", architecture=SAE_TINY), log=_quiet)
+        stage.run(ws, stage.TrainSettings(model="sae", iterations=1, batch_size=8, device="cpu", architecture=SAE_TINY), log=_quiet, marker=marker)
     assert "out of CPU memory" in e.value.message
     assert "--batch-size (try 4)" in e.value.hint and "--optimizer-mode 2" in e.value.hint
 

@@ -20,7 +20,7 @@ from facelab.provenance.labels import (
     label_jpeg,
     label_png,
 )
-from facelab.provenance.manifest import sign_file
+from facelab.provenance.manifest import load_signing_identity, sign_file
 from facelab.provenance.verify import read_tags, verify_file
 from tests.conftest import ASTRONAUT, ROOT, SAMPLE_DST, SAMPLE_SRC
 
@@ -38,7 +38,7 @@ def tagged_clip(tmp_path_factory) -> Path:
 def _signed_png(tmp_path: Path) -> Path:
     png = tmp_path / "signed.png"
     shutil.copyfile(ASTRONAUT, png)
-    sign_file(png)
+    sign_file(png, identity=load_signing_identity())
     return png
 
 
@@ -80,7 +80,7 @@ def test_labels_survive_signing(home, tmp_path, tagged_clip):
     mp4 = tmp_path / "tagged.mp4"
     shutil.copyfile(tagged_clip, mp4)
     for path in (jpg, mp4):
-        sign_file(path)
+        sign_file(path, identity=load_signing_identity())
         report = verify_file(path)
         assert report.marked and report.manifest.valid and report.synthetic_tags, (path, report)
     assert verify_file(mp4).tags["digital_source_type"] == DIGITAL_SOURCE_TYPE

@@ -48,7 +48,7 @@ def new_ws(tmp_path: Path, video: Path) -> Workspace:
 
 
 # --- variable frame rate -----------------------------------------------------------
-def test_vfr_timestamps_survive_frames_and_video(tmp_path):
+def test_vfr_timestamps_survive_frames_and_video(tmp_path, marker):
     src = shared("person_d_pyfeat_man/video/noface_face.mov")
     ws = new_ws(tmp_path, src)
     frames_stage.run(ws, "dst", frames_stage.FramesSettings(format="jpg"))
@@ -60,7 +60,7 @@ def test_vfr_timestamps_survive_frames_and_video(tmp_path):
     ws.merged_dir.mkdir(parents=True, exist_ok=True)
     for p in ws.frame_paths("dst"):
         cv2.imwrite(str(ws.merged_dir / f"{p.stem}.png"), cv2.resize(cv2.imread(str(p)), (320, 180)))
-    s = video_stage.run(ws)
+    s = video_stage.run(ws, marker=marker)
     assert s.counts["variable-rate frames"] == 169
     got = frame_times(ws.result_path("mp4"))
     assert len(got) == 169
@@ -207,9 +207,9 @@ def decode_all(path: Path, fmt: str) -> tuple[list[np.ndarray], Fraction, int, d
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "avi", "mp4-lossless", "mov-alpha"])
-def test_video_formats(merged_ws, fmt):
+def test_video_formats(merged_ws, fmt, marker):
     ws = merged_ws
-    s = video_stage.run(ws, video_stage.VideoSettings(format=fmt, mask_video=True), force=True)
+    s = video_stage.run(ws, video_stage.VideoSettings(format=fmt, mask_video=True), force=True, marker=marker)
     out, mask_out = Path(s.outputs[0]), Path(s.outputs[1])
     assert out.suffix == {"mp4": ".mp4", "avi": ".avi", "mp4-lossless": ".mp4", "mov-alpha": ".mov"}[fmt]
     from facelab.provenance.watermark import detect_video, embed
@@ -241,4 +241,4 @@ def test_video_formats(merged_ws, fmt):
     if fmt in ("mp4-lossless", "mov-alpha"):
         assert all(np.array_equal(a, m) for a, m in zip(mframes, masks))
     # up to date: skipped; another format is not mistaken for this one
-    assert "skipped (up to date, --force redoes)" in video_stage.run(ws, video_stage.VideoSettings(format=fmt, mask_video=True)).counts
+    assert "skipped (up to date, --force redoes)" in video_stage.run(ws, video_stage.VideoSettings(format=fmt, mask_video=True), marker=marker).counts

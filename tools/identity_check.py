@@ -165,10 +165,12 @@ def run(root: Path, iterations: int, seed: int) -> dict[str, float]:
     import torch
 
     from facelab.merge.compose import MergeSettings
+    from facelab.provenance import default_marker
     from facelab.stages import demo, extract, frames, merge, train, video
     from facelab.workspace import Workspace
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    marker = default_marker()  # as the CLI builds it: the key of $FACELAB_HOME (default ~/.facelab)
     ws = Workspace(root)
     demo.prepare(ws)
     seconds = {}
@@ -178,9 +180,9 @@ def run(root: Path, iterations: int, seed: int) -> dict[str, float]:
         ("extract src", lambda: extract.run(ws, "src", extract.ExtractSettings())),
         ("extract dst", lambda: extract.run(ws, "dst", extract.ExtractSettings(debug=True))),
         ("train", lambda: train.run(ws, train.TrainSettings(model=demo.MODEL, iterations=iterations, seed=seed,
-                                                            device="cpu"), log=lambda s: None)),
-        ("merge", lambda: merge.run(ws, demo.MODEL, MergeSettings())),
-        ("video", lambda: video.run(ws)),
+                                                            device="cpu"), log=lambda s: None, marker=marker)),
+        ("merge", lambda: merge.run(ws, demo.MODEL, MergeSettings(), marker=marker)),
+        ("video", lambda: video.run(ws, marker=marker)),
     ]
     for name, step in steps:
         t0 = time.perf_counter()

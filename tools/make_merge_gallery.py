@@ -18,11 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facelab.fileio import atomic_write_bytes, encode_image, read_image
+from facelab.fileio import atomic_write_bytes, read_image
 from facelab.merge.compose import MergeSettings, aligned_outputs, merge_frame, prepare_faces, run_predictor
-from facelab.provenance.labels import label_jpeg
-from facelab.provenance.manifest import sign_bytes
-from facelab.provenance.watermark import embed
+from facelab.provenance import Marker, default_marker
 from facelab.stages.merge import group_records
 from facelab.train.checkpoint import load_predictor
 from facelab.workspace import Workspace
@@ -53,9 +51,9 @@ def grid(tiles: list[np.ndarray], cols: int = 4) -> np.ndarray:
     return np.vstack(rows)
 
 
-def write_marked_jpeg(path: Path, image: np.ndarray) -> None:
+def write_marked_jpeg(path: Path, image: np.ndarray, marker: Marker) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, sign_bytes(label_jpeg(encode_image(embed(image), ".jpg", 90)), "image/jpeg", path.name))
+    atomic_write_bytes(path, marker.jpeg(image, path.name, 90))
     print(f"wrote {path}")
 
 
@@ -66,6 +64,7 @@ def main() -> None:
     ap.add_argument("--frame", type=int, default=40)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
     args = ap.parse_args()
+    marker = default_marker()  # as the CLI builds it: the key of $FACELAB_HOME (default ~/.facelab)
     ws = Workspace(args.workspace)
     path = ws.frames_dir("dst") / f"{args.frame:05d}.png"
     frame = read_image(path)
@@ -84,16 +83,16 @@ def main() -> None:
     modes = [original] + [merged(m, mode=m) for m in ("seamless", "seamless-hist-match", "overlay", "hist-match",
                                                       "hist-match-bw", "raw-rgb")]
     modes += [tile(raw_face, "raw-predict", None), tile(cv2.cvtColor(raw_mask, cv2.COLOR_GRAY2BGR), "raw-predict mask", None)]
-    write_marked_jpeg(args.out / "merge_modes.jpg", grid(modes))
+    write_marked_jpeg(args.out / "merge_modes.jpg", grid(modes), marker)
     colors = [original] + [merged(c, mode="overlay", color=c) for c in ("none", "rct", "rct-m", "lct-m", "mkl-m", "idt-m", "sot-m")]
-    write_marked_jpeg(args.out / "merge_colors.jpg", grid(colors))
+    write_marked_jpeg(args.out / "merge_colors.jpg", grid(colors), marker)
     mask_tiles = [original]
     for m in ("learned", "dst", "predicted", "learned*dst"):
         _, mk = merge_frame(frame, recs, predictor, MergeSettings(mode="overlay", mask=m))
         mask_tiles.append(tile(cv2.cvtColor(mk, cv2.COLOR_GRAY2BGR), f"mask {m}", box))
     mask_tiles += [merged("erode 40", mode="overlay", erode=40), merged("face-scale 15", mode="overlay", face_scale=15),
                    merged("bicubic-degrade 60", mode="overlay", bicubic_degrade=60)]
-    write_marked_jpeg(args.out / "merge_masks.jpg", grid(mask_tiles))
+    write_marked_jpeg(args.out / "merge_masks.jpg", grid(mask_tiles), marker)
 
 
 if __name__ == "__main__":

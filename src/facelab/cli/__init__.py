@@ -109,6 +109,15 @@ def current_workspace() -> Workspace:
     return _state["ws"]
 
 
+def output_marker():
+    """The :class:`facelab.provenance.Marker` every command that writes media gives its stage: it signs
+    with the local key in ``$FACELAB_HOME/keys`` (default ``~/.facelab/keys``), made on the first
+    signature. The CLI is the one place that chooses that folder; the stages only use the marker."""
+    from facelab.provenance import default_marker
+
+    return default_marker()
+
+
 def report(summary: Summary) -> None:
     ws = _state.get("ws")
     while ws is not None and ws.notices:  # what the workspace changed by itself on the way (e.g. unpacked a face set)
@@ -172,7 +181,8 @@ def demo_cmd(
             raise FacelabError(f"refusing to delete the earlier demo in {ws.root} without confirmation",
                                "add --yes to start over, or leave out --force to continue it")
         typer.confirm(f"Delete the demo's frames, faces, model and result in {ws.root} and start over?", abort=True)
-    result = demo.run(ws, minutes=minutes, force=force, report=report, log=lambda s: console.print(s, highlight=False, markup=False))
+    result = demo.run(ws, minutes=minutes, force=force, report=report, log=lambda s: console.print(s, highlight=False, markup=False),
+                      marker=output_marker())
     console.print(f"\n[bold green]done:[/bold green] {escape(str(result))}", highlight=False)
 
 

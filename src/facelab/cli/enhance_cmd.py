@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facelab.cli import app, console, current_workspace, report
+from facelab.cli import app, console, current_workspace, output_marker, report
 
 
 @app.command("train-enhancer")
@@ -31,4 +31,5 @@ def train_enhancer_cmd(
               "batch_size": batch_size, "device": device, "channels": channels, "blocks": blocks,
               "save_every_minutes": save_every, "preview_every_minutes": preview_every, "seed": seed}
     settings = enhance.EnhanceSettings(**{k: v for k, v in kwargs.items() if v is not None})
-    report(enhance.run(current_workspace(), settings, log=lambda s: console.print(s, highlight=False, markup=False)))
+    report(enhance.run(current_workspace(), settings, log=lambda s: console.print(s, highlight=False, markup=False),
+                       marker=output_marker()))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facelab.cli import app, console, current_workspace, report
+from facelab.cli import app, console, current_workspace, output_marker, report
 
 
 @app.command("eval")
@@ -40,5 +40,5 @@ def eval_cmd(
 
     settings = EvalSettings(source=source, model=model, reconstruction=reconstruction, gpu=gpu, device=device,
                             workers=workers, cache=not no_cache, json=json_path, html=html_path)
-    summary, _ = run(current_workspace(), settings)
+    summary, _ = run(current_workspace(), settings, marker=output_marker())
     report(summary)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from facelab.cli import FrameFormat, Side, app, current_workspace, report
+from facelab.cli import FrameFormat, Side, app, current_workspace, output_marker, report
 
 
 class VideoFormat(str, Enum):
@@ -46,7 +46,7 @@ def video_cmd(
     from facelab.stages import video
 
     settings = video.VideoSettings(bitrate=bitrate, format=format.value, mask_video=mask_video)
-    report(video.run(current_workspace(), settings, force=force))
+    report(video.run(current_workspace(), settings, force=force, marker=output_marker()))
 
 
 @app.command("cut")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facelab.cli import app, console, current_workspace, report
+from facelab.cli import app, console, current_workspace, output_marker, report
 
 _P = "Face and mask"
 _C = "Colour, detail and output"
@@ -62,9 +62,10 @@ def merge_cmd(
 
         gpu = ask_gpu(merge.gpu_choices(ws, model))
     if preview is not None:
-        report(merge.preview(ws, model, plan, preview, device=device, gpu=gpu))
+        report(merge.preview(ws, model, plan, preview, device=device, gpu=gpu, marker=output_marker()))
         return
-    summary = merge.run(ws, model, plan, device=device, force=force, only=only, batch_size=batch_size, gpu=gpu)
+    summary = merge.run(ws, model, plan, device=device, force=force, only=only, batch_size=batch_size, gpu=gpu,
+                        marker=output_marker())
     report(summary)
     if plan.ranges:
         console.print("per-range settings: " + "; ".join(f"{f}: {dict(o)}" for f, o in plan.ranges), highlight=False, markup=False)

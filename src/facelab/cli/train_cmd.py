@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facelab.cli import app, console, current_workspace, report
+from facelab.cli import app, console, current_workspace, output_marker, report
 from facelab.options import command
 from facelab.train import options
 
@@ -37,7 +37,7 @@ def _train(**given: Any) -> None:
         _ask_first_run(model, kwargs, arch)
     kwargs["architecture"] = tuple((k, v) for k, v in arch.items() if v is not None)
     settings = train.TrainSettings(**{k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items() if v is not None})
-    summary = train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False))
+    summary = train.run(ws, settings, log=lambda s: console.print(s, highlight=False, markup=False), marker=output_marker())
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
         report(summary)
 

@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from facelab.enhance.data import DegradeOptions, make_batch, make_pair
+from facelab.provenance.marker import Marker, require_marker
 from facelab.train.loop import to_tensor
 from facelab.train.losses import dssim
 
@@ -106,8 +107,9 @@ def render_preview(model, faces: np.ndarray, target_size: int, scale: int, devic
     return np.vstack([header, grid, footer])
 
 
-def write_preview(model_dir: Path, model, faces: np.ndarray, opts: LoopOptions, device: torch.device, state: dict) -> Path:
-    """``model_dir/preview.jpg`` (watermarked, labelled, signed like every preview) of up to 4 fixed faces."""
+def write_preview(model_dir: Path, model, faces: np.ndarray, opts: LoopOptions, device: torch.device, state: dict, *,
+                  marker: Marker) -> Path:
+    """``model_dir/preview.jpg`` (watermarked, labelled, signed by ``marker`` like every preview) of up to 4 fixed faces."""
     from facelab.fileio import atomic_write_bytes
     from facelab.train.preview import preview_jpeg
 
@@ -116,19 +118,22 @@ def write_preview(model_dir: Path, model, faces: np.ndarray, opts: LoopOptions, 
     image = render_preview(model, pick, opts.target_size, opts.scale, device, state["iteration"],
                            history[-1][1] if history else None)
     model_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(model_dir / "preview.jpg", preview_jpeg(image))
+    atomic_write_bytes(model_dir / "preview.jpg", preview_jpeg(image, marker))
     return model_dir / "preview.jpg"
 
 
 def train(model, optimizer, faces: np.ndarray, model_dir: Path, opts: LoopOptions, state: dict, device: torch.device,
           target_iteration: int | None = None, minutes: float | None = None,
-          save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print) -> dict:
+          save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print,
+          marker: Marker | None = None) -> dict:
     """Train on ``(N, S', S', 3) uint8`` faces until ``target_iteration`` (a total) or ``minutes`` (this run),
     whichever first, or Ctrl+C; saves with ``save(state)`` every ``opts.save_every_minutes`` and at the end.
 
     ``state`` holds ``iteration``, ``elapsed_seconds`` and ``loss_history`` (``[[iteration, loss], ...]``);
     an updated copy is returned with ``stopped`` set to ``"iterations"``, ``"minutes"`` or ``"interrupted"``.
+    ``marker`` marks the previews (required: without one this refuses before training).
     """
+    marker = require_marker(marker, "enhance")
     state = {"iteration": 0, "elapsed_seconds": 0.0, "loss_history": [], **state}
     history = state["loss_history"] = list(state["loss_history"])
     torch.set_flush_denormal(True)  # denormals early in training slow x86 CPUs down many times (see train/loop.py)
@@ -161,7 +166,7 @@ def train(model, optimizer, faces: np.ndarray, model_dir: Path, opts: LoopOption
                 log(f"[iter {state['iteration']}] {ms:.0f} ms/it  loss {np.mean(window):.4f}")
                 last_log, log_iter0, window = now, state["iteration"], []
             if now - last_preview >= opts.preview_every_minutes * 60:
-                write_preview(model_dir, model, faces, opts, device, state)
+                write_preview(model_dir, model, faces, opts, device, state, marker=marker)
                 last_preview = time.monotonic()
             if save is not None and now - last_save >= opts.save_every_minutes * 60:
                 state["elapsed_seconds"] = base_elapsed + now - start
@@ -173,7 +178,7 @@ def train(model, optimizer, faces: np.ndarray, model_dir: Path, opts: LoopOption
         history.append([state["iteration"], round(float(np.mean(pending)), 6)])
     state["elapsed_seconds"] = base_elapsed + time.monotonic() - start
     state["stopped"] = stopped
-    write_preview(model_dir, model, faces, opts, device, state)
+    write_preview(model_dir, model, faces, opts, device, state, marker=marker)
     if save is not None:
         save(state)
     return state

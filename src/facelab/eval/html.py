@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from facelab.eval.report import LABELS, SUMMARY_KEYS, EvalResult, fmt
+from facelab.provenance.marker import Marker
 
 WORST = 6
 CROP_HEIGHT = 200
@@ -137,17 +138,14 @@ def side_by_side(dst: np.ndarray, out: np.ndarray, box: tuple[float, ...] | None
     return np.hstack([tiles[0], gap, tiles[1]])
 
 
-def marked_jpeg(image: np.ndarray, title: str) -> bytes:
-    """JPEG bytes of an image showing a swap: watermarked, IPTC-labelled, with a signed C2PA manifest."""
-    from facelab.fileio import encode_image
-    from facelab.provenance.labels import label_jpeg
-    from facelab.provenance.manifest import sign_bytes
-    from facelab.provenance.watermark import MIN_SIZE, embed
+def marked_jpeg(image: np.ndarray, title: str, marker: Marker) -> bytes:
+    """JPEG bytes of an image showing a swap: watermarked, IPTC-labelled, with a C2PA manifest signed by ``marker``."""
+    from facelab.provenance.watermark import MIN_SIZE
 
     if min(image.shape[:2]) < MIN_SIZE:
         k = MIN_SIZE / min(image.shape[:2])
         image = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
-    return sign_bytes(label_jpeg(encode_image(embed(image), ".jpg", 88)), "image/jpeg", title)
+    return marker.jpeg(image, title, 88)
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1000px;color:#222}
@@ -157,8 +155,9 @@ td:first-child,th:first-child,td.key{text-align:left}.met{color:#1a7f37}.miss{co
 code{font-size:90%}.frame{margin:10px 0 18px}.frame img{display:block;margin-top:4px}"""
 
 
-def render(result: EvalResult, images: dict[int, tuple[np.ndarray, np.ndarray]]) -> str:
-    """The report's HTML text; ``images`` holds the ``(dst, output)`` frames of :func:`worst_frames`."""
+def render(result: EvalResult, images: dict[int, tuple[np.ndarray, np.ndarray]], marker: Marker) -> str:
+    """The report's HTML text; ``images`` holds the ``(dst, output)`` frames of :func:`worst_frames`, which
+    ``marker`` marks as synthetic."""
     from facelab.provenance.labels import DIGITAL_SOURCE_TYPE, SOFTWARE, STATEMENT
 
     esc = html.escape
@@ -202,7 +201,7 @@ def render(result: EvalResult, images: dict[int, tuple[np.ndarray, np.ndarray]])
             continue
         dst, out = images[i]
         box = result.boxes[i] if result.boxes else None
-        jpeg = marked_jpeg(side_by_side(dst, out, box), f"eval_{r['frame']}.jpg")
+        jpeg = marked_jpeg(side_by_side(dst, out, box), f"eval_{r['frame']}.jpg", marker)
         facts = ", ".join(f"{k.replace('_', ' ')} {fmt(r.get(k))}" for k in
                           ("score", "identity_distance", "expression_error", "pose_error_deg", "sharpness_ratio", "color_diff_p95", "seam_ratio"))
         parts.append(f'<div class="frame"><b>{esc(r["frame"])}</b>: {esc(facts)}'
@@ -211,11 +210,11 @@ def render(result: EvalResult, images: dict[int, tuple[np.ndarray, np.ndarray]])
     return "\n".join(parts)
 
 
-def write_html(result: EvalResult, path: Path) -> None:
-    """Write the report (reads the worst frames' images again through ``result.pairs``)."""
+def write_html(result: EvalResult, path: Path, marker: Marker) -> None:
+    """Write the report (reads the worst frames' images again through ``result.pairs``; ``marker`` marks them)."""
     from facelab.fileio import atomic_write_bytes
 
     worst = worst_frames(result)
     images = result.pairs.load(set(worst)) if result.pairs is not None and worst else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, render(result, images).encode("utf-8"))
+    atomic_write_bytes(path, render(result, images, marker).encode("utf-8"))

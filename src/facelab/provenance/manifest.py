@@ -1,7 +1,8 @@
 """Signed C2PA manifests ("Content Credentials") that declare a file as AI-generated.
 
-:func:`sign_file` embeds a manifest, signed with a key facelab makes on first use
-(:func:`signing_identity`), into a PNG, JPEG, MP4 or MOV file in place; the manifest
+:func:`sign_file` embeds a manifest, signed with a :class:`SigningIdentity` the caller
+gives (the CLI loads it with :func:`load_signing_identity`, which makes the local key on
+first use; library code never does), into a PNG, JPEG, MP4 or MOV file in place; the manifest
 says the file was created with facelab (``c2pa.created`` with the IPTC digital
 source type ``trainedAlgorithmicMedia``) and carries a ``facelab.synthetic``
 assertion stating that it is a synthetic face replacement. :func:`read_manifest`
@@ -53,7 +54,8 @@ from facelab.errors import FacelabError, MediaError
 from facelab.provenance.labels import DIGITAL_SOURCE_TYPE, STATEMENT
 from facelab.provenance.permissions import check_chain_file, check_key_file, check_key_folders
 
-__all__ = ["SUPPORTED_SUFFIXES", "ManifestReport", "read_manifest", "sign_bytes", "sign_file", "signing_identity"]
+__all__ = ["SUPPORTED_SUFFIXES", "ManifestReport", "SigningIdentity", "load_signing_identity", "read_manifest", "sign_bytes",
+           "sign_file", "signing_identity"]
 
 # suffix -> MIME type given to the c2pa library
 SUPPORTED_SUFFIXES = {
@@ -228,6 +230,43 @@ def signing_identity(home: Path | None = None) -> tuple[Path, Path]:
     return key_path, chain_path
 
 
+@dataclass(frozen=True, repr=False)
+class SigningIdentity:
+    """A C2PA signing key and its certificate chain, in memory.
+
+    Attributes:
+        key_pem: PKCS#8 PEM EC P-256 private key.
+        chain_pem: PEM chain: the end-entity certificate, then the root that issued it.
+
+    Holding the bytes (not paths) means signing reads no file: whoever builds the identity
+    decides where it comes from. ``repr`` shows no key material.
+    """
+
+    key_pem: bytes
+    chain_pem: bytes
+
+    def __repr__(self) -> str:
+        return f"SigningIdentity(<{len(self.key_pem)} bytes of key>, <{self.chain_pem.count(b'BEGIN CERTIFICATE')} certificates>)"
+
+
+def load_signing_identity(home: Path | None = None) -> SigningIdentity:
+    """The local signing identity in ``<home>/keys``, made there on first use (:func:`signing_identity`).
+
+    For the CLI and scripts, which choose the home folder (default ``$FACELAB_HOME`` or
+    ``~/.facelab``); library code takes a :class:`SigningIdentity` (in a
+    :class:`facelab.provenance.marker.Marker`) from its caller instead of calling this.
+    """
+    key_path, chain_path = signing_identity(home)
+    return SigningIdentity(key_path.read_bytes(), chain_path.read_bytes())
+
+
+def _check_signing(identity) -> SigningIdentity:
+    if not isinstance(identity, SigningIdentity):
+        raise FacelabError(f"signing needs a SigningIdentity, got {type(identity).__name__}",
+                           "load one with facelab.provenance.manifest.load_signing_identity(), or pass a Marker's")
+    return identity
+
+
 def _context():
     import c2pa
 
@@ -296,7 +335,7 @@ def _manifest_definition(title: str, mime: str) -> dict:
     }
 
 
-def sign_file(path: Path, title: str | None = None, home: Path | None = None) -> None:
+def sign_file(path: Path, title: str | None = None, *, identity: SigningIdentity) -> None:
     """Embed a signed C2PA manifest declaring ``path`` synthetic, in place.
 
     A manifest already in the file is replaced. The pixels / samples are unchanged
@@ -306,20 +345,20 @@ def sign_file(path: Path, title: str | None = None, home: Path | None = None) ->
     Args:
         path: a ``.png``, ``.jpg``/``.jpeg``, ``.mp4``/``.m4v`` or ``.mov`` file.
         title: the manifest's title (default: the file name).
-        home: facelab's home folder holding the signing key (see :func:`signing_identity`).
+        identity: the key and certificate chain to sign with (see :func:`load_signing_identity`).
 
     Raises:
         MediaError: unsupported type, missing file, content not matching the suffix, or
             the c2pa library could not parse/sign the file.
-        FacelabError: the signing key cannot be made or read.
+        FacelabError: ``identity`` is not a :class:`SigningIdentity`.
     """
     import c2pa
 
     path = Path(path)
+    identity = _check_signing(identity)
     mime = _supported(path)
-    key_path, chain_path = signing_identity(home)
     # ta_url None: no time-stamp authority (offline), so signing never waits on the network.
-    info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain_path.read_bytes(), key_path.read_bytes(), None)
+    info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, None)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".c2pa{path.suffix}")
     tmp = Path(tmp_name)
     try:
@@ -337,23 +376,22 @@ def sign_file(path: Path, title: str | None = None, home: Path | None = None) ->
 
 
 @functools.lru_cache(maxsize=4)
-def _signer_info(home: Path):
+def _signer_info(identity: SigningIdentity):
     import c2pa
 
-    key_path, chain_path = signing_identity(home)
-    return c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain_path.read_bytes(), key_path.read_bytes(), None)
+    return c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, None)
 
 
-_local = threading.local()  # one c2pa signer per thread and home, reused for every frame
+_local = threading.local()  # one c2pa signer per thread and identity, reused for every frame
 
 
-def _thread_signer(home: Path):
+def _thread_signer(identity: SigningIdentity):
     import c2pa
 
     cache = _local.__dict__.setdefault("signers", {})
-    if home not in cache:
-        cache[home] = c2pa.Signer.from_info(_signer_info(home))
-    return cache[home]
+    if identity not in cache:
+        cache[identity] = c2pa.Signer.from_info(_signer_info(identity))
+    return cache[identity]
 
 
 # For the many files a merge writes: the library's re-check of each signature it has just made
@@ -361,20 +399,21 @@ def _thread_signer(home: Path):
 _FAST_SETTINGS = {**_SETTINGS, "verify": {**_SETTINGS["verify"], "verify_after_sign": False}}
 
 
-def sign_bytes(data: bytes, mime: str, title: str, home: Path | None = None) -> bytes:
+def sign_bytes(data: bytes, mime: str, title: str, *, identity: SigningIdentity) -> bytes:
     """Like :func:`sign_file` for a file's bytes in memory (``mime``: ``image/png``, ``image/jpeg``,
     ``video/mp4``, ``video/quicktime``): what the merge uses for every frame it writes, so signing costs
-    no extra file write. The key is read once per process, the signer made once per thread."""
+    no extra file write. The c2pa signer is made once per thread and identity."""
     import io
 
     import c2pa
 
+    identity = _check_signing(identity)
     if mime not in SUPPORTED_SUFFIXES.values():
         raise MediaError(f"cannot sign {title}: {mime} is not supported", f"supported: {', '.join(sorted(set(SUPPORTED_SUFFIXES.values())))}")
     out = io.BytesIO()
     try:
         with c2pa.Builder(_manifest_definition(title, mime), context=c2pa.Context.from_dict(_FAST_SETTINGS)) as builder:
-            builder.sign(_thread_signer(_home(home)), mime, io.BytesIO(data), out)
+            builder.sign(_thread_signer(identity), mime, io.BytesIO(data), out)
     except c2pa.C2paError as e:
         raise MediaError(f"could not sign {title} ({e})", "report this: the image facelab made could not be signed") from e
     return out.getvalue()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from facelab.errors import WorkspaceError
 from facelab.fileio import atomic_write_json
+from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.types import SIDES
 from facelab.workspace import Workspace
@@ -155,8 +156,11 @@ def run(
     force: bool = False,
     report: Callable[[Summary], None] = lambda s: print(s.line()),
     log: Callable[[str], None] = print,
+    *,
+    marker: Marker | None = None,
 ) -> Path:
     """Build the demo workspace, run frames, extract, train, merge and video; return result.mp4's path.
+    ``marker`` marks the previews, frames and video (required: without one nothing is changed).
 
     Run again, it continues (finished steps are skipped, training tops up to ``minutes``);
     ``force`` starts over in the same demo workspace (ask the user first: it deletes the
@@ -168,6 +172,7 @@ def run(
     from facelab.merge.compose import MergeSettings
     from facelab.stages import extract, frames, merge, train, video
 
+    marker = require_marker(marker, "demo")
     prepare(ws, force=force)
 
     report(frames.run(ws, "src", frames.FramesSettings(fps=SRC_FPS)))
@@ -181,10 +186,11 @@ def run(
     if state.get("trained_minutes", 0) >= minutes:
         log(f"train: skipped (the demo model already trained {state['trained_minutes']:g} min; --force starts over)")
     else:
-        report(train.run(ws, train.TrainSettings(model=MODEL, minutes=minutes - state.get("trained_minutes", 0)), log=log))
+        report(train.run(ws, train.TrainSettings(model=MODEL, minutes=minutes - state.get("trained_minutes", 0)), log=log,
+                         marker=marker))
         atomic_write_json(state_path, {**state, "made_by": "facelab demo", "trained_minutes": minutes})
         trained_now = True
     # a model that changed makes earlier merged frames stale
-    report(merge.run(ws, MODEL, MergeSettings(), force=trained_now))
-    report(video.run(ws, force=trained_now))
+    report(merge.run(ws, MODEL, MergeSettings(), force=trained_now, marker=marker))
+    report(video.run(ws, force=trained_now, marker=marker))
     return ws.result_path("mp4")

@@ -32,6 +32,7 @@ from facelab.enhance.data import DegradeOptions, margin
 from facelab.enhance.inference import load_checkpoint
 from facelab.enhance.training import LoopOptions, evaluate, make_optimizer, train
 from facelab.errors import FacelabError, ModelError, SettingsError
+from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.train.checkpoint import CONFIG, WEIGHTS, save_checkpoint
 from facelab.workspace import Workspace
@@ -139,9 +140,10 @@ def _stored_size(paths: list[Path]) -> int:
     raise FaceFileError(f"none of the {len(paths)} src faces can be read", "re-run `facelab extract src`")
 
 
-def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = print) -> Summary:
+def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = print, *, marker: Marker | None = None) -> Summary:
     from facelab.train.dataset import FaceDataset
 
+    marker = require_marker(marker, "enhance")  # it marks the previews; refused before anything is written
     t0 = time.monotonic()
     ws.require_exists()
     paths = ws.require_aligned("src")
@@ -189,7 +191,7 @@ def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = p
 
     try:
         state = train(model, optimizer, faces, model_dir, opts, state, device, settings.iterations, settings.minutes,
-                      save=save, log=log)
+                      save=save, log=log, marker=marker)
     except torch.OutOfMemoryError as e:
         raise FacelabError(f"out of {device.type.upper()} memory at batch size {batch_size} ({target} px targets)",
                            f"reduce --batch-size (try {max(1, batch_size // 2)}) or train with --device cpu") from e

@@ -20,6 +20,7 @@ from facelab import __version__
 from facelab.errors import SettingsError, WorkspaceError
 from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
 from facelab.eval.report import EvalResult, fmt, write_json
+from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.workspace import Workspace
 
@@ -107,9 +108,11 @@ def _identity_trained(ws: Workspace, model: str) -> list[str]:
     return warned
 
 
-def run(ws: Workspace, settings: EvalSettings = EvalSettings()) -> tuple[Summary, EvalResult]:
+def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marker | None = None) -> tuple[Summary, EvalResult]:
     """Measure the workspace's merge (and with ``settings.reconstruction`` the model); write the JSON and
-    HTML reports where ``settings`` says.
+    HTML reports where ``settings`` says. The HTML report shows swapped faces: with ``settings.html``,
+    ``marker`` (e.g. :func:`facelab.provenance.default_marker`) is required and marks them, and without
+    one the step refuses before measuring anything (the JSON report alone needs none).
 
     Raises:
         WorkspaceError: no dst frames, no merged frames or result video (unless only the reconstruction
@@ -121,6 +124,8 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings()) -> tuple[Summary
     from facelab.eval.measure import FaceFinder, measure
     from facelab.landmarks import create_landmarker
 
+    if settings.html is not None:
+        marker = require_marker(marker, "eval (HTML report)")
     start = time.perf_counter()
     ws.require_exists()
     warnings: list[str] = []
@@ -174,7 +179,7 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings()) -> tuple[Summary
     if settings.html is not None:
         from facelab.eval.html import write_html
 
-        write_html(result, Path(settings.html))
+        write_html(result, Path(settings.html), marker)
         outputs.append(str(settings.html))
     counts = {k: _shown(summary[k]) for k in LINE_KEYS if k in summary}
     seconds = time.perf_counter() - start

@@ -58,9 +58,8 @@ from facelab.merge.temporal import JitterFilter
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
-from facelab.provenance.manifest import sign_bytes
+from facelab.provenance.marker import Marker, require_marker
 from facelab.provenance.watermark import MIN_SIZE as WATERMARK_MIN
-from facelab.provenance.watermark import embed
 from facelab.stages import Summary
 from facelab.workspace import Workspace
 
@@ -94,14 +93,13 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, label_png(encode_image(image, ".png")))
 
 
-def _write_synthetic_png(path: Path, image: np.ndarray) -> None:
+def _write_synthetic_png(path: Path, image: np.ndarray, marker: Marker) -> None:
     """A merged frame: invisible watermark, IPTC labels and a signed C2PA manifest (see facelab.provenance).
     An image smaller than the watermark needs (a raw-predict face of a tiny test model) is enlarged to it."""
     if min(image.shape[:2]) < WATERMARK_MIN:
         k = WATERMARK_MIN / min(image.shape[:2])
         image = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
-    png = label_png(encode_image(embed(image), ".png"))
-    atomic_write_bytes(path, sign_bytes(png, "image/png", path.name))
+    atomic_write_bytes(path, marker.png(image, path.name))
 
 
 def _motions(recs: list[FaceRecord], number: int | None, by_number: dict[int, list[FaceRecord]]) -> list[tuple[float, float] | None]:
@@ -158,7 +156,7 @@ class _Job:
     dst_masks: np.ndarray | None = None
 
 
-def _finish(job: _Job, ws: Workspace, enhancer, write: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
     """Blend (when there are faces) and write one frame; runs on a worker thread. With ``write=False``
     the merged frame and mask are returned instead (for the in-order ``suppress_jitter`` pass)."""
     st = job.settings
@@ -169,7 +167,7 @@ def _finish(job: _Job, ws: Workspace, enhancer, write: bool = True) -> tuple[np.
             if job.prepared is not None else []
         for i, (face, mask) in enumerate(outs):
             _write_png(raw_dir / f"{job.path.stem}_{i}_mask.png", mask)
-            _write_synthetic_png(raw_dir / f"{job.path.stem}_{i}.png", face)
+            _write_synthetic_png(raw_dir / f"{job.path.stem}_{i}.png", face, marker)
         return None
     if job.prepared is None:
         merged, mask = passthrough_frame(job.frame, st)
@@ -178,13 +176,13 @@ def _finish(job: _Job, ws: Workspace, enhancer, write: bool = True) -> tuple[np.
                                      motion=job.motion, enhancer=enhancer)
     if not write:
         return merged, mask
-    _write_frame(ws, job.path, merged, mask)
+    _write_frame(ws, job.path, merged, mask, marker)
     return None
 
 
-def _write_frame(ws: Workspace, path: Path, merged: np.ndarray, mask: np.ndarray) -> None:
+def _write_frame(ws: Workspace, path: Path, merged: np.ndarray, mask: np.ndarray, marker: Marker) -> None:
     _write_png(ws.merged_mask_dir / f"{path.stem}.png", mask)
-    _write_synthetic_png(ws.merged_dir / f"{path.stem}.png", merged)  # written last: its presence marks the frame done
+    _write_synthetic_png(ws.merged_dir / f"{path.stem}.png", merged, marker)  # written last: its presence marks the frame done
 
 
 def _load_state(path: Path) -> dict:
@@ -299,7 +297,8 @@ def _read_journal(path: Path) -> dict[str, str]:
     return dict(parts for line in lines if len(parts := line.split()) == 2)
 
 
-def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal) -> None:
+def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal,
+            marker) -> None:
     """The render loop: frames decoded ahead, the model run on batches of faces over consecutive frames,
     blending and writing on worker threads, each finished frame journaled."""
     in_flight = 2 * workers
@@ -317,7 +316,7 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
                     if job.prepared is not None:
                         merged = jitter.apply(merged, mask, job.prepared.mats, [r.face_index for r in job.recs],
                                               predictor.resolution, _frame_number(p.stem))
-                    _write_frame(ws, p, merged, mask)
+                    _write_frame(ws, p, merged, mask, marker)
                 done[p.stem] = wanted(p)
                 # one line per finished frame, flushed: a kill -9 loses no finished frame
                 journal.write(f"{p.stem} {done[p.stem]}\n")
@@ -338,7 +337,7 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
                     k += n
             for j in batch:
                 steady = j.settings.suppress_jitter and j.settings.mode != "raw-predict"
-                pending.append((pool.submit(_finish, j, ws, enhancers.get(j.settings.super_resolution), not steady), j))
+                pending.append((pool.submit(_finish, j, ws, enhancers.get(j.settings.super_resolution), marker, not steady), j))
             batch.clear()
             collect(False)
 
@@ -374,6 +373,7 @@ def run(
     only: FrameRange | None = None,
     batch_size: int = 8,
     gpu: int | None = None,
+    marker: Marker | None = None,
 ) -> Summary:
     """Merge the dst frames with the faces predicted by ``model/<model_name>``.
 
@@ -390,6 +390,9 @@ def run(
         batch_size: faces per model call, gathered over consecutive frames (1..256).
         gpu: use the model trained with ``facelab train --gpu <gpu>`` (files ``gpu<gpu>_*``; see
             :func:`resolve_model`). The model runs on ``device`` whatever the index.
+        marker: marks every frame written (watermark, labels, C2PA), e.g.
+            :func:`facelab.provenance.default_marker`; required: without one the step refuses
+            (FacelabError) before it reads or writes anything.
 
     Returns:
         A :class:`Summary` with counts ``frames``, ``merged`` (frames with faces rendered), ``passthrough``
@@ -399,6 +402,7 @@ def run(
     (save id) and settings; anything else is rendered again, so a run stopped at any point continues
     with the missing frames only, and changed settings re-render just the frames they touch.
     """
+    marker = require_marker(marker, "merge")
     start = time.perf_counter()
     plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
     if not (isinstance(batch_size, int) and 1 <= batch_size <= 256):
@@ -459,7 +463,7 @@ def run(
     workers = workers or min(max(os.cpu_count() or 1, 2), 8)
     journal = open(journal_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
     try:
-        _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal)
+        _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal, marker)
     finally:
         journal.close()
         atomic_write_json(state_path, state)
@@ -502,10 +506,12 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
 
 
 def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan, frame: int, device: str = "auto",
-            *, predictor: Predictor | None = None, gpu: int | None = None) -> Summary:
+            *, predictor: Predictor | None = None, gpu: int | None = None, marker: Marker | None = None) -> Summary:
     """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``
-    and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic; nothing else
-    is rendered or recorded. ``gpu`` picks a model trained with ``--gpu N``, as in :func:`run`."""
+    and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic by ``marker``
+    (required, as in :func:`run`); nothing else is rendered or recorded. ``gpu`` picks a model trained
+    with ``--gpu N``, as in :func:`run`."""
+    marker = require_marker(marker, "merge preview")
     start = time.perf_counter()
     plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
     frames = {(_frame_number(p.stem) or -1): p for p in ws.require_frames("dst")}
@@ -545,7 +551,7 @@ def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan,
         scale = image.shape[0] / side.shape[0]
         side = cv2.resize(side, (max(1, round(side.shape[1] * scale)), image.shape[0]), interpolation=cv2.INTER_CUBIC)
     out = out_dir / f"{path.stem}.png"
-    _write_synthetic_png(out, merged)
-    _write_synthetic_png(out_dir / f"{path.stem}_compare.png", np.hstack([image, side]))
+    _write_synthetic_png(out, merged, marker)
+    _write_synthetic_png(out_dir / f"{path.stem}_compare.png", np.hstack([image, side]), marker)
     return Summary(step="merge preview", counts={"frame": frame, "faces": len(recs)}, seconds=time.perf_counter() - start,
                    outputs=[str(out), str(out_dir / f"{path.stem}_compare.png")], warnings=warnings)

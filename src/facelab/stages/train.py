@@ -37,6 +37,7 @@ import torch
 from facelab.device import resolve_device
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.models import MODELS, create_model, list_models
+from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.train import holdout
 from facelab.train import options as train_options
@@ -215,12 +216,13 @@ def _hold_out(model_dir: Path, prefix: str, count: int | None, resumed: bool, sr
     return src_train, dst_train
 
 
-def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print) -> Summary:
+def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print, *, marker: Marker | None = None) -> Summary:
     from facelab.train import distributed
     from facelab.train.adversarial import AdversarialTrainer, split_state
     from facelab.train.loop import TrainForward
     from facelab.train.objective import LossOptions
 
+    marker = require_marker(marker, "train")  # it marks the previews; refused before anything is written
     t0 = time.monotonic()
     ws.require_exists()
     dist = distributed.from_env(settings.resolved_device)
@@ -357,7 +359,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     try:
         state = train(net, optimizer, src, dst, model_dir, opts, state, device, target, settings.minutes,
                       settings.seed, save=save, log=say, prefix=prefix, adversarial=adversarial, dist=dist,
-                      identity=identity)
+                      identity=identity, marker=marker)
         if dist is not None and not dist.same_weights(model):
             warnings.append("the processes ended with different weights: report this as a bug")
     except torch.OutOfMemoryError as e:

@@ -35,9 +35,9 @@ from facelab.errors import MediaError, SettingsError, WorkspaceError
 from facelab.fileio import atomic_write_json, read_image
 from facelab.media import parse_bitrate, write_video
 from facelab.progress import track
-from facelab.provenance.labels import VIDEO_TAGS
-from facelab.provenance.manifest import SUPPORTED_SUFFIXES, sign_file
-from facelab.provenance.watermark import detect_frames, embed
+from facelab.provenance.manifest import SUPPORTED_SUFFIXES
+from facelab.provenance.marker import Marker, require_marker
+from facelab.provenance.watermark import detect_frames
 from facelab.stages import Summary
 from facelab.stages.frames import frame_timestamps, frame_timing
 from facelab.workspace import Workspace
@@ -86,18 +86,18 @@ def merged_frames(ws: Workspace) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".png" and not p.name.startswith("."))
 
 
-def _marked(image: np.ndarray, summary: Summary) -> np.ndarray:
+def _marked(image: np.ndarray, summary: Summary, marker: Marker) -> np.ndarray:
     """The frame with facelab's invisible watermark: frames merged by facelab carry it already (found in
     ~3 ms at 720p); any other frame put into merged/ is marked here, so no result goes out unmarked."""
     if detect_frames([image[..., :3]]).found:
         return image
     summary.counts["frames marked now"] = summary.counts.get("frames marked now", 0) + 1
-    return embed(image)
+    return marker.watermark(image)
 
 
-def _read_all(paths: list[Path], summary: Summary) -> Iterator[np.ndarray]:
+def _read_all(paths: list[Path], summary: Summary, marker: Marker) -> Iterator[np.ndarray]:
     for p in paths:
-        yield _marked(read_image(p), summary)
+        yield _marked(read_image(p), summary, marker)
 
 
 def _read_mask(ws: Workspace, frame: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -112,9 +112,9 @@ def _read_mask(ws: Workspace, frame: Path, shape: tuple[int, ...]) -> np.ndarray
     return mask
 
 
-def _with_alpha(ws: Workspace, paths: list[Path], summary: Summary) -> Iterator[np.ndarray]:
+def _with_alpha(ws: Workspace, paths: list[Path], summary: Summary, marker: Marker) -> Iterator[np.ndarray]:
     for p in paths:
-        image = _marked(read_image(p), summary)
+        image = _marked(read_image(p), summary, marker)
         yield np.dstack([image, _read_mask(ws, p, image.shape)])
 
 
@@ -146,8 +146,13 @@ def _timestamps_for(ws: Workspace, frames: list[Path], summary: Summary) -> list
     return None
 
 
-def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = False) -> Summary:
-    """Encode ``data_dst/merged/*.png`` into ``result.<ext>`` (and ``result_mask.<ext>``)."""
+def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = False, *, marker: Marker | None = None) -> Summary:
+    """Encode ``data_dst/merged/*.png`` into ``result.<ext>`` (and ``result_mask.<ext>``).
+
+    ``marker`` (required; e.g. :func:`facelab.provenance.default_marker`) watermarks any frame that
+    lacks the mark, gives the container tags and signs the finished file; without one the step
+    refuses (FacelabError) before it writes anything."""
+    marker = require_marker(marker, "video")
     t0 = time.perf_counter()
     ws.require_exists()
     summary = Summary(step="video")
@@ -186,25 +191,25 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
         audio_from = None
         summary.warnings.append("no data_dst video: the result has no audio")
 
-    source = _with_alpha(ws, frames, summary) if settings.format == "mov-alpha" else _read_all(frames, summary)
+    source = _with_alpha(ws, frames, summary, marker) if settings.format == "mov-alpha" else _read_all(frames, summary, marker)
     written = write_video(
         track(source, len(frames), "video"),
         out,
         fps,
         audio_from=audio_from,
-        tags=VIDEO_TAGS,
+        tags=marker.video_tags,
         bitrate=settings.bitrate,
         crf=settings.crf,
         codec=codec,
         timestamps=timestamps,
     )
     if out.suffix.lower() in SUPPORTED_SUFFIXES:
-        sign_file(out, title=out.name)  # last: the manifest binds the finished file's bytes
+        marker.sign_file(out, title=out.name)  # last: the manifest binds the finished file's bytes
     else:
         summary.warnings.append(f"{out.suffix} files cannot carry a C2PA manifest: {out.name} is marked by its"
                                 " invisible watermark and container tags only (use mp4 or mov-alpha for all three)")
     if settings.mask_video:
-        write_video(track(_masks(ws, frames), len(frames), "mask video"), mask_out, fps, tags=VIDEO_TAGS,
+        write_video(track(_masks(ws, frames), len(frames), "mask video"), mask_out, fps, tags=marker.video_tags,
                     bitrate=settings.bitrate, crf=settings.crf, codec=mask_codec, timestamps=timestamps)
     ws.state_dir("dst").mkdir(parents=True, exist_ok=True)
     atomic_write_json(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from facelab.provenance.marker import Marker, require_marker
 from facelab.train.dataset import FaceDataset
 from facelab.train.guard import DivergenceGuard
 from facelab.train.objective import (
@@ -212,14 +213,15 @@ def _eta(seconds: float) -> str:
 
 
 def write_preview(model_dir: Path, model, src: FaceDataset, dst: FaceDataset, history: list, iteration: int,
-                  device: torch.device, samples: int = 4, keep_history: bool = False, prefix: str = "") -> Path:
+                  device: torch.device, samples: int = 4, keep_history: bool = False, prefix: str = "", *,
+                  marker: Marker) -> Path:
     """Write ``<prefix>preview.jpg`` and, with ``keep_history``, ``previews/<prefix>preview_<iteration>.jpg``
-    (the same fixed faces each time)."""
+    (the same fixed faces each time), marked as synthetic by ``marker``."""
     from facelab.fileio import atomic_write_bytes
     from facelab.train.preview import make_preview, preview_jpeg
 
     pick = lambda ds: ds.faces[np.linspace(0, len(ds) - 1, samples).round().astype(int)]
-    data = preview_jpeg(make_preview(model, pick(src), pick(dst), history, device))
+    data = preview_jpeg(make_preview(model, pick(src), pick(dst), history, device), marker)
     if keep_history:
         (model_dir / "previews").mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(model_dir / "previews" / f"{prefix}preview_{iteration:08d}.jpg", data)
@@ -277,7 +279,7 @@ class BatchFeed:
 def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions, state: dict,
           device: torch.device, target_iteration: int | None = None, minutes: float | None = None, seed: int = 0,
           save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print, prefix: str = "",
-          adversarial=None, dist=None, identity=None) -> dict:
+          adversarial=None, dist=None, identity=None, marker: Marker | None = None) -> dict:
     """Train until ``state["iteration"] >= target_iteration`` or ``minutes`` of wall time pass (whichever first;
     neither: until Ctrl+C). Saves with ``save(state)`` every ``opts.save_every_minutes`` and on exit.
 
@@ -287,7 +289,11 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
     ``dist`` (:class:`facelab.train.distributed.Dist`) runs this as one of several processes: each draws
     its own batches, gradients are averaged by DDP, and the first process decides when to log, preview,
     save and stop (its decision is broadcast every iteration, so all stay in step).
+
+    ``marker`` marks the previews (required: without one this refuses before training, so no preview
+    is ever written unmarked; see :func:`facelab.provenance.default_marker`).
     """
+    marker = require_marker(marker, "train")
     state = {"iteration": 0, "elapsed_seconds": 0.0, "loss_history": [], **state}
     # Early in training many activations and gradients are denormal floats, which
     # x86 CPUs process up to 30x slower (measured: 4.7 s instead of 0.15 s per
@@ -354,7 +360,7 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
             if do_preview:
                 if main:
                     write_preview(model_dir, inner, src, dst, history, state["iteration"], device,
-                                  keep_history=opts.preview_history, prefix=prefix)
+                                  keep_history=opts.preview_history, prefix=prefix, marker=marker)
                 last_preview = time.monotonic()
             if do_save:
                 state["elapsed_seconds"] = base_elapsed + now - start
@@ -371,7 +377,7 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
     state["stopped"] = stopped
     if main:
         write_preview(model_dir, inner, src, dst, history, state["iteration"], device,
-                      keep_history=opts.preview_history, prefix=prefix)
+                      keep_history=opts.preview_history, prefix=prefix, marker=marker)
         if save is not None:
             save(state)
     return state

@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from facelab.fileio import encode_image
-from facelab.provenance.labels import label_jpeg
+from facelab.provenance.marker import Marker
 
 COLUMNS = ("src", "src rec", "dst", "dst rec", "dst->src")
 
@@ -68,10 +67,7 @@ def make_preview(model, src: np.ndarray, dst: np.ndarray, history: list, device:
     return np.vstack([header, grid, loss_graph(history, grid.shape[1])])
 
 
-def preview_jpeg(image: np.ndarray) -> bytes:
+def preview_jpeg(image: np.ndarray, marker: Marker) -> bytes:
     """JPEG bytes of a preview (it shows swaps): invisibly watermarked, labelled as synthetic media and
-    carrying a signed C2PA manifest."""
-    from facelab.provenance.manifest import sign_bytes
-    from facelab.provenance.watermark import embed
-
-    return sign_bytes(label_jpeg(encode_image(embed(image), ".jpg", 90)), "image/jpeg", "preview.jpg")
+    carrying a C2PA manifest signed by ``marker``."""
+    return marker.jpeg(image, "preview.jpg", 90)
