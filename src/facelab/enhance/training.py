@@ -1,4 +1,4 @@
-"""Training an enhancer: one step, the loop (budgets, log, preview, save, Ctrl+C), evaluation and preview.
+"""Training an enhancer: one step, evaluation and preview; the loop is :mod:`facelab.train.runner`, shared with the swap models.
 
 The loss is L1 + DSSIM (``(1 - SSIM) / 2``) between the enhanced face and the
 real one: L1 keeps colours and brightness exact, DSSIM rewards the local
@@ -7,7 +7,6 @@ structure (edges, pores, hair) that L1 alone averages away into blur.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,12 @@ from torch.nn import functional as F
 
 from facelab.enhance.data import DegradeOptions, make_batch, make_pair
 from facelab.provenance.marker import Marker, require_marker
+from facelab.train import runner
 from facelab.train.loop import to_tensor
 from facelab.train.losses import dssim
 
 LR = 5e-4
 BETAS = (0.9, 0.999)
-HISTORY_EVERY = 10  # iterations averaged into one loss-history point
 
 
 @dataclass(frozen=True)
@@ -122,63 +121,49 @@ def write_preview(model_dir: Path, model, faces: np.ndarray, opts: LoopOptions, 
     return model_dir / "preview.jpg"
 
 
+class EnhanceTask:
+    """Training an enhancer, as :func:`facelab.train.runner.run` drives it: each step degrades a batch of
+    faces (a pure function of seed and iteration) and takes one optimisation step."""
+
+    loss_names = ("loss",)
+
+    def __init__(self, model, optimizer, faces: np.ndarray, model_dir: Path, opts: LoopOptions, device: torch.device,
+                 marker: Marker) -> None:
+        self.model, self.optimizer, self.faces, self.model_dir = model, optimizer, faces, model_dir
+        self.opts, self.device, self.marker = opts, device, marker
+
+    def start(self, state: dict) -> None:
+        torch.set_flush_denormal(True)  # denormals early in training slow x86 CPUs down many times (see train/loop.py)
+        self.model.train()
+
+    def step(self, iteration: int) -> tuple[float]:
+        o = self.opts
+        inputs, targets = make_batch(self.faces, o.target_size, o.scale, o.batch_size, o.seed, iteration, o.degrade)
+        return (train_step(self.model, self.optimizer, inputs, targets, self.device),)
+
+    def checked(self, iteration: int, loss: float) -> None:
+        return None
+
+    def preview(self, state: dict) -> Path:
+        return write_preview(self.model_dir, self.model, self.faces, self.opts, self.device, state, marker=self.marker)
+
+    def close(self) -> None:
+        pass
+
+
 def train(model, optimizer, faces: np.ndarray, model_dir: Path, opts: LoopOptions, state: dict, device: torch.device,
           target_iteration: int | None = None, minutes: float | None = None,
           save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print,
           marker: Marker | None = None) -> dict:
     """Train on ``(N, S', S', 3) uint8`` faces until ``target_iteration`` (a total) or ``minutes`` (this run),
-    whichever first, or Ctrl+C; saves with ``save(state)`` every ``opts.save_every_minutes`` and at the end.
+    whichever first, or Ctrl+C / the job's cancel; saves with ``save(state)`` every ``opts.save_every_minutes``
+    and at the end (the loop: :func:`facelab.train.runner.run`).
 
     ``state`` holds ``iteration``, ``elapsed_seconds`` and ``loss_history`` (``[[iteration, loss], ...]``);
     an updated copy is returned with ``stopped`` set to ``"iterations"``, ``"minutes"`` or ``"interrupted"``.
     ``marker`` marks the previews (required: without one this refuses before training).
     """
     marker = require_marker(marker, "enhance")
-    state = {"iteration": 0, "elapsed_seconds": 0.0, "loss_history": [], **state}
-    history = state["loss_history"] = list(state["loss_history"])
-    torch.set_flush_denormal(True)  # denormals early in training slow x86 CPUs down many times (see train/loop.py)
-    model.train()
-    base_elapsed = float(state["elapsed_seconds"])
-    start = last_log = last_save = last_preview = time.monotonic()
-    log_iter0, pending, window = state["iteration"], [], []
-    stopped = "interrupted"
-    try:
-        while True:
-            now = time.monotonic()
-            if target_iteration is not None and state["iteration"] >= target_iteration:
-                stopped = "iterations"
-                break
-            if minutes is not None and now - start >= minutes * 60:
-                stopped = "minutes"
-                break
-            inputs, targets = make_batch(faces, opts.target_size, opts.scale, opts.batch_size, opts.seed,
-                                         state["iteration"], opts.degrade)
-            loss = train_step(model, optimizer, inputs, targets, device)
-            state["iteration"] += 1
-            pending.append(loss)
-            window.append(loss)
-            if len(pending) == HISTORY_EVERY:
-                history.append([state["iteration"], round(float(np.mean(pending)), 6)])
-                pending = []
-            now = time.monotonic()
-            if now - last_log >= opts.log_every_seconds:
-                ms = (now - last_log) * 1000 / max(state["iteration"] - log_iter0, 1)
-                log(f"[iter {state['iteration']}] {ms:.0f} ms/it  loss {np.mean(window):.4f}")
-                last_log, log_iter0, window = now, state["iteration"], []
-            if now - last_preview >= opts.preview_every_minutes * 60:
-                write_preview(model_dir, model, faces, opts, device, state, marker=marker)
-                last_preview = time.monotonic()
-            if save is not None and now - last_save >= opts.save_every_minutes * 60:
-                state["elapsed_seconds"] = base_elapsed + now - start
-                save(state)
-                last_save = time.monotonic()
-    except KeyboardInterrupt:
-        log(f"[iter {state['iteration']}] interrupted: saving")
-    if pending:
-        history.append([state["iteration"], round(float(np.mean(pending)), 6)])
-    state["elapsed_seconds"] = base_elapsed + time.monotonic() - start
-    state["stopped"] = stopped
-    write_preview(model_dir, model, faces, opts, device, state, marker=marker)
-    if save is not None:
-        save(state)
-    return state
+    schedule = runner.Schedule(target_iteration, minutes, opts.save_every_minutes, opts.preview_every_minutes,
+                               opts.log_every_seconds)
+    return runner.run(EnhanceTask(model, optimizer, faces, model_dir, opts, device, marker), state, schedule, save=save, log=log)

@@ -1,14 +1,15 @@
-"""The training loop: sample, augment, step, log, preview, save; until a budget runs out or Ctrl+C.
+"""Training a face-swap model: one step, its batches, its preview; the loop itself is :mod:`facelab.train.runner`.
 
 Read top to bottom: :func:`train_step` is one optimisation step on a src and a
-dst batch; :func:`train` repeats it and handles time, logging, previews and
-checkpoints. Both sides are trained in the same step with one optimizer (the
-shared encoder sees both identities every step).
+dst batch; :class:`SwapTask` draws the batches and previews for
+:func:`facelab.train.runner.run`, which handles budgets, logging, previews,
+checkpoints and Ctrl+C for every kind of training. Both sides are trained in
+the same step with one optimizer (the shared encoder sees both identities
+every step).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -21,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from facelab.provenance.marker import Marker, require_marker
+from facelab.train import runner
 from facelab.train.dataset import FaceDataset
 from facelab.train.guard import DivergenceGuard
 from facelab.train.objective import (
@@ -194,24 +196,6 @@ def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mas
     return src_loss.item(), dst_loss.item()
 
 
-HISTORY_EVERY = 10  # iterations averaged into one loss-history point
-HISTORY_MAX = 4000  # beyond this, neighbouring points are merged (halving the resolution)
-
-
-def _record(history: list, iteration: int, pending: list[tuple[float, float]]) -> None:
-    s, d = np.mean(pending, 0)
-    history.append([iteration, round(float(s), 6), round(float(d), 6)])
-    if len(history) > HISTORY_MAX:
-        history[:] = [[b[0], round((a[1] + b[1]) / 2, 6), round((a[2] + b[2]) / 2, 6)]
-                      for a, b in zip(history[0::2], history[1::2])] + ([history[-1]] if len(history) % 2 else [])
-
-
-def _eta(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 def write_preview(model_dir: Path, model, src: FaceDataset, dst: FaceDataset, history: list, iteration: int,
                   device: torch.device, samples: int = 4, keep_history: bool = False, prefix: str = "", *,
                   marker: Marker) -> Path:
@@ -276,108 +260,73 @@ class BatchFeed:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+class SwapTask:
+    """Training a face-swap model, as :func:`facelab.train.runner.run` drives it: each step draws the
+    iteration's batches (a pure function of seed and iteration, prepared ahead by ``opts.workers`` threads),
+    takes one optimisation step and, under several processes, averages the discriminators; a
+    :class:`~facelab.train.guard.DivergenceGuard` (one process only) rolls back a blow-up."""
+
+    loss_names = ("src", "dst")
+
+    def __init__(self, model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions,
+                 device: torch.device, seed: int = 0, prefix: str = "", adversarial=None, dist=None, identity=None,
+                 marker: Marker | None = None) -> None:
+        self.model, self.optimizer, self.src, self.dst, self.model_dir = model, optimizer, src, dst, model_dir
+        self.opts, self.device, self.seed, self.prefix = opts, device, seed, prefix
+        self.adversarial, self.dist, self.identity, self.marker = adversarial, dist, identity, marker
+        self.inner = unwrap(model)
+        self.feed: BatchFeed | None = None
+        self.guard: DivergenceGuard | None = None
+        self.amp: AmpState | None = None
+
+    def start(self, state: dict) -> None:
+        # Early in training many activations and gradients are denormal floats, which x86 CPUs process up
+        # to 30x slower (measured: 4.7 s instead of 0.15 s per step). Flushing them to zero costs nothing here.
+        torch.set_flush_denormal(True)
+        rank = 0 if self.dist is None else self.dist.rank
+        self.feed = BatchFeed(batch_maker(self.src, self.dst, self.opts, self.seed, rank), state["iteration"], self.opts.workers)
+        self.amp = AmpState.for_device(self.device, self.opts.amp)
+        self.model.train()
+        # one process only: under DDP the ranks would have to agree on a restore (not done yet)
+        self.guard = DivergenceGuard(self.inner, self.optimizer, state) if self.dist is None else None
+
+    def step(self, iteration: int) -> tuple[float, float]:
+        src_batch, dst_batch = self.feed.get(iteration)
+        losses = train_step(self.model, self.optimizer, src_batch, dst_batch, self.device, clip_grad=self.opts.clip_grad,
+                            lr_dropout=self.opts.lr_dropout, losses=self.opts.losses, adversarial=self.adversarial,
+                            amp=self.amp, identity=self.identity, iteration=iteration)
+        if self.dist is not None and self.adversarial is not None:  # DDP does not wrap the discriminators
+            for net in (self.adversarial.patch, self.adversarial.code):
+                if net is not None:
+                    self.dist.average_(net)
+        return losses
+
+    def checked(self, iteration: int, loss: float) -> str | None:
+        return self.guard.check(iteration, loss) if self.guard else None
+
+    def preview(self, state: dict) -> Path:
+        return write_preview(self.model_dir, self.inner, self.src, self.dst, state["loss_history"], state["iteration"],
+                             self.device, keep_history=self.opts.preview_history, prefix=self.prefix, marker=self.marker)
+
+    def close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+
+
 def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions, state: dict,
           device: torch.device, target_iteration: int | None = None, minutes: float | None = None, seed: int = 0,
           save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print, prefix: str = "",
           adversarial=None, dist=None, identity=None, marker: Marker | None = None) -> dict:
     """Train until ``state["iteration"] >= target_iteration`` or ``minutes`` of wall time pass (whichever first;
-    neither: until Ctrl+C). Saves with ``save(state)`` every ``opts.save_every_minutes`` and on exit.
+    neither: until Ctrl+C or the job's cancel). Saves with ``save(state)`` every ``opts.save_every_minutes``
+    and on exit; ``marker`` marks the previews (required).
 
     ``state`` holds ``iteration``, ``elapsed_seconds`` and ``loss_history``; an updated copy is returned
-    with ``stopped`` set to ``"iterations"``, ``"minutes"`` or ``"interrupted"``.
-
-    ``dist`` (:class:`facelab.train.distributed.Dist`) runs this as one of several processes: each draws
-    its own batches, gradients are averaged by DDP, and the first process decides when to log, preview,
-    save and stop (its decision is broadcast every iteration, so all stay in step).
-
-    ``marker`` marks the previews (required: without one this refuses before training, so no preview
-    is ever written unmarked; see :func:`facelab.provenance.default_marker`).
+    with ``stopped`` set to ``"iterations"``, ``"minutes"`` or ``"interrupted"`` (see :func:`runner.run`,
+    which also says how several processes (``dist``) stay in step).
     """
-    marker = require_marker(marker, "train")
-    state = {"iteration": 0, "elapsed_seconds": 0.0, "loss_history": [], **state}
-    # Early in training many activations and gradients are denormal floats, which
-    # x86 CPUs process up to 30x slower (measured: 4.7 s instead of 0.15 s per
-    # step). Flushing them to zero costs nothing in accuracy here.
-    torch.set_flush_denormal(True)
-    history = state["loss_history"] = list(state["loss_history"])  # the caller's list stays as it was
-    main = dist is None or dist.is_main
-    feed = BatchFeed(batch_maker(src, dst, opts, seed, 0 if dist is None else dist.rank), state["iteration"], opts.workers)
-    amp = AmpState.for_device(device, opts.amp)
-    model.train()
-    inner = unwrap(model)
-    base_elapsed = float(state["elapsed_seconds"])
-    start = last_log = last_save = last_preview = time.monotonic()
-    log_iter0, pending, window = state["iteration"], [], []
-    # one process only: under DDP the ranks would have to agree on a restore (not done yet)
-    guard = DivergenceGuard(inner, optimizer, state) if dist is None else None
-    stopped = "interrupted"
-    try:
-        while True:
-            now = time.monotonic()
-            stop = None
-            if target_iteration is not None and state["iteration"] >= target_iteration:
-                stop = "iterations"
-            elif minutes is not None and now - start >= minutes * 60:
-                stop = "minutes"
-            do_preview = now - last_preview >= opts.preview_every_minutes * 60
-            do_save = save is not None and now - last_save >= opts.save_every_minutes * 60
-            if dist is not None:  # the first process's clock decides for all
-                stop, do_preview, do_save = dist.agree(stop, do_preview, do_save)
-            if stop is not None:
-                stopped = stop
-                break
-            src_batch, dst_batch = feed.get(state["iteration"])
-            losses = train_step(model, optimizer, src_batch, dst_batch, device, clip_grad=opts.clip_grad,
-                                lr_dropout=opts.lr_dropout, losses=opts.losses, adversarial=adversarial, amp=amp,
-                                identity=identity, iteration=state["iteration"])
-            if dist is not None and adversarial is not None:  # DDP does not wrap the discriminators
-                for net in (adversarial.patch, adversarial.code):
-                    if net is not None:
-                        dist.average_(net)
-            state["iteration"] += 1
-            pending.append(losses)
-            window.append(losses)
-            if len(pending) == HISTORY_EVERY:
-                _record(history, state["iteration"], pending)
-                restored = guard.check(state["iteration"], float(np.sum(np.mean(pending, 0)))) if guard else None
-                if restored:
-                    log(restored)
-                pending = []
-            now = time.monotonic()
-            if main and now - last_log >= opts.log_every_seconds:
-                ms = (now - last_log) * 1000 / max(state["iteration"] - log_iter0, 1)
-                s, d = np.mean(window, 0)
-                line = f"[iter {state['iteration']}] {ms:.0f} ms/it  src {s:.4f}  dst {d:.4f}"
-                left = []
-                if target_iteration is not None:
-                    left.append((target_iteration - state["iteration"]) * ms / 1000)
-                if minutes is not None:
-                    left.append(minutes * 60 - (now - start))
-                if left:
-                    line += f"  eta {_eta(max(min(left), 0))}"
-                log(line)
-                last_log, log_iter0, window = now, state["iteration"], []
-            if do_preview:
-                if main:
-                    write_preview(model_dir, inner, src, dst, history, state["iteration"], device,
-                                  keep_history=opts.preview_history, prefix=prefix, marker=marker)
-                last_preview = time.monotonic()
-            if do_save:
-                state["elapsed_seconds"] = base_elapsed + now - start
-                if main:
-                    save(state)
-                last_save = time.monotonic()
-    except KeyboardInterrupt:
-        log(f"[iter {state['iteration']}] interrupted: saving")
-    finally:
-        feed.close()
-    if pending:
-        _record(history, state["iteration"], pending)
-    state["elapsed_seconds"] = base_elapsed + time.monotonic() - start
-    state["stopped"] = stopped
-    if main:
-        write_preview(model_dir, inner, src, dst, history, state["iteration"], device,
-                      keep_history=opts.preview_history, prefix=prefix, marker=marker)
-        if save is not None:
-            save(state)
-    return state
+    marker = require_marker(marker, "train")  # refused before any step: a preview must never go out unmarked
+    task = SwapTask(model, optimizer, src, dst, model_dir, opts, device, seed, prefix, adversarial, dist, identity, marker)
+    schedule = runner.Schedule(target_iteration, minutes, opts.save_every_minutes, opts.preview_every_minutes,
+                               opts.log_every_seconds)
+    return runner.run(task, state, schedule, save=save, log=log, dist=dist)
