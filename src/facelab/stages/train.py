@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from facelab import jobs
 from facelab.device import resolve_device
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.models import MODELS, create_model, list_models
@@ -216,68 +217,60 @@ def _hold_out(model_dir: Path, prefix: str, count: int | None, resumed: bool, sr
     return src_train, dst_train
 
 
-def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print, *, marker: Marker | None = None) -> Summary:
-    from facelab.train import distributed
-    from facelab.train.adversarial import AdversarialTrainer, split_state
-    from facelab.train.loop import TrainForward
-    from facelab.train.objective import LossOptions
+@dataclass
+class _Run:
+    """What the sections of :func:`run` hand on to each other."""
 
-    marker = require_marker(marker, "train")  # it marks the previews; refused before anything is written
-    t0 = time.monotonic()
-    ws.require_exists()
-    dist = distributed.from_env(settings.resolved_device)
-    device = dist.device if dist is not None else resolve_device(settings.resolved_device)
-    if settings.pretrain:
-        src_paths = dst_paths = _pretrain_paths(settings.pretrain)
-    else:
-        src_paths, dst_paths = ws.require_aligned("src"), ws.require_aligned("dst")
-    prefix = settings.prefix
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (dist.world if dist else 1)))
-    model_dir = ws.model_dir(settings.model_name)
-    warnings: list[str] = []
-    model, state, saved_opts, ckpt, resumed = _build(settings, model_dir, prefix, device)
-    others = [v for v in model_variants(model_dir) if v is not None and v != settings.gpu]
-    if not resumed and others:
-        warnings.append(f"{model_dir} holds models trained with --gpu {', '.join(map(str, others))}; this run started a new "
-                        f"one{' for --gpu ' + str(settings.gpu) if settings.gpu is not None else ' without a GPU prefix'}:"
-                        f" give --gpu {others[0]} to continue that one instead")
-    main = dist is None or dist.is_main
-    say = log if main else (lambda _s: None)
-    if not settings.pretrain:
-        src_paths, dst_paths = _hold_out(model_dir, prefix, settings.holdout, resumed, src_paths, dst_paths, main, say)
-    elif settings.holdout:
-        warnings.append("holdout: not used while pretraining (it keeps faces of the workspace's pair out)")
+    settings: TrainSettings
+    model_dir: Path
+    prefix: str
+    device: torch.device
+    dist: object
+    say: Callable[[str], None]
+    warnings: list[str]
 
-    # saved options apply unless this run sets them
+
+def _chosen_options(r: _Run, model, saved_opts: dict) -> dict:
+    """The saved options, with those this run gives over them (a model's TRAINING_DEFAULTS for a new one)."""
     defaults = {**OPTION_DEFAULTS, **type(model).TRAINING_DEFAULTS}
-    chosen = {k: getattr(settings, k) if getattr(settings, k) is not None else saved_opts.get(k, default)
+    chosen = {k: getattr(r.settings, k) if getattr(r.settings, k) is not None else saved_opts.get(k, default)
               for k, default in defaults.items()}
-    cfg = model.config
-    if chosen["true_face_power"] and not (settings.model == "sae" and cfg["archi"].startswith("df")):
+    if chosen["true_face_power"] and not (r.settings.model == "sae" and model.config["archi"].startswith("df")):
         raise SettingsError("true_face_power: only the sae model with a df archi has it",
                             "leave it at 0, or train --model sae --archi df (or df-ud, ...)")
+    return chosen
+
+
+def _resume_state(r: _Run, state: dict, saved_opts: dict) -> tuple[dict, bool, int | None]:
+    """``(state, restart, target)``: pretraining ends when a run leaves ``pretrain`` out (the count restarts);
+    the target iteration is the given one, else the saved one."""
     restart = False
-    if state.get("pretraining") and not settings.pretrain:
-        say(f"pretraining ended at iteration {state.get('iteration', 0)}: continuing on the workspace's faces from iteration 0")
+    if state.get("pretraining") and not r.settings.pretrain:
+        r.say(f"pretraining ended at iteration {state.get('iteration', 0)}: continuing on the workspace's faces from iteration 0")
         state = {"pretrained_iterations": state.get("iteration", 0)}
         restart = True
-    state["pretraining"] = bool(settings.pretrain)
-    # the target iteration is saved with the model: a run without one trains up to the saved target
+    state["pretraining"] = bool(r.settings.pretrain)
     saved_target = saved_opts.get("target_iteration")
     if saved_target is not None and (isinstance(saved_target, bool) or not isinstance(saved_target, int) or saved_target < 1):
-        warnings.append(f"{model_dir / (prefix + CONFIG)}: target_iteration {saved_target!r} is not a whole number >= 1: ignored")
+        r.warnings.append(f"{r.model_dir / (r.prefix + CONFIG)}: target_iteration {saved_target!r} is not a whole number >= 1: ignored")
         saved_target = None
-    target = None if settings.no_target else settings.iterations if settings.iterations is not None else saved_target
-    if target is not None and settings.iterations is None and state.get("iteration", 0) >= target:
-        say(f"iteration {state.get('iteration', 0)} has reached the saved target iteration {target}: give --iterations N"
-            " to train further, or --iterations 0 to remove the target")
-    pretraining = bool(settings.pretrain)
-    workers = settings.workers if settings.workers is not None else (0 if device.type == "cpu" else min(4, os.cpu_count() or 1))
-    opts = TrainOptions(
-        batch_size=settings.batch_size or int(saved_opts.get("batch_size", DEFAULT_BATCH_SIZE)),
-        save_every_minutes=settings.save_every_minutes,
-        preview_every_minutes=settings.preview_every_minutes,
+    s = r.settings
+    target = None if s.no_target else s.iterations if s.iterations is not None else saved_target
+    if target is not None and s.iterations is None and state.get("iteration", 0) >= target:
+        r.say(f"iteration {state.get('iteration', 0)} has reached the saved target iteration {target}: give --iterations N"
+              " to train further, or --iterations 0 to remove the target")
+    return state, restart, target
+
+
+def _train_options(r: _Run, chosen: dict, cfg: dict, saved_opts: dict) -> TrainOptions:
+    from facelab.train.objective import LossOptions
+
+    s, pretraining = r.settings, bool(r.settings.pretrain)
+    workers = s.workers if s.workers is not None else (0 if r.device.type == "cpu" else min(4, os.cpu_count() or 1))
+    return TrainOptions(
+        batch_size=s.batch_size or int(saved_opts.get("batch_size", DEFAULT_BATCH_SIZE)),
+        save_every_minutes=s.save_every_minutes,
+        preview_every_minutes=s.preview_every_minutes,
         sort_by_yaw=bool(chosen["sort_by_yaw"]) and not pretraining,
         uniform_yaw=bool(chosen["uniform_yaw"]),
         preview_history=bool(chosen["preview_history"]),
@@ -285,97 +278,181 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         lr_dropout=float(chosen["lr_dropout"]),
         color_transfer=None if chosen["color_transfer"] == "none" or pretraining else chosen["color_transfer"],
         workers=workers,
-        amp=settings.amp,
+        amp=s.amp,
         losses=LossOptions(pixel_loss=bool(cfg.get("pixel_loss", False)), eyes_mouth_priority=bool(chosen["eyes_mouth_priority"]),
                            remove_gray_border=bool(cfg.get("remove_gray_border", False)),
                            face_style_power=float(cfg.get("face_style_power", 0.0)), bg_style_power=float(cfg.get("bg_style_power", 0.0))),
     )
-    model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, opts, offload=offloads_optimizer(cfg))
-    if resumed and ckpt.optimizer_state is not None and not restart:
+
+
+def _optimizer(r: _Run, model, opts: TrainOptions, ckpt, state: dict, resume_optimizer: bool):
+    optimizer = make_optimizer(model, opts, offload=offloads_optimizer(model.config))
+    if resume_optimizer and ckpt.optimizer_state is not None:
         try:
             optimizer.load_state_dict(ckpt.optimizer_state)
         except (ValueError, KeyError) as e:
-            raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the model: {e}", "delete it to restart the optimizer") from e
+            raise ModelError(f"{r.model_dir / 'optimizer.safetensors'} does not fit the model: {e}", "delete it to restart the optimizer") from e
         for group in optimizer.param_groups:  # options may change between runs; a divergence guard's cuts stay
             group["lr"], group["betas"] = opts.lr * float(state.get("lr_scale", 1.0)), tuple(opts.betas)
+    return optimizer
 
-    adversarial = None
-    gan, true_face = (0.0, 0.0) if pretraining else (float(chosen["gan_power"]), float(chosen["true_face_power"]))
-    if gan or true_face:
-        adversarial = AdversarialTrainer(cfg["resolution"], int(cfg.get("ae_dims", 0)), gan, true_face, device)
-        saved_adv = ckpt.extras.get("adversarial") if resumed and not restart else None
-        if saved_adv:
-            try:
-                adversarial.load_state_dict({**saved_adv["tensors"], **saved_adv["meta"]})
-            except ValueError as e:
-                raise ModelError(f"{model_dir / (prefix + 'adversarial.safetensors')}: {e}",
-                                 "delete that file to start the discriminators afresh") from e
-    identity_power = 0.0 if pretraining else float(chosen["identity_power"])
-    if identity_power and dist is not None:
-        raise SettingsError("identity_power: not available with several training processes yet",
-                            "train in one process (without torchrun), or set --identity-power 0")
 
-    resolution, face_type = cfg["resolution"], cfg["face_type"]
-    say(f"loading faces at {resolution} px: " + (f"{len(src_paths)} pretraining faces from {settings.pretrain}" if pretraining
-                                                else f"src {len(src_paths)}, dst {len(dst_paths)}"))
+def _discriminators(r: _Run, chosen: dict, cfg: dict, ckpt, resume: bool):
+    """The GAN / true-face discriminators (None when both powers are 0), restored on resume."""
+    from facelab.train.adversarial import AdversarialTrainer
+
+    gan, true_face = (0.0, 0.0) if r.settings.pretrain else (float(chosen["gan_power"]), float(chosen["true_face_power"]))
+    if not (gan or true_face):
+        return None
+    adversarial = AdversarialTrainer(cfg["resolution"], int(cfg.get("ae_dims", 0)), gan, true_face, r.device)
+    saved = ckpt.extras.get("adversarial") if resume else None
+    if saved:
+        try:
+            adversarial.load_state_dict({**saved["tensors"], **saved["meta"]})
+        except ValueError as e:
+            raise ModelError(f"{r.model_dir / (r.prefix + 'adversarial.safetensors')}: {e}",
+                             "delete that file to start the discriminators afresh") from e
+    return adversarial
+
+
+def _datasets(r: _Run, chosen: dict, cfg: dict, src_paths: list[Path], dst_paths: list[Path]) -> tuple[FaceDataset, FaceDataset]:
+    """The src and dst training sets at the model's size and face type (one set while pretraining)."""
+    pretraining, resolution, face_type = bool(r.settings.pretrain), cfg["resolution"], cfg["face_type"]
+    r.say(f"loading faces at {resolution} px: " + (f"{len(src_paths)} pretraining faces from {r.settings.pretrain}" if pretraining
+                                                  else f"src {len(src_paths)}, dst {len(dst_paths)}"))
     flip, warp = bool(chosen["flip"]), bool(chosen["random_warp"])
     src = FaceDataset(src_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp, scale_bias=float(chosen["src_scale"]) / 100))
     dst = src if pretraining else FaceDataset(dst_paths, resolution, face_type, AugmentOptions(flip=flip, warp=warp))
     for side, ds in (("src", src), ("dst", dst))[: 1 if pretraining else 2]:
-        warnings += [f"{side}: skipped (not trained on): {m}" for m in ds.skipped]
+        r.warnings.extend(f"{side}: skipped (not trained on): {m}" for m in ds.skipped)
         if ds.recropped:
-            say(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")
+            r.say(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")
         if ds.outside:
-            warnings.append(f"{ds.outside} {side} faces are cut tighter than {face_type!r}: their {face_type!r} crop reaches"
-                            f" outside the aligned image and the border is filled in; extract with --face-type {face_type} for a clean set")
-    identity = None
-    if identity_power:
-        from facelab.train.identity_loss import IdentityLoss
+            r.warnings.append(f"{ds.outside} {side} faces are cut tighter than {face_type!r}: their {face_type!r} crop reaches"
+                              f" outside the aligned image and the border is filled in; extract with --face-type {face_type} for a clean set")
+    return src, dst
 
-        identity = IdentityLoss(src_paths, dst, identity_power, device, settings.seed)
-        say(f"identity loss: power {identity_power:g}, {identity.faces_per_step} swapped dst faces per step")
-    where = f"{dist.world} processes ({device.type})" if dist else str(device)
-    say(f"{'resuming' if resumed else 'new'} {settings.model} model {model_dir.name!r} at iteration {state.get('iteration', 0)}"
-        + (f" (target {target})" if target is not None else "")
-        + f" on {where}, batch size {opts.batch_size}{' per process' if dist else ''}{' (pretraining)' if pretraining else ''}")
 
-    options = {**opts.to_dict(), **chosen, "device": settings.resolved_device, "seed": settings.seed,
-               "target_iteration": target}
-    net = distributed.wrap(TrainForward(model), dist) if dist is not None else model
+def _saver(r: _Run, model, optimizer, options: dict, adversarial, backups: int, log: Callable[[str], None]) -> Callable[[dict], None]:
+    """``save(state)``: the model folder, then a backup when the newest is ``backup_every_minutes`` old."""
+    from facelab.train.adversarial import split_state
 
     def save(st: dict) -> None:
         extras = {}
         if adversarial is not None:
             tensors, meta = split_state(adversarial.state_dict())
             extras["adversarial"] = {"tensors": tensors, "meta": meta}
-        save_checkpoint(model_dir, model, optimizer, options, {k: v for k, v in st.items() if k != "stopped"}, prefix=prefix,
+        save_checkpoint(r.model_dir, model, optimizer, options, {k: v for k, v in st.items() if k != "stopped"}, prefix=r.prefix,
                         extras=extras)
-        age = backup_age_seconds(model_dir, prefix)
-        if chosen["backups"] and (age is None or age >= settings.backup_every_minutes * 60):
-            backup = backup_checkpoint(model_dir, int(chosen["backups"]), prefix)
-            log(f"backup: {backup}")
+        age = backup_age_seconds(r.model_dir, r.prefix)
+        if backups and (age is None or age >= r.settings.backup_every_minutes * 60):
+            log(f"backup: {backup_checkpoint(r.model_dir, int(backups), r.prefix)}")
 
-    try:
-        state = train(net, optimizer, src, dst, model_dir, opts, state, device, target, settings.minutes,
-                      settings.seed, save=save, log=say, prefix=prefix, adversarial=adversarial, dist=dist,
-                      identity=identity, marker=marker)
-        if dist is not None and not dist.same_weights(model):
-            warnings.append("the processes ended with different weights: report this as a bug")
-    except torch.OutOfMemoryError as e:
-        raise FacelabError(
-            f"out of {device.type.upper()} memory at batch size {opts.batch_size} ({settings.model}, {resolution} px)",
-            f"reduce --batch-size (try {max(1, opts.batch_size // 2)})"
-            + (", use --optimizer-mode 2 (optimizer state in system memory) or 3 (also recompute activations)" if settings.model == "sae" else "")
-            + ", turn off --gan-power / --true-face-power / style powers, or for a new model (--name) a lower --resolution"
-            " or smaller --ae-dims/--e-dims/--d-dims; or train with --device cpu") from e
-    finally:
-        distributed.close(dist)
+    return save
 
+
+def _out_of_memory(r: _Run, opts: TrainOptions, resolution: int) -> FacelabError:
+    return FacelabError(
+        f"out of {r.device.type.upper()} memory at batch size {opts.batch_size} ({r.settings.model}, {resolution} px)",
+        f"reduce --batch-size (try {max(1, opts.batch_size // 2)})"
+        + (", use --optimizer-mode 2 (optimizer state in system memory) or 3 (also recompute activations)" if r.settings.model == "sae" else "")
+        + ", turn off --gan-power / --true-face-power / style powers, or for a new model (--name) a lower --resolution"
+        " or smaller --ae-dims/--e-dims/--d-dims; or train with --device cpu")
+
+
+def _warn_variants(r: _Run) -> None:
+    """A new model beside models trained with ``--gpu N`` in the same folder: say how to continue those."""
+    others = [v for v in model_variants(r.model_dir) if v is not None and v != r.settings.gpu]
+    if others:
+        gpu = r.settings.gpu
+        r.warnings.append(f"{r.model_dir} holds models trained with --gpu {', '.join(map(str, others))}; this run started a new "
+                          f"one{' for --gpu ' + str(gpu) if gpu is not None else ' without a GPU prefix'}:"
+                          f" give --gpu {others[0]} to continue that one instead")
+
+
+def _summary(r: _Run, state: dict, seconds: float) -> Summary:
     history = state["loss_history"]
     counts: dict[str, float] = {"iteration": state["iteration"]}
     if history:
         counts["src_loss"], counts["dst_loss"] = history[-1][1], history[-1][2]
     if state.get("stopped") == "interrupted":
-        warnings.append("training was interrupted; the model was saved and continues from here next time")
-    return Summary(step="train", counts=counts, seconds=time.monotonic() - t0, outputs=[str(model_dir)], warnings=warnings)
+        r.warnings.append("training was interrupted; the model was saved and continues from here next time")
+    return Summary(step="train", counts=counts, seconds=seconds, outputs=[str(r.model_dir)], warnings=r.warnings)
+
+
+def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = print, *, marker: Marker | None = None,
+        job: jobs.Job | None = None) -> Summary:
+    """Train (or continue) ``model/<name>`` on the workspace's faces; see the module docstring.
+
+    ``marker`` marks the previews (required); ``job`` receives progress events (each log line and preview)
+    and its cancel token stops training as Ctrl+C does: saved, resumable.
+    """
+    from facelab.train import distributed
+    from facelab.train.loop import TrainForward
+
+    marker = require_marker(marker, "train")  # it marks the previews; refused before anything is written
+    t0 = time.monotonic()
+    ws.require_exists()
+    # -- where: device, processes, faces
+    dist = distributed.from_env(settings.resolved_device)
+    device = dist.device if dist is not None else resolve_device(settings.resolved_device)
+    if settings.pretrain:
+        src_paths = dst_paths = _pretrain_paths(settings.pretrain)
+    else:
+        src_paths, dst_paths = ws.require_aligned("src"), ws.require_aligned("dst")
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (dist.world if dist else 1)))
+    main = dist is None or dist.is_main
+    r = _Run(settings, ws.model_dir(settings.model_name), settings.prefix, device, dist, log if main else (lambda _s: None), [])
+
+    # -- model: new, or resumed with its saved architecture and options
+    model, state, saved_opts, ckpt, resumed = _build(settings, r.model_dir, r.prefix, device)
+    if not resumed:
+        _warn_variants(r)
+    if not settings.pretrain:
+        src_paths, dst_paths = _hold_out(r.model_dir, r.prefix, settings.holdout, resumed, src_paths, dst_paths, main, r.say)
+    elif settings.holdout:
+        r.warnings.append("holdout: not used while pretraining (it keeps faces of the workspace's pair out)")
+
+    # -- options, optimizer, discriminators
+    chosen, cfg = _chosen_options(r, model, saved_opts), model.config
+    state, restart, target = _resume_state(r, state, saved_opts)
+    opts = _train_options(r, chosen, cfg, saved_opts)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = _optimizer(r, model, opts, ckpt, state, resumed and not restart)
+    adversarial = _discriminators(r, chosen, cfg, ckpt, resumed and not restart)
+    identity_power = 0.0 if settings.pretrain else float(chosen["identity_power"])
+    if identity_power and dist is not None:
+        raise SettingsError("identity_power: not available with several training processes yet",
+                            "train in one process (without torchrun), or set --identity-power 0")
+
+    # -- data
+    src, dst = _datasets(r, chosen, cfg, src_paths, dst_paths)
+    identity = None
+    if identity_power:
+        from facelab.train.identity_loss import IdentityLoss
+
+        identity = IdentityLoss(src_paths, dst, identity_power, device, settings.seed)
+        r.say(f"identity loss: power {identity_power:g}, {identity.faces_per_step} swapped dst faces per step")
+    where = f"{dist.world} processes ({device.type})" if dist else str(device)
+    r.say(f"{'resuming' if resumed else 'new'} {settings.model} model {r.model_dir.name!r} at iteration {state.get('iteration', 0)}"
+          + (f" (target {target})" if target is not None else "")
+          + f" on {where}, batch size {opts.batch_size}{' per process' if dist else ''}{' (pretraining)' if settings.pretrain else ''}")
+
+    # -- the loop
+    options = {**opts.to_dict(), **chosen, "device": settings.resolved_device, "seed": settings.seed, "target_iteration": target}
+    save = _saver(r, model, optimizer, options, adversarial, chosen["backups"], log)
+    net = distributed.wrap(TrainForward(model), dist) if dist is not None else model
+    try:
+        with jobs.running(job):
+            state = train(net, optimizer, src, dst, r.model_dir, opts, state, device, target, settings.minutes, settings.seed,
+                          save=save, log=r.say, prefix=r.prefix, adversarial=adversarial, dist=dist, identity=identity,
+                          marker=marker)
+        if dist is not None and not dist.same_weights(model):
+            r.warnings.append("the processes ended with different weights: report this as a bug")
+    except torch.OutOfMemoryError as e:
+        raise _out_of_memory(r, opts, cfg["resolution"]) from e
+    finally:
+        distributed.close(dist)
+
+    return _summary(r, state, time.monotonic() - t0)
