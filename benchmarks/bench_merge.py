@@ -139,7 +139,7 @@ def main() -> None:
         import torch
 
         from facelab.models import create_model
-        from facelab.train.checkpoint import Predictor
+        from facelab.inference import Predictor
 
         torch.manual_seed(0)
         quick = Predictor(create_model("quick"), torch.device("cpu"))  # untrained weights: the same cost

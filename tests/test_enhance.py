@@ -208,7 +208,7 @@ def test_ctrl_c_saves(ws, monkeypatch, marker):
 
 def test_models_of_the_other_kind_are_refused_by_name(ws, marker):
     from facelab.stages import train
-    from facelab.train.checkpoint import load_predictor
+    from facelab.inference import load_predictor
 
     train.run(ws, train.TrainSettings(model="quick", iterations=2, batch_size=2, device="cpu",
                                       architecture=(("resolution", 32),)), log=_quiet, marker=marker)

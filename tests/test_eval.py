@@ -246,7 +246,8 @@ def test_errors_name_the_missing_step(eval_ws, tmp_path):
 def test_reconstruction_of_held_out_faces(sample_faces_ws, tmp_path):
     from facelab.eval.reconstruct import HoldoutError
     from facelab.models import create_model
-    from facelab.train.checkpoint import load_predictor, save_checkpoint
+    from facelab.inference import load_predictor
+    from facelab.train.checkpoint import save_checkpoint
     from facelab.train.dataset import FaceDataset
     from facelab.train.loop import TrainOptions, make_optimizer, train_step
 

@@ -281,7 +281,7 @@ def test_learned_dst_mask(grid, swap, other_face):
 def test_predictor_predict_dst_mask_uses_the_dst_reconstruction(grid):
     torch = pytest.importorskip("torch")
     from facelab.models import create_model
-    from facelab.train.checkpoint import Predictor
+    from facelab.inference import Predictor
 
     frame, recs = grid
     torch.manual_seed(0)

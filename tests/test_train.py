@@ -13,7 +13,8 @@ import torch
 from facelab.errors import ModelError, SettingsError, WorkspaceError
 from facelab.models import create_model
 from facelab.train.augment import AugmentOptions, augment_sample, random_affine, random_warp, random_warp_maps
-from facelab.train.checkpoint import load_checkpoint, load_predictor, save_checkpoint
+from facelab.inference import load_predictor
+from facelab.train.checkpoint import load_checkpoint, save_checkpoint
 from facelab.train.dataset import FaceDataset
 from facelab.train.losses import C1, C2, dssim, ssim
 from facelab.train.loop import TrainOptions, make_optimizer, train, train_step
@@ -187,7 +188,7 @@ def test_checkpoint_round_trip(datasets, tmp_path):
     save_checkpoint(tmp_path / "m", model, opt, {"batch_size": 2}, {"iteration": 3, "loss_history": [[3, 0.1, 0.2]]})
     assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "weights.safetensors", "optimizer.safetensors", "state.json"}
     ck = load_checkpoint(tmp_path / "m")
-    assert ck.model_name == "quick" and ck.config == model.config and ck.options == {"batch_size": 2}
+    assert ck.architecture == "quick" and ck.config == model.config and ck.options == {"batch_size": 2}
     assert ck.state["iteration"] == 3
     x = _t(datasets[1].faces[:2])
     model.eval(), ck.model.eval()

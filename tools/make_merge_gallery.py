@@ -22,7 +22,7 @@ from facelab.fileio import atomic_write_bytes, read_image
 from facelab.merge.compose import MergeSettings, aligned_outputs, merge_frame, prepare_faces, run_predictor
 from facelab.provenance import Marker, default_marker
 from facelab.stages.merge import group_records
-from facelab.train.checkpoint import load_predictor
+from facelab.inference import load_predictor
 from facelab.workspace import Workspace
 
 TILE = 220

@@ -38,10 +38,10 @@ KIND = "enhancer"
 
 
 def register_enhancer(name: str) -> Callable[[type], type]:
-    """Class decorator: make ``create_enhancer(name, ...)`` build this class (sets ``model_name`` and ``kind``)."""
+    """Class decorator: make ``create_enhancer(name, ...)`` build this class (sets ``architecture`` and ``kind``)."""
 
     def wrap(cls: type) -> type:
-        cls.model_name = name  # type: ignore[attr-defined]
+        cls.architecture = name  # type: ignore[attr-defined]
         cls.kind = KIND  # type: ignore[attr-defined]
         return ENHANCERS.register(name)(cls)
 

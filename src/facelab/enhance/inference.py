@@ -29,7 +29,7 @@ class Enhancer:
         self.device = device
         self.scale: int = int(model.config["scale"])
         self.input_size = input_size
-        self.name: str = str(model.model_name)
+        self.name: str = str(model.architecture)
         self.batch_size = int(batch_size)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ them in ``model/<name>/holdout.json`` (:mod:`facelab.train.holdout`).
 
 Each held-out face goes through its own side's path of the autoencoder (src
 faces through the src decoder, dst faces through the dst decoder:
-:meth:`facelab.train.checkpoint.Predictor.reconstruct`), and the reconstruction
+:meth:`facelab.inference.Predictor.reconstruct`), and the reconstruction
 is compared with the face by SSIM and PSNR inside the face's landmark hull (the
 area the training loss covers; the background of a reconstruction is not
 trained). Faces are loaded exactly as training loads them

@@ -85,7 +85,7 @@ Enhancer = Callable[[np.ndarray], np.ndarray]
 
 
 class Predictor(Protocol):
-    """What the merge needs from a trained model (see ``facelab.train.checkpoint.load_predictor``).
+    """What the merge needs from a trained model (see ``facelab.inference.load_predictor``).
 
     A predictor may also have ``predict_dst_mask(batch) -> (N, R, R) float32``
     (the mask the model predicts for the dst faces themselves), which the

@@ -143,7 +143,7 @@ def learned_dst_mask(inputs: MaskInputs) -> np.ndarray:
     if inputs.dst_masks is None:
         raise SettingsError(
             "merge setting mask uses learned-dst, but no dst-side masks were predicted",
-            "use a Predictor with predict_dst_mask (facelab.train.checkpoint), or mask learned/dst/predicted",
+            "use a Predictor with predict_dst_mask (facelab.inference), or mask learned/dst/predicted",
         )
     return inputs.dst_masks
 

@@ -31,10 +31,10 @@ list_models = MODELS.names
 
 
 def register_model(name: str) -> Callable[[type], type]:
-    """Class decorator: make ``create_model(name, ...)`` build this class (and set ``cls.model_name``)."""
+    """Class decorator: make ``create_model(name, ...)`` build this class (and set ``cls.architecture``)."""
 
     def wrap(cls: type) -> type:
-        cls.model_name = name  # type: ignore[attr-defined]
+        cls.architecture = name  # type: ignore[attr-defined]
         return MODELS.register(name)(cls)
 
     return wrap

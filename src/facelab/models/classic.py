@@ -144,4 +144,4 @@ class HalfFaceAE(TwoDecoderAE):
         defaults = {**self.DEFAULTS, **(self.LIGHTWEIGHT if lightweight else {})}
         given = {"resolution": resolution, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims, "d_mask_dims": d_mask_dims,
                  "lightweight": lightweight, "pixel_loss": pixel_loss, "face_type": face_type}
-        self.build(resolve_config(self.model_name, "half", given, defaults), res_blocks=False)  # type: ignore[attr-defined]
+        self.build(resolve_config(self.architecture, "half", given, defaults), res_blocks=False)  # type: ignore[attr-defined]

@@ -115,8 +115,8 @@ def _build(settings: EnhanceSettings, model_dir, device: torch.device):
         arch = {k: getattr(settings, k) if getattr(settings, k) is not None else DEFAULTS[k] for k in ARCHITECTURE}
         return create_enhancer(settings.model, **arch).to(device), {}, {}, None
     ckpt = load_checkpoint(model_dir, device)  # a face-swap model folder is refused here, by name
-    if ckpt.model_name != settings.model:
-        raise SettingsError(f"model: {model_dir} holds a {ckpt.model_name!r} enhancer, not {settings.model!r}",
+    if ckpt.architecture != settings.model:
+        raise SettingsError(f"model: {model_dir} holds a {ckpt.architecture!r} enhancer, not {settings.model!r}",
                             "leave --model out to continue it, or use --name <other> for a new one")
     changed = [k for k in ARCHITECTURE if getattr(settings, k) is not None and getattr(settings, k) != ckpt.config.get(k)]
     if changed:

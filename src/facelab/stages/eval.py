@@ -81,7 +81,7 @@ def _reconstruction(ws: Workspace, settings: EvalSettings) -> tuple[dict[str, fl
     from facelab.device import resolve_device
     from facelab.eval.reconstruct import held_out_faces, measure_reconstruction
     from facelab.stages.merge import resolve_model
-    from facelab.train.checkpoint import load_predictor
+    from facelab.inference import load_predictor
 
     model_dir, prefix, warnings = resolve_model(ws, settings.model, settings.gpu)
     held = held_out_faces(ws, model_dir, prefix)

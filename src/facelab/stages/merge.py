@@ -412,7 +412,7 @@ def run(
     aligned = ws.require_aligned("dst")
     model_id, model_warnings = None, []
     if predictor is None:
-        from facelab.train.checkpoint import load_predictor
+        from facelab.inference import load_predictor
 
         model_dir, prefix, model_warnings = resolve_model(ws, model_name, gpu)
         predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
@@ -521,7 +521,7 @@ def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan,
     path = frames[frame]
     model_warnings = []
     if predictor is None:
-        from facelab.train.checkpoint import load_predictor
+        from facelab.inference import load_predictor
 
         model_dir, prefix, model_warnings = resolve_model(ws, model_name, gpu)
         predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)

@@ -135,7 +135,8 @@ class TrainSettings:
         return f"gpu{self.gpu}_" if self.gpu is not None else ""
 
     @property
-    def model_name(self) -> str:
+    def folder(self) -> str:
+        """The model folder's name under ``model/``: ``name``, else the architecture's name."""
         return self.name or self.model
 
 
@@ -403,7 +404,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     if device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // (dist.world if dist else 1)))
     main = dist is None or dist.is_main
-    r = _Run(settings, ws.model_dir(settings.model_name), settings.prefix, device, dist, log if main else (lambda _s: None), [])
+    r = _Run(settings, ws.model_dir(settings.folder), settings.prefix, device, dist, log if main else (lambda _s: None), [])
 
     # -- model: new, or resumed with its saved architecture and options
     model, state, saved_opts, ckpt, resumed = _build(settings, r.model_dir, r.prefix, device)

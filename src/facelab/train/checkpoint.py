@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
@@ -156,7 +155,7 @@ class Checkpoint:
     """A loaded model folder."""
 
     model: torch.nn.Module
-    model_name: str
+    architecture: str  # the registered name it was built by (config.json's "model")
     config: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
@@ -176,14 +175,14 @@ def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: to
     recover(folder, prefix)
     save_id = secrets.token_hex(8)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    files = [(WEIGHTS, save(weights, metadata={"save_id": save_id, "model": model.model_name}))]
+    files = [(WEIGHTS, save(weights, metadata={"save_id": save_id, "model": model.architecture}))]
     if optimizer is not None:
         tensors, meta = optimizer_to_tensors(optimizer)
         files.append((OPTIMIZER, save(tensors, metadata={"save_id": save_id, "optimizer": json.dumps(meta)})))
     for name, part in (extras or {}).items():
         tensors = {k: v.detach().cpu().contiguous() for k, v in part["tensors"].items()}
         files.append((name + ".safetensors", save(tensors, metadata={"save_id": save_id, "meta": json.dumps(part.get("meta", {}))})))
-    config = {"format_version": FORMAT_VERSION, "model": model.model_name, "config": model.config, "options": options}
+    config = {"format_version": FORMAT_VERSION, "model": model.architecture, "config": model.config, "options": options}
     if getattr(model, "kind", SWAP) != SWAP:
         config["kind"] = model.kind
     files.append((CONFIG, _json_bytes(config)))
@@ -392,72 +391,3 @@ def backup_checkpoint(model_dir: str | Path, keep: int = 3, prefix: str = "") ->
 
 
 # --- inference -------------------------------------------------------------------
-
-
-class Predictor:
-    """A trained model ready to swap faces: dst faces in, src-looking faces and masks out.
-
-    Attributes:
-        resolution: side ``R`` of the faces it takes and returns.
-        face_type: face type of the aligned faces it was trained on.
-    """
-
-    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
-        self.model = model.eval()
-        self.device = device
-        self.resolution: int = int(model.config["resolution"])
-        self.face_type: str = str(model.config["face_type"])
-
-    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(N, R, R, 3) float32`` BGR in ``[0, 1]`` -> ``((N, R, R, 3) float32, (N, R, R) float32)`` in ``[0, 1]``."""
-        batch = np.asarray(batch)
-        r = self.resolution
-        if batch.ndim != 4 or batch.shape[1:] != (r, r, 3):
-            raise ValueError(f"predict: expected (N, {r}, {r}, 3) float32 BGR faces, got {batch.shape} {batch.dtype}")
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device).permute(0, 3, 1, 2)
-            face, mask = self.model.swap(x)
-            return (face.permute(0, 2, 3, 1).float().cpu().numpy().copy(), mask[:, 0].float().cpu().numpy().copy())
-
-    def predict_dst_mask(self, batch: np.ndarray) -> np.ndarray:
-        """The mask the model predicts for the dst faces themselves (their dst-side reconstruction).
-
-        ``(N, R, R, 3) float32`` BGR in ``[0, 1]`` -> ``(N, R, R) float32`` in ``[0, 1]``;
-        the merge's ``learned-dst`` mask. Raises ``ValueError`` for a model
-        without a dst-side reconstruction.
-        """
-        batch = np.asarray(batch)
-        r = self.resolution
-        if batch.ndim != 4 or batch.shape[1:] != (r, r, 3):
-            raise ValueError(f"predict_dst_mask: expected (N, {r}, {r}, 3) float32 BGR faces, got {batch.shape} {batch.dtype}")
-        if not hasattr(self.model, "reconstruct"):
-            raise ValueError(f"predict_dst_mask: model {type(self.model).__name__} has no dst-side reconstruction")
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device).permute(0, 3, 1, 2)
-            _, mask = self.model.reconstruct(x, "dst")
-            return mask[:, 0].float().cpu().numpy().copy()
-
-
-    def reconstruct(self, batch: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
-        """Faces of ``side`` (``"src"`` or ``"dst"``) through that side's own decoder, as in training; for
-        ``facelab eval --reconstruction``. Shapes and ranges as :meth:`predict`. Raises ``ValueError`` for a
-        model without per-side reconstruction."""
-        batch = np.asarray(batch)
-        r = self.resolution
-        if side not in ("src", "dst"):
-            raise ValueError(f"reconstruct: side must be 'src' or 'dst', got {side!r}")
-        if batch.ndim != 4 or batch.shape[1:] != (r, r, 3):
-            raise ValueError(f"reconstruct: expected (N, {r}, {r}, 3) float32 BGR faces, got {batch.shape} {batch.dtype}")
-        if not hasattr(self.model, "reconstruct"):
-            raise ValueError(f"reconstruct: model {type(self.model).__name__} has no per-side reconstruction")
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device).permute(0, 3, 1, 2)
-            face, mask = self.model.reconstruct(x, side)
-            return (face.permute(0, 2, 3, 1).float().cpu().numpy().copy(), mask[:, 0].float().cpu().numpy().copy())
-
-
-def load_predictor(model_dir: str | Path, device: str = "cpu", prefix: str = "") -> Predictor:
-    """Load a model folder's weights (not its optimizer) for inference on ``device``."""
-    dev = torch.device(device)
-    ckpt = load_checkpoint(model_dir, dev, with_optimizer=False, prefix=prefix)
-    return Predictor(ckpt.model, dev)
