@@ -16,6 +16,8 @@ saves, and a re-run resumes where the cancel stopped it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,9 +25,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -141,3 +144,19 @@ def check_cancel() -> None:
     job = _current.get()
     if job is not None:
         job.cancel.check()
+
+
+def step(fn: F) -> F:
+    """Give a stage function a keyword ``job``: its loops report to that job and stop at its cancel.
+
+    ``job=None`` keeps the job the caller already runs under (the demo runs its steps under its own)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, job: Job | None = None, **kwargs: Any) -> Any:
+        with running(job):
+            return fn(*args, **kwargs)
+
+    sig = inspect.signature(fn)
+    extra = inspect.Parameter("job", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Job | None")
+    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]

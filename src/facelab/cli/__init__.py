@@ -206,9 +206,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main() -> None:
     import warnings
 
+    from facelab import jobs
+    from facelab.progress import Bars
+
     warnings.showwarning = _show_warning
+    bars = Bars(skip=("train",))  # every step's progress arrives as job events; training prints its own log lines
     try:
-        app()
+        with jobs.running(jobs.Job(on_event=bars)):
+            app()
     except FacelabError as e:
         _print_error(e)
         raise SystemExit(2) from None
@@ -227,6 +232,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print(Interrupted().message, highlight=False, markup=False)
         raise SystemExit(130) from None
+    finally:
+        bars.close()
 
 
 if __name__ == "__main__":

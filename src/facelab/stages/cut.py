@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelab import jobs
 from facelab.errors import MediaError, SettingsError
 from facelab.media import is_vfr, iter_frames_between, parse_bitrate, probe, write_video
 from facelab.media.audio import count_audio_tracks, describe_audio_tracks
@@ -57,6 +58,7 @@ def output_path(video: Path) -> Path:
     return video.with_name(f"{video.stem}_cut{video.suffix}")
 
 
+@jobs.step
 def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summary:
     """Write ``<name>_cut.<ext>`` with the frames whose time is in ``[start, end)``.
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from facelab import jobs
 from facelab.device import resolve_device
 from facelab.enhance import create_enhancer, list_enhancers
 from facelab.enhance.data import DegradeOptions, margin
@@ -140,6 +141,7 @@ def _stored_size(paths: list[Path]) -> int:
     raise FaceFileError(f"none of the {len(paths)} src faces can be read", "re-run `facelab extract src`")
 
 
+@jobs.step
 def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = print, *, marker: Marker | None = None) -> Summary:
     from facelab.train.dataset import FaceDataset
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facelab import __version__
+from facelab import jobs
 from facelab.errors import SettingsError, WorkspaceError
 from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
 from facelab.eval.report import EvalResult, fmt, write_json
@@ -108,6 +109,7 @@ def _identity_trained(ws: Workspace, model: str) -> list[str]:
     return warned
 
 
+@jobs.step
 def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marker | None = None) -> tuple[Summary, EvalResult]:
     """Measure the workspace's merge (and with ``settings.reconstruction`` the model); write the JSON and
     HTML reports where ``settings`` says. The HTML report shows swapped faces: with ``settings.html``,

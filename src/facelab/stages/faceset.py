@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from facelab import jobs
 from facelab.errors import FaceFileError, FacelabError, SettingsError, WorkspaceError
 from facelab.faceset import coverage as cov
 from facelab.faceset import dfl, utils
@@ -78,6 +79,7 @@ def unpack(ws: Workspace, side: str, keep: bool = False, overwrite: bool = False
     return Summary(f"unpack {side}", {"faces": len(written)}, time.time() - t, [str(ws.aligned_dir(side))])
 
 
+@jobs.step
 def resize(ws: Workspace, side: str, size: int, face_type: str | None = None, jpeg_quality: int = 95) -> Summary:
     t = time.time()
     if not 8 <= size <= 2048:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab import jobs
 from facelab.errors import FaceFileError, SettingsError
 from facelab.faceimage import read_record
 from facelab.faceset import features
@@ -71,6 +72,7 @@ def reference_embedding(path: Path) -> np.ndarray:
     return embed_face(image, found[0].landmarks)
 
 
+@jobs.step
 def run(ws: Workspace, side: str, settings: SortSettings = SortSettings()) -> Summary:
     """Sort ``data_<side>/aligned`` by ``settings.by``; see the module docstring."""
     check_side(side)
