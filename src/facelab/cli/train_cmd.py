@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 
 from facelab.cli import app, console, current_workspace, report
+from facelab.color import COLOR_TRANSFERS
+
+_COLOR_NAMES = ", ".join(COLOR_TRANSFERS)
 
 
 @app.command("train")
@@ -40,7 +43,7 @@ def train_cmd(
     pixel_loss: Annotated[bool | None, typer.Option("--pixel-loss/--no-pixel-loss", help="Train with pixel MSE instead of DSSIM (saved; default off).")] = None,
     uniform_yaw: Annotated[bool | None, typer.Option("--uniform-yaw/--no-uniform-yaw", help="Sample faces evenly over head turn, so rare profiles train as often as frontal faces (saved; default off).")] = None,
     eyes_mouth_priority: Annotated[bool | None, typer.Option("--eyes-mouth-priority/--no-eyes-mouth-priority", help="Extra loss weight on eyes, brows and mouth: sharper details, e.g. eye direction (saved; default off).")] = None,
-    color_transfer: Annotated[str | None, typer.Option("--color-transfer", "--ct-mode", help="Recolour src samples towards random dst faces: none, rct, lct, mkl, idt, sot (saved; default none).")] = None,
+    color_transfer: Annotated[str | None, typer.Option("--color-transfer", "--ct-mode", help=f"Recolour src samples towards random dst faces: none, {_COLOR_NAMES} (saved; default none).")] = None,
     gan_power: Annotated[float | None, typer.Option("--gan-power", help="Patch-GAN loss weight 0..10, 0 = off; try 0.1 once the faces are sharp (saved).")] = None,
     true_face_power: Annotated[float | None, typer.Option("--true-face-power", help="sae df only: code discriminator weight 0..1, 0 = off; try 0.01 for a swap closer to src (saved).")] = None,
     identity_power: Annotated[float | None, typer.Option("--identity-power", help="Identity loss weight 0..10, 0 = off: pulls the swap's dlib face descriptor towards src's (any model; saved; docs/training.md).")] = None,

@@ -49,12 +49,13 @@ import cv2
 import numpy as np
 
 from facelab.align import face_matrix, hull_mask, scale_matrix, transform_points, unwarp_image, warp_image
+from facelab.checks import check_image
+from facelab.color import COLOR_TRANSFERS, color_transfer
 from facelab.errors import SettingsError
 from facelab.faceimage import FaceRecord
 from facelab.types import FaceType
 from facelab.merge import effects
 from facelab.merge.blend import erode_blur_mask, hist_match, hist_match_bw, overlay, seamless
-from facelab.merge.color import COLOR_TRANSFERS, color_transfer
 from facelab.merge.masks import MaskInputs, build_masks, parse_mask
 
 MODES = ("seamless", "seamless-hist-match", "overlay", "hist-match", "hist-match-bw", "raw-rgb", "raw-predict")
@@ -114,7 +115,7 @@ class MergeSettings:
             the aligned predicted faces and masks, see :func:`predict_faces`).
         color: colour transfer of the predicted face toward the dst face:
             ``none``, ``rct`` (Reinhard Lab), ``lct``, ``mkl``, ``idt``,
-            ``sot`` (see :mod:`facelab.merge.color`). Plain names measure the
+            ``sot`` (see :mod:`facelab.color`). Plain names measure the
             colours of the whole aligned squares (face and background); the
             ``-m`` variants (``rct-m``, ..., ``sot-m``) only inside the raw
             face mask, so the background cannot pull the face's colour.
@@ -246,10 +247,7 @@ class PreparedFaces:
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"merge: expected a (H, W, 3) uint8 BGR frame, got {got}")
-    return frame
+    return check_image(frame, "merge frame", dtype=np.uint8)
 
 
 def prepare_faces(frame: np.ndarray, records: Sequence[FaceRecord], resolution: int, face_type: str) -> PreparedFaces:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from facelab import color
 from facelab.device import resolve_device
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.models import MODELS, create_model, list_models
@@ -66,7 +67,8 @@ OPTION_DEFAULTS = {"flip": True, "src_scale": 0.0, "sort_by_yaw": False, "previe
                    "identity_power": 0.0}
 # model config keys that steer training, not the network's shape: changeable on any run
 TRAINING_CONFIG_KEYS = ("pixel_loss", "face_style_power", "bg_style_power", "remove_gray_border", "optimizer_mode")
-COLOR_TRANSFERS = ("none", "rct", "lct", "mkl", "idt", "sot")
+COLOR_TRANSFERS = ("none", *color.COLOR_TRANSFERS)
+"""The ``color_transfer`` option's values: none, or a colour transfer of :mod:`facelab.color` (the merge's too)."""
 
 
 @dataclass(frozen=True)
