@@ -10,8 +10,10 @@ import typer
 
 from facelab.cli import app, console, current_workspace, report
 from facelab.color import COLOR_TRANSFERS
+from facelab.merge.modes import DEFAULT_MODE, MERGE_MODES
 
-# the colour choices read from the one table of colour transfers (rct-m is MergeSettings' default)
+# --mode and --color list the one table of modes and of colour transfers (rct-m is MergeSettings' default)
+_MODE_HELP = ", ".join(f"{n} (default)" if n == DEFAULT_MODE else n for n in MERGE_MODES) + "."
 _MASKED_COLORS = ", ".join(f"{n}-m (default)" if n == "rct" else f"{n}-m" for n in COLOR_TRANSFERS)
 
 _P = "Face and mask"
@@ -21,7 +23,7 @@ _C = "Colour, detail and output"
 @app.command("merge")
 def merge_cmd(
     model: Annotated[str, typer.Option("--model", "--name", help="Model folder name under model/.")] = "quick",
-    mode: Annotated[str | None, typer.Option(help="seamless (default), seamless-hist-match, overlay, hist-match, hist-match-bw, raw-rgb, raw-predict.")] = None,
+    mode: Annotated[str | None, typer.Option(help=_MODE_HELP)] = None,
     mask: Annotated[str | None, typer.Option(help="learned, learned-dst, dst, predicted, or a product such as learned*dst (default).", rich_help_panel=_P)] = None,
     erode: Annotated[int | None, typer.Option(help="Shrink (+) or grow (-) the mask, -200..200 (pixels of a 512 px face).", rich_help_panel=_P)] = None,
     blur: Annotated[int | None, typer.Option(help="Widen (+) or narrow (-) the mask's soft edge, -200..200, added to the default feather of 32 (pixels of a 512 px face); -32 or less: a hard edge. Default 0.", rich_help_panel=_P)] = None,

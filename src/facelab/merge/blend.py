@@ -89,6 +89,26 @@ def overlay(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray
     return frame * (1.0 - m) + face * m  # exact at m == 0 and m == 1
 
 
+def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Paste ``face`` over ``frame`` where ``mask >= 0.5``, no blending (the ``raw-rgb`` mode).
+
+    Args:
+        frame: ``(H, W, 3) float32`` BGR ``[0, 1]``.
+        face: ``(H, W, 3) float32`` BGR ``[0, 1]``, already in frame geometry.
+        mask: ``(H, W)`` float32 ``[0, 1]``.
+
+    Returns:
+        ``(H, W, 3) float32`` BGR ``[0, 1]``, a new array.
+    """
+    check_image(frame, "paste frame")
+    check_image(face, "paste face")
+    check_same_shape(face, frame, "paste", "face", "frame")
+    hard = check_mask(mask, "paste mask", shape=frame.shape) >= 0.5
+    out = frame.copy()
+    out[hard] = face[hard]
+    return out
+
+
 def _to_u8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 

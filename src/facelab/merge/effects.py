@@ -96,6 +96,11 @@ def sharpen(face: np.ndarray, amount: int) -> np.ndarray:
     return np.clip(face * (1.0 + a) - blurred * a, 0.0, 1.0)
 
 
+FACE_EFFECTS = {"bicubic_degrade": bicubic_degrade, "degrade_color": degrade_color, "sharpen": sharpen}
+"""The aligned-face effects, keyed by their merge setting, in the order the merge applies them:
+``effect(face (R, R, 3) float32 BGR [0, 1], amount) -> new (R, R, 3) float32 BGR [0, 1]``; amount 0 is a copy."""
+
+
 def motion_kernel(dx: float, dy: float, length: int) -> np.ndarray:
     """``(K, K) float32`` line kernel of ``length`` px along ``(dx, dy)``, summing to 1."""
     k = max(int(length), 1)
