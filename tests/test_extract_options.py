@@ -158,16 +158,6 @@ def test_reference_must_exist(tmp_path):
         extract.ExtractSettings(reference=str(tmp_path / "nobody.jpg"))
 
 
-@pytest.fixture()
-def ws8(tmp_path, dst_frames, astronaut):
-    ws = Workspace(tmp_path / "ws")
-    ws.create()
-    for p in dst_frames[:7]:
-        shutil.copy(p, ws.frames_dir("dst") / p.name)
-    cv2.imwrite(str(ws.frames_dir("dst") / "00008.png"), cv2.resize(astronaut[300:, 300:], (360, 288)))  # no face
-    return ws
-
-
 def test_manual_fix_lists_frames_without_face_via_cli(ws8):
     from facelab.cli import app
 
