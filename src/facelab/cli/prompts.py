@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from facelab.color import COLOR_TRANSFERS
 from facelab.errors import SettingsError
 
 
@@ -146,7 +147,7 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_
             Question("remove_gray_border", "Remove gray border", DEFAULTS["remove_gray_border"], "Leave the fill of faces cut at the frame edge out of the loss, so the model does not learn the gray border. Changeable later.", parse_bool),
             Question("eyes_mouth_priority", "Eyes and mouth priority", False, "Extra loss weight on eyes, brows and mouth: sharper eyes and teeth.", parse_bool),
             Question("uniform_yaw", "Uniform yaw distribution of samples", False, "Train rare head turns (profiles) as often as frontal faces.", parse_bool),
-            Question("color_transfer", "Colour transfer for src samples (none, rct, lct, mkl, idt, sot)", "none", "Recolour src faces towards random dst faces so the swap fits dst's lighting.", str),
+            Question("color_transfer", f"Colour transfer for src samples (none, {', '.join(COLOR_TRANSFERS)})", "none", "Recolour src faces towards random dst faces so the swap fits dst's lighting.", str),
             Question("gan_power", "GAN power", 0.0, "0..10; 0 = off. A patch discriminator sharpens the src faces; turn it on (0.1) only once the faces are sharp.", float),
             Question("true_face_power", "True face power", 0.0, "0..1; 0 = off (df archi only). Makes the swap lean further to the src face; try 0.01.", float),
             Question("identity_power", "Identity power", 0.0, "0..10; 0 = off. Pulls the swap's face descriptor (dlib's) towards src's: a swap that looks more like src. About 30 % fewer iterations per minute on a CPU; games the descriptor early in training (docs/training.md).", float),
