@@ -121,3 +121,63 @@ def marker(tmp_path_factory):
     from facelab.provenance import default_marker
 
     return default_marker(tmp_path_factory.mktemp("marker_home"))
+
+
+# --- issue 11: fixtures shared by several test files (one block, so a merge with other branches is easy) ----------
+
+
+def clip_frames(clip: Path, indices: list[int]) -> list[np.ndarray]:
+    """Frames ``indices`` (0-based, ascending) of a video as ``(H, W, 3) uint8`` BGR."""
+    import av
+
+    wanted, out = set(indices), {}
+    with av.open(str(clip)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i in wanted:
+                out[i] = f.to_ndarray(format="bgr24")
+            if i >= max(indices):
+                break
+    return [out[i] for i in indices]
+
+
+@pytest.fixture()
+def ws(sample_faces_ws, tmp_path):
+    """A fresh copy of :func:`sample_faces_ws` in this test's tmp_path, free to change (a file that needs
+    another workspace under this name overrides it)."""
+    import shutil
+
+    from facelab.workspace import Workspace
+
+    shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture()
+def ws8(tmp_path, dst_frames, astronaut):
+    """Seven GRID frames and one real picture without a face (00008)."""
+    import shutil
+
+    from facelab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    for p in dst_frames[:7]:
+        shutil.copy(p, ws.frames_dir("dst") / p.name)
+    cv2.imwrite(str(ws.frames_dir("dst") / "00008.png"), cv2.resize(astronaut[300:, 300:], (360, 288)))
+    return ws
+
+
+@pytest.fixture()
+def tiny_model():
+    """``tiny_model(name, **overrides)``: a registered model at a tiny size for CPU tests (keys the model
+    does not take are dropped)."""
+    import inspect
+
+    from facelab.models import MODELS, create_model
+
+    def make(name: str, **overrides):
+        tiny = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims": 2, **overrides}
+        params = inspect.signature(MODELS.get(name)).parameters
+        return create_model(name, **{k: v for k, v in tiny.items() if k in params})
+
+    return make

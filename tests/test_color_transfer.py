@@ -1,6 +1,6 @@
 """Colour transfer methods (rct, lct, mkl, idt, sot) and their registry, on real faces.
 
-References are computed here independently of ``facelab.merge.color``: moments
+References are computed here independently of ``facelab.color``: moments
 with ``np.cov``, Lab with ``cv2.cvtColor``, 1-D Wasserstein distances from
 ``np.quantile``, the linear map of ``mkl`` by least squares on its output.
 """
@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facelab.merge.color import COLOR_TRANSFERS, color_transfer, idt, lct, mkl, rct, sot
+from facelab.color import COLOR_TRANSFERS, color_transfer, idt, lct, mkl, rct, sot
 from tests.conftest import SAMPLE_DST, SAMPLE_SRC, first_frame
 
 METHODS = [rct, lct, mkl, idt, sot]
@@ -194,16 +194,33 @@ def test_shape_dtype_range_and_inputs_untouched(fn, studio, astro):
 @pytest.mark.parametrize("fn", METHODS, ids=IDS)
 def test_bad_input_names_the_argument(fn, astronaut, webcam):
     face, mask = webcam
-    with pytest.raises(ValueError, match=r"target: expected \(H, W, 3\) float32.*got uint8"):
+    # issue 11's names (face: the one recoloured, reference: the dst face) and check messages
+    with pytest.raises(ValueError, match=r" face: expected \(H, W, 3\) float32, got \(\d+, \d+, 3\) uint8"):
         fn(astronaut, face)
-    with pytest.raises(ValueError, match="source: .*got uint8"):
+    with pytest.raises(ValueError, match="reference: .*got .* uint8"):
         fn(face, astronaut)
-    with pytest.raises(ValueError, match="source: .*got float32 \\(128, 128\\)"):
+    with pytest.raises(ValueError, match="reference: .*got \\(128, 128\\) float32"):
         fn(face, face[..., 0])
-    with pytest.raises(ValueError, match=r"target_mask: expected a \(128, 128\) mask, got \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"face_mask: expected a \(128, 128\) mask to match the image, got \(3, 3\)"):
         fn(face, face, np.ones((3, 3), np.float32))
-    with pytest.raises(ValueError, match="source_mask"):
+    with pytest.raises(ValueError, match="reference_mask"):
         fn(face, face, mask, mask[:64])
+    with pytest.raises(TypeError, match="face: expected numpy.ndarray, got list"):
+        fn(face.tolist(), face)
+
+
+@pytest.mark.parametrize("fn", METHODS, ids=IDS)
+def test_old_keywords_still_work_with_a_warning(fn, studio, webcam):
+    (a, mask_a), (b, mask_b) = studio, webcam
+    want = fn(face=a, reference=b, face_mask=mask_a, reference_mask=mask_b)
+    with pytest.warns(DeprecationWarning) as caught:
+        got = fn(target=a, source=b, target_mask=mask_a, source_mask=mask_b)
+    assert sorted(str(w.message).split(": the keyword ")[1].split(" (")[0] for w in caught) == [
+        "source= is now reference=", "source_mask= is now reference_mask=",
+        "target= is now face=", "target_mask= is now face_mask="]
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="both"):
+        fn(target=a, face=a, reference=b)
 
 
 @pytest.mark.parametrize(

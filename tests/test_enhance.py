@@ -34,12 +34,6 @@ def _face_batch(faces: np.ndarray) -> np.ndarray:
     return faces.astype(np.float32) / 255
 
 
-@pytest.fixture()
-def ws(sample_faces_ws, tmp_path) -> Workspace:
-    shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
-    return Workspace(tmp_path / "ws")
-
-
 @pytest.fixture(scope="module")
 def trained(sample_faces_ws, tmp_path_factory, marker):
     """A tiny enhancer trained on 24 of the 30 src faces; the other 6 (held out) are moved to ``held/``."""

@@ -17,7 +17,7 @@ from facelab.landmarks import smooth as lm_smooth
 from facelab.stages import extract
 from facelab.types import FaceType
 from facelab.workspace import Workspace
-from tests.conftest import shared
+from tests.conftest import SAMPLE_DST, SAMPLE_SRC, shared
 
 RIGID = list(range(17, 36)) + [36, 39, 42, 45]
 
@@ -90,8 +90,8 @@ def test_smoothing_cuts_jitter_on_a_real_clip(grid_landmarks):
 
 
 def test_smoothing_is_not_applied_across_a_cut(tmp_path):
-    a = decode(shared("grid_av/bbaf2n.mpg"), 12)
-    b = decode(shared("grid_av/lbax4n.mpg"), 12)
+    a = decode(SAMPLE_DST, 12)  # the shipped GRID speaker, then a cut to the shipped webcam clip
+    b = decode(SAMPLE_SRC, 12)
     ws = Workspace(tmp_path / "ws")
     ws.create()
     for i, f in enumerate(a + b):
@@ -156,16 +156,6 @@ def test_reference_keeps_only_that_person(tmp_path, group, as_folder, which, thr
 def test_reference_must_exist(tmp_path):
     with pytest.raises(SettingsError, match="reference"):
         extract.ExtractSettings(reference=str(tmp_path / "nobody.jpg"))
-
-
-@pytest.fixture()
-def ws8(tmp_path, dst_frames, astronaut):
-    ws = Workspace(tmp_path / "ws")
-    ws.create()
-    for p in dst_frames[:7]:
-        shutil.copy(p, ws.frames_dir("dst") / p.name)
-    cv2.imwrite(str(ws.frames_dir("dst") / "00008.png"), cv2.resize(astronaut[300:, 300:], (360, 288)))  # no face
-    return ws
 
 
 def test_manual_fix_lists_frames_without_face_via_cli(ws8):

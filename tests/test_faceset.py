@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import cv2
 import numpy as np
@@ -15,13 +14,6 @@ from facelab.faceimage import read_face, read_record, rewrite_record, write_face
 from facelab.faceset import coverage as cov
 from facelab.faceset.pose import yaw_pitch
 from facelab.stages import faceset
-from facelab.workspace import Workspace
-
-
-@pytest.fixture
-def ws(sample_faces_ws, tmp_path):
-    shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
-    return Workspace(tmp_path / "ws")
 
 
 def test_debug_landmarks_write_and_remove(ws):

@@ -36,12 +36,6 @@ HOSTILE_NAMES = [
 ]
 
 
-@pytest.fixture
-def ws(sample_faces_ws, tmp_path) -> Workspace:
-    shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
-    return Workspace(tmp_path / "ws")
-
-
 def _outside(tmp_path: Path, ws: Workspace) -> set[Path]:
     """Everything under tmp_path but outside the workspace."""
     return {p for p in tmp_path.rglob("*") if p != ws.root and ws.root not in p.parents}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,8 @@ import pytest
 from facelab.errors import SettingsError
 from facelab.stages import sort, train
 from facelab.train import holdout
-from facelab.workspace import Workspace
 
 TINY = dict(model="quick", batch_size=2, device="cpu", architecture=(("resolution", 32),))
-
-
-@pytest.fixture
-def ws(sample_faces_ws, tmp_path) -> Workspace:
-    shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
-    return Workspace(tmp_path / "ws")
 
 
 def test_pick_is_even_and_deterministic():

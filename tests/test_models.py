@@ -8,17 +8,9 @@ import pytest
 import torch
 
 from facelab.errors import SettingsError
-from facelab.models import MODELS, create_model, list_models, register_model
+from facelab.models import create_model, list_models, register_model
 
-# every registered model at a tiny size (keys a model does not know are dropped below)
-TINY = {"resolution": 32, "ae_dims": 16, "e_dims": 4, "d_dims": 4, "d_mask_dims": 2}
-
-
-def tiny_model(name: str):
-    import inspect
-
-    cls_params = inspect.signature(MODELS.get(name)).parameters
-    return create_model(name, **{k: v for k, v in TINY.items() if k in cls_params})
+# every registered model at a tiny size: the `tiny_model` fixture of conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +49,7 @@ def test_bad_architecture_setting():
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_forward_shapes_and_finite_gradients(name):
+def test_forward_shapes_and_finite_gradients(name, tiny_model):
     torch.manual_seed(0)
     model = tiny_model(name)
     r = model.config["resolution"]
@@ -76,14 +68,14 @@ def test_forward_shapes_and_finite_gradients(name):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_config_rebuilds_the_same_architecture(name):
+def test_config_rebuilds_the_same_architecture(name, tiny_model):
     model = tiny_model(name)
     again = create_model(name, **model.config)
     assert again.config == model.config
     assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
 
 
-def test_swap_uses_the_src_decoder():
+def test_swap_uses_the_src_decoder(tiny_model):
     torch.manual_seed(0)
     model = tiny_model("quick").eval()
     x = torch.rand(2, 3, 32, 32)

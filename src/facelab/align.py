@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facelab.checks import check_affine, check_image, check_points
 from facelab.errors import SettingsError
 from facelab.types import Affine, FaceType, Landmarks, Mask
 
@@ -106,20 +107,6 @@ FACE_TYPE_CROPS: dict[FaceType, tuple[float, float, float]] = {
 }
 
 
-def _check_points(points: np.ndarray, name: str) -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"{name}: expected (N, 2) points, got {points.shape}")
-    return points
-
-
-def _check_affine(mat: np.ndarray) -> np.ndarray:
-    mat = np.asarray(mat, dtype=np.float64)
-    if mat.shape != (2, 3):
-        raise ValueError(f"expected (2, 3) affine matrix, got {mat.shape}")
-    return mat
-
-
 def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> Affine:
     """Least-squares similarity transform mapping ``src`` points onto ``dst``.
 
@@ -131,7 +118,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> Af
         ``(2, 3) float64`` matrix ``A`` minimising ``sum |A [src, 1] - dst|^2``,
         with a proper rotation (no reflection).
     """
-    src, dst = _check_points(src, "src"), _check_points(dst, "dst")
+    src, dst = check_points(src, "src"), check_points(dst, "dst")
     if src.shape != dst.shape or len(src) < 2:
         raise ValueError(f"umeyama: need matching (N>=2, 2) point sets, got {src.shape} and {dst.shape}")
     mu_s, mu_d = src.mean(0), dst.mean(0)
@@ -157,9 +144,7 @@ def face_matrix(landmarks: Landmarks, face_type: FaceType | str, size: int) -> A
         face_type: which crop of the canonical face (see :data:`FACE_TYPE_CROPS`).
         size: output side in pixels.
     """
-    landmarks = _check_points(landmarks, "landmarks")
-    if landmarks.shape[0] != 68:
-        raise ValueError(f"face_matrix: expected 68 landmarks, got {landmarks.shape[0]}")
+    landmarks = check_points(landmarks, "face_matrix landmarks", count=68, what="landmarks")
     if size < 8:
         raise SettingsError(f"face size {size} is too small", "use at least 8 (default 512)")
     cx, cy, r = FACE_TYPE_CROPS[FaceType.parse(face_type)]
@@ -172,32 +157,31 @@ def face_matrix(landmarks: Landmarks, face_type: FaceType | str, size: int) -> A
 
 def invert_affine(mat: Affine) -> Affine:
     """Inverse of a ``(2, 3)`` affine matrix."""
-    return cv2.invertAffineTransform(_check_affine(mat))
+    return cv2.invertAffineTransform(check_affine(mat))
 
 
 def transform_points(points: np.ndarray, mat: Affine) -> np.ndarray:
     """Apply a ``(2, 3)`` affine to ``(N, 2)`` points; returns ``float32``."""
-    points, mat = _check_points(points, "points"), _check_affine(mat)
+    points, mat = check_points(points, "points"), check_affine(mat)
     return (points @ mat[:, :2].T + mat[:, 2]).astype(np.float32)
 
 
 def scale_matrix(mat: Affine, factor: float) -> Affine:
     """The same alignment for an output scaled by ``factor`` (e.g. 512 px face -> 128 px model input)."""
-    return _check_affine(mat) * factor
+    return check_affine(mat) * factor
 
 
 def warp_image(image: np.ndarray, mat: Affine, size: int, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
     """Cut the aligned face out of a frame: ``(H, W, C)`` -> ``(size, size, C)``, same dtype."""
-    if image.ndim not in (2, 3):
-        raise ValueError(f"warp_image: expected (H, W) or (H, W, C), got {image.shape}")
-    return cv2.warpAffine(image, _check_affine(mat), (size, size), flags=cv2.INTER_CUBIC, borderMode=border)
+    check_image(image, "warp_image", channels=None, dtype=None, gray=True)
+    return cv2.warpAffine(image, check_affine(mat), (size, size), flags=cv2.INTER_CUBIC, borderMode=border)
 
 
 def unwarp_image(face: np.ndarray, mat: Affine, frame_shape: tuple[int, int], border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
     """Put an aligned face (or mask) back into frame geometry ``(H, W)``; outside is 0."""
     h, w = frame_shape[:2]
     return cv2.warpAffine(
-        face, _check_affine(mat), (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_CUBIC, borderMode=border
+        face, check_affine(mat), (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_CUBIC, borderMode=border
     )
 
 
@@ -207,7 +191,7 @@ def hull_mask(landmarks: Landmarks, shape: tuple[int, int], face_type: FaceType 
     For whole and head faces the hull is raised over the forehead by pushing
     the brow points up along the face's vertical axis.
     """
-    pts = _check_points(landmarks, "landmarks").copy()
+    pts = check_points(landmarks, "landmarks").copy()
     face_type = FaceType.parse(face_type)
     if face_type in (FaceType.WHOLE, FaceType.HEAD) and len(pts) == 68:
         up = pts[27] - pts[8]  # chin -> nose bridge

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from facelab.checks import check_image, check_points
 from facelab.types import Landmarks
 
 DEFAULT_THRESHOLD = 0.6
@@ -38,11 +39,8 @@ def embed_face(image: np.ndarray, landmarks: Landmarks) -> np.ndarray:
     Returns:
         ``(128,) float32`` vector.
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"embed_face: expected (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
-    pts = np.asarray(landmarks, np.float64)
-    if pts.shape != (68, 2):
-        raise ValueError(f"embed_face: expected (68, 2) landmarks, got {pts.shape}")
+    check_image(image, "embed_face image", dtype=np.uint8)
+    pts = check_points(landmarks, "embed_face landmarks", count=68, what="landmarks")
     dlib, net = _models()
     x0, y0 = pts.min(0)
     x1, y1 = pts.max(0)

@@ -9,6 +9,12 @@ from typing import Annotated
 import typer
 
 from facelab.cli import app, console, current_workspace, output_marker, report
+from facelab.color import COLOR_TRANSFERS
+from facelab.merge.modes import DEFAULT_MODE, MERGE_MODES
+
+# --mode and --color list the one table of modes and of colour transfers (rct-m is MergeSettings' default)
+_MODE_HELP = ", ".join(f"{n} (default)" if n == DEFAULT_MODE else n for n in MERGE_MODES) + "."
+_MASKED_COLORS = ", ".join(f"{n}-m (default)" if n == "rct" else f"{n}-m" for n in COLOR_TRANSFERS)
 
 _P = "Face and mask"
 _C = "Colour, detail and output"
@@ -17,12 +23,12 @@ _C = "Colour, detail and output"
 @app.command("merge")
 def merge_cmd(
     model: Annotated[str, typer.Option("--model", "--name", help="Model folder name under model/.")] = "quick",
-    mode: Annotated[str | None, typer.Option(help="seamless (default), seamless-hist-match, overlay, hist-match, hist-match-bw, raw-rgb, raw-predict.")] = None,
+    mode: Annotated[str | None, typer.Option(help=_MODE_HELP)] = None,
     mask: Annotated[str | None, typer.Option(help="learned, learned-dst, dst, predicted, or a product such as learned*dst (default).", rich_help_panel=_P)] = None,
     erode: Annotated[int | None, typer.Option(help="Shrink (+) or grow (-) the mask, -200..200 (pixels of a 512 px face).", rich_help_panel=_P)] = None,
     blur: Annotated[int | None, typer.Option(help="Widen (+) or narrow (-) the mask's soft edge, -200..200, added to the default feather of 32 (pixels of a 512 px face); -32 or less: a hard edge. Default 0.", rich_help_panel=_P)] = None,
     face_scale: Annotated[int | None, typer.Option("--face-scale", help="Scale the face about its centre, -50..50 percent.", rich_help_panel=_P)] = None,
-    color: Annotated[str | None, typer.Option(help="Colour transfer to the dst face: none, rct, lct, mkl, idt, sot (measured over the whole face squares), or their -m variants measured inside the mask only: rct-m (default), lct-m, mkl-m, idt-m, sot-m.", rich_help_panel=_C)] = None,
+    color: Annotated[str | None, typer.Option(help=f"Colour transfer to the dst face: none, {', '.join(COLOR_TRANSFERS)} (measured over the whole face squares), or their -m variants measured inside the mask only: {_MASKED_COLORS}.", rich_help_panel=_C)] = None,
     hist_threshold: Annotated[int | None, typer.Option("--hist-threshold", help="hist-match modes: 0..255 (default 238).", rich_help_panel=_C)] = None,
     masked_hist: Annotated[bool | None, typer.Option("--masked-hist/--no-masked-hist", help="hist-match measured inside the mask (default on).", rich_help_panel=_C)] = None,
     seamless_hist: Annotated[bool | None, typer.Option("--seamless-hist/--no-seamless-hist", help="seamless: hist-match the face first.", rich_help_panel=_C)] = None,

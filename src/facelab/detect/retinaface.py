@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facelab.checks import check_image
 from facelab.detect import Detection, onnx_providers, parse_device, register_detector
 from facelab.errors import SettingsError
 
@@ -85,8 +86,7 @@ class RetinaFace:
         self.min_size = min_size
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"RetinaFace: expected (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
+        check_image(image, "RetinaFace image", dtype=np.uint8)
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         if scale < 1.0:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab.checks import check_image, check_points
+
 CHIP_SIZE, CHIP_PADDING = 150, 0.25  # dlib's defaults for the face recognition network
 
 
@@ -44,9 +46,8 @@ def face_chip(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """The aligned ``(150, 150, 3) uint8`` RGB chip dlib's network reads, from a BGR image and its ``(68, 2)`` landmarks."""
     import dlib
 
-    pts = np.asarray(landmarks, np.float64)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or pts.shape != (68, 2):
-        raise ValueError(f"face_chip: expected (H, W, 3) uint8 BGR and (68, 2) landmarks, got {image.shape} {image.dtype}, {pts.shape}")
+    check_image(image, "face_chip image", dtype=np.uint8)
+    pts = check_points(landmarks, "face_chip landmarks", count=68, what="landmarks")
     x0, y0 = pts.min(0)
     x1, y1 = pts.max(0)
     shape = dlib.full_object_detection(dlib.rectangle(int(x0), int(y0), int(x1), int(y1)),

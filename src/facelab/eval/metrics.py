@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from facelab.align import umeyama
+from facelab.checks import check_image, check_points
 from facelab.faceset.pose import yaw_pitch
 
 INNER = np.arange(17, 68)
@@ -25,10 +26,7 @@ RIGHT_EYE, LEFT_EYE = np.arange(36, 42), np.arange(42, 48)
 
 
 def _image(x: np.ndarray, name: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != 3 or x.dtype != np.uint8:
-        got = f"{x.shape} {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise ValueError(f"{name}: expected (H, W, 3) uint8 BGR, got {got}")
-    return x
+    return check_image(x, name, dtype=np.uint8)
 
 
 def _pair(a: np.ndarray, b: np.ndarray, name: str) -> None:
@@ -46,10 +44,7 @@ def _mask(m: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 
 def _landmarks(p: np.ndarray, name: str) -> np.ndarray:
-    p = np.asarray(p, np.float64)
-    if p.shape != (68, 2):
-        raise ValueError(f"{name}: expected (68, 2) landmarks, got {p.shape}")
-    return p
+    return check_points(p, name, count=68, what="landmarks")
 
 
 # --- regions ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from facelab import align
+from facelab.checks import check_mask, check_points
 
 # dlib-convention box in the canonical unit face space (centre x, centre y, side),
 # fitted on 96 real faces of the shared test data (mean of dlib_box() mapped to
@@ -58,11 +59,8 @@ def refine_landmarks(gray: np.ndarray, landmarks: np.ndarray, landmarker, jitter
         jitters: ``(dx, dy, scale)`` box variations to average (fractions of the side).
         size: crop side in pixels.
     """
-    if gray.ndim != 2 or gray.dtype != np.uint8:
-        raise ValueError(f"refine_landmarks: expected (H, W) uint8 grey image, got {gray.shape} {gray.dtype}")
-    pts = np.asarray(landmarks, np.float64)
-    if pts.shape != (68, 2):
-        raise ValueError(f"refine_landmarks: expected (68, 2) landmarks, got {pts.shape}")
+    check_mask(gray, "refine_landmarks gray", dtype=np.uint8)  # a 2-D grey image: the mask check's layout
+    pts = check_points(landmarks, "refine_landmarks landmarks", count=68, what="landmarks")
     if not jitters:
         raise ValueError("refine_landmarks: need at least one jitter")
     mat = crop_matrix(pts, size)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facelab.checks import check_image
 from facelab.detect import Detection
 from facelab.landmarks import register_landmarker
 
@@ -44,8 +45,7 @@ class Dlib68:
         self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
 
     def __call__(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        if image.ndim != 3 or image.dtype != np.uint8:
-            raise ValueError(f"Dlib68: expected (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
+        check_image(image, "Dlib68 image", channels=(3, 4), dtype=np.uint8)
         return self.from_box(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dlib_box(detection.box))
 
     def from_box(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

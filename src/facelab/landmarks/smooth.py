@@ -34,8 +34,9 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     """``(32, 32) float32`` grey thumbnail of an ``(H, W, 3) uint8`` BGR frame, for cut detection."""
     import cv2
 
-    if image.ndim != 3 or image.dtype != np.uint8:
-        raise ValueError(f"thumbnail: expected (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
+    from facelab.checks import check_image
+
+    check_image(image, "thumbnail image", channels=(3, 4), dtype=np.uint8)
     return cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 

@@ -1,6 +1,6 @@
 """Merging predicted faces back into destination frames.
 
-- :mod:`facelab.merge.color`: colour transfer (``rct``, ``lct``, ``mkl``, ``idt``, ``sot``) between face images.
+- :mod:`facelab.color` (shared with training): colour transfer (``rct``, ``lct``, ``mkl``, ``idt``, ``sot``) between face images.
 - :mod:`facelab.merge.blend`: mask erode/blur, overlay, Poisson (seamless) blending,
   histogram matching (per channel and luma only).
 - :mod:`facelab.merge.masks`: the registry of face-mask providers (``learned``,
@@ -14,8 +14,8 @@ Images are ``(H, W, 3) float32`` BGR in ``[0, 1]`` inside this package and
 ``(H, W, 3) uint8`` BGR at its edges (:func:`merge_frame` in and out).
 """
 
+from facelab.color import lct, rct
 from facelab.merge.blend import erode_blur_mask, hist_match, hist_match_bw, overlay, seamless
-from facelab.merge.color import lct, rct
 from facelab.merge.compose import (
     MergeSettings,
     Predictor,

@@ -10,26 +10,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facelab.checks import check_image, check_mask, check_same_shape
+
 REFERENCE_FACE_SIZE = 512
 """Erode and blur are given in pixels of a face this many pixels wide (see :func:`erode_blur_mask`)."""
 
 
-def _check_image(image: np.ndarray, name: str) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
-        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"{name}: expected (H, W, 3) float32 in [0, 1], got {got}")
-    return image
-
-
 def _check_mask(mask: np.ndarray, shape: tuple[int, ...] | None, name: str) -> np.ndarray:
-    if not isinstance(mask, np.ndarray):
-        raise ValueError(f"{name}: expected an (H, W) float32 mask, got {type(mask).__name__}")
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise ValueError(f"{name}: expected an (H, W) mask, got {mask.shape}")
-    if shape is not None and mask.shape != tuple(shape[:2]):
-        raise ValueError(f"{name}: expected a {tuple(shape[:2])} mask to match the image, got {mask.shape}")
+    """The checked ``(H, W)`` mask as ``float32`` clipped to ``[0, 1]`` (a new array)."""
+    mask = check_mask(mask, name, shape=shape)
     return np.clip(mask.astype(np.float32, copy=False), 0.0, 1.0)
 
 
@@ -93,12 +82,31 @@ def overlay(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray
     Returns:
         ``(H, W, 3) float32`` BGR ``[0, 1]``.
     """
-    _check_image(frame, "overlay frame")
-    _check_image(face, "overlay face")
-    if face.shape != frame.shape:
-        raise ValueError(f"overlay: face {face.shape} and frame {frame.shape} differ in shape")
+    check_image(frame, "overlay frame")
+    check_image(face, "overlay face")
+    check_same_shape(face, frame, "overlay", "face", "frame")
     m = _check_mask(mask, frame.shape, "overlay mask")[..., None]
     return frame * (1.0 - m) + face * m  # exact at m == 0 and m == 1
+
+
+def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Paste ``face`` over ``frame`` where ``mask >= 0.5``, no blending (the ``raw-rgb`` mode).
+
+    Args:
+        frame: ``(H, W, 3) float32`` BGR ``[0, 1]``.
+        face: ``(H, W, 3) float32`` BGR ``[0, 1]``, already in frame geometry.
+        mask: ``(H, W)`` float32 ``[0, 1]``.
+
+    Returns:
+        ``(H, W, 3) float32`` BGR ``[0, 1]``, a new array.
+    """
+    check_image(frame, "paste frame")
+    check_image(face, "paste face")
+    check_same_shape(face, frame, "paste", "face", "frame")
+    hard = check_mask(mask, "paste mask", shape=frame.shape) >= 0.5
+    out = frame.copy()
+    out[hard] = face[hard]
+    return out
 
 
 def _to_u8(image: np.ndarray) -> np.ndarray:
@@ -124,10 +132,9 @@ def seamless(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarra
         ``(H, W, 3) float32`` BGR ``[0, 1]``. The clone itself is computed in
         8 bits (OpenCV's limit).
     """
-    _check_image(frame, "seamless frame")
-    _check_image(face, "seamless face")
-    if face.shape != frame.shape:
-        raise ValueError(f"seamless: face {face.shape} and frame {frame.shape} differ in shape")
+    check_image(frame, "seamless frame")
+    check_image(face, "seamless face")
+    check_same_shape(face, frame, "seamless", "face", "frame")
     soft = _check_mask(mask, frame.shape, "seamless mask")
     region = soft > 0
     if not region.any():
@@ -156,10 +163,9 @@ def seamless(frame: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarra
 
 def _hist_inputs(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None, threshold: int, name: str) -> np.ndarray:
     """Check the histogram-match inputs; the ``(H, W) bool`` pixels to measure."""
-    _check_image(face, f"{name} face")
-    _check_image(reference, f"{name} reference")
-    if reference.shape != face.shape:
-        raise ValueError(f"{name}: face {face.shape} and reference {reference.shape} differ in shape")
+    check_image(face, f"{name} face")
+    check_image(reference, f"{name} reference")
+    check_same_shape(face, reference, name, "face", "reference")
     if not 1 <= int(threshold) <= 255:
         raise ValueError(f"{name}: threshold must be in 1..255, got {threshold}")
     return np.ones(face.shape[:2], bool) if mask is None else _check_mask(mask, face.shape, f"{name} mask") > 0.5

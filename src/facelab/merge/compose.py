@@ -49,17 +49,20 @@ import cv2
 import numpy as np
 
 from facelab.align import face_matrix, hull_mask, scale_matrix, transform_points, unwarp_image, warp_image
+from facelab.checks import check_image
+from facelab.color import COLOR_TRANSFERS, color_transfer
 from facelab.errors import SettingsError
 from facelab.faceimage import FaceRecord
 from facelab.types import FaceType
 from facelab.merge import effects
-from facelab.merge.blend import erode_blur_mask, hist_match, hist_match_bw, overlay, seamless
-from facelab.merge.color import COLOR_TRANSFERS, color_transfer
+from facelab.merge.blend import erode_blur_mask
 from facelab.merge.masks import MaskInputs, build_masks, parse_mask
+from facelab.merge.modes import DEFAULT_MODE, MERGE_MODES
 
-MODES = ("seamless", "seamless-hist-match", "overlay", "hist-match", "hist-match-bw", "raw-rgb", "raw-predict")
-SEAMLESS_MODES = ("seamless", "seamless-hist-match")
-HIST_MODES = ("hist-match", "hist-match-bw", "seamless-hist-match")
+MODES = tuple(MERGE_MODES)
+"""Every merge mode, read from the one table :data:`facelab.merge.modes.MERGE_MODES`."""
+SEAMLESS_MODES = tuple(name for name, m in MERGE_MODES.items() if m.blend is MERGE_MODES["seamless"].blend)
+HIST_MODES = tuple(name for name, m in MERGE_MODES.items() if m.hist is not None)
 COLORS = ("none", *COLOR_TRANSFERS, *(f"{name}-m" for name in COLOR_TRANSFERS))
 MASK_WORK_SIZE = 256
 """Masks are eroded/blurred at no less than this side, so small models still get smooth edges."""
@@ -114,7 +117,7 @@ class MergeSettings:
             the aligned predicted faces and masks, see :func:`predict_faces`).
         color: colour transfer of the predicted face toward the dst face:
             ``none``, ``rct`` (Reinhard Lab), ``lct``, ``mkl``, ``idt``,
-            ``sot`` (see :mod:`facelab.merge.color`). Plain names measure the
+            ``sot`` (see :mod:`facelab.color`). Plain names measure the
             colours of the whole aligned squares (face and background); the
             ``-m`` variants (``rct-m``, ..., ``sot-m``) only inside the raw
             face mask, so the background cannot pull the face's colour.
@@ -160,7 +163,7 @@ class MergeSettings:
             enhancer itself is passed to :func:`compose_faces` by the caller.
     """
 
-    mode: str = "seamless"
+    mode: str = DEFAULT_MODE
     color: str = "rct-m"
     mask: str = "learned*dst"
     erode: int = 0
@@ -246,10 +249,7 @@ class PreparedFaces:
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"merge: expected a (H, W, 3) uint8 BGR frame, got {got}")
-    return frame
+    return check_image(frame, "merge frame", dtype=np.uint8)
 
 
 def prepare_faces(frame: np.ndarray, records: Sequence[FaceRecord], resolution: int, face_type: str) -> PreparedFaces:
@@ -396,6 +396,7 @@ def face_layers(
     out_faces = np.empty_like(faces)
     out_masks = np.empty((n, work, work), np.float32)
     color, masked_color = settings.color.removesuffix("-m"), settings.color.endswith("-m")
+    mode = MERGE_MODES[settings.mode]
     for i in range(n):
         face, dst_face, mask = faces[i], prepared.faces[i], raw_masks[i]
         if s != r:  # statistics at the enhanced size
@@ -406,15 +407,11 @@ def face_layers(
         if color != "none":
             m = stat_mask if masked_color else None
             face = color_transfer(color, face, dst_face, m, m)
-        if settings.mode in HIST_MODES:
-            match = hist_match_bw if settings.mode == "hist-match-bw" else hist_match
-            face = match(face, np.clip(dst_face, 0.0, 1.0), stat_mask if settings.masked_hist else None, max(settings.hist_threshold, 1))
-        if settings.bicubic_degrade:
-            face = effects.bicubic_degrade(face, settings.bicubic_degrade)
-        if settings.degrade_color:
-            face = effects.degrade_color(face, settings.degrade_color)
-        if settings.sharpen:
-            face = effects.sharpen(face, settings.sharpen)
+        if mode.hist is not None:
+            face = mode.hist(face, np.clip(dst_face, 0.0, 1.0), stat_mask if settings.masked_hist else None, max(settings.hist_threshold, 1))
+        for key, effect in effects.FACE_EFFECTS.items():  # an effect that is off costs nothing
+            if getattr(settings, key):
+                face = effect(face, getattr(settings, key))
         out_faces[i] = face
         if work != r:
             mask = cv2.resize(mask, (work, work), interpolation=cv2.INTER_LINEAR)
@@ -489,8 +486,9 @@ def compose_faces(
         ``raw-rgb`` the soft mask too, though the paste is hard at 0.5).
     """
     _check_frame(frame)
-    if settings.mode == "raw-predict":
-        raise ValueError("compose_faces: mode raw-predict gives aligned faces, not a frame: use predict_faces or aligned_outputs")
+    blend = MERGE_MODES[settings.mode].blend
+    if blend is None:
+        raise ValueError(f"compose_faces: mode {settings.mode} gives aligned faces, not a frame: use predict_faces or aligned_outputs")
     n = len(prepared)
     r = prepared.faces.shape[1] if n else 0
     motion = _check_motion(motion, n)
@@ -520,15 +518,7 @@ def compose_faces(
             width = r / np.sqrt(abs(np.linalg.det(mat[:, :2])))  # the face square's side in frame pixels
             frame_face = effects.motion_blur(frame_face, motion[i], settings.motion_blur, width)
         frame_roi = out[y0:y1, x0:x1].astype(np.float32) / 255.0
-        if settings.mode in SEAMLESS_MODES:
-            blended = seamless(frame_roi, frame_face, frame_mask)
-        elif settings.mode == "raw-rgb":
-            blended = frame_roi
-            hard = frame_mask >= 0.5
-            blended[hard] = frame_face[hard]
-        else:
-            blended = overlay(frame_roi, frame_face, frame_mask)
-        out[y0:y1, x0:x1] = _to_u8(blended)
+        out[y0:y1, x0:x1] = _to_u8(blend(frame_roi, frame_face, frame_mask))
         np.maximum(out_mask[y0:y1, x0:x1], _to_u8(frame_mask), out=out_mask[y0:y1, x0:x1])
     if settings.alpha:
         out = np.dstack([out, out_mask])
@@ -634,8 +624,8 @@ def merge_frame(
         ``(merged (H, W, 3) uint8 BGR, or (H, W, 4) BGRA with settings.alpha, mask (H, W) uint8 0..255)``.
     """
     _check_frame(frame_bgr_uint8)
-    if settings.mode == "raw-predict":
-        raise ValueError("merge_frame: mode raw-predict gives aligned faces, not a frame: use predict_faces")
+    if MERGE_MODES[settings.mode].blend is None:
+        raise ValueError(f"merge_frame: mode {settings.mode} gives aligned faces, not a frame: use predict_faces")
     if not records:
         return passthrough_frame(frame_bgr_uint8, settings)
     prepared = prepare_faces(frame_bgr_uint8, records, predictor.resolution, predictor.face_type)

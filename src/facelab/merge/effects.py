@@ -13,16 +13,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facelab.checks import check_image
+
 COLOR_DEGRADE_LEVELS = 8
 """Levels per channel of the reduced-precision face that ``degrade_color`` blends toward
 (8 = 3 bits per channel, 512 colours, about DeepFaceLab's 256-colour palette)."""
-
-
-def _check_face(face: np.ndarray, name: str) -> np.ndarray:
-    if not isinstance(face, np.ndarray) or face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.float32:
-        got = f"{face.dtype} {face.shape}" if isinstance(face, np.ndarray) else type(face).__name__
-        raise ValueError(f"{name}: expected (H, W, 3) float32 in [0, 1], got {got}")
-    return face
 
 
 def _check_amount(amount: int, lo: int, hi: int, name: str) -> int:
@@ -44,7 +39,7 @@ def degrade_color(face: np.ndarray, power: int) -> np.ndarray:
     Returns:
         ``(R, R, 3) float32`` BGR ``[0, 1]``.
     """
-    _check_face(face, "degrade_color")
+    check_image(face, "degrade_color")
     p = _check_amount(power, 0, 100, "degrade_color") / 100.0
     if p == 0:
         return face.copy()
@@ -63,7 +58,7 @@ def bicubic_degrade(face: np.ndarray, power: int) -> np.ndarray:
     Returns:
         ``(R, R, 3) float32`` BGR ``[0, 1]``, as sharp as a face ``R / factor`` px wide.
     """
-    _check_face(face, "bicubic_degrade")
+    check_image(face, "bicubic_degrade")
     p = _check_amount(power, 0, 100, "bicubic_degrade")
     h, w = face.shape[:2]
     factor = 1.0 + 3.0 * p / 100.0
@@ -89,7 +84,7 @@ def sharpen(face: np.ndarray, amount: int) -> np.ndarray:
     Returns:
         ``(R, R, 3) float32`` BGR ``[0, 1]``.
     """
-    _check_face(face, "sharpen")
+    check_image(face, "sharpen")
     a = _check_amount(amount, -100, 100, "sharpen") / 100.0
     if a == 0:
         return face.copy()
@@ -99,6 +94,11 @@ def sharpen(face: np.ndarray, amount: int) -> np.ndarray:
         return np.clip(face + (1.5 * a) * (face - blurred), 0.0, 1.0)
     blurred = cv2.GaussianBlur(face, (0, 0), 2.0 * sigma, borderType=cv2.BORDER_REFLECT)
     return np.clip(face * (1.0 + a) - blurred * a, 0.0, 1.0)
+
+
+FACE_EFFECTS = {"bicubic_degrade": bicubic_degrade, "degrade_color": degrade_color, "sharpen": sharpen}
+"""The aligned-face effects, keyed by their merge setting, in the order the merge applies them:
+``effect(face (R, R, 3) float32 BGR [0, 1], amount) -> new (R, R, 3) float32 BGR [0, 1]``; amount 0 is a copy."""
 
 
 def motion_kernel(dx: float, dy: float, length: int) -> np.ndarray:
@@ -132,7 +132,7 @@ def motion_blur(face: np.ndarray, motion: tuple[float, float] | None, power: int
     Returns:
         ``(H, W, 3) float32`` BGR ``[0, 1]``.
     """
-    _check_face(face, "motion_blur")
+    check_image(face, "motion_blur")
     p = _check_amount(power, 0, 100, "motion_blur")
     if p == 0 or motion is None:
         return face.copy()
@@ -158,9 +158,7 @@ def denoise_frame(frame: np.ndarray, power: int) -> np.ndarray:
     Returns:
         ``(H, W, 3) uint8`` BGR.
     """
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"denoise_frame: expected (H, W, 3) uint8 BGR, got {got}")
+    check_image(frame, "denoise_frame", dtype=np.uint8)
     n = _check_amount(power, 0, 500, "denoise_frame")
     out = frame.copy()
     while n > 0:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from facelab.align import scale_matrix, unwarp_image
+from facelab.checks import check_image, check_mask
 
 SIZE = 32  # side of the aligned square the low frequencies are kept at
 BLUR = 5.0  # Gaussian sigma at SIZE: keeps features coarser than ~1/6 of the face
@@ -74,8 +75,8 @@ class JitterFilter:
         Returns:
             A new ``uint8`` frame of the same shape.
         """
-        if merged.dtype != np.uint8 or merged.ndim != 3 or merged.shape[2] not in (3, 4) or mask.shape != merged.shape[:2]:
-            raise ValueError(f"JitterFilter: expected (H, W, 3|4) uint8 and an (H, W) mask, got {merged.shape} {merged.dtype}, {mask.shape}")
+        check_image(merged, "JitterFilter merged", channels=(3, 4), dtype=np.uint8)
+        mask = check_mask(mask, "JitterFilter mask", shape=merged.shape)
         rgb = merged[..., :3].astype(np.float32) / 255.0
         out = rgb.copy()
         weight = mask.astype(np.float32) / 255.0

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facelab.checks import check_image, describe
+
 
 @dataclass(frozen=True)
 class AugmentOptions:
@@ -68,8 +70,9 @@ def random_warp_maps(rng: np.random.Generator, size: int, cells: int = 5, streng
 
 def random_warp(image: np.ndarray, rng: np.random.Generator, cells: int = 5, strength: float = 0.24) -> np.ndarray:
     """Warp one ``(H, W, C)`` square image smoothly at random; returns a new array, same shape and dtype."""
-    if image.ndim not in (2, 3) or image.shape[0] != image.shape[1]:
-        raise ValueError(f"random_warp: expected a square (S, S) or (S, S, C) image, got {image.shape}")
+    check_image(image, "random_warp", channels=None, dtype=None, gray=True)
+    if image.shape[0] != image.shape[1]:
+        raise ValueError(f"random_warp: expected a square (S, S) or (S, S, C) image, got {describe(image)}")
     mx, my = random_warp_maps(rng, image.shape[0], cells, strength)
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 

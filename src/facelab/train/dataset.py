@@ -208,7 +208,7 @@ class FaceDataset:
         return inputs, targets, masks[..., 0]
 
     def _recolor(self, faces: np.ndarray, idx: np.ndarray, color: tuple[str, FaceDataset], rng: np.random.Generator) -> np.ndarray:
-        from facelab.merge.color import color_transfer
+        from facelab.color import color_transfer
 
         mode, other = color
         out = np.empty_like(faces)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from facelab import color
 from facelab.options import Option
 from facelab.train.holdout import MAX_HOLDOUT
 
-COLOR_TRANSFERS = ("none", "rct", "lct", "mkl", "idt", "sot")
+COLOR_TRANSFERS = ("none", *color.COLOR_TRANSFERS)
+"""The ``color_transfer`` option's values: none, or a colour transfer of :mod:`facelab.color` (the merge's too)."""
+_COLORS = ", ".join(COLOR_TRANSFERS)
 
 _BASIC, _SAMPLING, _LATE, _SPEED = "Options", "Sampling, discriminators and pretraining", "Late training", "Speed"
 _ARCH, _SAE_TRAIN = "Architecture (first run only)", "SAE training (changeable)"
@@ -110,15 +113,15 @@ TRAINER: tuple[Option, ...] = (
            explain="Train rare head turns (profiles) as often as frontal faces.",
            doc="sample faces evenly over 16 yaw ranges (then at random within one), on both sides: rare profiles train "
                "as often as frontal faces"),
-    Option("color_transfer", str, "none", "Recolour src samples towards random dst faces: none, rct, lct, mkl, idt, sot "
-                                          "(saved; default none).", flags=("--color-transfer", "--ct-mode"),
+    Option("color_transfer", str, "none", f"Recolour src samples towards random dst faces: {_COLORS} (saved; default none).", flags=("--color-transfer", "--ct-mode"),
            choices=COLOR_TRANSFERS, saved=True, group=_SAMPLING,
-           question="Colour transfer for src samples (none, rct, lct, mkl, idt, sot)",
+           question=f"Colour transfer for src samples ({_COLORS})",
            explain="Recolour src faces towards random dst faces so the swap fits dst's lighting.",
            doc="recolour each src sample towards a random dst face, measured inside both face hulls, before "
                "augmentation: `rct` (Lab mean/std; colour spread narrowed, never widened), `lct` (linear, covariance), "
                "`mkl` (Monge-Kantorovitch linear), `idt` (iterative distribution transfer), `sot` (sliced optimal "
-               "transport). The model then meets src faces under dst's light and colours"),
+               "transport): the same functions as `facelab merge --color` (`facelab.color`). The model then meets src "
+               "faces under dst's light and colours"),
     Option("gan_power", float, 0.0, "Patch-GAN loss weight 0..10, 0 = off; try 0.1 once the faces are sharp (saved).",
            lo=0, hi=10, saved=True, group=_SAMPLING, hint="use a number from 0 (off) to 10", question="GAN power",
            explain="0..10; 0 = off. A patch discriminator sharpens the src faces; turn it on (0.1) only once the faces are sharp.",
