@@ -80,7 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--methods", default=",".join(METHODS))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_sort_"))
@@ -98,7 +98,7 @@ def main() -> None:
             shutil.copytree(master.root, ws.root)
             features.clear_cache()
             kwargs = {"reference": base[0]} if method == "identity" else {}
-            settings = sort.SortSettings(by=method, threads=args.threads, target=min(2000, args.n // 2) if method == "final" else 2000, **kwargs)
+            settings = sort.SortSettings(by=method, workers=args.workers, target=min(2000, args.n // 2) if method == "final" else 2000, **kwargs)
             tracemalloc.start()
             t = time.perf_counter()
             summary = sort.run(ws, "src", settings)

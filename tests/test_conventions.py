@@ -180,7 +180,7 @@ def test_model_save_load_gives_identical_output(name, tiny_model, faces, tmp_pat
         want = model.swap(batch)
     save_checkpoint(tmp_path / name, model, None, {}, {"iteration": 0})
     loaded = load_checkpoint(tmp_path / name, with_optimizer=False)
-    assert loaded.model_name == name and loaded.config == model.config
+    assert loaded.architecture == name and loaded.config == model.config
     with torch.no_grad():
         got = loaded.model.eval().swap(batch)
     for g, w in zip(got, want):

@@ -136,3 +136,19 @@ def test_option_check_and_parse():
     with pytest.raises(SettingsError):
         r.check(100)
     assert r.range_text() == "a multiple of 16 from 16 to 512"
+
+
+@pytest.mark.parametrize("command", [["merge"], ["eval", "--reconstruction"]])
+def test_the_old_model_folder_flag_still_works_with_a_deprecation_message(ws, command):
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+
+    ws = ws.root
+    old = CliRunner().invoke(app, ["-w", str(ws), *command, "--model", "nosuch"])
+    assert "--model is deprecated here: use --name" in old.output
+    assert "'nosuch'" in str(old.exception)  # the old flag named the folder it looked for
+    new = CliRunner().invoke(app, ["-w", str(ws), *command, "--name", "nosuch"])
+    assert "deprecated" not in new.output and "'nosuch'" in str(new.exception)
+    both = CliRunner().invoke(app, ["-w", str(ws), *command, "--model", "a", "--name", "b"])
+    assert "give only --name" in both.exception.hint

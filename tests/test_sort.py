@@ -47,7 +47,7 @@ def ranks(ws: Workspace, side: str) -> dict[str, int]:
 
 
 def run(ws, side="src", **kw) -> dict[str, int]:
-    sort.run(ws, side, sort.SortSettings(threads=2, **kw))
+    sort.run(ws, side, sort.SortSettings(workers=2, **kw))
     return ranks(ws, side)
 
 
@@ -254,12 +254,12 @@ def test_interrupted_rename_loses_nothing_and_is_finished_next_time(ws, monkeypa
     run(ws, by="blur")  # first sort stores the original names; a later sort is interrupted
     monkeypatch.setattr(fsort.os, "replace", flaky)
     with pytest.raises(KeyboardInterrupt):
-        sort.run(ws, "src", sort.SortSettings(by="face-yaw", threads=2))
+        sort.run(ws, "src", sort.SortSettings(by="face-yaw", workers=2))
     monkeypatch.setattr(fsort.os, "replace", real_replace)
     now = sorted(ws.aligned_dir("src").glob("*.jpg"))  # hidden temporary names included
     assert len(now) == 30
     assert {read_record(p).extra["original_filename"] for p in now} == before
-    summary = sort.run(ws, "src", sort.SortSettings(by="origname", threads=2))
+    summary = sort.run(ws, "src", sort.SortSettings(by="origname", workers=2))
     assert summary.warnings and "interrupted" in summary.warnings[0]
     r = ranks(ws, "src")
     assert sorted(r, key=r.get) == sorted(before)

@@ -118,6 +118,18 @@ def output_marker():
     return default_marker()
 
 
+def renamed_flag(old: str, new: str, old_value, new_value, default):
+    """The value of an option that was renamed: ``new`` wins; ``old`` still works (scripts use it) with a
+    deprecation message on stderr; both with different values is an error."""
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None and new_value != old_value:
+        raise FacelabError(f"{old} {old_value} and {new} {new_value} name the same setting", f"give only {new}")
+    err_console.print(f"[yellow]warning:[/yellow] {old} is deprecated here: use {new} (the same setting; {old} keeps working)",
+                      highlight=False)
+    return old_value
+
+
 def report(summary: Summary) -> None:
     ws = _state.get("ws")
     while ws is not None and ws.notices:  # what the workspace changed by itself on the way (e.g. unpacked a face set)

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from facelab.cli import app, console, current_workspace, output_marker, report
+from facelab.cli import app, console, current_workspace, output_marker, renamed_flag, report
 
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Option("--model", "--name", help="Model folder name under model/ (for --reconstruction).")] = "quick",
+    name: Annotated[str | None, typer.Option("--name", help="Model folder name under model/ (for --reconstruction; default quick).")] = None,
+    model: Annotated[str | None, typer.Option("--model", hidden=True, help="Old spelling of --name (deprecated).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the summary, targets and per-frame figures to this JSON file.")] = None,
     html_path: Annotated[Path | None, typer.Option("--html", help="Write a one-file HTML report (table, curves, worst frames).")] = None,
     source: Annotated[str, typer.Option(help="Output frames: auto (data_dst/merged, else result.mp4), merged or result.")] = "auto",
@@ -38,7 +39,7 @@ def eval_cmd(
         return
     from facelab.stages.eval import EvalSettings, run
 
-    settings = EvalSettings(source=source, model=model, reconstruction=reconstruction, gpu=gpu, device=device,
+    settings = EvalSettings(source=source, name=renamed_flag("--model", "--name", model, name, "quick"), reconstruction=reconstruction, gpu=gpu, device=device,
                             workers=workers, cache=not no_cache, json=json_path, html=html_path)
     summary, _ = run(current_workspace(), settings, marker=output_marker())
     report(summary)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facelab.cli import app, console, current_workspace, output_marker, report
+from facelab.cli import app, console, current_workspace, output_marker, renamed_flag, report
 from facelab.color import COLOR_TRANSFERS
 from facelab.merge.modes import DEFAULT_MODE, MERGE_MODES
 
@@ -22,7 +22,8 @@ _C = "Colour, detail and output"
 
 @app.command("merge")
 def merge_cmd(
-    model: Annotated[str, typer.Option("--model", "--name", help="Model folder name under model/.")] = "quick",
+    name: Annotated[str | None, typer.Option("--name", help="Model folder name under model/ (default quick).")] = None,
+    model: Annotated[str | None, typer.Option("--model", hidden=True, help="Old spelling of --name (deprecated: in train, --model is the architecture).")] = None,
     mode: Annotated[str | None, typer.Option(help=_MODE_HELP)] = None,
     mask: Annotated[str | None, typer.Option(help="learned, learned-dst, dst, predicted, or a product such as learned*dst (default).", rich_help_panel=_P)] = None,
     erode: Annotated[int | None, typer.Option(help="Shrink (+) or grow (-) the mask, -200..200 (pixels of a 512 px face).", rich_help_panel=_P)] = None,
@@ -55,6 +56,8 @@ def merge_cmd(
     """
     from facelab.stages import merge
 
+    folder = renamed_flag("--model", "--name", model, name, "quick")
+
     given = {k: v for k, v in {
         "mode": mode, "mask": mask, "erode": erode, "blur": blur, "face_scale": face_scale, "color": color,
         "hist_threshold": hist_threshold, "masked_hist": masked_hist, "seamless_hist": seamless_hist,
@@ -66,11 +69,11 @@ def merge_cmd(
     if gpu is None and sys.stdin.isatty():
         from facelab.cli.prompts import ask_gpu
 
-        gpu = ask_gpu(merge.gpu_choices(ws, model))
+        gpu = ask_gpu(merge.gpu_choices(ws, folder))
     if preview is not None:
-        report(merge.preview(ws, model, plan, preview, device=device, gpu=gpu, marker=output_marker()))
+        report(merge.preview(ws, folder, plan, preview, device=device, gpu=gpu, marker=output_marker()))
         return
-    summary = merge.run(ws, model, plan, device=device, force=force, only=only, batch_size=batch_size, gpu=gpu,
+    summary = merge.run(ws, folder, plan, device=device, force=force, only=only, batch_size=batch_size, gpu=gpu,
                         marker=output_marker())
     report(summary)
     if plan.ranges:

@@ -40,7 +40,7 @@ class EvalSettings:
 
     Attributes:
         source: output frames from ``auto`` (merged frames, else the result video), ``merged`` or ``result``.
-        model: model folder under ``model/`` (for ``reconstruction``).
+        name: model folder under ``model/`` (for ``reconstruction``).
         reconstruction: also measure the model's reconstructions of its held-out faces (SSIM, PSNR).
         gpu: with ``reconstruction``, the model trained with ``--gpu N`` (files ``gpuN_*``).
         device: where the model runs for ``reconstruction``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
@@ -52,7 +52,7 @@ class EvalSettings:
     """
 
     source: str = "auto"
-    model: str = "quick"
+    name: str = "quick"
     reconstruction: bool = False
     gpu: int | None = None
     device: str = "auto"
@@ -67,8 +67,8 @@ class EvalSettings:
             raise SettingsError(f"source: {self.source!r} is not a frame source", f"use one of {', '.join(SOURCES)}")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 32):
             raise SettingsError(f"workers: {self.workers!r} is out of range", "use 0 (in-process) to 32")
-        if not isinstance(self.model, str) or not self.model or "/" in self.model or "\\" in self.model or self.model in (".", ".."):
-            raise SettingsError(f"model: {self.model!r} is not a model folder name", "give the name of a folder under model/")
+        if not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
+            raise SettingsError(f"name: {self.name!r} is not a model folder name", "give the name of a folder under model/")
 
 
 def _workers(settings: EvalSettings) -> int:
@@ -84,7 +84,7 @@ def _reconstruction(ws: Workspace, settings: EvalSettings) -> tuple[dict[str, fl
     from facelab.stages.merge import resolve_model
     from facelab.inference import load_predictor
 
-    model_dir, prefix, warnings = resolve_model(ws, settings.model, settings.gpu)
+    model_dir, prefix, warnings = resolve_model(ws, settings.name, settings.gpu)
     held = held_out_faces(ws, model_dir, prefix)
     predictor = load_predictor(model_dir, str(resolve_device(settings.device)), prefix=prefix)
     summary, more = measure_reconstruction(predictor, held)
@@ -158,14 +158,14 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marke
         summary.update(measured.summary)
         rows, boxes = measured.rows, measured.boxes
         warnings += measured.warnings
-        warnings += _identity_trained(ws, settings.model)
+        warnings += _identity_trained(ws, settings.name)
     if settings.reconstruction:
         recon, more = _reconstruction(ws, settings)
         summary.update(recon)
         warnings += more
     summary["eval_seconds"] = round(time.perf_counter() - start, 2)
     meta = {"facelab": f"facelab {__version__}", "workspace": str(ws.root), "source": pairs.source if pairs else None,
-            "model": settings.model if settings.reconstruction else None,
+            "model": settings.name if settings.reconstruction else None,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     result = EvalResult(summary, rows, meta, pairs=pairs, boxes=boxes, warnings=list(warnings))
     missed = result.missed()

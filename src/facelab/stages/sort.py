@@ -29,7 +29,7 @@ class SortSettings:
     by: str = "blur"
     target: int = 2000  # final: how many faces to keep
     reference: Path | None = None  # identity: an image of the person, or one of their aligned faces
-    threads: int = 0  # 0: all cores
+    workers: int = 0  # worker threads; 0: all cores
 
     def __post_init__(self) -> None:
         if self.by not in fsort.METHODS:
@@ -41,8 +41,8 @@ class SortSettings:
                 raise SettingsError("sort --by identity needs a reference face", "add --reference IMAGE_OR_ALIGNED_FACE")
             if not Path(self.reference).is_file():
                 raise SettingsError(f"reference {self.reference} does not exist", "give an image file of the person")
-        if self.threads < 0:
-            raise SettingsError(f"threads={self.threads} is out of range", "use 0 (all cores) or more")
+        if self.workers < 0:
+            raise SettingsError(f"workers={self.workers} is out of range", "use 0 (all cores) or more")
 
 
 def trash_dir(ws: Workspace, side: str) -> Path:
@@ -92,14 +92,14 @@ def run(ws: Workspace, side: str, settings: SortSettings = SortSettings()) -> Su
         except FaceFileError as e:
             return e
 
-    workers = settings.threads if settings.threads > 0 else None
+    workers = settings.workers if settings.workers > 0 else None
     with ThreadPoolExecutor(max_workers=workers) as pool:
         remembered = list(pool.map(remember, paths))
     errors = [r for r in remembered if isinstance(r, FaceFileError)]
     good = [(p, r) for p, r in zip(paths, remembered) if isinstance(r, str)]
     paths, names = [p for p, _ in good], [r for _, r in good]
 
-    feats = features.compute(paths, list(method.features), settings.threads, description=f"sort {side} by {settings.by}",
+    feats = features.compute(paths, list(method.features), settings.workers, description=f"sort {side} by {settings.by}",
                              errors=errors) if paths else []
     kept = [k for k, f in enumerate(feats) if f is not None]
     paths, names, feats = [paths[k] for k in kept], [names[k] for k in kept], [feats[k] for k in kept]
