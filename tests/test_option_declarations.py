@@ -115,8 +115,11 @@ def test_a_changed_declaration_makes_the_docs_check_fail(tmp_path):
     spec.loader.exec_module(gen)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "training.md").write_text((ROOT / "docs" / "training.md").read_text().replace("Minutes between previews.", "stale"))
-    (text, new), = gen.render(tmp_path).values()
+    (tmp_path / "docs" / "merge.md").write_text((ROOT / "docs" / "merge.md").read_text())
+    rendered = gen.render(tmp_path)
+    text, new = rendered[tmp_path / "docs" / "training.md"]
     assert text != new and "Minutes between previews." in new
+    assert len(set(rendered[tmp_path / "docs" / "merge.md"])) == 1  # merge.md is current
 
 
 def test_option_check_and_parse():
@@ -152,3 +155,32 @@ def test_the_old_model_folder_flag_still_works_with_a_deprecation_message(ws, co
     assert "deprecated" not in new.output and "'nosuch'" in str(new.exception)
     both = CliRunner().invoke(app, ["-w", str(ws), *command, "--model", "a", "--name", "b"])
     assert "give only --name" in both.exception.hint
+
+
+def test_every_declared_merge_option_is_a_flag_and_the_settings_are_the_declared_ones():
+    import facelab.cli.merge_cmd  # noqa: F401 - registers the command
+    from facelab.cli import app
+    from facelab.merge import options as merge
+    from facelab.merge.compose import MergeSettings
+
+    params = {p.name: p for p in get_command(app).commands["merge"].params}
+    for o in merge.SETTINGS + merge.RUN + (merge.DEPRECATED_MODEL,):
+        assert o.name in params, f"--{o.name} missing from `facelab merge`"
+        spelled = set(params[o.name].opts) | set(params[o.name].secondary_opts)
+        assert all(set(f.split("/")) <= spelled for f in o.cli_flags), o.name
+    assert params["model"].hidden and not params["name"].hidden
+    fields = {f.name: f.default for f in dataclasses.fields(MergeSettings)}
+    assert fields == {o.name: o.default for o in merge.SETTINGS}
+    assert set(schema(merge.SETTINGS)["properties"]) == set(fields)
+
+
+@pytest.mark.parametrize("key, bad", [("erode", 201), ("sharpen", -101), ("mode", "blend"), ("color", "rct-x"),
+                                      ("alpha", "yes"), ("hist_threshold", 2.5)])
+def test_merge_settings_refuse_what_the_declaration_does_not_allow(key, bad):
+    from facelab.merge.compose import MergeSettings
+
+    with pytest.raises(SettingsError, match=key):
+        MergeSettings(**{key: bad})
+    import numpy as np
+
+    assert MergeSettings(erode=np.int64(3)).erode == 3 and type(MergeSettings(alpha=np.bool_(True)).alpha) is bool

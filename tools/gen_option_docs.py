@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
+from facelab.merge import options as merge
 from facelab.train import options as train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,10 @@ def tables() -> dict[str, dict[str, str]]:
         "train-sampling": markdown_table(g["Sampling, discriminators and pretraining"]),
         "train-speed": markdown_table(g["Speed"]),
         "train-late": markdown_table(g["Late training"]),
+    }, "docs/merge.md": {
+        "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
+        "merge-mask": markdown_table(merge.groups()["Face and mask"]),
+        "merge-color": markdown_table(merge.groups()["Colour, detail and output"]),
     }}
 
 

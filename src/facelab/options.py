@@ -55,6 +55,7 @@ class Option:
         models: architecture options only: the models that take it (None: every model).
         cli_only: a flag only (not a settings field, e.g. ``--config``).
         metavar: the value's name in the docs tables (default from the kind: N, P, NAME, DIR).
+        hidden: a flag kept for old scripts, left out of ``--help`` and the docs.
     """
 
     name: str
@@ -79,6 +80,7 @@ class Option:
     models: tuple[str, ...] | None = None
     cli_only: bool = False
     metavar: str | None = None
+    hidden: bool = False
 
     @property
     def cli_flags(self) -> tuple[str, ...]:
@@ -161,7 +163,7 @@ def typer_parameters(options: Iterable[Option]) -> list[inspect.Parameter]:
     params = []
     for o in options:
         kind = str if o.kind is Path and not o.cli_only else o.kind
-        info = typer.Option(*o.cli_flags, help=o.help, rich_help_panel=o.group if o.fixed or o.models else None)
+        info = typer.Option(*o.cli_flags, help=o.help, rich_help_panel=o.group or None, hidden=o.hidden)
         params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[kind | None, info]))
     return params

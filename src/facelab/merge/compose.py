@@ -63,7 +63,6 @@ MODES = tuple(MERGE_MODES)
 """Every merge mode, read from the one table :data:`facelab.merge.modes.MERGE_MODES`."""
 SEAMLESS_MODES = tuple(name for name, m in MERGE_MODES.items() if m.blend is MERGE_MODES["seamless"].blend)
 HIST_MODES = tuple(name for name, m in MERGE_MODES.items() if m.hist is not None)
-COLORS = ("none", *COLOR_TRANSFERS, *(f"{name}-m" for name in COLOR_TRANSFERS))
 MASK_WORK_SIZE = 256
 """Masks are eroded/blurred at no less than this side, so small models still get smooth edges."""
 DEFAULT_FEATHER = 32
@@ -71,17 +70,6 @@ DEFAULT_FEATHER = 32
 face: 1/16 of the face's side whatever its size, enough that overlay shows no seam. As DeepFaceLab's
 merger added the user's blur modifier to a default, a negative ``blur`` narrows this edge."""
 
-_INT_RANGES = {
-    "erode": (-200, 200),
-    "blur": (-200, 200),
-    "face_scale": (-50, 50),
-    "hist_threshold": (0, 255),
-    "degrade_color": (0, 100),
-    "bicubic_degrade": (0, 100),
-    "sharpen": (-100, 100),
-    "motion_blur": (0, 100),
-    "denoise_frame": (0, 500),
-}
 
 Enhancer = Callable[[np.ndarray], np.ndarray]
 """Super resolution: ``(N, R, R, 3) float32`` BGR ``[0, 1]`` -> ``(N, R*k, R*k, 3) float32`` BGR ``[0, 1]``."""
@@ -182,21 +170,16 @@ class MergeSettings:
     suppress_jitter: bool = False
 
     def __post_init__(self) -> None:
-        for key, allowed in (("mode", MODES), ("color", COLORS)):
-            value = getattr(self, key)
-            if value not in allowed:
-                raise SettingsError(f"merge setting {key}={value!r} is not allowed", f"use one of: {', '.join(allowed)}")
+        from facelab.merge.options import SETTINGS
+
+        for option in SETTINGS:  # type, range and choices as declared (numpy scalars from a TOML/JSON reader are fine)
+            value = getattr(self, option.name)
+            if isinstance(value, np.bool_) or (option.kind is int and isinstance(value, np.integer) and not isinstance(value, bool)):
+                value = value.item()
+                object.__setattr__(self, option.name, value)
+            if option.name != "super_resolution":
+                option.check(value)
         parse_mask(self.mask)
-        for key, (lo, hi) in _INT_RANGES.items():
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-                raise SettingsError(f"merge setting {key}={value!r} is out of range", f"use an integer in {lo}..{hi}")
-            object.__setattr__(self, key, int(value))
-        for key in ("masked_hist", "seamless_hist", "alpha", "suppress_jitter"):
-            value = getattr(self, key)
-            if not isinstance(value, (bool, np.bool_)):
-                raise SettingsError(f"merge setting {key}={value!r} is not a boolean", "use true or false")
-            object.__setattr__(self, key, bool(value))
         sr = self.super_resolution
         if sr is not None and (not isinstance(sr, str) or not sr.strip()):
             raise SettingsError(f"merge setting super_resolution={sr!r} is not allowed", "use the name of an enhancer model, or none")
