@@ -169,9 +169,9 @@ def test_preview_writes_one_frame_and_a_comparison(ws):
 
 def test_raw_predict_and_alpha_outputs(ws):
     s = stage.run(ws, "quick", MergeSettings(mode="raw-predict", color="none"), device="cpu")
-    raw = sorted((ws.merged_dir.parent / stage.RAW_DIR).glob("*_0.png"))
+    raw = sorted(ws.merged_raw_dir.glob("*_0.png"))
     assert len(raw) == 30 and cv2.imread(str(raw[0])).shape == (64, 64, 3)  # 32 px faces, enlarged to carry the mark
-    assert (ws.merged_dir.parent / stage.RAW_DIR / raw[0].name.replace("_0.png", "_0_mask.png")).is_file()
+    assert (ws.merged_raw_dir / raw[0].name.replace("_0.png", "_0_mask.png")).is_file()
     assert read_manifest(raw[0]).valid and any("merged_raw" in w for w in s.warnings)
     stage.run(ws, "quick", MergeSettings(alpha=True), device="cpu")
     p = sorted(ws.merged_dir.glob("*.png"))[0]

@@ -67,8 +67,6 @@ from facelab.workspace import Workspace
 STATE_FILE = "merge.json"
 STATE_VERSION = 3  # 3: ``blur`` is added to the default feather (2: it was the whole feather width)
 JOURNAL_FILE = "merge_done.txt"
-RAW_DIR = "merged_raw"  # raw-predict: <frame>_<i>.png aligned faces and <frame>_<i>_mask.png
-PREVIEW_DIR = "merged_preview"
 
 
 def group_records(aligned: list[Path]) -> tuple[dict[str, list[FaceRecord]], list[str]]:
@@ -163,7 +161,7 @@ def _finish(job: _Job, ws: Workspace, enhancer, write: bool = True) -> tuple[np.
     the merged frame and mask are returned instead (for the in-order ``suppress_jitter`` pass)."""
     st = job.settings
     if st.mode == "raw-predict":
-        raw_dir = ws.merged_dir.parent / RAW_DIR
+        raw_dir = ws.merged_raw_dir
         raw_dir.mkdir(parents=True, exist_ok=True)
         outs = aligned_outputs(job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks, enhancer=enhancer) \
             if job.prepared is not None else []
@@ -228,10 +226,9 @@ def _migrate_v2(d: dict) -> dict:
 
 def _model_id(ws: Workspace, model_name: str, prefix: str = "") -> str | None:
     """The model's save id: a retrained model of the same name renders again."""
-    try:
-        return json.loads((ws.model_dir(model_name) / f"{prefix}state.json").read_text("utf-8")).get("save_id")
-    except (OSError, ValueError):
-        return None
+    from facelab.train.checkpoint import save_id
+
+    return save_id(ws.model_dir(model_name), prefix)
 
 
 def _show_variant(gpu: int | None) -> str:
@@ -465,7 +462,7 @@ def run(
         atomic_write_json(state_path, state)
         journal_path.write_bytes(b"")
     if any(plan.settings_for(_frame_number(p.stem)).mode == "raw-predict" for p in chosen):
-        warnings.append(f"raw-predict faces and masks are in {out_dir.parent / RAW_DIR} (merged/ is left as it was)")
+        warnings.append(f"raw-predict faces and masks are in {ws.merged_raw_dir} (merged/ is left as it was)")
     return Summary(
         step="merge",
         counts=counts,
@@ -526,7 +523,7 @@ def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan,
     image = read_image(path)
     recs = by_frame.get(path.name, [])
     enhancer = _load_enhancer(ws, st.super_resolution, device)
-    out_dir = ws.merged_dir.parent / PREVIEW_DIR
+    out_dir = ws.merged_preview_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     if st.mode == "raw-predict":
         outs = []

@@ -1,0 +1,240 @@
+"""Step records: what a step ran with and which items it finished, so a re-run resumes.
+
+One record per step (and side) in the side's state folder ``data_<side>/.facelab/``, two files:
+
+``<step>.record.json``
+    The header, replaced atomically (temporary file, then rename)::
+
+        {"format": 1, "step": "merge", "step_version": 3,
+         "settings": {...}, "fingerprint": "<sha1 of the settings' JSON, 16 hex>",
+         "done": {"<item>": "<fingerprint of how it was made>", ...},
+         "completed": false, "summary": {...}}
+
+``<step>.journal.jsonl``
+    Append-only, one JSON line per item finished since the header was last written
+    (``{"item": "00001", "fp": "..."}``), flushed as each item finishes, so a killed run loses
+    no finished item. A line torn by a kill (the last one, unreadable) is ignored. The header
+    absorbs the journal whenever it is written (:meth:`StepRecord.begin`, :meth:`StepRecord.save`),
+    and the journal is emptied then.
+
+:class:`StepRecord` is the only reader and writer of these files. A workspace written before
+them (``merge.json`` + ``merge_done.txt`` and so on) is read through the ``legacy`` function
+the stage passes, on first use: the result becomes the record, and the old files are removed
+once the new header is written. ``format`` is the layout of these two files (this module's
+business); ``step_version`` is what the stage's settings and fingerprints mean (the stage's).
+A record from a newer facelab (a higher ``format``) raises :class:`FacelabError` rather than
+being overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from facelab.errors import FacelabError
+from facelab.fileio import atomic_write_bytes, atomic_write_json
+
+FORMAT = 1
+HEADER_SUFFIX = ".record.json"
+JOURNAL_SUFFIX = ".journal.jsonl"
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable fingerprint of JSON-able ``obj`` (sorted keys): 16 hex digits of its SHA-1."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Saved:
+    """What a record holds: the settings of the last run, the finished items (``item -> fingerprint``,
+    in the order they finished), whether the run completed, its summary, and ``step_version``."""
+
+    settings: dict[str, Any]
+    done: dict[str, str] = field(default_factory=dict)
+    completed: bool = False
+    summary: dict[str, Any] = field(default_factory=dict)
+    step_version: int | None = None
+    legacy_files: list[Path] = field(default_factory=list)  # old files this was read from (removed on the next write)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.settings)
+
+
+Legacy = Callable[[Path], "Saved | None"]
+
+
+class StepRecord:
+    """The record of one step in ``folder`` (a side's state folder). See the module docstring.
+
+    Use::
+
+        record = ws.step_record("merge", side="dst")
+        saved = record.load()                   # Saved or None; the last run's settings and finished items
+        record.begin(settings, keep)            # a new run: header with these settings and the kept items
+        record.done(item, fp)                   # one journal line per finished item
+        record.finish(summary)                  # header with everything, completed
+    """
+
+    def __init__(self, folder: Path, step: str, *, step_version: int | None = None, legacy: Legacy | None = None) -> None:
+        self.folder = Path(folder)
+        self.step = step
+        self.step_version = step_version
+        self.legacy = legacy
+        self._settings: dict[str, Any] | None = None
+        self._done: dict[str, str] = {}
+        self._journal: TextIO | None = None
+        self._legacy_files: list[Path] = []
+
+    @property
+    def header_path(self) -> Path:
+        return self.folder / f"{self.step}{HEADER_SUFFIX}"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.folder / f"{self.step}{JOURNAL_SUFFIX}"
+
+    # --- reading ----------------------------------------------------------------------------
+    def load(self) -> Saved | None:
+        """The record as last written plus its journal; ``None`` if there is none or it cannot be read
+        (the step then starts afresh, as with no record). A workspace of older facelab versions is
+        read through ``legacy``. Raises :class:`FacelabError` for a record of a newer facelab."""
+        header = self._read_header()
+        if header is None:
+            saved = self.legacy(self.folder) if self.legacy is not None and not self.header_path.exists() else None
+            self._legacy_files = list(saved.legacy_files) if saved is not None else []
+            return saved
+        if self.step_version is not None and header.get("step_version") != self.step_version:
+            return None
+        done = {str(k): str(v) for k, v in dict(header.get("done") or {}).items()}
+        done.update(read_journal(self.journal_path))
+        summary = header.get("summary")
+        return Saved(settings=dict(header.get("settings") or {}), done=done, completed=bool(header.get("completed")),
+                     summary=summary if isinstance(summary, dict) else {}, step_version=header.get("step_version"))
+
+    def _read_header(self) -> dict[str, Any] | None:
+        try:
+            header = json.loads(self.header_path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(header, dict) or header.get("step") != self.step:
+            return None
+        version = header.get("format")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+            raise FacelabError(
+                f"{self.header_path} was written by a newer facelab (record format {version}; this one reads up to {FORMAT})",
+                "upgrade facelab to continue this workspace, or delete the file to redo the step from scratch",
+            )
+        if version != FORMAT:
+            return None
+        return header
+
+    # --- writing ----------------------------------------------------------------------------
+    def begin(self, settings: dict[str, Any], done: dict[str, str] | Iterable[str] | None = None) -> None:
+        """Start a run with ``settings``: the header records them and ``done`` (the items kept from
+        the last run, ``item -> fingerprint``, or names with the settings' fingerprint), not
+        completed; the journal is emptied. Old-format files read by :meth:`load` are removed."""
+        self.close()
+        self._settings = dict(settings)
+        if done is None:
+            self._done = {}
+        elif isinstance(done, dict):
+            self._done = dict(done)
+        else:
+            fp = fingerprint(self._settings)
+            self._done = {str(n): fp for n in done}
+        self._write_header(completed=False, summary={})
+
+    def done(self, item: str, fp: str | None = None) -> None:
+        """Record ``item`` as finished (``fp``: how it was made; default the settings' fingerprint):
+        one journal line, flushed."""
+        if self._settings is None:
+            raise RuntimeError("StepRecord.done before begin")
+        fp = fingerprint(self._settings) if fp is None else fp
+        self._done[item] = fp
+        if self._journal is None:
+            self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._journal.write(json.dumps({"item": item, "fp": fp}, separators=(",", ":")) + "\n")
+        self._journal.flush()
+
+    def forget(self, items: Iterable[str]) -> None:
+        """Drop ``items`` from the finished ones (kept in memory until the next header write)."""
+        for item in items:
+            self._done.pop(item, None)
+
+    @property
+    def done_items(self) -> dict[str, str]:
+        return dict(self._done)
+
+    def save(self, completed: bool = False, summary: dict[str, Any] | None = None) -> None:
+        """Write the header with every finished item so far and empty the journal."""
+        if self._settings is None:
+            raise RuntimeError("StepRecord.save before begin")
+        self.close()
+        self._write_header(completed=completed, summary=summary or {})
+
+    def finish(self, summary: dict[str, Any] | None = None) -> None:
+        """The run completed: header with everything, ``completed`` true, ``summary``."""
+        self.save(completed=True, summary=summary)
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def reset(self) -> None:
+        """Forget the step: remove its record (and any old-format files) so the next run starts afresh."""
+        self.close()
+        self._settings, self._done = None, {}
+        self.header_path.unlink(missing_ok=True)
+        self.journal_path.unlink(missing_ok=True)
+        if self.legacy is not None:
+            saved = self.legacy(self.folder)
+            for p in saved.legacy_files if saved is not None else []:
+                p.unlink(missing_ok=True)
+
+    def _write_header(self, completed: bool, summary: dict[str, Any]) -> None:
+        assert self._settings is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        header = {"format": FORMAT, "step": self.step, "settings": self._settings, "fingerprint": fingerprint(self._settings),
+                  "done": self._done, "completed": completed, "summary": summary}
+        if self.step_version is not None:
+            header["step_version"] = self.step_version
+        atomic_write_json(self.header_path, header)
+        atomic_write_bytes(self.journal_path, b"")  # the header now holds everything the journal said
+        for p in self._legacy_files:
+            p.unlink(missing_ok=True)
+        self._legacy_files = []
+
+
+def read_journal(path: Path) -> dict[str, str]:
+    """``item -> fingerprint`` from a journal, in order; unreadable lines (a line torn by a kill) are skipped."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            out[str(entry["item"])] = str(entry["fp"])
+        except (ValueError, KeyError, TypeError):
+            continue  # torn by a kill mid-append: the item was not recorded as finished
+    return out
+
+
+def read_lines(path: Path) -> list[str]:
+    """Whitespace-separated names of an old-format list file (``merge_done.txt`` ...); ``[]`` if missing."""
+    try:
+        return path.read_text("utf-8").split()
+    except OSError:
+        return []
+
+
+__all__ = ["FORMAT", "Saved", "StepRecord", "fingerprint", "read_journal", "read_lines"]
