@@ -204,7 +204,9 @@ def test_frames_accepts_any_video_file(tmp_path, monkeypatch, capsys):
     r = cli(ws, "frames", "dst", "--video", str(clip))
     assert r.exit_code == 0, r.output
     assert len(ws.frame_paths("dst")) == 75
-    record = json.loads((ws.state_dir("dst") / "frames.json").read_text())
+    from facelab.stages import frames as frames_stage
+
+    record = frames_stage.read_record(ws, "dst")
     assert record["video"] == clip.name and record["video_path"] == str(clip.resolve()) and record["completed"]
     assert "skipped" in cli(ws, "frames", "dst", "--video", str(clip)).output  # finished: not decoded again
     # a missing file is one line, exit 2

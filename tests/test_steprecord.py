@@ -85,9 +85,19 @@ def test_legacy_files_are_read_then_removed_by_the_first_write(tmp_path):
         return Saved(settings={"v": 1}, done={n: "old" for n in p.read_text().split()}, legacy_files=[p]) if p.exists() else None
 
     record = Workspace(tmp_path).step_record("thing", legacy=legacy)
-    saved = record.load()
-    assert saved.done == {"a": "old", "b": "old"} and old.exists()  # reading changes nothing
-    record.begin(saved.settings, saved.done)
-    assert not old.exists() and record.load().done == {"a": "old", "b": "old"}
+    saved = record.load()  # the first use migrates
+    assert saved.done == {"a": "old", "b": "old"} and not old.exists() and record.header_path.is_file()
+    assert record.load().done == {"a": "old", "b": "old"} and record.load().settings == {"v": 1}
     record.reset()
     assert record.load() is None and not record.header_path.exists()
+
+
+def test_resetting_frames_resets_denoise_also_in_its_old_format(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.step_record("denoise").begin({"factor": 5}, ["00001.png"])
+    ws.state_dir("dst").joinpath("denoise.json").write_text("{}")
+    ws.step_record("frames", "src").begin({})
+    ws.step_record("frames", "src").reset()  # another side: dst's denoise stays
+    assert ws.step_record("denoise").load() is not None
+    ws.step_record("frames").reset()
+    assert ws.step_record("denoise").load() is None and not list(ws.state_dir("dst").iterdir())

@@ -24,6 +24,10 @@ once the new header is written. ``format`` is the layout of these two files (thi
 business); ``step_version`` is what the stage's settings and fingerprints mean (the stage's).
 A record from a newer facelab (a higher ``format``) raises :class:`FacelabError` rather than
 being overwritten.
+
+A step whose output another step changes in place has that step as a *dependent*
+(:data:`DEPENDENTS`): resetting the record (``frames --force`` writes new frames) resets the
+dependents' records too (denoised frames are replaced by raw ones, so nothing is denoised).
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ from facelab.fileio import atomic_write_bytes, atomic_write_json
 FORMAT = 1
 HEADER_SUFFIX = ".record.json"
 JOURNAL_SUFFIX = ".journal.jsonl"
+# step -> steps whose record describes work done on its output in place
+DEPENDENTS: dict[str, tuple[str, ...]] = {"frames": ("denoise",)}
+# step -> its record files of facelab before step records, removed with a reset (as a dependent too)
+LEGACY_FILES: dict[str, tuple[str, ...]] = {
+    "frames": ("frames.json",), "denoise": ("denoise.json",), "merge": ("merge.json", "merge_done.txt"),
+}
 
 
 def fingerprint(obj: Any) -> str:
@@ -106,7 +116,8 @@ class StepRecord:
         header = self._read_header()
         if header is None:
             saved = self.legacy(self.folder) if self.legacy is not None and not self.header_path.exists() else None
-            self._legacy_files = list(saved.legacy_files) if saved is not None else []
+            if saved is not None:
+                self._migrate(saved)
             return saved
         if self.step_version is not None and header.get("step_version") != self.step_version:
             return None
@@ -115,6 +126,17 @@ class StepRecord:
         summary = header.get("summary")
         return Saved(settings=dict(header.get("settings") or {}), done=done, completed=bool(header.get("completed")),
                      summary=summary if isinstance(summary, dict) else {}, step_version=header.get("step_version"))
+
+    def _migrate(self, saved: Saved) -> None:
+        """Write what the old files said as this record, then remove them. A workspace that cannot be
+        written (read-only) keeps its old files, read again next time."""
+        self._settings, self._done, self._legacy_files = dict(saved.settings), dict(saved.done), list(saved.legacy_files)
+        try:
+            self._write_header(completed=saved.completed, summary=saved.summary)
+        except (OSError, FacelabError):
+            pass  # reading must not fail for want of write access; the next writing run migrates
+        finally:
+            self._settings, self._done, self._legacy_files = None, {}, []
 
     def _read_header(self) -> dict[str, Any] | None:
         try:
@@ -187,15 +209,15 @@ class StepRecord:
             self._journal = None
 
     def reset(self) -> None:
-        """Forget the step: remove its record (and any old-format files) so the next run starts afresh."""
+        """Forget the step: remove its record (and any old-format files) so the next run starts afresh,
+        and the records of its :data:`DEPENDENTS`."""
         self.close()
-        self._settings, self._done = None, {}
-        self.header_path.unlink(missing_ok=True)
-        self.journal_path.unlink(missing_ok=True)
-        if self.legacy is not None:
-            saved = self.legacy(self.folder)
-            for p in saved.legacy_files if saved is not None else []:
-                p.unlink(missing_ok=True)
+        self._settings, self._done, self._legacy_files = None, {}, []
+        for step in (self.step, *DEPENDENTS.get(self.step, ())):
+            (self.folder / f"{step}{HEADER_SUFFIX}").unlink(missing_ok=True)
+            (self.folder / f"{step}{JOURNAL_SUFFIX}").unlink(missing_ok=True)
+            for name in LEGACY_FILES.get(step, ()):
+                (self.folder / name).unlink(missing_ok=True)
 
     def _write_header(self, completed: bool, summary: dict[str, Any]) -> None:
         assert self._settings is not None
