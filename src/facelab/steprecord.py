@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from facelab.errors import FacelabError
-from facelab.fileio import atomic_write_bytes, atomic_write_json
+from facelab.fileio import atomic_write_json, write_error
 
 FORMAT = 1
 HEADER_SUFFIX = ".record.json"
@@ -50,6 +50,7 @@ DEPENDENTS: dict[str, tuple[str, ...]] = {"frames": ("denoise",)}
 # step -> its record files of facelab before step records, removed with a reset (as a dependent too)
 LEGACY_FILES: dict[str, tuple[str, ...]] = {
     "frames": ("frames.json",), "denoise": ("denoise.json",), "merge": ("merge.json", "merge_done.txt"),
+    "extract": ("extract.json", "extract_done.txt"), "extract-debug": ("debug_done.txt",),
 }
 
 
@@ -126,6 +127,13 @@ class StepRecord:
         summary = header.get("summary")
         return Saved(settings=dict(header.get("settings") or {}), done=done, completed=bool(header.get("completed")),
                      summary=summary if isinstance(summary, dict) else {}, step_version=header.get("step_version"))
+
+    def _empty_journal(self) -> None:
+        try:
+            with open(self.journal_path, "wb"):
+                pass
+        except OSError as e:
+            raise (write_error(e, self.journal_path) or e) from e
 
     def _migrate(self, saved: Saved) -> None:
         """Write what the old files said as this record, then remove them. A workspace that cannot be
@@ -208,6 +216,13 @@ class StepRecord:
             self._journal.close()
             self._journal = None
 
+    def __enter__(self) -> StepRecord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving a ``with`` block closes the journal; what it holds is read with the header next time."""
+        self.close()
+
     def reset(self) -> None:
         """Forget the step: remove its record (and any old-format files) so the next run starts afresh,
         and the records of its :data:`DEPENDENTS`."""
@@ -227,7 +242,10 @@ class StepRecord:
         if self.step_version is not None:
             header["step_version"] = self.step_version
         atomic_write_json(self.header_path, header)
-        atomic_write_bytes(self.journal_path, b"")  # the header now holds everything the journal said
+        # the header now holds everything the journal said. Emptied in place, not replaced: another
+        # StepRecord of the same step appending to it keeps writing to the file that is read.
+        # (A kill before this leaves lines the header also holds: harmless.)
+        self._empty_journal()
         for p in self._legacy_files:
             p.unlink(missing_ok=True)
         self._legacy_files = []

@@ -75,6 +75,14 @@ class Workspace:
         """A file of the side's state folder that is not a step record (``no_face.txt``, a sort journal ...)."""
         return self.state_dir(side) / name
 
+    def no_face_list(self, side: str) -> Path:
+        """Frames where ``extract`` found no face, one name a line (for the user and ``--manual-fix``)."""
+        return self.state_dir(side) / "no_face.txt"
+
+    def manual_todo_path(self, side: str) -> Path:
+        """Frames awaiting manual extraction, with the reason for each."""
+        return self.state_dir(side) / "manual_todo.json"
+
     def step_record(self, step: str, side: str = "dst", *, step_version: int | None = None,
                     legacy: Legacy | None = None) -> StepRecord:
         """The record of ``step`` on ``side`` (see :mod:`facelab.steprecord`); ``legacy`` reads the step's
