@@ -15,7 +15,7 @@ import pytest
 
 from facelab.errors import WorkspaceError
 from facelab.merge.compose import MergeSettings
-from facelab.stages import denoise, extract, frames, merge
+from facelab.stages import denoise, extract, frames, merge, video
 from facelab.steprecord import HEADER_SUFFIX, LEGACY_FILES
 from facelab.workspace import Workspace
 
@@ -40,6 +40,8 @@ def old_ws(tmp_path) -> Workspace:
     shutil.copytree(FIXTURE, root)
     recorded = json.loads((root / "data_dst" / ".facelab" / "frames.json").read_text())
     os.utime(root / "data_dst.mpg", (recorded["video_mtime"], recorded["video_mtime"]))  # git keeps no mtimes
+    newest = max(p.stat().st_mtime for p in (root / "data_dst" / "merged").iterdir())
+    os.utime(root / "result.mp4", (newest + 1, newest + 1))  # made after the merged frames
     return Workspace(root)
 
 
@@ -55,13 +57,14 @@ def _run_all(ws: Workspace) -> dict[str, dict]:
         "denoise": denoise.run(ws).counts,
         "extract": extract.run(ws, "dst", EXTRACT).counts,
         "merge": merge.run(ws, MODEL, MergeSettings(), device="cpu", predictor=Identity()).counts,
+        "video": video.run(ws).counts,
     }
 
 
 def test_the_fixture_is_in_the_old_format():
     names = {p.name for p in (FIXTURE / "data_dst" / ".facelab").iterdir()}
     assert {"frames.json", "denoise.json", "extract.json", "extract_done.txt", "debug_done.txt", "merge.json",
-            "merge_done.txt"} <= names and not any(n.endswith(HEADER_SUFFIX) for n in names)
+            "merge_done.txt", "video.json"} <= names and not any(n.endswith(HEADER_SUFFIX) for n in names)
 
 
 def test_an_old_workspace_is_migrated_and_every_step_skips_its_finished_work(old_ws):
@@ -73,10 +76,11 @@ def test_an_old_workspace_is_migrated_and_every_step_skips_its_finished_work(old
     assert counts["denoise"]["skipped (already done, --force redoes)"] == 3
     assert counts["extract"]["frames"] == 0 and counts["extract"]["skipped (already done)"] == 3
     assert counts["merge"]["skipped"] == 3 and counts["merge"]["merged"] == 0
+    assert counts["video"]["skipped (up to date, --force redoes)"] == 3
     assert _outputs(ws) == before  # nothing was made again
     state = {p.name for p in ws.state_dir("dst").iterdir()}
     assert not state & OLD_FILES  # migrated: the old files are gone ...
-    for step in ("frames", "denoise", "extract", "extract-debug", "merge"):
+    for step in ("frames", "denoise", "extract", "extract-debug", "merge", "video"):
         assert f"{step}{HEADER_SUFFIX}" in state  # ... and each step has its record
     assert extract.recorded_settings(ws, "dst")["size"] == 64 and extract.done_frames(ws, "dst") == [
         "00001.jpg", "00002.jpg", "00003.jpg"]
@@ -117,5 +121,6 @@ def test_old_records_of_killed_runs_resume_where_they_stopped(old_ws):
     assert (counts["denoise"]["denoised"], counts["denoise"]["resumed_after"]) == PARTIAL_COUNTS["denoise"]
     assert (counts["extract"]["frames"], counts["extract"]["skipped (already done)"]) == PARTIAL_COUNTS["extract"]
     assert (counts["merge"]["merged"], counts["merge"]["skipped"]) == PARTIAL_COUNTS["merge"]
+    assert counts["video"]["frames"] == 3  # the merged frames are newer than the result: made again
     assert len(ws.aligned_paths("dst")) == 3 and sorted(extract.done_frames(ws, "dst")) == [
         "00001.jpg", "00002.jpg", "00003.jpg"]

@@ -8,15 +8,18 @@ Run it with the code of that version on the path, e.g.::
     git worktree remove /tmp/orig
 
 It cuts the demo's dst clip to its first 3 frames, then runs frames (JPEG), denoise, extract (64 px
-faces, debug images) and merge, with that version's code, and copies what a later run reads: the
-clip, frames, faces, debug images, the merged frames and every record file (about 0.5 MB). Merge runs
+faces, debug images), merge and video, with that version's code, and copies what a later run reads:
+the clip, frames, faces, debug images, the merged frames, the result video and every record file
+(about 0.6 MB). Signing keys go to a temporary facelab home. Merge runs
 with :class:`Identity`, a stand-in for a model (a trained model's weights would be megabytes); the
 test merges with the same stand-in and model name. Nothing is edited by hand. The test sets the
-clip's mtime to the one ``frames.json`` recorded (git does not keep it).
+clip's mtime to the one ``frames.json`` recorded and the result's after the merged frames' (git does not
+keep mtimes).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -25,7 +28,7 @@ from pathlib import Path
 from facelab.merge.compose import MergeSettings
 import numpy as np
 
-from facelab.stages import cut, denoise, extract, frames, merge
+from facelab.stages import cut, denoise, extract, frames, merge, video
 from facelab.stages.demo import SAMPLES, sample_path
 from facelab.workspace import Workspace
 
@@ -43,6 +46,7 @@ class Identity:
 
 def build(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["FACELAB_HOME"] = str(Path(tmp) / "home")
         clip = Path(tmp) / "clip.mpg"
         shutil.copyfile(sample_path(SAMPLES["dst"]), clip)
         cut.run(clip, cut.CutSettings(start=0, end=0.12))
@@ -53,10 +57,11 @@ def build(out: Path) -> None:
         denoise.run(ws)
         extract.run(ws, "dst", extract.ExtractSettings(size=64, debug=True, device="cpu"))
         merge.run(ws, MODEL, MergeSettings(), device="cpu", predictor=Identity())
+        video.run(ws)
         if out.exists():
             shutil.rmtree(out)
         keep = ["data_dst.mpg", "data_dst/*.jpg", "data_dst/aligned/*", "data_dst/aligned_debug/*", "data_dst/.facelab/*",
-                "data_dst/merged/*", "data_dst/merged_mask/*"]
+                "data_dst/merged/*", "data_dst/merged_mask/*", "result.mp4"]
         for pattern in keep:
             for p in sorted(ws.root.glob(pattern)):
                 target = out / p.relative_to(ws.root)

@@ -50,7 +50,7 @@ DEPENDENTS: dict[str, tuple[str, ...]] = {"frames": ("denoise",)}
 # step -> its record files of facelab before step records, removed with a reset (as a dependent too)
 LEGACY_FILES: dict[str, tuple[str, ...]] = {
     "frames": ("frames.json",), "denoise": ("denoise.json",), "merge": ("merge.json", "merge_done.txt"),
-    "extract": ("extract.json", "extract_done.txt"), "extract-debug": ("debug_done.txt",),
+    "extract": ("extract.json", "extract_done.txt"), "extract-debug": ("debug_done.txt",), "video": ("video.json",),
 }
 
 
