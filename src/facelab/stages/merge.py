@@ -384,7 +384,7 @@ def run(
         ws: the workspace.
         model_name: model folder name under ``model/``.
         settings: blending settings, or a :class:`MergePlan` with per-frame-range settings (saved to
-            ``data_dst/.facelab/merge.json``, so the result records how each frame was made).
+            the merge step record, so the result records how each frame was made).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` for the model.
         force: render frames that are already merged again.
         predictor: use this model instead of loading ``model_name`` (tests, UI).

@@ -1,7 +1,7 @@
 """Step `video`: merged frames -> ``result.<ext>`` with the dst video's timing and audio (SPEC section 2).
 
 Frames are read one at a time from ``data_dst/merged`` in name order; the frame
-rate comes from ``data_dst/.facelab/frames.json`` (so the result has the dst
+rate comes from the dst ``frames`` step record (so the result has the dst
 video's frame count and rate; for a variable-frame-rate dst each frame keeps
 its recorded time) and the audio from ``data_dst.<ext>``. The file carries the
 synthetic-media container tags, and every frame the invisible watermark (added here to any
