@@ -19,8 +19,8 @@ One record per step (and side) in the side's state folder ``data_<side>/.facelab
 
 :class:`StepRecord` is the only reader and writer of these files. A workspace written before
 them (``merge.json`` + ``merge_done.txt`` and so on) is read through the ``legacy`` function
-the stage passes, on first use: the result becomes the record, and the old files are removed
-once the new header is written. ``format`` is the layout of these two files (this module's
+the stage passes, on first use (the first :meth:`StepRecord.load`): what it read is written as
+the record and the old files are removed. ``format`` is the layout of these two files (this module's
 business); ``step_version`` is what the stage's settings and fingerprints mean (the stage's).
 A record from a newer facelab (a higher ``format``) raises :class:`FacelabError` rather than
 being overwritten.
@@ -122,10 +122,10 @@ class StepRecord:
             return saved
         if self.step_version is not None and header.get("step_version") != self.step_version:
             return None
-        done = {str(k): str(v) for k, v in dict(header.get("done") or {}).items()}
+        kept, settings, summary = header.get("done"), header.get("settings"), header.get("summary")
+        done = {str(k): str(v) for k, v in kept.items()} if isinstance(kept, dict) else {}
         done.update(read_journal(self.journal_path))
-        summary = header.get("summary")
-        return Saved(settings=dict(header.get("settings") or {}), done=done, completed=bool(header.get("completed")),
+        return Saved(settings=dict(settings) if isinstance(settings, dict) else {}, done=done, completed=bool(header.get("completed")),
                      summary=summary if isinstance(summary, dict) else {}, step_version=header.get("step_version"))
 
     def _empty_journal(self) -> None:
@@ -133,7 +133,10 @@ class StepRecord:
             with open(self.journal_path, "wb"):
                 pass
         except OSError as e:
-            raise (write_error(e, self.journal_path) or e) from e
+            user_error = write_error(e, self.journal_path)
+            if user_error is not None:
+                raise user_error from e
+            raise
 
     def _migrate(self, saved: Saved) -> None:
         """Write what the old files said as this record, then remove them. A workspace that cannot be
