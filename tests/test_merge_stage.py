@@ -83,7 +83,8 @@ class DiesAfterFour:
 
 def dying_open(path, *args, **kwargs):
     f = real_open(path, *args, **kwargs)
-    return DiesAfterFour(f) if str(path).endswith(JOURNAL_SUFFIX) else f
+    appending = (args[0] if args else kwargs.get("mode", "r")).startswith("a")
+    return DiesAfterFour(f) if str(path).endswith(JOURNAL_SUFFIX) and appending else f
 
 
 steprecord.open = dying_open  # the record module's module-level name shadows the builtin
