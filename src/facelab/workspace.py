@@ -12,7 +12,7 @@
       data_dst/merged/  data_dst/merged_mask/
       data_dst/merged_raw/  data_dst/merged_preview/
       model/<name>/                          one folder per model
-      result.mp4
+      result.mp4  coverage.png
       data_<side>/.facelab/                  step records: <step>.record.json + <step>.journal.jsonl
       .facelab_demo.json                     marks a workspace the demo made (and its training)
 """
@@ -122,6 +122,19 @@ class Workspace:
     def result_path(self, ext: str = "mp4") -> Path:
         return self.root / f"result.{ext}"
 
+    @property
+    def coverage_path(self) -> Path:
+        """``facelab faceset coverage``'s plot of src against dst."""
+        return self.root / "coverage.png"
+
+    def input_entries(self, side: str) -> list[Path]:
+        """Everything named ``data_<side>.*`` in the workspace root (the input video's name), sorted."""
+        return sorted(self.root.glob(f"data_{check_side(side)}.*"))
+
+    def input_video_path(self, side: str, suffix: str) -> Path:
+        """Where the side's input video goes: ``data_<side><suffix>`` (``suffix`` such as ``.mp4``)."""
+        return self.root / f"data_{check_side(side)}{suffix}"
+
     def all_dirs(self) -> list[Path]:
         dirs = [self.root, self.model_root]
         for side in SIDES:
@@ -133,9 +146,7 @@ class Workspace:
     def find_video(self, side: str) -> Path:
         """Return ``data_<side>.<ext>``; raise with a hint if none or several."""
         check_side(side)
-        found = sorted(
-            p for p in self.root.glob(f"data_{side}.*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
-        )
+        found = [p for p in self.input_entries(side) if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
         if not found:
             raise WorkspaceError(
                 f"no video data_{side}.<ext> in {self.root}",
@@ -212,7 +223,7 @@ class Workspace:
         Returns the number of top-level entries removed.
         """
         self.require_exists()
-        keep = {p for side in SIDES for p in self.root.glob(f"data_{side}.*") if p.is_file()}
+        keep = {p for side in SIDES for p in self.input_entries(side) if p.is_file()}
         removed = 0
         for entry in self.root.iterdir():
             if entry in keep:

@@ -59,7 +59,7 @@ def _is_sample(path: Path, side: str) -> bool:
 
 
 def _inputs(ws: Workspace) -> list[tuple[str, Path]]:
-    return [(side, p) for side in SIDES for p in sorted(ws.root.glob(f"data_{side}.*")) if not p.is_dir()]
+    return [(side, p) for side in SIDES for p in ws.input_entries(side) if not p.is_dir()]
 
 
 def _other_files(ws: Workspace, skip: set[Path]) -> int:
@@ -145,8 +145,8 @@ def prepare(ws: Workspace, force: bool = False) -> None:
     if not marker.is_file():
         atomic_write_json(marker, {"made_by": "facelab demo", "trained_minutes": 0})
     for side, name in SAMPLES.items():
-        if not any(ws.root.glob(f"data_{side}.*")):
-            _copy_atomic(sample_path(name), ws.root / f"data_{side}{Path(name).suffix}")
+        if not ws.input_entries(side):
+            _copy_atomic(sample_path(name), ws.input_video_path(side, Path(name).suffix))
 
 
 def run(

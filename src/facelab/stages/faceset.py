@@ -123,7 +123,7 @@ def coverage(ws: Workspace) -> tuple[Summary, str]:
     """Returns the summary and the printable table."""
     t = time.time()
     report, warnings = cov.compute(_faces(ws, "src"), _faces(ws, "dst"))
-    target = ws.root / "coverage.png"
+    target = ws.coverage_path
     write_image(target, cov.plot(report))
     counts = {"src faces": len(report.src), "dst faces": len(report.dst), "uncovered dst faces": report.uncovered_dst_faces}
     return Summary("coverage", counts, time.time() - t, [str(target)], warnings), cov.table(report)
