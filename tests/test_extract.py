@@ -36,8 +36,8 @@ def test_extract_writes_faces_with_metadata_and_debug(ws):
 def test_extract_resumes_and_skips(ws):
     extract.run(ws, "dst", extract.ExtractSettings(size=128))
     # simulate a kill after frame 6: the log lists 6 frames, the later faces are missing
-    log = ws.state_dir("dst") / "extract_done.txt"
-    log.write_text("".join(f"{i:05d}.png\n" for i in range(1, 7)))
+    record = extract._record(ws, "dst")
+    record.begin(record.load().settings, [f"{i:05d}.png" for i in range(1, 7)])
     for p in ws.aligned_paths("dst")[6:]:
         p.unlink()
     s = extract.run(ws, "dst", extract.ExtractSettings(size=128))
@@ -60,7 +60,7 @@ def test_frames_without_face_are_listed_and_all_empty_is_an_error(ws, astronaut)
     cv2.imwrite(str(ws.frames_dir("dst") / "00013.png"), cv2.resize(astronaut[300:, 300:], (360, 288)))
     s = extract.run(ws, "dst", extract.ExtractSettings(size=128))
     assert s.counts["frames without face"] == 1
-    assert (ws.state_dir("dst") / "no_face.txt").read_text().split() == ["00013.png"]
+    assert ws.no_face_list("dst").read_text().split() == ["00013.png"]
 
     empty = Workspace(ws.root.parent / "empty")
     empty.create()

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from facelab.errors import FacelabError, SettingsError
 from facelab.faceimage import read_face, read_record
 from facelab.stages import extract
+from facelab.steprecord import read_journal
 from facelab.workspace import Workspace
 from tests.conftest import SAMPLE_DST, shared
 
@@ -82,7 +83,7 @@ def test_redo_deleted_debug_reextracts_with_the_options_given(ws8):
     assert todo["frames"] == ["00008.png"] and "found no face" in todo["reasons"]["00008.png"]
     assert not (debug / "00008.jpg").exists()
     # the recorded settings of the set are not changed by the redo
-    assert json.loads((ws8.state_dir("dst") / "extract.json").read_text())["settings"]["face_type"] == "full"
+    assert extract.recorded_settings(ws8, "dst")["face_type"] == "full"
     # nothing left to redo: a second run changes nothing
     again = extract.redo_deleted_debug(ws8, "dst", extract.ExtractSettings(size=128))
     assert again.counts["re-extracted"] == 0 and again.counts["not found (old faces kept)"] == 1
@@ -193,7 +194,9 @@ def test_frames_accepts_any_video_file(tmp_path, monkeypatch, capsys):
     r = cli(ws, "frames", "dst", "--video", str(clip))
     assert r.exit_code == 0, r.output
     assert len(ws.frame_paths("dst")) == 75
-    record = json.loads((ws.state_dir("dst") / "frames.json").read_text())
+    from facelab.stages import frames as frames_stage
+
+    record = frames_stage.read_record(ws, "dst")
     assert record["video"] == clip.name and record["video_path"] == str(clip.resolve()) and record["completed"]
     assert "skipped" in cli(ws, "frames", "dst", "--video", str(clip)).output  # finished: not decoded again
     # a missing file is one line, exit 2
@@ -403,7 +406,7 @@ def test_ctrl_c_during_extract_says_what_was_kept(tmp_path, dst_frames):
     ws.create()
     for p in dst_frames[:16]:
         shutil.copy(p, ws.frames_dir("dst") / p.name)
-    log = ws.state_dir("dst") / "extract_done.txt"
+    journal = extract._record(ws, "dst").journal_path
     # each frame is slowed down so that the interrupt lands in the middle of the run
     child = f"""
         import sys, time
@@ -417,10 +420,10 @@ def test_ctrl_c_during_extract_says_what_was_kept(tmp_path, dst_frames):
         from facelab.cli import main
         main()
     """
-    r = _interrupt(child, lambda: log.exists() and len(log.read_text().split()) >= 2, tmp_path)
+    r = _interrupt(child, lambda: len(read_journal(journal)) >= 2, tmp_path)
     assert r.returncode == 130, r.stderr
     assert "Traceback" not in r.stderr and "interrupted:" in r.stderr
-    done = len(log.read_text().split())
+    done = len(extract.done_frames(ws, "dst"))
     assert f"{done} of 16 frames" in r.stderr and "facelab extract dst" in r.stderr and "again" in r.stderr
     assert 2 <= done < 16
     s = extract.run(ws, "dst", extract.ExtractSettings(size=128))

@@ -150,7 +150,7 @@ def _save_id(ws: Workspace, name: str, prefix: str) -> str:
 def _merged_with(ws: Workspace) -> str:
     from facelab.stages import merge
 
-    return json.loads((ws.state_dir("dst") / merge.STATE_FILE).read_text())["model_id"]
+    return merge._record(ws).load().settings["model_id"]
 
 
 def test_merge_finds_a_model_trained_with_gpu_n(gpu_ws, tmp_path, marker):
@@ -340,19 +340,21 @@ def test_a_saved_version_2_merge_state_is_converted_and_keeps_its_frames(gpu_ws,
     new = {"mode": "overlay", "color": "none", "blur": 8}
     plan = MergePlan(MergeSettings(**new)).with_range(FrameRange(first, first), {"blur": -32})
     merge.run(ws, "mixed", plan, device="cpu", marker=marker)
-    # the same result as version 2 wrote it: blur was the whole width (40 = 32 + 8; -50 acted as 0 = 32 - 32)
-    path = ws.state_dir("dst") / merge.STATE_FILE
-    state = json.loads(path.read_text())
+    # the same result as version 2 of merge.json (before step records) wrote it: blur was the whole width
+    # (40 = 32 + 8; -50 acted as 0 = 32 - 32)
+    record = merge._record(ws)
+    saved = record.load()
+    record.reset()
+    path = ws.state_dir("dst") / merge.LEGACY_STATE
     old_plan = MergePlan(MergeSettings(**{**new, "blur": 40})).with_range(FrameRange(first, first), {"blur": -50})
-    stems = list(state["frames"])
-    state.update(version=2, plan=old_plan.to_dict(),
-                 frames={s: merge._fingerprint(state["model_id"], old_plan, int(s)) for s in stems})
+    state = {**saved.settings, "version": 2, "plan": old_plan.to_dict(),
+             "frames": {s: merge._fingerprint(saved.settings["model_id"], old_plan, int(s)) for s in saved.done}}
     path.write_text(json.dumps(state))
     again, _ = merge.plan_from_options(ws, new)
     assert again.settings_for(first).blur == -32 and again.settings_for(first + 1).blur == 8
     s = merge.run(ws, "mixed", again, device="cpu", marker=marker)
     assert s.counts["skipped"] == 30 and not any("other settings" in w for w in s.warnings)
-    assert json.loads(path.read_text())["version"] == merge.STATE_VERSION
+    assert not path.exists() and json.loads(record.header_path.read_text())["step_version"] == merge.STATE_VERSION
 
 
 def test_train_beside_gpu_variants_warns_and_a_terminal_asks_which(gpu_ws, tmp_path, marker):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -287,7 +286,7 @@ def test_frames_stage_dst(tmp_path):
     assert s.counts["frames"] == 75 and s.counts["written"] == 75
     ref = next(iter_frames(SAMPLE_DST))[2]
     assert np.array_equal(cv2.imread(str(frames[0])), ref)  # png is lossless
-    record = json.loads((ws.state_dir("dst") / "frames.json").read_text())
+    record = frames_stage.read_record(ws, "dst")
     assert record["completed"] and record["frame_count"] == 75 and record["fps"] == "25/1"
     assert (record["width"], record["height"], record["format"], record["video"]) == (360, 288, "png", "data_dst.mpg")
     assert frames_stage.frame_timing(ws, "dst") == (Fraction(25), 75)
@@ -300,8 +299,8 @@ def test_frames_stage_dst(tmp_path):
     # Interrupted run: some frames missing, record not completed -> only those are written.
     for p in frames[10:20]:
         p.unlink()
-    record["completed"] = False
-    (ws.state_dir("dst") / "frames.json").write_text(json.dumps(record))
+    step_record = frames_stage._record(ws, "dst")
+    step_record.begin(step_record.load().settings)  # as the killed run left it: begun, not finished
     s = frames_stage.run(ws, "dst")
     assert (s.counts["written"], s.counts["resumed"], s.counts["frames"]) == (10, 65, 75)
     assert len(ws.frame_paths("dst")) == 75 and frames[40].stat().st_mtime_ns == mtime

@@ -400,7 +400,7 @@ def test_stage_run_skip_and_redo(tiny_ws, marker):
             assert not mask.any()
         else:
             assert mask.max() == 255 and psnr(merged, frame) > 30
-    assert (ws.state_dir("dst") / "merge.json").is_file()
+    assert stage._record(ws).header_path.is_file()
     assert not list(ws.merged_dir.glob(".*.tmp"))
 
     # re-run: everything skipped

@@ -21,6 +21,7 @@ from facelab.merge.ranges import FrameRange, MergePlan
 from facelab.provenance.manifest import read_manifest
 from facelab.provenance.watermark import detect_frames
 from facelab.stages import merge as stage
+from facelab.steprecord import read_journal
 from facelab.workspace import Workspace
 
 SRC_ROOT = Path(__file__).resolve().parents[1] / "src"
@@ -55,7 +56,9 @@ def _mtimes(ws: Workspace) -> dict[str, int]:
 KILLED_MERGE = """
 import os, signal, sys
 from facelab.provenance import default_marker
+from facelab import steprecord
 from facelab.stages import merge as stage
+from facelab.steprecord import JOURNAL_SUFFIX
 from facelab.workspace import Workspace
 
 real_open = open
@@ -81,10 +84,11 @@ class DiesAfterFour:
 
 def dying_open(path, *args, **kwargs):
     f = real_open(path, *args, **kwargs)
-    return DiesAfterFour(f) if str(path).endswith(stage.JOURNAL_FILE) else f
+    appending = (args[0] if args else kwargs.get("mode", "r")).startswith("a")
+    return DiesAfterFour(f) if str(path).endswith(JOURNAL_SUFFIX) and appending else f
 
 
-stage.open = dying_open  # the stage's module-level name shadows the builtin
+steprecord.open = dying_open  # the record module's module-level name shadows the builtin
 ws = Workspace(sys.argv[1])
 plan, _ = stage.plan_from_options(ws, {"denoise_frame": 300})
 stage.run(ws, "quick", plan, device="cpu", marker=default_marker())  # the key of $FACELAB_HOME, as the CLI's
@@ -96,8 +100,9 @@ def test_kill_9_then_rerun_renders_only_the_missing_frames(ws, marker):
     env = {**os.environ, "PYTHONPATH": str(SRC_ROOT)}
     proc = subprocess.run([sys.executable, "-c", KILLED_MERGE, str(ws.root)], env=env, capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    journal = ws.state_dir("dst") / stage.JOURNAL_FILE
-    finished = [line.split()[0] for line in journal.read_text().splitlines()]
+    record = stage._record(ws)
+    journal = record.journal_path
+    finished = list(read_journal(journal))
     assert len(finished) == 4
     before = _mtimes(ws)
     plan, _ = stage.plan_from_options(ws, {"denoise_frame": 300})
@@ -107,8 +112,8 @@ def test_kill_9_then_rerun_renders_only_the_missing_frames(ws, marker):
     after = _mtimes(ws)
     assert all(after[f"{stem}.png"] == before[f"{stem}.png"] for stem in finished)  # not redone
     assert len(after) == 30
-    state = json.loads((ws.state_dir("dst") / stage.STATE_FILE).read_text())
-    assert len(state["frames"]) == 30 and journal.read_text() == ""
+    state = json.loads(record.header_path.read_text())
+    assert len(state["done"]) == 30 and journal.read_text() == ""
 
 
 def test_frame_ranges_render_only_their_frames_and_are_kept(ws, marker):
@@ -130,7 +135,7 @@ def test_frame_ranges_render_only_their_frames_and_are_kept(ws, marker):
     plan, _ = stage.plan_from_options(ws, {"mode": "overlay"})
     assert plan.settings_for(first).color == "lct" and plan.settings_for(first - 1).color == "rct-m"
     assert stage.run(ws, "quick", plan, device="cpu", marker=marker).counts["skipped"] == 30
-    saved = json.loads((ws.state_dir("dst") / stage.STATE_FILE).read_text())["plan"]
+    saved = stage._record(ws).load().settings["plan"]
     assert saved["ranges"] == [{"frames": f"{first}-{last}", "settings": {"color": "lct"}}]
     plan, _ = stage.plan_from_options(ws, {"mode": "overlay"}, clear_ranges=True)
     assert plan.ranges == () and stage.run(ws, "quick", plan, device="cpu", marker=marker).counts["skipped"] == 27
@@ -170,9 +175,9 @@ def test_preview_writes_one_frame_and_a_comparison(ws, marker):
 
 def test_raw_predict_and_alpha_outputs(ws, marker):
     s = stage.run(ws, "quick", MergeSettings(mode="raw-predict", color="none"), device="cpu", marker=marker)
-    raw = sorted((ws.merged_dir.parent / stage.RAW_DIR).glob("*_0.png"))
+    raw = sorted(ws.merged_raw_dir.glob("*_0.png"))
     assert len(raw) == 30 and cv2.imread(str(raw[0])).shape == (64, 64, 3)  # 32 px faces, enlarged to carry the mark
-    assert (ws.merged_dir.parent / stage.RAW_DIR / raw[0].name.replace("_0.png", "_0_mask.png")).is_file()
+    assert (ws.merged_raw_dir / raw[0].name.replace("_0.png", "_0_mask.png")).is_file()
     assert read_manifest(raw[0]).valid and any("merged_raw" in w for w in s.warnings)
     stage.run(ws, "quick", MergeSettings(alpha=True), device="cpu", marker=marker)
     p = sorted(ws.merged_dir.glob("*.png"))[0]
@@ -189,7 +194,7 @@ def test_settings_file_with_ranges_through_the_cli(ws, tmp_path):
     r = subprocess.run([sys.executable, "-m", "facelab", "-w", str(ws.root), "merge", "--config", str(cfg), "--blur", "20",
                         "--device", "cpu"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    plan = MergePlan.from_dict(json.loads((ws.state_dir("dst") / stage.STATE_FILE).read_text())["plan"])
+    plan = MergePlan.from_dict(stage._record(ws).load().settings["plan"])
     assert plan.default.mode == "overlay" and plan.default.erode == 10 and plan.default.blur == 20
     assert plan.settings_for(int(names[0])).color == "mkl-m" and plan.settings_for(int(names[2])).color == "rct-m"
     cfg.write_text('mode = "overlay"\nbad_key = 1\n')

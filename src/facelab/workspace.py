@@ -7,10 +7,14 @@
       data_src/  data_dst/                   frames 00001.png ...
       data_<side>/aligned/                   aligned faces <frame>_<i>.jpg
       data_<side>/aligned_debug/             frames with landmarks drawn
+      data_<side>/aligned_trash/             faces a sort or faceset step rejected
+      data_<side>/aligned.faceset            the face set packed into one file
       data_dst/merged/  data_dst/merged_mask/
+      data_dst/merged_raw/  data_dst/merged_preview/
       model/<name>/                          one folder per model
-      result.mp4
-      data_<side>/.facelab/                  step records (frames.json, ...)
+      result.mp4  coverage.png
+      data_<side>/.facelab/                  step records: <step>.record.json + <step>.journal.jsonl
+      .facelab_demo.json                     marks a workspace the demo made (and its training)
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facelab.errors import SettingsError, WorkspaceError
+from facelab.steprecord import Legacy, StepRecord
 from facelab.types import SIDES
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v", ".wmv", ".flv", ".ts")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+DEMO_MARKER = ".facelab_demo.json"
 
 
 def check_side(side: str) -> str:
@@ -57,9 +63,31 @@ class Workspace:
     def aligned_debug_dir(self, side: str) -> Path:
         return self.frames_dir(side) / "aligned_debug"
 
+    def trash_dir(self, side: str) -> Path:
+        """Faces a sort or faceset step moved out of the set."""
+        return self.frames_dir(side) / "aligned_trash"
+
     def state_dir(self, side: str) -> Path:
         """Hidden folder for step records (frame timing, extraction progress)."""
         return self.frames_dir(side) / ".facelab"
+
+    def state_file(self, side: str, name: str) -> Path:
+        """A file of the side's state folder that is not a step record (``no_face.txt``, a sort journal ...)."""
+        return self.state_dir(side) / name
+
+    def no_face_list(self, side: str) -> Path:
+        """Frames where ``extract`` found no face, one name a line (for the user and ``--manual-fix``)."""
+        return self.state_dir(side) / "no_face.txt"
+
+    def manual_todo_path(self, side: str) -> Path:
+        """Frames awaiting manual extraction, with the reason for each."""
+        return self.state_dir(side) / "manual_todo.json"
+
+    def step_record(self, step: str, side: str = "dst", *, step_version: int | None = None,
+                    legacy: Legacy | None = None) -> StepRecord:
+        """The record of ``step`` on ``side`` (see :mod:`facelab.steprecord`); ``legacy`` reads the step's
+        files of older facelab versions, migrated on first use."""
+        return StepRecord(self.state_dir(side), step, step_version=step_version, legacy=legacy)
 
     @property
     def merged_dir(self) -> Path:
@@ -70,6 +98,21 @@ class Workspace:
         return self.root / "data_dst" / "merged_mask"
 
     @property
+    def merged_raw_dir(self) -> Path:
+        """``merge --mode raw-predict``: ``<frame>_<i>.png`` aligned faces and ``<frame>_<i>_mask.png``."""
+        return self.root / "data_dst" / "merged_raw"
+
+    @property
+    def merged_preview_dir(self) -> Path:
+        """``merge --preview FRAME``: the one merged frame and its side-by-side."""
+        return self.root / "data_dst" / "merged_preview"
+
+    @property
+    def demo_marker(self) -> Path:
+        """Marks a workspace the demo made (and records its training)."""
+        return self.root / DEMO_MARKER
+
+    @property
     def model_root(self) -> Path:
         return self.root / "model"
 
@@ -78,6 +121,19 @@ class Workspace:
 
     def result_path(self, ext: str = "mp4") -> Path:
         return self.root / f"result.{ext}"
+
+    @property
+    def coverage_path(self) -> Path:
+        """``facelab faceset coverage``'s plot of src against dst."""
+        return self.root / "coverage.png"
+
+    def input_entries(self, side: str) -> list[Path]:
+        """Everything named ``data_<side>.*`` in the workspace root (the input video's name), sorted."""
+        return sorted(self.root.glob(f"data_{check_side(side)}.*"))
+
+    def input_video_path(self, side: str, suffix: str) -> Path:
+        """Where the side's input video goes: ``data_<side><suffix>`` (``suffix`` such as ``.mp4``)."""
+        return self.root / f"data_{check_side(side)}{suffix}"
 
     def all_dirs(self) -> list[Path]:
         dirs = [self.root, self.model_root]
@@ -90,9 +146,7 @@ class Workspace:
     def find_video(self, side: str) -> Path:
         """Return ``data_<side>.<ext>``; raise with a hint if none or several."""
         check_side(side)
-        found = sorted(
-            p for p in self.root.glob(f"data_{side}.*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
-        )
+        found = [p for p in self.input_entries(side) if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
         if not found:
             raise WorkspaceError(
                 f"no video data_{side}.<ext> in {self.root}",
@@ -169,7 +223,7 @@ class Workspace:
         Returns the number of top-level entries removed.
         """
         self.require_exists()
-        keep = {p for side in SIDES for p in self.root.glob(f"data_{side}.*") if p.is_file()}
+        keep = {p for side in SIDES for p in self.input_entries(side) if p.is_file()}
         removed = 0
         for entry in self.root.iterdir():
             if entry in keep:

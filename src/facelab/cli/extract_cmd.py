@@ -55,7 +55,7 @@ def extract_cmd(
             report(extract.run(ws, side.value, settings, force=force))
     if manual_fix:
         frames = extract.manual_todo(ws, side.value, no_face=True)
-        todo = ws.state_dir(side.value) / "manual_todo.json"
+        todo = ws.manual_todo_path(side.value)
         typer.echo(f"{len(frames)} frame(s) await manual extraction (listed in {todo}):")
         for name in frames:
             typer.echo(f"  {name}")
@@ -72,8 +72,9 @@ def _kept(ws, side: str, redo: bool) -> str:
     if redo:
         return ("interrupted: the frames re-extracted so far have their new faces and debug images, the others keep their old faces; "
                 f"run `facelab extract {side} --redo-deleted-debug` again (with the same options) to continue")
-    done_log = ws.state_dir(side) / "extract_done.txt"
-    done = len(done_log.read_text().split()) if done_log.exists() else 0
+    from facelab.stages import extract
+
+    done = len(extract.done_frames(ws, side))
     return (f"interrupted: {done} of {len(ws.frame_paths(side))} frames of data_{side} are extracted and their "
             f"{len(ws.aligned_paths(side))} faces are kept in {ws.aligned_dir(side)}; "
             f"run `facelab extract {side}` again to continue from there (options you leave out keep the values used so far)")

@@ -132,21 +132,22 @@ class RecoverResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def recover_names(aligned: Path, state_dir: Path, trash: Path | None = None) -> RecoverResult:
+def recover_names(aligned: Path, state_dir: Path, trash: Path | None = None, also_finish: tuple[Path, ...] = ()) -> RecoverResult:
     """Give every face its original file name back (and bring back ``trash`` faces).
 
     Two phases: every file that moves first gets a unique temporary name in
     ``aligned``, the plan is written to ``state_dir/recover_names.json``, then
     each gets its final name. A run interrupted in phase 2 is finished by the
-    next run; no file is ever overwritten.
+    next run (also in the folders ``also_finish``: a trash an earlier run may have
+    included); no file is ever overwritten.
     """
     aligned, state_dir = Path(aligned), Path(state_dir)
     res = RecoverResult()
     state_dir.mkdir(parents=True, exist_ok=True)
     journal = state_dir / JOURNAL
     folders = [aligned] + ([trash] if trash is not None else [])
-    # an earlier run may have included the trash (the stage's aligned_trash beside aligned)
-    renames.finish(journal, folders + [aligned.parent / "aligned_trash"], ".recover-", res.warnings)
+    # an earlier run may have included the trash
+    renames.finish(journal, folders + list(also_finish), ".recover-", res.warnings)
     sources = [(p, False) for p in face_files(aligned)]
     if trash is not None:
         sources += [(p, True) for p in face_files(trash)]

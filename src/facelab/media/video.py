@@ -458,7 +458,7 @@ def _time_base(rate: Fraction, timestamps, spec: Codec) -> tuple[Fraction, list[
     t0 = ts[0]
     ts = [t - t0 for t in ts]
     if any(b <= a for a, b in zip(ts, ts[1:])):
-        raise MediaError("frame timestamps must increase", "check the frames record (frames.json)")
+        raise MediaError("frame timestamps must increase", "check the frames step record (data_dst/.facelab/frames.record.json)")
     den = 1
     for t in ts:
         den = den * t.denominator // gcd(den, t.denominator)

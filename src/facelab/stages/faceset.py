@@ -22,7 +22,7 @@ from facelab.workspace import Workspace, check_side
 
 
 def trash_dir(ws: Workspace, side: str) -> Path:
-    return ws.frames_dir(side) / "aligned_trash"
+    return ws.trash_dir(side)
 
 
 def pack_path(ws: Workspace, side: str) -> Path:
@@ -48,7 +48,8 @@ def debug_landmarks(ws: Workspace, side: str, remove: bool = False) -> Summary:
 def recover_names(ws: Workspace, side: str, include_trash: bool = False) -> Summary:
     t = time.time()
     check_side(side)
-    res = utils.recover_names(ws.aligned_dir(side), ws.state_dir(side), trash_dir(ws, side) if include_trash else None)
+    res = utils.recover_names(ws.aligned_dir(side), ws.state_dir(side), trash_dir(ws, side) if include_trash else None,
+                              also_finish=(trash_dir(ws, side),))
     counts = {"renamed": res.renamed, "unchanged": res.unchanged}
     if include_trash:
         counts["back from trash"] = res.from_trash
@@ -124,7 +125,7 @@ def coverage(ws: Workspace) -> tuple[Summary, str]:
     """Returns the summary and the printable table."""
     t = time.time()
     report, warnings = cov.compute(_faces(ws, "src"), _faces(ws, "dst"))
-    target = ws.root / "coverage.png"
+    target = ws.coverage_path
     write_image(target, cov.plot(report))
     counts = {"src faces": len(report.src), "dst faces": len(report.dst), "uncovered dst faces": report.uncovered_dst_faces}
     return Summary("coverage", counts, time.time() - t, [str(target)], warnings), cov.table(report)

@@ -1,7 +1,7 @@
 """Step `frames`: decode ``data_<side>.<ext>`` into ``data_<side>/00001.png, ...`` (SPEC section 2).
 
 The video is ``data_<side>.<ext>`` in the workspace, or any file given as
-``video``. The record ``data_<side>/.facelab/frames.json`` says which video
+``video``. The step record ``frames`` of the side (:mod:`facelab.steprecord`) says which video
 (name, size, mtime, ``video_path``) and settings the frames came from, their
 timing (fps as ``"num/den"``, count, size, ``timestamps``: each kept frame's
 time in seconds from the video stream's start, and ``vfr``: whether those stray
@@ -24,14 +24,18 @@ from fractions import Fraction
 from pathlib import Path
 
 from facelab.errors import MediaError, SettingsError, WorkspaceError
-from facelab.fileio import atomic_write_json, write_image
+from facelab.fileio import write_image
 from facelab.media import is_vfr, iter_frames, probe
 from facelab.progress import track
 from facelab.stages import Summary
+from facelab.steprecord import Saved, StepRecord
 from facelab.workspace import FRAME_EXTENSIONS, Workspace, check_side
 
 FORMATS = ("png", "jpg")
-RECORD = "frames.json"
+STEP = "frames"
+LEGACY_RECORD = "frames.json"  # what facelab wrote before step records
+# what a finished extraction adds to the record (its summary); the rest are its settings
+_RESULTS = ("frame_count", "timestamps", "vfr")
 MAX_FPS = 1000.0
 
 
@@ -56,18 +60,33 @@ class FramesSettings:
             raise SettingsError(f"frames.format must be one of {', '.join(FORMATS)}, got {self.format!r}", "png is lossless, jpg is smaller")
 
 
-def _record_path(ws: Workspace, side: str) -> Path:
-    return ws.state_dir(side) / RECORD
+def _record(ws: Workspace, side: str) -> StepRecord:
+    return ws.step_record(STEP, side, legacy=_legacy)
+
+
+def _legacy(folder: Path) -> Saved | None:
+    """``frames.json`` of facelab before step records: settings, timing and ``completed`` in one object."""
+    path = folder / LEGACY_RECORD
+    if not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        d = None
+    if not isinstance(d, dict):
+        return Saved(settings={}, legacy_files=[path])
+    return Saved(settings={k: v for k, v in d.items() if k not in (*_RESULTS, "completed")},
+                 summary={k: d[k] for k in _RESULTS if k in d}, completed=bool(d.get("completed")), legacy_files=[path])
 
 
 def read_record(ws: Workspace, side: str) -> dict | None:
-    """The ``frames.json`` record of a side, or ``None`` if there is none (or it is unreadable)."""
-    path = _record_path(ws, side)
-    try:
-        record = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+    """What the side's ``frames`` record says, as one object: the video's identity, the settings, the
+    timing (``fps``, ``frame_count``, ``timestamps``, ``vfr``) and ``completed``; ``None`` if there is none
+    (or it is unreadable)."""
+    saved = _record(ws, side).load()
+    if saved is None or not saved.settings:
         return None
-    return record if isinstance(record, dict) else None
+    return {**saved.settings, "frame_count": None, **saved.summary, "completed": saved.completed}
 
 
 def _video_id(video: Path) -> dict:
@@ -93,7 +112,7 @@ def _delete_frames(folder: Path) -> int:
 def frame_timing(ws: Workspace, side: str) -> tuple[Fraction, int]:
     """``(fps, frame_count)`` of a side's extracted frames.
 
-    Read from a completed ``frames.json``; without one, probed from the side's
+    Read from a completed ``frames`` record; without one, probed from the side's
     video (exact count, which may decode the whole video).
     """
     check_side(side)
@@ -109,7 +128,7 @@ def frame_timing(ws: Workspace, side: str) -> tuple[Fraction, int]:
 
 def frame_timestamps(ws: Workspace, side: str) -> list[float] | None:
     """Times (seconds from the stream start) of a side's extracted frames, in frame order,
-    if a completed ``frames.json`` records them and says the source has a variable frame
+    if a completed ``frames`` record holds them and says the source has a variable frame
     rate; ``None`` for constant-rate sources (use :func:`frame_timing`) or older records."""
     check_side(side)
     record = read_record(ws, side)
@@ -161,7 +180,7 @@ def run(
     same = record is not None and all(record.get(k) == v for k, v in ident.items())
     if force:
         _delete_frames(folder)
-        (ws.state_dir(side) / "denoise.json").unlink(missing_ok=True)  # fresh frames are not denoised
+        _record(ws, side).reset()  # and the records of steps that changed the frames in place (denoise)
         record, existing, same = None, [], False
     elif existing and not same:
         raise WorkspaceError(
@@ -182,7 +201,8 @@ def run(
     width = int(record["name_width"]) if same and record.get("name_width") else max(5, len(str(int(estimate * 1.1) + 1)))
     base = {**ident, "video_path": str(video.resolve()), "fps": f"{out_fps.numerator}/{out_fps.denominator}", "width": info.width,
             "height": info.height, "name_width": width, "settings": asdict(settings)}
-    atomic_write_json(_record_path(ws, side), {**base, "frame_count": None, "completed": False})
+    step_record = _record(ws, side)
+    step_record.begin(base)
 
     for stray in folder.glob(".*.tmp"):  # left by a killed run
         stray.unlink(missing_ok=True)
@@ -214,8 +234,7 @@ def run(
     vfr = fps is None and is_vfr(times, info.fps)
     if vfr:
         summary.warnings.append(f"variable frame rate (average {float(info.fps):.3f} fps): the result keeps each frame's time")
-    atomic_write_json(_record_path(ws, side), {**base, "frame_count": count, "completed": True,
-                                               "timestamps": times, "vfr": vfr})
+    step_record.finish({"frame_count": count, "timestamps": times, "vfr": vfr})
 
     summary.counts.update(frames=count, written=written, resumed=kept)
     summary.outputs.append(str(folder))

@@ -15,8 +15,8 @@ grow with the clip. Threads rather than processes: on 2 cores
 ``benchmarks/bench_merge.py`` measured a 2-process pool within noise of 2
 threads (1280x720, overlay+rct: 40 frames/s with 2 threads vs 23 with 1 on a
 quiet machine), and threads need no pickling of frames or of the model. Finished frames are skipped on a re-run; the resolved
-settings are saved in ``data_dst/.facelab/merge.json`` and a change of
-settings (or model) renders every frame again.
+settings and each finished frame's fingerprint (model save id and the frame's settings) are kept in the
+step record ``merge`` of dst (:mod:`facelab.steprecord`), and a frame whose fingerprint changed renders again.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from facelab.errors import FacelabError, FaceFileError, ModelError, SettingsErro
 from facelab.faceimage import FaceRecord, read_record
 from facelab.fileio import (
     atomic_write_bytes,
-    atomic_write_json,
     encode_image,
     read_image,
 )
@@ -61,13 +60,12 @@ from facelab.provenance.labels import label_png
 from facelab.provenance.marker import Marker, require_marker
 from facelab.provenance.watermark import MIN_SIZE as WATERMARK_MIN
 from facelab.stages import Summary
+from facelab.steprecord import Saved, StepRecord
 from facelab.workspace import Workspace
 
-STATE_FILE = "merge.json"
+STEP = "merge"
 STATE_VERSION = 3  # 3: ``blur`` is added to the default feather (2: it was the whole feather width)
-JOURNAL_FILE = "merge_done.txt"
-RAW_DIR = "merged_raw"  # raw-predict: <frame>_<i>.png aligned faces and <frame>_<i>_mask.png
-PREVIEW_DIR = "merged_preview"
+LEGACY_STATE, LEGACY_JOURNAL = "merge.json", "merge_done.txt"  # what facelab wrote before step records
 
 
 def group_records(aligned: list[Path]) -> tuple[dict[str, list[FaceRecord]], list[str]]:
@@ -161,7 +159,7 @@ def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = Tr
     the merged frame and mask are returned instead (for the in-order ``suppress_jitter`` pass)."""
     st = job.settings
     if st.mode == "raw-predict":
-        raw_dir = ws.merged_dir.parent / RAW_DIR
+        raw_dir = ws.merged_raw_dir
         raw_dir.mkdir(parents=True, exist_ok=True)
         outs = aligned_outputs(job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks, enhancer=enhancer) \
             if job.prepared is not None else []
@@ -185,14 +183,32 @@ def _write_frame(ws: Workspace, path: Path, merged: np.ndarray, mask: np.ndarray
     _write_synthetic_png(ws.merged_dir / f"{path.stem}.png", merged, marker)  # written last: its presence marks the frame done
 
 
-def _load_state(path: Path) -> dict:
+def _record(ws: Workspace) -> StepRecord:
+    return ws.step_record(STEP, "dst", step_version=STATE_VERSION, legacy=_legacy)
+
+
+def _legacy(folder: Path) -> Saved | None:
+    """A workspace of facelab before step records: ``merge.json`` (version 2 or 3: settings and the frames
+    it recorded) and ``merge_done.txt`` (``<stem> <fingerprint>`` per frame finished since)."""
+    files = [p for p in (folder / LEGACY_STATE, folder / LEGACY_JOURNAL) if p.exists()]
+    if not files:
+        return None
     try:
-        d = json.loads(path.read_text("utf-8"))
+        d = json.loads((folder / LEGACY_STATE).read_text("utf-8"))
     except (OSError, ValueError):
-        return {}
+        d = {}
     if isinstance(d, dict) and d.get("version") == 2:
         d = _migrate_v2(d)
-    return d if isinstance(d, dict) and d.get("version") == STATE_VERSION else {}
+    if not (isinstance(d, dict) and d.get("version") == STATE_VERSION):
+        return Saved(settings={}, legacy_files=files)  # nothing usable: the old files go with the next run
+    done = {str(k): str(v) for k, v in dict(d.get("frames", {})).items()}
+    try:
+        lines = (folder / LEGACY_JOURNAL).read_text("utf-8").splitlines()
+    except OSError:
+        lines = []
+    done.update(dict(parts for line in lines if len(parts := line.split()) == 2))
+    settings = {k: d.get(k) for k in ("model", "gpu", "model_id", "resolution", "face_type", "plan")}
+    return Saved(settings=settings, done=done, step_version=STATE_VERSION, legacy_files=files)
 
 
 def _migrate_v2(d: dict) -> dict:
@@ -226,10 +242,9 @@ def _migrate_v2(d: dict) -> dict:
 
 def _model_id(ws: Workspace, model_name: str, prefix: str = "") -> str | None:
     """The model's save id: a retrained model of the same name renders again."""
-    try:
-        return json.loads((ws.model_dir(model_name) / f"{prefix}state.json").read_text("utf-8")).get("save_id")
-    except (OSError, ValueError):
-        return None
+    from facelab.train.checkpoint import save_id
+
+    return save_id(ws.model_dir(model_name), prefix)
 
 
 def _show_variant(gpu: int | None) -> str:
@@ -288,16 +303,7 @@ def _load_enhancer(ws: Workspace, name: str | None, device: str):
     return load_enhancer(folder, str(resolve_device(device)))
 
 
-def _read_journal(path: Path) -> dict[str, str]:
-    """``stem -> fingerprint`` of frames finished since ``merge.json`` was last written (a line each)."""
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except OSError:
-        return {}
-    return dict(parts for line in lines if len(parts := line.split()) == 2)
-
-
-def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal,
+def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted,
             marker) -> None:
     """The render loop: frames decoded ahead, the model run on batches of faces over consecutive frames,
     blending and writing on worker threads, each finished frame journaled."""
@@ -317,10 +323,7 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
                         merged = jitter.apply(merged, mask, job.prepared.mats, [r.face_index for r in job.recs],
                                               predictor.resolution, _frame_number(p.stem))
                     _write_frame(ws, p, merged, mask, marker)
-                done[p.stem] = wanted(p)
-                # one line per finished frame, flushed: a kill -9 loses no finished frame
-                journal.write(f"{p.stem} {done[p.stem]}\n")
-                journal.flush()
+                record.done(p.stem, wanted(p))  # journaled and flushed: a kill -9 loses no finished frame
 
         def flush() -> None:
             with_faces = [j for j in batch if j.prepared is not None]
@@ -381,7 +384,7 @@ def run(
         ws: the workspace.
         model_name: model folder name under ``model/``.
         settings: blending settings, or a :class:`MergePlan` with per-frame-range settings (saved to
-            ``data_dst/.facelab/merge.json``, so the result records how each frame was made).
+            the merge step record, so the result records how each frame was made).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` for the model.
         force: render frames that are already merged again.
         predictor: use this model instead of loading ``model_name`` (tests, UI).
@@ -398,7 +401,7 @@ def run(
         A :class:`Summary` with counts ``frames``, ``merged`` (frames with faces rendered), ``passthrough``
         (frames without faces rendered), ``skipped`` and ``faces``.
 
-    A frame is done when its outputs exist and ``merge.json`` records it as made with the same model
+    A frame is done when its outputs exist and the step record records it as made with the same model
     (save id) and settings; anything else is rendered again, so a run stopped at any point continues
     with the missing frames only, and changed settings re-render just the frames they touch.
     """
@@ -427,18 +430,17 @@ def run(
         warnings.append(f"faces of {len(orphans)} frame(s) not in {ws.frames_dir('dst')} were ignored (e.g. {orphans[0]})")
     by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
 
-    out_dir, mask_dir, state_dir = ws.merged_dir, ws.merged_mask_dir, ws.state_dir("dst")
-    for d in (out_dir, mask_dir, state_dir):
+    out_dir, mask_dir = ws.merged_dir, ws.merged_mask_dir
+    for d in (out_dir, mask_dir):
         d.mkdir(parents=True, exist_ok=True)
-    state_path, journal_path = state_dir / STATE_FILE, state_dir / JOURNAL_FILE
-    saved = _load_state(state_path)
-    if saved.get("model") != model_name or saved.get("gpu") != gpu or saved.get("resolution") != int(predictor.resolution):
-        saved = {}
-    done: dict[str, str] = dict(saved.get("frames", {}))
-    if saved:
-        done.update(_read_journal(journal_path))
-    state = {"version": STATE_VERSION, "model": model_name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
-             "face_type": str(predictor.face_type), "plan": plan.to_dict(), "frames": done}
+    record = _record(ws)
+    saved = record.load()
+    old = saved.settings if saved is not None else {}
+    if old.get("model") != model_name or old.get("gpu") != gpu or old.get("resolution") != int(predictor.resolution):
+        saved = None
+    done: dict[str, str] = dict(saved.done) if saved is not None else {}
+    state = {"model": model_name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
+             "face_type": str(predictor.face_type), "plan": plan.to_dict()}
 
     def wanted(p: Path) -> str:
         return _fingerprint(model_id, plan, _frame_number(p.stem))
@@ -457,19 +459,15 @@ def run(
         warnings.append(f"{changed} frame(s) were made with other settings or another model: rendered again")
     for p in todo:
         done.pop(p.stem, None)
-    atomic_write_json(state_path, state)
-    journal_path.write_bytes(b"")  # merge.json now holds everything the journal said
+    record.begin(state, done)
     counts = {"frames": len(chosen), "merged": 0, "passthrough": 0, "skipped": len(chosen) - len(todo), "faces": 0}
     workers = workers or min(max(os.cpu_count() or 1, 2), 8)
-    journal = open(journal_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
     try:
-        _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, done, wanted, journal, marker)
+        _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted, marker)
     finally:
-        journal.close()
-        atomic_write_json(state_path, state)
-        journal_path.write_bytes(b"")
+        record.save()  # also after an error: the frames finished so far stay recorded
     if any(plan.settings_for(_frame_number(p.stem)).mode == "raw-predict" for p in chosen):
-        warnings.append(f"raw-predict faces and masks are in {out_dir.parent / RAW_DIR} (merged/ is left as it was)")
+        warnings.append(f"raw-predict faces and masks are in {ws.merged_raw_dir} (merged/ is left as it was)")
     return Summary(
         step="merge",
         counts=counts,
@@ -491,7 +489,8 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
     from facelab.settings_file import load_toml
 
     file_plan = MergePlan.from_toml(load_toml(config), str(config)) if config is not None else None
-    saved = _load_state(ws.state_dir("dst") / STATE_FILE).get("plan")
+    last = _record(ws).load()
+    saved = last.settings.get("plan") if last is not None else None
     saved_plan = MergePlan.from_dict(saved) if saved else None
     if frames is None:
         base = file_plan.default.to_dict() if file_plan else {}
@@ -532,7 +531,7 @@ def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan,
     image = read_image(path)
     recs = by_frame.get(path.name, [])
     enhancer = _load_enhancer(ws, st.super_resolution, device)
-    out_dir = ws.merged_dir.parent / PREVIEW_DIR
+    out_dir = ws.merged_preview_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     if st.mode == "raw-predict":
         outs = []

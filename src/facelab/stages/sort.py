@@ -46,7 +46,7 @@ class SortSettings:
 
 
 def trash_dir(ws: Workspace, side: str) -> Path:
-    return ws.frames_dir(side) / "aligned_trash"
+    return ws.trash_dir(side)
 
 
 def reference_embedding(path: Path) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Step `video`: merged frames -> ``result.<ext>`` with the dst video's timing and audio (SPEC section 2).
 
 Frames are read one at a time from ``data_dst/merged`` in name order; the frame
-rate comes from ``data_dst/.facelab/frames.json`` (so the result has the dst
+rate comes from the dst ``frames`` step record (so the result has the dst
 video's frame count and rate; for a variable-frame-rate dst each frame keeps
 its recorded time) and the audio from ``data_dst.<ext>``. The file carries the
 synthetic-media container tags, and every frame the invisible watermark (added here to any
@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from facelab.errors import MediaError, SettingsError, WorkspaceError
-from facelab.fileio import atomic_write_json, read_image
+from facelab.fileio import read_image
 from facelab.media import parse_bitrate, write_video
 from facelab.progress import track
 from facelab.provenance.manifest import SUPPORTED_SUFFIXES
@@ -40,7 +40,11 @@ from facelab.provenance.marker import Marker, require_marker
 from facelab.provenance.watermark import detect_frames
 from facelab.stages import Summary
 from facelab.stages.frames import frame_timestamps, frame_timing
+from facelab.steprecord import Saved, StepRecord
 from facelab.workspace import Workspace
+
+STEP = "video"
+LEGACY_RECORD = "video.json"  # what facelab wrote before step records
 
 # format -> (extension, codec of the result, codec of the mask video)
 FORMATS = {
@@ -146,6 +150,26 @@ def _timestamps_for(ws: Workspace, frames: list[Path], summary: Summary) -> list
     return None
 
 
+def _record(ws: Workspace) -> StepRecord:
+    return ws.step_record(STEP, "dst", legacy=_legacy)
+
+
+def _legacy(folder: Path) -> Saved | None:
+    """``video.json`` of facelab before step records: the settings and what was written."""
+    path = folder / LEGACY_RECORD
+    if not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        d = None
+    settings = d.get("settings") if isinstance(d, dict) else None
+    if not isinstance(settings, dict):
+        return Saved(settings={}, legacy_files=[path])
+    return Saved(settings=settings, summary={k: v for k, v in d.items() if k != "settings"}, completed=True,
+                 legacy_files=[path])
+
+
 def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = False, *, marker: Marker | None = None) -> Summary:
     """Encode ``data_dst/merged/*.png`` into ``result.<ext>`` (and ``result_mask.<ext>``).
 
@@ -165,15 +189,13 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
     summary.outputs.append(str(out))
     if settings.mask_video:
         summary.outputs.append(str(mask_out))
-    record_path = ws.state_dir("dst") / "video.json"
+    record = _record(ws)
 
     outputs = [out] + ([mask_out] if settings.mask_video else [])
     if not force and all(p.is_file() for p in outputs):
         newest = max(p.stat().st_mtime for p in frames)
-        try:
-            recorded = json.loads(record_path.read_text("utf-8")).get("settings")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
+        saved = record.load()
+        recorded = saved.settings if saved is not None and saved.settings else None
         legacy = recorded is not None and settings.format == "mp4" and not settings.mask_video and "format" not in recorded
         same = recorded == asdict(settings) or legacy
         if same and all(p.stat().st_mtime > newest for p in outputs):
@@ -211,13 +233,10 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
     if settings.mask_video:
         write_video(track(_masks(ws, frames), len(frames), "mask video"), mask_out, fps, tags=marker.video_tags,
                     bitrate=settings.bitrate, crf=settings.crf, codec=mask_codec, timestamps=timestamps)
-    ws.state_dir("dst").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(
-        record_path,
-        {"settings": asdict(settings), "fps": f"{fps.numerator}/{fps.denominator}", "frames": written,
-         "vfr": timestamps is not None, "audio_from": audio_from.name if audio_from else None,
-         "output": out.name, "mask_output": mask_out.name if settings.mask_video else None},
-    )
+    record.begin(asdict(settings))
+    record.finish({"fps": f"{fps.numerator}/{fps.denominator}", "frames": written, "vfr": timestamps is not None,
+                   "audio_from": audio_from.name if audio_from else None, "output": out.name,
+                   "mask_output": mask_out.name if settings.mask_video else None})
     summary.counts.update(frames=written, fps=float(fps))
     if timestamps is not None:
         summary.counts["variable-rate frames"] = written

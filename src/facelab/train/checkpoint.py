@@ -327,6 +327,16 @@ def model_variants(model_dir: str | Path) -> list[int | None]:
     return found + indices
 
 
+def save_id(model_dir: str | Path, prefix: str = "") -> str | None:
+    """The random id of the model's last save (a retrained model has another), or ``None`` if the
+    folder holds no readable training state."""
+    try:
+        state = json.loads((Path(model_dir) / (prefix + STATE)).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state.get("save_id") if isinstance(state, dict) else None
+
+
 def variant_prefix(gpu: int | None) -> str:
     """File name prefix of a model variant: ``""`` or ``"gpu<N>_"`` (as ``facelab train --gpu N`` writes)."""
     return "" if gpu is None else f"gpu{gpu}_"
