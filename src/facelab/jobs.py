@@ -10,8 +10,15 @@ preview image. The CLI's progress bars are one consumer of these events
 Cancelling: :meth:`CancelToken.cancel` (from any thread) makes the stage stop at
 the next item boundary by raising :class:`Cancelled`. ``Cancelled`` is a
 ``KeyboardInterrupt``, so a cancel takes exactly the path Ctrl+C takes, which
-every stage already makes safe: finished items are journaled and kept, training
-saves, and a re-run resumes where the cancel stopped it.
+every stage already makes safe: finished items are journaled and kept (an item
+still being written on a worker thread may be done again), and a re-run resumes
+where the cancel stopped it. A cancelled stage raises ``Cancelled`` to its
+caller; training instead stops between two steps, saves and returns its summary
+(with the warning that it was interrupted), as it does on Ctrl+C.
+
+Stages get the ``job`` keyword from :func:`step`; a loop reports through
+:func:`facelab.progress.track`, which sends to the job the caller's ``with
+running(job):`` made current.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
+from facelab import jobs
 from facelab.errors import WorkspaceError
 from facelab.fileio import atomic_write_json
 from facelab.provenance.marker import Marker, require_marker
@@ -150,6 +151,7 @@ def prepare(ws: Workspace, force: bool = False) -> None:
             _copy_atomic(sample_path(name), ws.input_video_path(side, Path(name).suffix))
 
 
+@jobs.step
 def run(
     ws: Workspace,
     minutes: float = 5.0,

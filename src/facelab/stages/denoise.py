@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelab import jobs
 from facelab.errors import SettingsError, WorkspaceError
 from facelab.fileio import read_image, write_image
 from facelab.progress import track
@@ -110,6 +111,7 @@ def _frames_done(saved: Saved, names: list[str]) -> int:
     return n
 
 
+@jobs.step
 def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: bool = False) -> Summary:
     """Denoise ``data_dst/<frames>`` in place (see the module doc for resuming and ``force``)."""
     t0 = time.perf_counter()

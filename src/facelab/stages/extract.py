@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facelab import align
+from facelab import align, jobs
 from facelab.detect import (
     Detection,
     create_detector,
@@ -378,6 +378,7 @@ def write_missing_debug(ws: Workspace, side: str, pool: ThreadPoolExecutor | Non
     return len(missing)
 
 
+@jobs.step
 def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(), force: bool = False) -> Summary:
     """Extract aligned faces of ``side`` into ``data_<side>/aligned``. See module docstring."""
     check_side(side)
@@ -572,6 +573,7 @@ def _update_todo(ws: Workspace, side: str, add: dict[str, str] | None = None, re
     return frames
 
 
+@jobs.step
 def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings()) -> Summary:
     """Extract again, automatically with ``settings``, the frames whose ``aligned_debug`` image the user deleted.
 

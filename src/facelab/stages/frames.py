@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from facelab import jobs
 from facelab.errors import MediaError, SettingsError, WorkspaceError
 from facelab.fileio import write_image
 from facelab.media import is_vfr, iter_frames, probe
@@ -147,6 +148,7 @@ def interrupted_message(ws: Workspace, side: str) -> str:
             "command again to continue (frames on disk are kept, not decoded again)")
 
 
+@jobs.step
 def run(
     ws: Workspace,
     side: str,

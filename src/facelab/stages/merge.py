@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelab import jobs
 from facelab.device import resolve_device
 from facelab.errors import FacelabError, FaceFileError, ModelError, SettingsError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_record
@@ -364,6 +365,7 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
         collect(True)
 
 
+@jobs.step
 def run(
     ws: Workspace,
     model_name: str,
@@ -504,6 +506,7 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
     return plan.with_range(only, given), only
 
 
+@jobs.step
 def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan, frame: int, device: str = "auto",
             *, predictor: Predictor | None = None, gpu: int | None = None, marker: Marker | None = None) -> Summary:
     """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``

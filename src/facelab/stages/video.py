@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelab import jobs
 from facelab.errors import MediaError, SettingsError, WorkspaceError
 from facelab.fileio import read_image
 from facelab.media import parse_bitrate, write_video
@@ -170,6 +171,7 @@ def _legacy(folder: Path) -> Saved | None:
                  legacy_files=[path])
 
 
+@jobs.step
 def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = False, *, marker: Marker | None = None) -> Summary:
     """Encode ``data_dst/merged/*.png`` into ``result.<ext>`` (and ``result_mask.<ext>``).
 
