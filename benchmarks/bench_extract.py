@@ -52,7 +52,7 @@ def main() -> None:
             make_frames(ws, size, args.frames)
             for accurate in (True, False):
                 t = time.perf_counter()
-                s = extract.run(ws, "src", extract.ExtractSettings(threads=args.threads, accurate=accurate), force=True)
+                s = extract.run(ws, "src", extract.ExtractSettings(workers=args.threads, accurate=accurate), force=True)
                 dt = time.perf_counter() - t
                 print(f"{label:>12} {'on' if accurate else 'off':>9} {int(s.counts['frames']):>7} {int(s.counts['faces']):>6} {s.counts['frames'] / dt:>9.1f}")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -50,7 +50,7 @@ def base_faces(root: Path, size: int) -> list[Path]:
                 if i % step == 0 and kept < limit:
                     cv2.imwrite(str(ws.frames_dir("src") / f"{clip[:3]}{i + 1:05d}.png"), f.to_ndarray(format="bgr24"))
                     kept += 1
-    extract.run(ws, "src", extract.ExtractSettings(size=size, threads=2))
+    extract.run(ws, "src", extract.ExtractSettings(size=size, workers=2))
     return ws.aligned_paths("src")
 
 

@@ -115,7 +115,8 @@ def test_a_changed_declaration_makes_the_docs_check_fail(tmp_path):
     spec.loader.exec_module(gen)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "training.md").write_text((ROOT / "docs" / "training.md").read_text().replace("Minutes between previews.", "stale"))
-    (tmp_path / "docs" / "merge.md").write_text((ROOT / "docs" / "merge.md").read_text())
+    for name in ("merge.md", "extraction.md"):
+        (tmp_path / "docs" / name).write_text((ROOT / "docs" / name).read_text())
     rendered = gen.render(tmp_path)
     text, new = rendered[tmp_path / "docs" / "training.md"]
     assert text != new and "Minutes between previews." in new
@@ -184,3 +185,18 @@ def test_merge_settings_refuse_what_the_declaration_does_not_allow(key, bad):
     import numpy as np
 
     assert MergeSettings(erode=np.int64(3)).erode == 3 and type(MergeSettings(alpha=np.bool_(True)).alpha) is bool
+
+
+def test_every_declared_extract_option_is_a_flag_and_a_settings_field():
+    from facelab.cli import app, extract_cmd
+    from facelab.stages.extract import OPTIONS, RUN_ONLY, ExtractSettings
+
+    params = {p.name: p for p in get_command(app).commands["extract"].params}
+    for o in OPTIONS + extract_cmd.ACTIONS:
+        assert o.name in params, f"--{o.name} missing from `facelab extract`"
+        spelled = set(params[o.name].opts) | set(params[o.name].secondary_opts)
+        assert all(set(f.split("/")) <= spelled for f in o.cli_flags), o.name
+    assert {f.name: f.default for f in dataclasses.fields(ExtractSettings)} == {o.name: o.default for o in OPTIONS}
+    assert set(ExtractSettings().output_key()) == {o.name for o in OPTIONS} - set(RUN_ONLY)
+    with pytest.raises(SettingsError, match="workers"):
+        ExtractSettings(workers=-1)

@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
+from facelab.cli import extract_cmd
 from facelab.merge import options as merge
+from facelab.stages import extract
 from facelab.train import options as train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,8 @@ def tables() -> dict[str, dict[str, str]]:
         "train-sampling": markdown_table(g["Sampling, discriminators and pretraining"]),
         "train-speed": markdown_table(g["Speed"]),
         "train-late": markdown_table(g["Late training"]),
+    }, "docs/extraction.md": {
+        "extract": markdown_table(extract.OPTIONS + extract_cmd.ACTIONS),
     }, "docs/merge.md": {
         "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
         "merge-mask": markdown_table(merge.groups()["Face and mask"]),

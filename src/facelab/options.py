@@ -169,9 +169,11 @@ def typer_parameters(options: Iterable[Option]) -> list[inspect.Parameter]:
     return params
 
 
-def command(options: Iterable[Option], body: Callable[..., None], doc: str) -> Callable[..., None]:
-    """A function taking one keyword per option (what Typer registers), calling ``body(**given)``."""
-    params = typer_parameters(options)
+def command(options: Iterable[Option], body: Callable[..., None], doc: str,
+            arguments: Iterable[inspect.Parameter] = ()) -> Callable[..., None]:
+    """A function taking one keyword per option (what Typer registers), calling ``body(**given)``;
+    ``arguments`` are positional parameters (Typer ``Argument``s) placed before the options."""
+    params = [*arguments, *typer_parameters(options)]
 
     def run(**given: Any) -> None:
         body(**given)

@@ -47,9 +47,11 @@ from facelab.detect import (
 from facelab.errors import FaceFileError, FacelabError, SettingsError
 from facelab.faceimage import FaceRecord, read_face, read_record, write_face
 from facelab.fileio import atomic_write_bytes, atomic_write_json, read_image, write_image
+from facelab.identity import DEFAULT_THRESHOLD
 from facelab.landmarks import create_landmarker
 from facelab.landmarks import smooth as lm_smooth
 from facelab.landmarks.accurate import refine_landmarks
+from facelab.options import Option
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.stages import Summary
@@ -58,45 +60,90 @@ from facelab.types import FaceType
 from facelab.workspace import Workspace, check_side
 
 
+_FACE, _RUN = "Faces (kept from the existing extraction when left out)", "Options"
+
+OPTIONS: tuple[Option, ...] = (
+    Option("face_type", str, "full", "How much of the head to keep.", choices=tuple(t.value for t in FaceType),
+           group=_FACE, metavar="TYPE", shown_default="`full`",
+           doc="how much of the head the square keeps: half (brows to lips), mid, full (cheeks and chin), whole (adds "
+               "the forehead), head (the whole head with hair)"),
+    Option("size", int, 512, "Aligned face size in pixels.", lo=64, hi=2048, group=_FACE, hint="use 64..2048 (default 512)",
+           doc="side of the aligned face in pixels (64..2048)"),
+    Option("jpeg_quality", int, 90, "JPEG quality 1-100.", flags=("--jpeg-quality",), lo=1, hi=100, group=_FACE,
+           hint="use 1..100 (default 90)", doc="JPEG quality of the faces"),
+    Option("detector", str, "retinaface", "Face detector (facelab.detect's registry).", group=_FACE, metavar="NAME",
+           shown_default="`retinaface`"),
+    Option("landmarks", str, "dlib68", "Landmark model (facelab.landmarks' registry).", group=_FACE, metavar="NAME",
+           shown_default="`dlib68`"),
+    Option("max_faces", int, 0, "Keep at most N faces per frame (largest first); 0 = all.", flags=("--max-faces",), lo=0,
+           group=_FACE, hint="use 0 (all) or more", shown_default="0 (all)",
+           doc="keep at most N faces per frame, largest first"),
+    Option("min_score", float, 0.7, "Detector confidence threshold.", flags=("--min-score",), lo=0.05, hi=1.0, group=_FACE,
+           hint="use 0.05..1.0 (default 0.7)", doc="detector confidence threshold (0.5 for small or dark faces)"),
+    Option("rotate", bool, True, "Look again in the frame turned 90, 180 and 270 degrees when nothing is found.",
+           flags=("--rotate/--no-rotate",), group=_FACE, doc="when nothing is found, look again in the frame turned by "
+                                                            "90, 180 and 270 degrees (faces lying down)"),
+    Option("accurate", bool, True, "Second landmark pass on the aligned crop, averaged over jittered boxes (less shake).",
+           flags=("--accurate/--no-accurate",), group=_FACE,
+           doc="second landmark pass on the aligned crop (below)"),
+    Option("smooth", bool, False, "Smooth landmarks over time (for dst); never across scene cuts.",
+           flags=("--smooth/--no-smooth",), group=_FACE,
+           doc="smooth landmarks over time, never across cuts (for dst; below)"),
+    Option("reference", Path, "", "Photo of the person, or a folder of their aligned faces: keep only their faces.",
+           group=_FACE, shown_default="none",
+           doc="keep only the faces of the person in PATH (below)", metavar="PATH"),
+    Option("reference_threshold", float, DEFAULT_THRESHOLD, "Identity distance below which a face counts as the reference "
+                                                            "person.", flags=("--reference-threshold",), lo=0.0, lo_open=True,
+           hi=2.0, group=_FACE, hint="use 0..2 (default 0.6; lower is stricter)",
+           doc="identity distance below which a face is that person"),
+    Option("debug", bool, False, "Write aligned_debug/<frame>.jpg with box, landmarks, hull and crop (drawn from the faces for "
+                                 "frames already extracted).", flags=("--debug/--no-debug",), group=_RUN,
+           doc="write `aligned_debug/<frame>.jpg`: box (red), landmarks (green), hull (blue), crop square (yellow); on "
+               "a finished extraction, draws the missing ones from the faces without detecting again"),
+    Option("workers", int, 0, "Worker threads for detection and writing; 0 = all cores.", lo=0, group=_RUN,
+           hint="use 0 (all cores) or more"),
+    Option("device", str, "auto", "Where the face detector runs: auto (the best GPU if ONNX Runtime has CUDA, else the CPU), "
+                                  "cpu, cuda or cuda:N. Landmarks always run on the CPU.", group=_RUN, metavar="D",
+           shown_default="`auto`", doc="where the face detector runs (below); landmarks always run on the CPU"),
+)
+"""Every setting of :class:`ExtractSettings`, declared once (see :mod:`facelab.options`): the CLI's flags, the
+checks and the table in ``docs/extraction.md`` come from here."""
+RUN_ONLY = ("debug", "workers", "device")
+"""Settings that do not change what the faces look like (left out of :meth:`ExtractSettings.output_key`)."""
+
+
 @dataclass(frozen=True)
 class ExtractSettings:
-    """Settings of the extract step (``facelab extract --help`` lists them)."""
+    """Settings of the extract step: one field per option of :data:`OPTIONS`, where each is declared with its
+    default, range and help (``facelab extract --help`` lists them)."""
 
     face_type: str = "full"
     size: int = 512
     jpeg_quality: int = 90
     detector: str = "retinaface"
     landmarks: str = "dlib68"
-    max_faces: int = 0  # 0 keeps every face of a frame
+    max_faces: int = 0
     min_score: float = 0.7
-    rotate: bool = True  # retry rotated frames when nothing is found
-    debug: bool = False  # write aligned_debug/<frame>.jpg
-    threads: int = 0  # 0: all cores
-    accurate: bool = True  # second landmark pass on the aligned crop, averaged over jittered boxes
-    smooth: bool = False  # temporal smoothing of landmark tracks (meant for dst)
-    reference: str = ""  # image or folder of aligned faces: keep only this person's faces
-    reference_threshold: float = 0.6  # identity.DEFAULT_THRESHOLD
-    device: str = "auto"  # where the detector runs: auto | cpu | cuda | cuda:N (landmarks: always the CPU)
+    rotate: bool = True
+    debug: bool = False
+    workers: int = 0
+    accurate: bool = True
+    smooth: bool = False
+    reference: str = ""
+    reference_threshold: float = DEFAULT_THRESHOLD
+    device: str = "auto"
 
     def __post_init__(self) -> None:
-        FaceType.parse(self.face_type)
+        FaceType.parse(self.face_type)  # "unknown face type ...", as every other reader of a face type says
+        for option in OPTIONS:
+            option.check(getattr(self, option.name))
         parse_device(self.device)
-        if not 64 <= self.size <= 2048:
-            raise SettingsError(f"size={self.size} is out of range", "use 64..2048 (default 512)")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise SettingsError(f"jpeg_quality={self.jpeg_quality} is out of range", "use 1..100 (default 90)")
-        if self.max_faces < 0:
-            raise SettingsError(f"max_faces={self.max_faces} is out of range", "use 0 (all) or more")
-        if not 0.05 <= self.min_score <= 1.0:
-            raise SettingsError(f"min_score={self.min_score} is out of range", "use 0.05..1.0 (default 0.7)")
-        if not 0.0 < self.reference_threshold <= 2.0:
-            raise SettingsError(f"reference_threshold={self.reference_threshold} is out of range", "use 0..2 (default 0.6; lower is stricter)")
         if self.reference and not Path(self.reference).exists():
             raise SettingsError(f"reference {self.reference} does not exist", "give an image showing the person, or a folder of their aligned faces")
 
     def output_key(self) -> dict[str, Any]:
         """The settings that change what the aligned faces look like."""
-        return {k: v for k, v in asdict(self).items() if k not in ("debug", "threads", "device")}
+        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY}
 
 
 def recorded_settings(ws: Workspace, side: str) -> dict[str, Any]:
@@ -477,7 +524,7 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
 
 def _models(settings: ExtractSettings):
     """``(detector, landmarker, reference embedding or None)`` for ``settings``."""
-    threads = settings.threads or os.cpu_count() or 2
+    threads = settings.workers or os.cpu_count() or 2
     detector = create_detector(settings.detector, threads=threads, score_threshold=settings.min_score, device=settings.device)
     landmarker = create_landmarker(settings.landmarks)
     reference = load_reference(settings.reference, detector, landmarker, settings) if settings.reference else None

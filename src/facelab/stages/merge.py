@@ -241,27 +241,27 @@ def _migrate_v2(d: dict) -> dict:
     return {**d, "version": STATE_VERSION, "plan": new_plan.to_dict(), "frames": frames}
 
 
-def _model_id(ws: Workspace, model_name: str, prefix: str = "") -> str | None:
+def _model_id(ws: Workspace, name: str, prefix: str = "") -> str | None:
     """The model's save id: a retrained model of the same name renders again."""
     from facelab.train.checkpoint import save_id
 
-    return save_id(ws.model_dir(model_name), prefix)
+    return save_id(ws.model_dir(name), prefix)
 
 
 def _show_variant(gpu: int | None) -> str:
     return "the plain model (no --gpu)" if gpu is None else f"--gpu {gpu} (files gpu{gpu}_*)"
 
 
-def gpu_choices(ws: Workspace, model_name: str) -> list[int]:
-    """The GPU indices to choose from when ``model/<model_name>`` holds only models trained with ``--gpu N``
+def gpu_choices(ws: Workspace, name: str) -> list[int]:
+    """The GPU indices to choose from when ``model/<name>`` holds only models trained with ``--gpu N``
     and more than one of them (so a merge without ``gpu`` cannot tell which); else empty."""
     from facelab.train.checkpoint import model_variants
 
-    variants = model_variants(ws.model_dir(model_name))
+    variants = model_variants(ws.model_dir(name))
     return [v for v in variants if v is not None] if len(variants) > 1 and None not in variants else []
 
 
-def resolve_model(ws: Workspace, model_name: str, gpu: int | None = None) -> tuple[Path, str, list[str]]:
+def resolve_model(ws: Workspace, name: str, gpu: int | None = None) -> tuple[Path, str, list[str]]:
     """The folder, file prefix and warnings of the model a merge uses.
 
     A folder may hold a plain model (``config.json``, trained without ``--gpu``) and variants trained with
@@ -270,9 +270,9 @@ def resolve_model(ws: Workspace, model_name: str, gpu: int | None = None) -> tup
     one raise :class:`ModelError` listing them."""
     from facelab.train.checkpoint import model_variants, variant_prefix
 
-    model_dir = ws.model_dir(model_name)
+    model_dir = ws.model_dir(name)
     if not model_dir.is_dir():
-        raise WorkspaceError(f"no model {model_name!r} in {ws.model_root}", "run `facelab train` first")
+        raise WorkspaceError(f"no model {name!r} in {ws.model_root}", "run `facelab train` first")
     if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0):
         raise SettingsError(f"gpu: {gpu!r} is not a GPU index", "use 0, 1, ...")
     variants = model_variants(model_dir)
@@ -368,7 +368,7 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
 @jobs.step
 def run(
     ws: Workspace,
-    model_name: str,
+    name: str,
     settings: MergeSettings | MergePlan = MergeSettings(),
     device: str = "auto",
     force: bool = False,
@@ -380,16 +380,16 @@ def run(
     gpu: int | None = None,
     marker: Marker | None = None,
 ) -> Summary:
-    """Merge the dst frames with the faces predicted by ``model/<model_name>``.
+    """Merge the dst frames with the faces predicted by ``model/<name>``.
 
     Args:
         ws: the workspace.
-        model_name: model folder name under ``model/``.
+        name: model folder name under ``model/``.
         settings: blending settings, or a :class:`MergePlan` with per-frame-range settings (saved to
             the merge step record, so the result records how each frame was made).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` for the model.
         force: render frames that are already merged again.
-        predictor: use this model instead of loading ``model_name`` (tests, UI).
+        predictor: use this model instead of loading ``name`` (tests, UI).
         workers: threads for decoding, blending and writing (default: CPU count, 2..8).
         only: render only these frames (the others keep what they have).
         batch_size: faces per model call, gathered over consecutive frames (1..256).
@@ -419,9 +419,9 @@ def run(
     if predictor is None:
         from facelab.inference import load_predictor
 
-        model_dir, prefix, model_warnings = resolve_model(ws, model_name, gpu)
+        model_dir, prefix, model_warnings = resolve_model(ws, name, gpu)
         predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
-        model_id = _model_id(ws, model_name, prefix)
+        model_id = _model_id(ws, name, prefix)
     names = {s.super_resolution for s in [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]}
     enhancers = {n: _load_enhancer(ws, n, device) for n in names if n}
     by_frame, warnings = group_records(aligned)
@@ -430,7 +430,7 @@ def run(
     orphans = sorted(set(by_frame) - frame_names)
     if orphans:
         warnings.append(f"faces of {len(orphans)} frame(s) not in {ws.frames_dir('dst')} were ignored (e.g. {orphans[0]})")
-    by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
+    by_number = {n: recs for fname, recs in by_frame.items() if (n := _frame_number(Path(fname).stem)) is not None}
 
     out_dir, mask_dir = ws.merged_dir, ws.merged_mask_dir
     for d in (out_dir, mask_dir):
@@ -438,10 +438,10 @@ def run(
     record = _record(ws)
     saved = record.load()
     old = saved.settings if saved is not None else {}
-    if old.get("model") != model_name or old.get("gpu") != gpu or old.get("resolution") != int(predictor.resolution):
+    if old.get("model") != name or old.get("gpu") != gpu or old.get("resolution") != int(predictor.resolution):
         saved = None
     done: dict[str, str] = dict(saved.done) if saved is not None else {}
-    state = {"model": model_name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
+    state = {"model": name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
              "face_type": str(predictor.face_type), "plan": plan.to_dict()}
 
     def wanted(p: Path) -> str:
@@ -507,7 +507,7 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
 
 
 @jobs.step
-def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan, frame: int, device: str = "auto",
+def preview(ws: Workspace, name: str, settings: MergeSettings | MergePlan, frame: int, device: str = "auto",
             *, predictor: Predictor | None = None, gpu: int | None = None, marker: Marker | None = None) -> Summary:
     """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``
     and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic by ``marker``
@@ -525,7 +525,7 @@ def preview(ws: Workspace, model_name: str, settings: MergeSettings | MergePlan,
     if predictor is None:
         from facelab.inference import load_predictor
 
-        model_dir, prefix, model_warnings = resolve_model(ws, model_name, gpu)
+        model_dir, prefix, model_warnings = resolve_model(ws, name, gpu)
         predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
     st = plan.settings_for(frame)
     by_frame, warnings = group_records(ws.require_aligned("dst"))
