@@ -131,6 +131,21 @@ def _sqrtm_psd(cov: np.ndarray, inverse: bool = False, floor: float = _EPS) -> n
     return (v * d) @ v.T
 
 
+def _measured(
+    face: np.ndarray,
+    reference: np.ndarray,
+    face_mask: np.ndarray | None,
+    reference_mask: np.ndarray | None,
+    name: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check both images and return the measured ``(K, 3)`` face and ``(M, 3)`` reference pixels (float64)."""
+    check_image(face, f"{name} face")
+    check_image(reference, f"{name} reference")
+    f_px = _selected(face, face_mask, f"{name} face_mask")
+    r_px = _selected(reference, reference_mask, f"{name} reference_mask")
+    return f_px, r_px
+
+
 @_renamed_keywords
 def lct(
     face: np.ndarray,
@@ -156,10 +171,7 @@ def lct(
         ``(H, W, 3) float32`` BGR in ``[0, 1]``; ``face`` unchanged (copied)
         when a mask selects fewer than 2 pixels.
     """
-    check_image(face, "lct face")
-    check_image(reference, "lct reference")
-    f_px = _selected(face, face_mask, "lct face_mask")
-    r_px = _selected(reference, reference_mask, "lct reference_mask")
+    f_px, r_px = _measured(face, reference, face_mask, reference_mask, "lct")
     if len(f_px) < 2 or len(r_px) < 2:
         return np.clip(face, 0.0, 1.0)
     f_mean, r_mean = f_px.mean(0), r_px.mean(0)
@@ -169,21 +181,6 @@ def lct(
     flat = face.reshape(-1, 3) - f_mean.astype(np.float32)
     out = flat @ transform.T.astype(np.float32) + r_mean.astype(np.float32)
     return np.clip(out.reshape(face.shape), 0.0, 1.0).astype(np.float32)
-
-
-def _measured(
-    face: np.ndarray,
-    reference: np.ndarray,
-    face_mask: np.ndarray | None,
-    reference_mask: np.ndarray | None,
-    name: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check both images and return the measured ``(K, 3)`` face and ``(M, 3)`` reference pixels (float64)."""
-    check_image(face, f"{name} face")
-    check_image(reference, f"{name} reference")
-    f_px = _selected(face, face_mask, f"{name} face_mask")
-    r_px = _selected(reference, reference_mask, f"{name} reference_mask")
-    return f_px, r_px
 
 
 @_renamed_keywords

@@ -272,6 +272,18 @@ def read_journal(path: Path) -> dict[str, str]:
     return out
 
 
+def read_old_json(path: Path) -> dict | None:
+    """The JSON object of an old-format record file (``frames.json`` ...): None if there is no such file,
+    ``{}`` if it cannot be read or is not an object (it is then migrated as a record that holds nothing)."""
+    if not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def read_lines(path: Path) -> list[str]:
     """Whitespace-separated names of an old-format list file (``merge_done.txt`` ...); ``[]`` if missing."""
     try:
@@ -280,4 +292,4 @@ def read_lines(path: Path) -> list[str]:
         return []
 
 
-__all__ = ["FORMAT", "Saved", "StepRecord", "fingerprint", "read_journal", "read_lines"]
+__all__ = ["FORMAT", "Saved", "StepRecord", "fingerprint", "read_journal", "read_lines", "read_old_json"]

@@ -22,7 +22,6 @@ only slightly changes the first resumed frame.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from facelab.errors import SettingsError, WorkspaceError
 from facelab.fileio import read_image, write_image
 from facelab.progress import track
 from facelab.stages import Summary
-from facelab.steprecord import Saved, StepRecord
+from facelab.steprecord import Saved, StepRecord, read_old_json
 from facelab.workspace import Workspace
 
 STEP = "denoise"
@@ -85,14 +84,9 @@ def _legacy(folder: Path) -> Saved | None:
     of the sorted frame list; names are not recorded, so the prefix is named when it is resumed) and
     ``completed``."""
     path = folder / LEGACY_RECORD
-    if not path.exists():
+    d = read_old_json(path)
+    if d is None:
         return None
-    try:
-        d = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        d = None
-    if not isinstance(d, dict):
-        return Saved(settings={}, legacy_files=[path])
     return Saved(settings={k: v for k, v in d.items() if k not in ("done", "completed")},
                  summary={"done": d.get("done", 0)}, completed=bool(d.get("completed")), legacy_files=[path])
 

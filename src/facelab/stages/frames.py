@@ -14,7 +14,6 @@ of another video or settings unless ``force``.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import deque
@@ -29,7 +28,7 @@ from facelab.fileio import write_image
 from facelab.media import is_vfr, iter_frames, probe
 from facelab.progress import track
 from facelab.stages import Summary
-from facelab.steprecord import Saved, StepRecord
+from facelab.steprecord import Saved, StepRecord, read_old_json
 from facelab.workspace import FRAME_EXTENSIONS, Workspace, check_side
 
 FORMATS = ("png", "jpg")
@@ -68,14 +67,9 @@ def _record(ws: Workspace, side: str) -> StepRecord:
 def _legacy(folder: Path) -> Saved | None:
     """``frames.json`` of facelab before step records: settings, timing and ``completed`` in one object."""
     path = folder / LEGACY_RECORD
-    if not path.exists():
+    d = read_old_json(path)
+    if d is None:
         return None
-    try:
-        d = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        d = None
-    if not isinstance(d, dict):
-        return Saved(settings={}, legacy_files=[path])
     return Saved(settings={k: v for k, v in d.items() if k not in (*_RESULTS, "completed")},
                  summary={k: d[k] for k in _RESULTS if k in d}, completed=bool(d.get("completed")), legacy_files=[path])
 

@@ -22,7 +22,6 @@ the same format (for mov-alpha: qtrle RGB, lossless), without audio.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -41,7 +40,7 @@ from facelab.provenance.marker import Marker, require_marker
 from facelab.provenance.watermark import detect_frames
 from facelab.stages import Summary
 from facelab.stages.frames import frame_timestamps, frame_timing
-from facelab.steprecord import Saved, StepRecord
+from facelab.steprecord import Saved, StepRecord, read_old_json
 from facelab.workspace import Workspace
 
 STEP = "video"
@@ -158,13 +157,10 @@ def _record(ws: Workspace) -> StepRecord:
 def _legacy(folder: Path) -> Saved | None:
     """``video.json`` of facelab before step records: the settings and what was written."""
     path = folder / LEGACY_RECORD
-    if not path.exists():
+    d = read_old_json(path)
+    if d is None:
         return None
-    try:
-        d = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        d = None
-    settings = d.get("settings") if isinstance(d, dict) else None
+    settings = d.get("settings")
     if not isinstance(settings, dict):
         return Saved(settings={}, legacy_files=[path])
     return Saved(settings=settings, summary={k: v for k, v in d.items() if k != "settings"}, completed=True,
