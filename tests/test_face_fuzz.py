@@ -172,7 +172,7 @@ def test_sort_survives_mutants(fuzzed_ws, tmp_path, method):
     shutil.copytree(fuzzed_ws.root, ws.root)
     bad = _unreadable(ws, "src")
     before = len(ws.aligned_paths("src"))
-    s = sort.run(ws, "src", sort.SortSettings(by=method, target=40, threads=2))
+    s = sort.run(ws, "src", sort.SortSettings(by=method, target=40, workers=2))
     assert s.counts["skipped"] == len(bad) >= 25
     for name in bad:
         assert any(name in w for w in s.warnings) and (ws.aligned_dir("src") / name).is_file()

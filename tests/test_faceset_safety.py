@@ -70,7 +70,7 @@ def test_sort_never_moves_a_face_out_of_the_face_set(ws, tmp_path, name, method)
     image, rec = read_face(ws.aligned_paths("dst")[3])
     write_face(ws.aligned_dir("dst") / "zz_second.jpg", image, rec.replace(face_index=1, extra={}))
     planted = _plant(ws, "dst", 3, name)
-    s = sort.run(ws, "dst", sort.SortSettings(by=method, target=5, threads=2))
+    s = sort.run(ws, "dst", sort.SortSettings(by=method, target=5, workers=2))
     # the planted face is named, left where it is, and nothing appeared outside the workspace
     assert planted.is_file()
     assert any(planted.name in w for w in s.warnings), s.warnings
@@ -110,7 +110,7 @@ def test_failed_phase_two_leaves_every_face_visible(ws, monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(renames.os, "replace", failing)
-    s = sort.run(ws, "src", sort.SortSettings(by="blur", threads=2))
+    s = sort.run(ws, "src", sort.SortSettings(by="blur", workers=2))
     monkeypatch.setattr(renames.os, "replace", real)
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     assert len(ws.aligned_paths("src")) == 30
@@ -129,7 +129,7 @@ def test_hostile_journal_is_not_replayed_and_hidden_faces_come_back(ws, tmp_path
     journal.parent.mkdir(parents=True, exist_ok=True)
     escape = tmp_path / "escaped.jpg"
     journal.write_text(json.dumps({"phase": 2, "moves": [{"from": str(faces[0]), "tmp": str(hidden), "to": str(escape)}]}))
-    s = sort.run(ws, "src", sort.SortSettings(by="blur", threads=2))
+    s = sort.run(ws, "src", sort.SortSettings(by="blur", workers=2))
     assert not escape.exists()
     assert len(ws.aligned_paths("src")) == 30
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
@@ -256,7 +256,7 @@ def test_import_never_overwrites(ws, tmp_path):
 def test_face_pitch_puts_raised_heads_first_like_deepfacelab(ws):
     """DeepFaceLab sorts by pitch descending, pitch > 0 = nose up. Checked against a plain geometric cue
     independent of the pose fit: the nose tip sits higher between eyes and mouth on a raised head."""
-    sort.run(ws, "src", sort.SortSettings(by="face-pitch", threads=2))
+    sort.run(ws, "src", sort.SortSettings(by="face-pitch", workers=2))
     cue = []
     for p in ws.aligned_paths("src"):  # sorted order
         lm = np.asarray(read_record(p).landmarks, np.float64)
@@ -275,7 +275,7 @@ def test_steps_read_a_packed_face_set(ws):
     n = len(ws.aligned_paths("dst"))
     faceset.pack(ws, "dst")
     assert ws.aligned_paths("dst") == [] and ws.pack_path("dst").is_file()
-    s = sort.run(ws, "dst", sort.SortSettings(by="blur", threads=2))
+    s = sort.run(ws, "dst", sort.SortSettings(by="blur", workers=2))
     assert s.counts["faces"] == n
     assert any("unpacked" in note for note in ws.notices)
     assert not ws.pack_path("dst").exists()

@@ -39,7 +39,7 @@ def test_holdout_is_kept_out_fixed_and_follows_renames(ws, marker):
     held_keys = {tuple(k) for k in doc["src_keys"]}
 
     # sorting renames every src face; the same faces stay out on the next run, without the flag
-    sort.run(ws, "src", sort.SortSettings(by="hist", threads=2))
+    sort.run(ws, "src", sort.SortSettings(by="hist", workers=2))
     assert not set(doc["src"]) & {p.name for p in ws.aligned_paths("src")}
     lines.clear()
     _run(ws, lines, marker, iterations=2)

@@ -200,3 +200,14 @@ def test_every_declared_extract_option_is_a_flag_and_a_settings_field():
     assert set(ExtractSettings().output_key()) == {o.name for o in OPTIONS} - set(RUN_ONLY)
     with pytest.raises(SettingsError, match="workers"):
         ExtractSettings(workers=-1)
+
+
+def test_the_old_threads_keyword_still_sets_the_worker_count_with_a_deprecation_warning():
+    from facelab.stages.extract import ExtractSettings
+    from facelab.stages.sort import SortSettings
+
+    with pytest.warns(DeprecationWarning, match="use workers="):
+        assert SortSettings(threads=3).workers == 3
+    with pytest.warns(DeprecationWarning, match="use workers="):
+        assert ExtractSettings(threads=2).workers == 2
+    assert "threads" not in {f.name for f in dataclasses.fields(SortSettings)}

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import InitVar, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +132,14 @@ class ExtractSettings:
     reference: str = ""
     reference_threshold: float = DEFAULT_THRESHOLD
     device: str = "auto"
+    threads: InitVar[int | None] = None  # the old name of ``workers``: still accepted, with a DeprecationWarning
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, threads: int | None) -> None:
+        if threads is not None:
+            import warnings
+
+            warnings.warn("ExtractSettings(threads=...) is deprecated: use workers=", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "workers", threads)
         FaceType.parse(self.face_type)  # "unknown face type ...", as every other reader of a face type says
         for option in OPTIONS:
             option.check(getattr(self, option.name))

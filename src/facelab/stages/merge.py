@@ -412,55 +412,38 @@ def run(
     plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
     if not (isinstance(batch_size, int) and 1 <= batch_size <= 256):
         raise SettingsError(f"batch_size: {batch_size!r} is out of range", "use a whole number from 1 to 256")
+    # -- inputs: frames, their faces, the model, enhancers
     ws.require_exists()
     frames = ws.require_frames("dst")
     aligned = ws.require_aligned("dst")
-    model_id, model_warnings = None, []
+    warnings: list[str] = []
+    model_id = None
     if predictor is None:
-        from facelab.inference import load_predictor
-
-        model_dir, prefix, model_warnings = resolve_model(ws, name, gpu)
-        predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
-        model_id = _model_id(ws, name, prefix)
+        predictor, model_id = _load_model(ws, name, gpu, device, warnings)
     names = {s.super_resolution for s in [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]}
     enhancers = {n: _load_enhancer(ws, n, device) for n in names if n}
-    by_frame, warnings = group_records(aligned)
-    warnings = model_warnings + warnings
-    frame_names = {p.name for p in frames}
-    orphans = sorted(set(by_frame) - frame_names)
-    if orphans:
-        warnings.append(f"faces of {len(orphans)} frame(s) not in {ws.frames_dir('dst')} were ignored (e.g. {orphans[0]})")
-    by_number = {n: recs for fname, recs in by_frame.items() if (n := _frame_number(Path(fname).stem)) is not None}
+    by_frame, by_number = _faces_by_frame(ws, frames, aligned, warnings)
 
-    out_dir, mask_dir = ws.merged_dir, ws.merged_mask_dir
-    for d in (out_dir, mask_dir):
+    # -- what is left: frames the step record does not hold as made with this model and these settings
+    for d in (ws.merged_dir, ws.merged_mask_dir):
         d.mkdir(parents=True, exist_ok=True)
     record = _record(ws)
-    saved = record.load()
-    old = saved.settings if saved is not None else {}
-    if old.get("model") != name or old.get("gpu") != gpu or old.get("resolution") != int(predictor.resolution):
-        saved = None
-    done: dict[str, str] = dict(saved.done) if saved is not None else {}
     state = {"model": name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
              "face_type": str(predictor.face_type), "plan": plan.to_dict()}
+    done = _still_done(record, state)
 
     def wanted(p: Path) -> str:
         return _fingerprint(model_id, plan, _frame_number(p.stem))
 
-    def finished(p: Path) -> bool:
-        if done.get(p.stem) != wanted(p):
-            return False
-        if plan.settings_for(_frame_number(p.stem)).mode == "raw-predict":
-            return True
-        return (out_dir / f"{p.stem}.png").is_file() and (mask_dir / f"{p.stem}.png").is_file()
-
     chosen = [p for p in frames if only is None or (_frame_number(p.stem) or 0) in only]
-    todo = [p for p in chosen if force or not finished(p)]
+    todo = [p for p in chosen if force or not _finished(ws, p, plan, done, wanted(p))]
     changed = sum(1 for p in chosen if p.stem in done and done[p.stem] != wanted(p))
     if changed:
         warnings.append(f"{changed} frame(s) were made with other settings or another model: rendered again")
     for p in todo:
         done.pop(p.stem, None)
+
+    # -- render
     record.begin(state, done)
     counts = {"frames": len(chosen), "merged": 0, "passthrough": 0, "skipped": len(chosen) - len(todo), "faces": 0}
     workers = workers or min(max(os.cpu_count() or 1, 2), 8)
@@ -470,13 +453,47 @@ def run(
         record.save()  # also after an error: the frames finished so far stay recorded
     if any(plan.settings_for(_frame_number(p.stem)).mode == "raw-predict" for p in chosen):
         warnings.append(f"raw-predict faces and masks are in {ws.merged_raw_dir} (merged/ is left as it was)")
-    return Summary(
-        step="merge",
-        counts=counts,
-        seconds=time.perf_counter() - start,
-        outputs=[str(out_dir)],
-        warnings=warnings,
-    )
+    return Summary(step="merge", counts=counts, seconds=time.perf_counter() - start, outputs=[str(ws.merged_dir)],
+                   warnings=warnings)
+
+
+def _load_model(ws: Workspace, name: str, gpu: int | None, device: str, warnings: list[str]) -> tuple[Predictor, str | None]:
+    """The model folder's predictor and save id (a retrained model has a new one)."""
+    from facelab.inference import load_predictor
+
+    model_dir, prefix, model_warnings = resolve_model(ws, name, gpu)
+    warnings.extend(model_warnings)
+    return load_predictor(model_dir, str(resolve_device(device)), prefix=prefix), _model_id(ws, name, prefix)
+
+
+def _faces_by_frame(ws: Workspace, frames: list[Path], aligned: list[Path], warnings: list[str]) -> tuple[dict, dict]:
+    """``(frame name -> records, frame number -> records)``; faces of frames that are not there are ignored."""
+    by_frame, group_warnings = group_records(aligned)
+    warnings.extend(group_warnings)
+    orphans = sorted(set(by_frame) - {p.name for p in frames})
+    if orphans:
+        warnings.append(f"faces of {len(orphans)} frame(s) not in {ws.frames_dir('dst')} were ignored (e.g. {orphans[0]})")
+    by_number = {n: recs for fname, recs in by_frame.items() if (n := _frame_number(Path(fname).stem)) is not None}
+    return by_frame, by_number
+
+
+def _still_done(record: StepRecord, state: dict) -> dict[str, str]:
+    """``frame stem -> fingerprint`` of the frames the record holds as finished, if they were made with the same
+    model folder, GPU variant and resolution (a change of any of these makes every frame stale)."""
+    saved = record.load()
+    old = saved.settings if saved is not None else {}
+    if any(old.get(k) != state[k] for k in ("model", "gpu", "resolution")):
+        return {}
+    return dict(saved.done)
+
+
+def _finished(ws: Workspace, p: Path, plan: MergePlan, done: dict[str, str], wanted: str) -> bool:
+    """Frame ``p`` was merged with these settings and model, and its outputs are there."""
+    if done.get(p.stem) != wanted:
+        return False
+    if plan.settings_for(_frame_number(p.stem)).mode == "raw-predict":
+        return True
+    return (ws.merged_dir / f"{p.stem}.png").is_file() and (ws.merged_mask_dir / f"{p.stem}.png").is_file()
 
 
 def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, frames: str | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +30,11 @@ class SortSettings:
     target: int = 2000  # final: how many faces to keep
     reference: Path | None = None  # identity: an image of the person, or one of their aligned faces
     workers: int = 0  # worker threads; 0: all cores
+    threads: InitVar[int | None] = None  # the old name of ``workers``: still accepted, with a DeprecationWarning
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, threads: int | None) -> None:
+        if threads is not None:
+            object.__setattr__(self, "workers", _renamed("threads", "workers", threads))
         if self.by not in fsort.METHODS:
             raise SettingsError(f"unknown sort method {self.by!r}", "use one of: " + ", ".join(fsort.METHODS))
         if self.target < 1:
@@ -43,6 +46,13 @@ class SortSettings:
                 raise SettingsError(f"reference {self.reference} does not exist", "give an image file of the person")
         if self.workers < 0:
             raise SettingsError(f"workers={self.workers} is out of range", "use 0 (all cores) or more")
+
+
+def _renamed(old: str, new: str, value):
+    import warnings
+
+    warnings.warn(f"SortSettings({old}=...) is deprecated: use {new}=", DeprecationWarning, stacklevel=4)
+    return value
 
 
 def trash_dir(ws: Workspace, side: str) -> Path:
