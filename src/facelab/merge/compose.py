@@ -50,7 +50,7 @@ import numpy as np
 
 from facelab.align import face_matrix, hull_mask, scale_matrix, transform_points, unwarp_image, warp_image
 from facelab.checks import check_image
-from facelab.color import COLOR_TRANSFERS, color_transfer
+from facelab.color import color_transfer
 from facelab.errors import SettingsError
 from facelab.faceimage import FaceRecord
 from facelab.types import FaceType

@@ -73,10 +73,10 @@ def reference_embedding(path: Path) -> np.ndarray:
         pass
     from facelab.detect import create_detector
     from facelab.landmarks import create_landmarker
-    from facelab.stages.extract import ExtractSettings, find_faces
+    from facelab.find_faces import FindOptions, find_faces
 
     image = read_image(path)
-    found = find_faces(image, create_detector("retinaface"), create_landmarker("dlib68"), ExtractSettings())
+    found = find_faces(image, create_detector("retinaface"), create_landmarker("dlib68"), FindOptions())
     if not found:
         raise SettingsError(f"no face found in reference {path}", "give a clearer picture of the person, or one of their aligned faces")
     return embed_face(image, found[0].landmarks)
