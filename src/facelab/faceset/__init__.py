@@ -1,2 +1,7 @@
-"""Face-set tools: sorting (:mod:`facelab.faceset.sort`), head pose from landmarks
-(:mod:`facelab.faceset.pose`) and per-face features (:mod:`facelab.faceset.features`)."""
+"""Face-set tools, one module per command: sorting (:mod:`~facelab.faceset.sort`, with per-face
+:mod:`~facelab.faceset.features` and head :mod:`~facelab.faceset.pose`), landmark debug images
+(:mod:`~facelab.faceset.debug`), original names (:mod:`~facelab.faceset.names`), resize
+(:mod:`~facelab.faceset.resize`), records for outside editors (:mod:`~facelab.faceset.meta`), PNG to JPEG
+(:mod:`~facelab.faceset.tojpg`), pack (:mod:`~facelab.faceset.pack`), DeepFaceLab sets
+(:mod:`~facelab.faceset.dfl`) and the coverage report (:mod:`~facelab.faceset.coverage`); the face files
+of a folder: :mod:`~facelab.faceset.files`."""

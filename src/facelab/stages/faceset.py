@@ -1,7 +1,8 @@
 """Face-set utility steps (``facelab faceset ...``): each ``run``-style function
 takes the workspace and a side and returns a :class:`Summary`.
 
-The work is done in :mod:`facelab.faceset.utils`, :mod:`facelab.faceset.pack`,
+The work is done in :mod:`facelab.faceset` (one module per command: ``debug``, ``names``, ``resize``,
+``meta``, ``tojpg``), :mod:`facelab.faceset.pack`,
 :mod:`facelab.faceset.dfl` and :mod:`facelab.faceset.coverage`.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from facelab import jobs
 from facelab.errors import FaceFileError, FacelabError, SettingsError, WorkspaceError
 from facelab.faceset import coverage as cov
-from facelab.faceset import dfl, utils
+from facelab.faceset import debug, dfl, meta, names, resize as fresize, tojpg
 from facelab.faceset import pack as fpack
 from facelab.fileio import write_image
 from facelab.progress import track
@@ -38,17 +39,17 @@ def debug_landmarks(ws: Workspace, side: str, remove: bool = False) -> Summary:
     t = time.time()
     folder = ws.aligned_dir(check_side(side))
     if remove:
-        n = utils.remove_debug(folder)
+        n = debug.remove_debug(folder)
         return Summary(f"debug-landmarks {side}", {"removed": n}, time.time() - t)
     _faces(ws, side)
-    n, warnings = utils.write_debug(folder)
+    n, warnings = debug.write_debug(folder)
     return Summary(f"debug-landmarks {side}", {"written": n}, time.time() - t, [str(folder / "*_debug.jpg")], warnings)
 
 
 def recover_names(ws: Workspace, side: str, include_trash: bool = False) -> Summary:
     t = time.time()
     check_side(side)
-    res = utils.recover_names(ws.aligned_dir(side), ws.state_dir(side), trash_dir(ws, side) if include_trash else None,
+    res = names.recover_names(ws.aligned_dir(side), ws.state_dir(side), trash_dir(ws, side) if include_trash else None,
                               also_finish=(trash_dir(ws, side),))
     counts = {"renamed": res.renamed, "unchanged": res.unchanged}
     if include_trash:
@@ -90,7 +91,7 @@ def resize(ws: Workspace, side: str, size: int, face_type: str | None = None, jp
     warnings = []
     for p in track(faces, len(faces), f"resize {side}"):
         try:
-            how = utils.resize_face(p, ws.frames_dir(side), size, face_type, jpeg_quality)
+            how = fresize.resize_face(p, ws.frames_dir(side), size, face_type, jpeg_quality)
         except FaceFileError as e:  # one unreadable face is named and left as it is
             warnings.append(f"skipped: {e.message}")
             counts["skipped"] += 1
@@ -102,13 +103,13 @@ def resize(ws: Workspace, side: str, size: int, face_type: str | None = None, jp
 def save_meta(ws: Workspace, side: str) -> Summary:
     t = time.time()
     _faces(ws, side)
-    n, target, warnings = utils.save_meta(ws.aligned_dir(side))
+    n, target, warnings = meta.save_meta(ws.aligned_dir(side))
     return Summary(f"save-meta {side}", {"faces": n}, time.time() - t, [str(target)], warnings)
 
 
 def restore_meta(ws: Workspace, side: str) -> Summary:
     t = time.time()
-    n, warnings = utils.restore_meta(ws.aligned_dir(check_side(side)))
+    n, warnings = meta.restore_meta(ws.aligned_dir(check_side(side)))
     return Summary(f"restore-meta {side}", {"faces": n}, time.time() - t, [str(ws.aligned_dir(side))], warnings)
 
 
@@ -117,7 +118,7 @@ def to_jpg(folder: Path, quality: int = 95) -> Summary:
     folder = Path(folder)
     if not folder.is_dir():
         raise WorkspaceError(f"{folder} is not a folder", "give an aligned folder, e.g. workspace/data_src/aligned")
-    n, warnings = utils.to_jpg(folder, quality)
+    n, warnings = tojpg.to_jpg(folder, quality)
     return Summary("to-jpg", {"converted": n}, time.time() - t, [str(folder)], warnings)
 
 
