@@ -7,7 +7,7 @@ import json
 import pytest
 
 from facelab.errors import FacelabError
-from facelab.steprecord import FORMAT, Saved, StepRecord, fingerprint, read_journal
+from facelab.steprecord import FORMAT, Saved, fingerprint, read_journal
 from facelab.workspace import Workspace
 
 
