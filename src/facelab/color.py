@@ -146,6 +146,11 @@ def _measured(
     return f_px, r_px
 
 
+def _gaussians(f_px: np.ndarray, r_px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Means and (population) 3x3 covariances of the measured face and reference pixels."""
+    return f_px.mean(0), r_px.mean(0), np.cov(f_px, rowvar=False, bias=True), np.cov(r_px, rowvar=False, bias=True)
+
+
 @_renamed_keywords
 def lct(
     face: np.ndarray,
@@ -174,9 +179,7 @@ def lct(
     f_px, r_px = _measured(face, reference, face_mask, reference_mask, "lct")
     if len(f_px) < 2 or len(r_px) < 2:
         return np.clip(face, 0.0, 1.0)
-    f_mean, r_mean = f_px.mean(0), r_px.mean(0)
-    f_cov = np.cov(f_px, rowvar=False, bias=True)
-    r_cov = np.cov(r_px, rowvar=False, bias=True)
+    f_mean, r_mean, f_cov, r_cov = _gaussians(f_px, r_px)
     transform = _sqrtm_psd(r_cov) @ _sqrtm_psd(f_cov, inverse=True)
     flat = face.reshape(-1, 3) - f_mean.astype(np.float32)
     out = flat @ transform.T.astype(np.float32) + r_mean.astype(np.float32)
@@ -214,9 +217,7 @@ def mkl(
     f_px, r_px = _measured(face, reference, face_mask, reference_mask, "mkl")
     if len(f_px) < 2 or len(r_px) < 2:
         return np.clip(face, 0.0, 1.0)
-    f_mean, r_mean = f_px.mean(0), r_px.mean(0)
-    f_cov = np.cov(f_px, rowvar=False, bias=True)
-    r_cov = np.cov(r_px, rowvar=False, bias=True)
+    f_mean, r_mean, f_cov, r_cov = _gaussians(f_px, r_px)
     f_half, f_inv_half = _sqrtm_psd(f_cov), _sqrtm_psd(f_cov, inverse=True)
     # no floor inside: the middle product's eigenvalues are variance products (~1e-4) and may be tiny
     middle = _sqrtm_psd(f_half @ r_cov @ f_half, floor=0.0)
