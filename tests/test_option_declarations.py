@@ -115,7 +115,7 @@ def test_a_changed_declaration_makes_the_docs_check_fail(tmp_path):
     spec.loader.exec_module(gen)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "training.md").write_text((ROOT / "docs" / "training.md").read_text().replace("Minutes between previews.", "stale"))
-    for name in ("merge.md", "extraction.md"):
+    for name in ("merge.md", "extraction.md", "video-tools.md"):
         (tmp_path / "docs" / name).write_text((ROOT / "docs" / name).read_text())
     rendered = gen.render(tmp_path)
     text, new = rendered[tmp_path / "docs" / "training.md"]
@@ -211,3 +211,19 @@ def test_the_old_threads_keyword_still_sets_the_worker_count_with_a_deprecation_
     with pytest.warns(DeprecationWarning, match="use workers="):
         assert ExtractSettings(threads=2).workers == 2
     assert "threads" not in {f.name for f in dataclasses.fields(SortSettings)}
+
+
+@pytest.mark.parametrize("command, module", [("frames", "frames"), ("video", "video"), ("denoise", "denoise")])
+def test_the_video_tools_flags_and_settings_are_their_declarations(command, module):
+    import importlib
+
+    from facelab.cli import app
+
+    stage = importlib.import_module(f"facelab.stages.{module}")
+    settings = {"frames": "FramesSettings", "video": "VideoSettings", "denoise": "DenoiseSettings"}[module]
+    params = {p.name: p for p in get_command(app).commands[command].params}
+    for o in stage.OPTIONS:
+        assert o.name in params, f"--{o.name} missing from `facelab {command}`"
+        assert all(set(f.split("/")) <= set(params[o.name].opts) | set(params[o.name].secondary_opts) for f in o.cli_flags)
+    fields = {f.name: f.default for f in dataclasses.fields(getattr(stage, settings))}
+    assert fields == {o.name: o.default for o in stage.OPTIONS}

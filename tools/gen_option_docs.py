@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
-from facelab.cli import extract_cmd
+from facelab.cli import extract_cmd, media_cmds
 from facelab.merge import options as merge
-from facelab.stages import extract
+from facelab.stages import denoise, extract, frames, video
 from facelab.train import options as train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +35,10 @@ def tables() -> dict[str, dict[str, str]]:
         "train-late": markdown_table(g["Late training"]),
     }, "docs/extraction.md": {
         "extract": markdown_table(extract.OPTIONS + extract_cmd.ACTIONS),
+    }, "docs/video-tools.md": {
+        "frames": markdown_table(frames.OPTIONS + (media_cmds._FORCE["frames"], media_cmds._VIDEO_FILE)),
+        "denoise": markdown_table(denoise.OPTIONS + (media_cmds._FORCE["denoise"],)),
+        "video": markdown_table(video.OPTIONS + (media_cmds._FORCE["video"],)),
     }, "docs/merge.md": {
         "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
         "merge-mask": markdown_table(merge.groups()["Face and mask"]),

@@ -102,11 +102,12 @@ class Option:
             return f"{what} {'>' if self.lo_open else '>='} {_num(self.lo)}"
         return what
 
-    def check(self, value: Any) -> Any:
-        """``value`` if it is allowed (None always is: not given), else :class:`SettingsError` naming the key."""
+    def check(self, value: Any, where: str = "") -> Any:
+        """``value`` if it is allowed (None always is: not given), else :class:`SettingsError` naming the key
+        (after ``where``, e.g. ``"frames."``)."""
         if value is None:
             return value
-        name, hint = self.name, self.hint or f"use {self.range_text()}"
+        name, hint = where + self.name, self.hint or f"use {self.range_text()}"
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise SettingsError(f"{name}: {value!r} is not true or false", "use true or false")

@@ -2,51 +2,77 @@
 
 from __future__ import annotations
 
-from enum import Enum
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from facelab.cli import FrameFormat, Side, app, current_workspace, output_marker, report
+from facelab.cli import Side, app, current_workspace, output_marker, report
+from facelab.options import Option, command
 
 
-class VideoFormat(str, Enum):
-    mp4 = "mp4"
-    avi = "avi"
-    mp4_lossless = "mp4-lossless"
-    mov_alpha = "mov-alpha"
+_FORCE = {
+    "frames": Option("force", bool, False, "Redo frames already extracted.", flags=("--force/--no-force",), cli_only=True),
+    "video": Option("force", bool, False, "Write the result again even if it is up to date.", flags=("--force/--no-force",),
+                    cli_only=True),
+    "denoise": Option("force", bool, False, "Denoise again although already done (frames are changed in place).",
+                      flags=("--force/--no-force",), cli_only=True),
+}
+_VIDEO_FILE = Option("video", Path, None, "Video file to decode, anywhere (default: the workspace's data_<side>.*).",
+                     flags=("--video",), cli_only=True, metavar="FILE")
 
 
-@app.command("frames")
-def frames_cmd(
-    side: Annotated[Side, typer.Argument(help="src or dst")],
-    fps: Annotated[Optional[float], typer.Option(help="Frames per second to keep (default: every frame; dst always keeps every frame).")] = None,
-    format: Annotated[FrameFormat, typer.Option("--format", help="Frame image format.")] = FrameFormat.png,
-    force: Annotated[bool, typer.Option(help="Redo frames already extracted.")] = False,
-    video: Annotated[Optional[Path], typer.Option("--video", help="Video file to decode, anywhere (default: the workspace's data_<side>.*).")] = None,
-) -> None:
+def _side(help: str) -> inspect.Parameter:
+    return inspect.Parameter("side", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[Side, typer.Argument(help=help)])
+
+
+def _given(options, given: dict) -> dict:
+    return {o.name: given[o.name] for o in options if given[o.name] is not None}
+
+
+def _frames(side: Side, **given) -> None:
     """Decode data_src.* / data_dst.* (or --video FILE) into numbered frames in data_<side>/ (each frame's time is recorded)."""
     from facelab.cli import on_interrupt
     from facelab.stages import frames
 
     ws = current_workspace()
+    settings = frames.FramesSettings(**_given(frames.OPTIONS, given))
     with on_interrupt(lambda: frames.interrupted_message(ws, side.value)):
-        report(frames.run(ws, side.value, frames.FramesSettings(fps=fps, format=format.value), force=force, video=video))
+        report(frames.run(ws, side.value, settings, force=bool(given["force"]), video=given["video"]))
 
 
-@app.command("video")
-def video_cmd(
-    format: Annotated[VideoFormat, typer.Option("--format", help="mp4 (H.264), avi (MPEG-4), mp4-lossless (RGB H.264 qp 0), mov-alpha (QuickTime RLE with the merge mask as alpha).")] = VideoFormat.mp4,
-    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (8M and 800k also work; default: quality-based, CRF 18). Ignored by lossless formats.")] = None,
-    mask_video: Annotated[bool, typer.Option("--mask-video", help="Also write result_mask.<ext> from data_dst/merged_mask.")] = False,
-    force: Annotated[bool, typer.Option(help="Write the result again even if it is up to date.")] = False,
-) -> None:
+def _video(**given) -> None:
     """Write result.<ext> from data_dst/merged with data_dst's frame timing and audio."""
     from facelab.stages import video
 
-    settings = video.VideoSettings(bitrate=bitrate, format=format.value, mask_video=mask_video)
-    report(video.run(current_workspace(), settings, force=force, marker=output_marker()))
+    settings = video.VideoSettings(**_given(video.OPTIONS, given))
+    report(video.run(current_workspace(), settings, force=bool(given["force"]), marker=output_marker()))
+
+
+def _denoise(side: Side, **given) -> None:
+    """Denoise the extracted dst frames in place (temporal non-local means); resumable."""
+    from facelab.errors import SettingsError
+    from facelab.stages import denoise
+
+    if side.value != "dst":
+        raise SettingsError("only dst frames can be denoised", "run `facelab denoise dst`")
+    report(denoise.run(current_workspace(), denoise.DenoiseSettings(**_given(denoise.OPTIONS, given)),
+                       force=bool(given["force"])))
+
+
+def _register() -> None:
+    """The commands, their flags generated from the settings' declarations (``OPTIONS`` beside each settings class)."""
+    from facelab.stages import denoise, frames, video
+
+    app.command("frames")(command(frames.OPTIONS + (_FORCE["frames"], _VIDEO_FILE), _frames, _frames.__doc__ or "",
+                                  arguments=[_side("src or dst")]))
+    app.command("video")(command(video.OPTIONS + (_FORCE["video"],), _video, _video.__doc__ or ""))
+    app.command("denoise")(command(denoise.OPTIONS + (_FORCE["denoise"],), _denoise, _denoise.__doc__ or "",
+                                   arguments=[_side("dst (only dst frames can be denoised)")]))
+
+
+_register()
 
 
 @app.command("cut")
@@ -62,18 +88,3 @@ def cut_cmd(
     from facelab.stages import cut
 
     report(cut.run(video, cut.CutSettings(from_, to, audio_track, bitrate), force=force))
-
-
-@app.command("denoise")
-def denoise_cmd(
-    side: Annotated[Side, typer.Argument(help="dst (only dst frames can be denoised)")],
-    factor: Annotated[int, typer.Option(help="Strength 1-20.", min=1, max=20)] = 5,
-    force: Annotated[bool, typer.Option(help="Denoise again although already done (frames are changed in place).")] = False,
-) -> None:
-    """Denoise the extracted dst frames in place (temporal non-local means); resumable."""
-    from facelab.errors import SettingsError
-    from facelab.stages import denoise
-
-    if side.value != "dst":
-        raise SettingsError("only dst frames can be denoised", "run `facelab denoise dst`")
-    report(denoise.run(current_workspace(), denoise.DenoiseSettings(factor=factor), force=force))

@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 
 from facelab import jobs
-from facelab.errors import SettingsError, WorkspaceError
+from facelab.options import Option
+from facelab.errors import WorkspaceError
 from facelab.fileio import read_image, write_image
 from facelab.progress import track
 from facelab.stages import Summary
@@ -52,8 +53,15 @@ class DenoiseSettings:
     factor: int = 5
 
     def __post_init__(self) -> None:
-        if isinstance(self.factor, bool) or not isinstance(self.factor, int) or not 1 <= self.factor <= 20:
-            raise SettingsError(f"denoise factor must be an integer 1-20, got {self.factor!r}", "5 for mild noise, 10-20 for heavy grain")
+        for option in OPTIONS:
+            option.check(getattr(self, option.name), "denoise ")
+
+
+OPTIONS = (
+    Option("factor", int, 5, "Strength 1-20.", lo=1, hi=20, hint="5 for mild noise, 10-20 for heavy grain",
+           doc="strength 1-20 (non-local means `h`): 5 for mild noise, 10-20 for heavy grain"),
+)
+"""Every setting of :class:`DenoiseSettings`, declared once (see :mod:`facelab.options`)."""
 
 
 def denoise_window(frames: list[np.ndarray], center: int, factor: int) -> np.ndarray:

@@ -23,7 +23,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from facelab import jobs
-from facelab.errors import MediaError, SettingsError, WorkspaceError
+from facelab.options import Option
+from facelab.errors import MediaError, WorkspaceError
 from facelab.fileio import write_image
 from facelab.media import is_vfr, iter_frames, probe
 from facelab.progress import track
@@ -53,11 +54,19 @@ class FramesSettings:
     format: str = "png"
 
     def __post_init__(self) -> None:
-        if self.fps is not None:
-            if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps <= MAX_FPS:
-                raise SettingsError(f"frames.fps must be a number in (0, {MAX_FPS:g}] or unset, got {self.fps!r}", "leave it unset to keep every frame")
-        if self.format not in FORMATS:
-            raise SettingsError(f"frames.format must be one of {', '.join(FORMATS)}, got {self.format!r}", "png is lossless, jpg is smaller")
+        for option in OPTIONS:
+            option.check(getattr(self, option.name), "frames.")
+
+
+OPTIONS = (
+    Option("fps", float, None, "Frames per second to keep (default: every frame; dst always keeps every frame).", lo=0,
+           lo_open=True, hi=MAX_FPS, hint="leave it unset to keep every frame", shown_default="every frame",
+           doc="frames per second to keep, the frame nearest each point of a regular grid (src only: dst always keeps "
+               "every frame, so the result has the dst video's timing)"),
+    Option("format", str, "png", "Frame image format.", flags=("--format",), choices=FORMATS, hint="png is lossless, jpg is smaller",
+           metavar="png|jpg", shown_default="`png`", doc="`png` (lossless) or `jpg` (quality 95)"),
+)
+"""Every setting of :class:`FramesSettings`, declared once (see :mod:`facelab.options`)."""
 
 
 def _record(ws: Workspace, side: str) -> StepRecord:

@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 
 from facelab import jobs
-from facelab.errors import MediaError, SettingsError, WorkspaceError
+from facelab.options import Option
+from facelab.errors import MediaError, WorkspaceError
 from facelab.fileio import read_image
 from facelab.media import parse_bitrate, write_video
 from facelab.progress import track
@@ -76,11 +77,27 @@ class VideoSettings:
     def __post_init__(self) -> None:
         if self.bitrate is not None:
             parse_bitrate(self.bitrate, "video --bitrate")  # raises SettingsError naming the option
-        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
-            raise SettingsError(f"video.crf must be an integer 0-51, got {self.crf!r}", "18 is visually lossless; higher is smaller")
-        if self.format not in FORMATS:
-            raise SettingsError(f"video.format must be one of {', '.join(FORMATS)}, got {self.format!r}",
-                                "mp4 for sharing, mp4-lossless for exact frames, mov-alpha for compositing")
+        for option in OPTIONS:
+            if option.name != "bitrate":
+                option.check(getattr(self, option.name), "video.")
+
+
+OPTIONS = (
+    Option("format", str, "mp4", "mp4 (H.264), avi (MPEG-4), mp4-lossless (RGB H.264 qp 0), mov-alpha (QuickTime RLE with the "
+                                 "merge mask as alpha).", flags=("--format",), choices=tuple(FORMATS), metavar="FORMAT",
+           hint="mp4 for sharing, mp4-lossless for exact frames, mov-alpha for compositing", shown_default="`mp4`",
+           doc="the container and codec: see the table below"),
+    Option("bitrate", str, None, "Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (8M and 800k also work; default: "
+                                 "quality-based, CRF 18). Ignored by lossless formats.", metavar="MBIT",
+           shown_default="quality-based", doc="target bitrate in megabits/s (`8`; `8M` and `800k` also work); unset, the "
+                                              "quality is constant (`--crf`)"),
+    Option("crf", int, 18, "x264 constant rate factor 0-51 when no --bitrate is given (0 lossless, 18 visually lossless).",
+           lo=0, hi=51, hint="18 is visually lossless; higher is smaller",
+           doc="x264 constant rate factor without `--bitrate`: 0 lossless, 18 visually lossless, higher is smaller"),
+    Option("mask_video", bool, False, "Also write result_mask.<ext> from data_dst/merged_mask.", flags=("--mask-video",),
+           doc="also write `result_mask.<ext>` from `data_dst/merged_mask`"),
+)
+"""Every setting of :class:`VideoSettings`, declared once (see :mod:`facelab.options`)."""
 
 
 def merged_frames(ws: Workspace) -> list[Path]:
