@@ -153,6 +153,16 @@ def _num(v: float) -> str:
     return f"{v:g}"
 
 
+def rename_field(settings: Any, old: str, new: str, value: Any) -> None:
+    """Set field ``new`` of a frozen settings object from the old keyword ``old`` (an ``InitVar``), with a
+    ``DeprecationWarning``: old scripts keep working and are told the new name."""
+    import warnings
+
+    if value is not None:
+        warnings.warn(f"{type(settings).__name__}({old}=...) is deprecated: use {new}=", DeprecationWarning, stacklevel=4)
+        object.__setattr__(settings, new, value)
+
+
 def by_name(options: Iterable[Option]) -> dict[str, Option]:
     return {o.name: o for o in options}
 

@@ -54,7 +54,7 @@ from facelab.fileio import atomic_write_bytes, atomic_write_json, read_image, wr
 from facelab.identity import DEFAULT_THRESHOLD
 from facelab.landmarks import create_landmarker
 from facelab.landmarks import smooth as lm_smooth
-from facelab.options import Option
+from facelab.options import Option, rename_field
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.stages import Summary
@@ -138,11 +138,7 @@ class ExtractSettings:
     threads: InitVar[int | None] = None  # the old name of ``workers``: still accepted, with a DeprecationWarning
 
     def __post_init__(self, threads: int | None) -> None:
-        if threads is not None:
-            import warnings
-
-            warnings.warn("ExtractSettings(threads=...) is deprecated: use workers=", DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "workers", threads)
+        rename_field(self, "threads", "workers", threads)
         FaceType.parse(self.face_type)  # "unknown face type ...", as every other reader of a face type says
         for option in OPTIONS:
             option.check(getattr(self, option.name))

@@ -22,14 +22,6 @@ from facelab.stages import Summary
 from facelab.workspace import Workspace, check_side
 
 
-def trash_dir(ws: Workspace, side: str) -> Path:
-    return ws.trash_dir(side)
-
-
-def pack_path(ws: Workspace, side: str) -> Path:
-    return ws.pack_path(check_side(side))
-
-
 def _faces(ws: Workspace, side: str) -> list[Path]:
     """The side's faces (a packed set is unpacked first, with a notice)."""
     return ws.require_aligned(check_side(side))
@@ -49,8 +41,8 @@ def debug_landmarks(ws: Workspace, side: str, remove: bool = False) -> Summary:
 def recover_names(ws: Workspace, side: str, include_trash: bool = False) -> Summary:
     t = time.time()
     check_side(side)
-    res = names.recover_names(ws.aligned_dir(side), ws.state_dir(side), trash_dir(ws, side) if include_trash else None,
-                              also_finish=(trash_dir(ws, side),))
+    res = names.recover_names(ws.aligned_dir(side), ws.state_dir(side), ws.trash_dir(side) if include_trash else None,
+                              also_finish=(ws.trash_dir(side),))
     counts = {"renamed": res.renamed, "unchanged": res.unchanged}
     if include_trash:
         counts["back from trash"] = res.from_trash
@@ -59,7 +51,7 @@ def recover_names(ws: Workspace, side: str, include_trash: bool = False) -> Summ
 
 def pack(ws: Workspace, side: str, keep: bool = False) -> Summary:
     t = time.time()
-    target = pack_path(ws, side)
+    target = ws.pack_path(check_side(side))
     if target.exists():
         raise WorkspaceError(f"{target} exists already", f"run `facelab faceset unpack {side}` first, or delete it")
     faces = ws.require_aligned(side)
@@ -72,7 +64,7 @@ def pack(ws: Workspace, side: str, keep: bool = False) -> Summary:
 
 def unpack(ws: Workspace, side: str, keep: bool = False, overwrite: bool = False) -> Summary:
     t = time.time()
-    source = pack_path(ws, side)
+    source = ws.pack_path(check_side(side))
     if not source.is_file():
         raise WorkspaceError(f"{source} does not exist", f"run `facelab faceset pack {side}` first")
     written = fpack.unpack(source, ws.aligned_dir(side), overwrite=overwrite)

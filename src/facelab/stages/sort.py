@@ -18,6 +18,7 @@ from facelab.errors import FaceFileError, SettingsError
 from facelab.faceimage import read_record
 from facelab.faceset import features
 from facelab.faceset import sort as fsort
+from facelab.options import rename_field
 from facelab.stages import Summary
 from facelab.workspace import Workspace, check_side
 
@@ -33,8 +34,7 @@ class SortSettings:
     threads: InitVar[int | None] = None  # the old name of ``workers``: still accepted, with a DeprecationWarning
 
     def __post_init__(self, threads: int | None) -> None:
-        if threads is not None:
-            object.__setattr__(self, "workers", _renamed("threads", "workers", threads))
+        rename_field(self, "threads", "workers", threads)
         if self.by not in fsort.METHODS:
             raise SettingsError(f"unknown sort method {self.by!r}", "use one of: " + ", ".join(fsort.METHODS))
         if self.target < 1:
@@ -46,17 +46,6 @@ class SortSettings:
                 raise SettingsError(f"reference {self.reference} does not exist", "give an image file of the person")
         if self.workers < 0:
             raise SettingsError(f"workers={self.workers} is out of range", "use 0 (all cores) or more")
-
-
-def _renamed(old: str, new: str, value):
-    import warnings
-
-    warnings.warn(f"SortSettings({old}=...) is deprecated: use {new}=", DeprecationWarning, stacklevel=4)
-    return value
-
-
-def trash_dir(ws: Workspace, side: str) -> Path:
-    return ws.trash_dir(side)
 
 
 def reference_embedding(path: Path) -> np.ndarray:
@@ -115,13 +104,13 @@ def run(ws: Workspace, side: str, settings: SortSettings = SortSettings()) -> Su
     paths, names, feats = [paths[k] for k in kept], [names[k] for k in kept], [feats[k] for k in kept]
     warnings += [f"skipped (left as it is): {e.message}" for e in errors]
     order, trash = fsort.order_faces(settings.by, feats, target=settings.target, reference=reference)
-    fsort.apply(folder, paths, order, trash, trash_dir(ws, side), journal, names, warnings)
+    fsort.apply(folder, paths, order, trash, ws.trash_dir(side), journal, names, warnings)
 
     summary = Summary(
         step=f"sort {side} by {settings.by}",
         counts={"faces": len(paths), "kept": len(order), "to trash": len(trash), "skipped": len(errors)},
         seconds=time.perf_counter() - start,
-        outputs=[str(folder)] + ([str(trash_dir(ws, side))] if trash else []),
+        outputs=[str(folder)] + ([str(ws.trash_dir(side))] if trash else []),
         warnings=warnings,
     )
     if recovered:
