@@ -97,11 +97,6 @@ class FaceTypeOpt(str, Enum):
     head = "head"
 
 
-class FrameFormat(str, Enum):
-    png = "png"
-    jpg = "jpg"
-
-
 _state: dict[str, Workspace] = {}
 
 
