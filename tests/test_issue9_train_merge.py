@@ -61,7 +61,7 @@ def test_optimizer_mode_3_offloads_the_optimizer_state_and_recomputes(ws, monkey
         made.clear()
         recomputed.clear()
         train.run(ws, train.TrainSettings(model="sae", name=f"m{mode}", iterations=2, batch_size=2, device="cpu",
-                                          architecture=(*SAE_TINY, ("optimizer_mode", mode))), log=_quiet, marker=marker)
+                                          architecture=SAE_TINY, optimizer_mode=mode), log=_quiet, marker=marker)
         assert isinstance(made[0], OffloadAdam) is offloaded, mode
         assert bool(recomputed) is (mode == 3), mode
         # the state is Adam's, in system memory, and was updated
@@ -70,7 +70,7 @@ def test_optimizer_mode_3_offloads_the_optimizer_state_and_recomputes(ws, monkey
     # a mode-1 model continued in mode 3 keeps its optimizer state (same state dict structure)
     made.clear()
     train.run(ws, train.TrainSettings(model="sae", name="m1", iterations=3, batch_size=2, device="cpu",
-                                      architecture=(("optimizer_mode", 3),)), log=_quiet, marker=marker)
+                                      optimizer_mode=3), log=_quiet, marker=marker)
     assert isinstance(made[0], OffloadAdam) and all(int(s["step"]) == 3 for s in made[0].state.values())
 
 

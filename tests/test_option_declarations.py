@@ -13,7 +13,7 @@ import pytest
 from typer.main import get_command
 
 from facelab.errors import SettingsError
-from facelab.options import Option, schema
+from facelab.options import Option, by_name, schema
 from facelab.train import options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +50,23 @@ def test_settings_fields_are_the_trainer_options_and_the_saved_defaults_cover_ev
 
 
 def test_architecture_options_are_keywords_of_some_model_constructor():
-    for o in options.ARCHITECTURE + options.MODEL_TRAINING:
+    for o in options.ARCHITECTURE:
         assert options.models_taking(o.name), f"{o.name}: no model takes it"
         assert o.question, f"{o.name}: architecture options are asked at the first run"
+
+
+def test_every_model_constructor_parameter_is_a_declared_architecture_option_and_no_trainer_knob():
+    """A model's constructor is its typed config: each keyword is declared (so the CLI, the TOML keys, the first-run
+    questions and the UI's form have it), and none is a trainer option (those steer training, not the network)."""
+    from facelab.models import MODELS, list_models
+
+    declared, trainer = {o.name for o in options.ARCHITECTURE}, {o.name for o in options.TRAINER}
+    for model in list_models():
+        params = inspect.signature(MODELS.get(model)).parameters
+        assert set(params) <= declared, (model, set(params) - declared)
+        assert not set(params) & trainer, (model, set(params) & trainer)
+        for name in MODELS.get(model).TRAINING_QUESTIONS:
+            assert name in trainer and by_name(options.TRAINER)[name].question, (model, name)
 
 
 @pytest.mark.parametrize("option", [o for o in options.TRAINER if o.lo is not None or o.choices], ids=lambda o: o.name)

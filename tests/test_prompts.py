@@ -24,7 +24,8 @@ def test_enter_takes_default_question_mark_explains_and_bad_answers_are_asked_ag
 
 
 def test_architecture_questions_follow_the_model():
-    assert {"lightweight", "pixel_loss", "resolution"} <= {q.key for q in train_questions({"resolution", "lightweight", "pixel_loss"}, {})}
+    assert {"lightweight", "pixel_loss", "resolution"} <= {q.key for q in train_questions({"resolution", "lightweight"}, {},
+                                                                                           training=("pixel_loss",))}
     assert "lightweight" not in {q.key for q in train_questions({"resolution", "ae_dims"}, {})}
 
 
@@ -90,7 +91,7 @@ def test_sae_first_run_asks_deepfacelabs_sae_questions():
     from facelab.models import MODELS
 
     params = set(inspect.signature(MODELS.get("sae")).parameters)
-    keys = [q.key for q in train_questions(params, {"resolution": 128})]
+    keys = [q.key for q in train_questions(params, {"resolution": 128}, training=MODELS.get("sae").TRAINING_QUESTIONS)]
     for key in ("face_type", "archi", "ae_dims", "e_dims", "d_dims", "d_mask_dims", "learn_mask", "eyes_mouth_priority",
                 "uniform_yaw", "color_transfer", "gan_power", "true_face_power", "identity_power", "face_style_power", "bg_style_power",
                 "optimizer_mode", "pixel_loss"):
@@ -115,7 +116,9 @@ def _sae_params() -> set[str]:
 
 
 def test_sae_questions_include_res_blocks_gray_border_lightweight_encoder_and_multiscale():
-    qs = {q.key: q for q in train_questions(_sae_params(), {})}
+    from facelab.models import MODELS
+
+    qs = {q.key: q for q in train_questions(_sae_params(), {}, training=MODELS.get("sae").TRAINING_QUESTIONS)}
     for key in ("d_res_blocks", "remove_gray_border", "lightweight_encoder", "multiscale_decoder"):
         assert key in qs
     assert qs["d_res_blocks"].parse("y") == 1 and qs["d_res_blocks"].parse("n") == 0 and qs["d_res_blocks"].parse("3") == 3
@@ -198,7 +201,10 @@ def test_a_terminal_sae_first_run_asks_the_new_questions_and_rechecks_a_bad_reso
     assert "AutoEncoder dimensions" not in out  # given as a flag: not asked
     cfg = json.loads((ws / "model" / "sae" / "config.json").read_text())["config"]
     assert cfg["resolution"] == 64 and cfg["d_res_blocks"] == 1 and cfg["ae_dims"] == 32
-    assert cfg["lightweight_encoder"] is True and cfg["multiscale_decoder"] is True and cfg["remove_gray_border"] is True
+    assert cfg["lightweight_encoder"] is True and cfg["multiscale_decoder"] is True
+    # a training option DeepFaceLab asked with SAE's architecture: saved with the model's options, not its architecture
+    saved = json.loads((ws / "model" / "sae" / "config.json").read_text())["options"]
+    assert saved["remove_gray_border"] is True and "remove_gray_border" not in cfg
 
 
 def test_the_dims_flags_enforce_the_ranges_their_help_states(tmp_path):

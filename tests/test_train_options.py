@@ -93,13 +93,14 @@ def test_pick_by_yaw_takes_the_nearest_yaws(sample_faces_ws):
 
 
 def test_pixel_loss_option_uses_plain_mse(sample_faces_ws):
+    from facelab.train.objective import LossOptions
+
     ds = FaceDataset(sample_faces_ws.aligned_paths("src")[:4], 32)
     batch = ds.sample(2, np.random.default_rng(0))
     losses = {}
     for pixel in (False, True):
         model, opt = _tiny()
-        model.config["pixel_loss"] = pixel
-        losses[pixel] = train_step(model, opt, batch, batch, torch.device("cpu"))
+        losses[pixel] = train_step(model, opt, batch, batch, torch.device("cpu"), losses=LossOptions(pixel_loss=pixel))
     # same weights, same batch: DSSIM + MSE is larger than MSE alone
     assert losses[True][0] < losses[False][0] and losses[True][0] < 0.2
 
@@ -265,17 +266,18 @@ def test_architecture_options_are_fixed_at_the_first_run(ws, marker):
     from facelab.stages import train as stage
 
     first = stage.TrainSettings(model="h64", iterations=2, batch_size=2, device="cpu",
-                                architecture=(("lightweight", True), ("pixel_loss", True)))
+                                architecture=(("lightweight", True),), pixel_loss=True)
     stage.run(ws, first, log=lambda s: None, marker=marker)
-    config = json.loads((ws.model_dir("h64") / "config.json").read_text())["config"]
-    assert config["lightweight"] is True and config["pixel_loss"] is True and config["face_type"] == "half"
+    saved = json.loads((ws.model_dir("h64") / "config.json").read_text())
+    config = saved["config"]
+    assert config["lightweight"] is True and saved["options"]["pixel_loss"] is True and config["face_type"] == "half"
     # continuing without architecture flags is fine; changing one is refused with a hint
     assert stage.run(ws, stage.TrainSettings(model="h64", iterations=3, batch_size=2, device="cpu"), log=lambda s: None, marker=marker).counts["iteration"] == 3
     with pytest.raises(SettingsError, match="fixed at the first run"):
         stage.run(ws, stage.TrainSettings(model="h64", iterations=4, device="cpu", architecture=(("lightweight", False),)), log=lambda s: None, marker=marker)
     # pixel loss steers training only: it may change on a later run, and the change is saved
-    stage.run(ws, stage.TrainSettings(model="h64", iterations=4, batch_size=2, device="cpu", architecture=(("pixel_loss", False),)), log=lambda s: None, marker=marker)
-    assert json.loads((ws.model_dir("h64") / "config.json").read_text())["config"]["pixel_loss"] is False
+    stage.run(ws, stage.TrainSettings(model="h64", iterations=4, batch_size=2, device="cpu", pixel_loss=False), log=lambda s: None, marker=marker)
+    assert json.loads((ws.model_dir("h64") / "config.json").read_text())["options"]["pixel_loss"] is False
     with pytest.raises(SettingsError, match="has no option lightweight"):
         stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None, marker=marker)
 
@@ -337,13 +339,51 @@ def test_sae_archi_letters_compare_normalised_and_training_keys_change(ws, marke
     arch = (("resolution", 32), ("archi", "df-ud"), ("ae_dims", 16), ("e_dims", 4), ("d_dims", 4), ("d_mask_dims", 2))
     stage.run(ws, stage.TrainSettings(model="sae", iterations=1, batch_size=2, device="cpu", architecture=arch), log=lambda s: None, marker=marker)
     # the same archi spelt with its letters in another order is no change
-    again = (("archi", "df-du"), ("face_style_power", 10.0), ("optimizer_mode", 3), ("remove_gray_border", True))
-    assert stage.run(ws, stage.TrainSettings(model="sae", iterations=2, batch_size=2, device="cpu", architecture=again),
-                     log=lambda s: None, marker=marker).counts["iteration"] == 2
-    config = json.loads((ws.model_dir("sae") / "config.json").read_text())["config"]
-    assert config["archi"] == "df-ud" and config["face_style_power"] == 10.0 and config["optimizer_mode"] == 3
-    assert config["remove_gray_border"] is True
+    again = stage.TrainSettings(model="sae", iterations=2, batch_size=2, device="cpu", architecture=(("archi", "df-du"),),
+                                face_style_power=10.0, optimizer_mode=3, remove_gray_border=True)
+    assert stage.run(ws, again, log=lambda s: None, marker=marker).counts["iteration"] == 2
+    saved = json.loads((ws.model_dir("sae") / "config.json").read_text())
+    assert saved["config"]["archi"] == "df-ud" and saved["options"]["face_style_power"] == 10.0
+    assert saved["options"]["optimizer_mode"] == 3 and saved["options"]["remove_gray_border"] is True
     with pytest.raises(SettingsError, match="fixed at the first run.*archi=liae-ud"):
         stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("archi", "liae-ud"),)), log=lambda s: None, marker=marker)
     with pytest.raises(SettingsError, match="face_style_power"):
-        stage.run(ws, stage.TrainSettings(model="sae", iterations=3, device="cpu", architecture=(("face_style_power", 101),)), log=lambda s: None, marker=marker)
+        stage.TrainSettings(model="sae", iterations=3, device="cpu", face_style_power=101)
+    # the old place of these keys: an architecture option is refused by name
+    with pytest.raises(SettingsError, match="has no option face_style_power"):
+        stage.run(ws, stage.TrainSettings(model="sae", name="other", iterations=1, device="cpu",
+                                          architecture=(("face_style_power", 1.0),)), log=lambda s: None, marker=marker)
+
+
+def test_a_model_saved_with_the_training_keys_in_its_architecture_config_continues_with_them(ws, marker):
+    """facelab before 2026-12-05 kept pixel loss, style powers, gray border and optimizer mode in the architecture
+    config: such a folder loads, trains on with those values, and is saved the new way."""
+    from facelab.stages import train as stage
+    from facelab.train.checkpoint import load_checkpoint, read_config
+
+    stage.run(ws, stage.TrainSettings(model="h64", iterations=1, batch_size=2, device="cpu", architecture=(("lightweight", True),)),
+              log=lambda s: None, marker=marker)
+    path = ws.model_dir("h64") / "config.json"
+    old = json.loads(path.read_text())
+    for key in ("pixel_loss", "optimizer_mode"):
+        del old["options"][key]
+    old["config"].update(pixel_loss=True, optimizer_mode=2)  # as the old code wrote it
+    path.write_text(json.dumps(old))
+    cfg = read_config(ws.model_dir("h64"))
+    assert "pixel_loss" not in cfg["config"] and cfg["options"]["pixel_loss"] is True and cfg["options"]["optimizer_mode"] == 2
+    assert load_checkpoint(ws.model_dir("h64")).options["pixel_loss"] is True
+    stage.run(ws, stage.TrainSettings(model="h64", iterations=2, batch_size=2, device="cpu"), log=lambda s: None, marker=marker)
+    new = json.loads(path.read_text())
+    assert new["options"]["pixel_loss"] is True and new["options"]["optimizer_mode"] == 2 and "pixel_loss" not in new["config"]
+
+
+def test_optimizer_mode_3_on_a_model_that_cannot_recompute_trains_as_mode_2_and_says_so(ws, marker, monkeypatch):
+    from facelab.stages import train as stage
+    from facelab.train.offload import OffloadAdam
+
+    made, real = [], stage.make_optimizer
+    monkeypatch.setattr(stage, "make_optimizer", lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])
+    summary = stage.run(ws, stage.TrainSettings(model="quick", iterations=1, batch_size=2, device="cpu", optimizer_mode=3),
+                        log=lambda s: None, marker=marker)
+    assert isinstance(made[0], OffloadAdam)
+    assert any("does not recompute activations" in w for w in summary.warnings)

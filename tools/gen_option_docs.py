@@ -29,7 +29,7 @@ def tables() -> dict[str, dict[str, str]]:
     return {"docs/training.md": {
         "train": markdown_table(g["Options"]),
         "train-architecture": markdown_table(g["Architecture (first run only)"], models=train.models_taking),
-        "train-model-training": markdown_table(g["SAE training (changeable)"], models=train.models_taking),
+        "train-losses": markdown_table(g["Losses and memory"]),
         "train-sampling": markdown_table(g["Sampling, discriminators and pretraining"]),
         "train-speed": markdown_table(g["Speed"]),
         "train-late": markdown_table(g["Late training"]),

@@ -103,9 +103,12 @@ def _ask(name: str, default: Any, parse: Callable[[str], Any] | None = None, tex
     return Question(name, text or o.question or o.name, default, explain or o.explain or o.help, parse or o.parse)
 
 
-def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_count: int = 0) -> list[Question]:
+def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_count: int = 0,
+                    training: tuple[str, ...] = ()) -> list[Question]:
     """Questions for a new model: the GPU (with more than one), trainer options, then the architecture options
-    the model has, in DeepFaceLab's order. ``gpu_count``: CUDA devices present (``torch.cuda.device_count()``)."""
+    the model has, then the training options DeepFaceLab asked for that model (``training``: the model class's
+    ``TRAINING_QUESTIONS``), in DeepFaceLab's order. ``gpu_count``: CUDA devices present
+    (``torch.cuda.device_count()``)."""
     from facelab.train.options import SAVED_DEFAULTS
 
     qs = []
@@ -130,12 +133,8 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_
     if sae:  # DeepFaceLab's SAE/SAEHD questions, with their defaults
         qs += [_ask(k, DEFAULTS[k]) for k in ("face_type", "archi", "ae_dims", "e_dims", "d_dims", "d_mask_dims")]
         qs.append(_ask("d_res_blocks", DEFAULTS["d_res_blocks"], parse_res_blocks))
-        qs += [_ask(k, DEFAULTS[k]) for k in ("learn_mask", "lightweight_encoder", "multiscale_decoder", "remove_gray_border")]
-        qs += [_ask(k, SAVED_DEFAULTS[k]) for k in ("eyes_mouth_priority", "uniform_yaw", "color_transfer", "gan_power",
-                                                    "true_face_power", "identity_power")]
-        qs += [_ask(k, DEFAULTS[k]) for k in ("face_style_power", "bg_style_power", "optimizer_mode")]
-    if "pixel_loss" in model_params:
-        qs.append(_ask("pixel_loss", False))
+        qs += [_ask(k, DEFAULTS[k]) for k in ("learn_mask", "lightweight_encoder", "multiscale_decoder")]
+    qs += [_ask(k, SAVED_DEFAULTS[k]) for k in training]
     return qs
 
 

@@ -17,11 +17,11 @@ def _train(**given: Any) -> None:
     from facelab.stages import train
 
     kwargs = {o.name: given[o.name] for o in options.TRAINER}
-    arch = {o.name: given[o.name] for o in options.ARCHITECTURE + options.MODEL_TRAINING}
+    arch = {o.name: given[o.name] for o in options.ARCHITECTURE}
     if given["config"] is not None:
         _apply_file(given["config"], kwargs, arch)
     model = kwargs["model"] = kwargs.get("model") or "quick"
-    for o in options.ARCHITECTURE + options.MODEL_TRAINING:  # the ranges the flags' help states (DeepFaceLab's)
+    for o in options.ARCHITECTURE:  # the ranges the flags' help states (DeepFaceLab's)
         o.check(arch.get(o.name))
     if kwargs.get("iterations") == 0:  # DeepFaceLab's "0 = no target": forget a saved one
         kwargs["iterations"], kwargs["no_target"] = None, True
@@ -43,8 +43,7 @@ def _train(**given: Any) -> None:
 
 
 # every flag comes from the declarations in facelab.train.options
-app.command("train")(command(options.TRAINER[:1] + (options.CONFIG_FILE,) + options.TRAINER[1:] + options.ARCHITECTURE
-                             + options.MODEL_TRAINING, _train, _train.__doc__ or ""))
+app.command("train")(command(options.TRAINER[:1] + (options.CONFIG_FILE,) + options.TRAINER[1:] + options.ARCHITECTURE, _train, _train.__doc__ or ""))
 
 
 def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
@@ -63,7 +62,8 @@ def _ask_first_run(model: str, kwargs: dict, arch: dict) -> None:
         given.add("gpu")
     console.print(f"new {model} model: answer or press Enter for the default ('?' explains)", highlight=False, markup=False)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    answers = ask_all([q for q in train_questions(set(params), defaults, gpu_count=gpus) if q.key not in given])
+    questions = train_questions(set(params), defaults, gpu_count=gpus, training=MODELS.get(model).TRAINING_QUESTIONS)
+    answers = ask_all([q for q in questions if q.key not in given])
     for key, value in answers.items():
         if key in params:
             arch[key] = value if value != defaults.get(key) else None

@@ -12,10 +12,19 @@ class SwapModel(nn.Module):
     ``resolution`` and ``face_type``) and implement ``forward(src, dst)`` and ``swap(dst)``.
 
     ``TRAINING_DEFAULTS`` overrides, for a new model of this kind, the defaults of the training options saved
-    with a model (:data:`facelab.stages.train.OPTION_DEFAULTS`); a resumed model keeps its saved values."""
+    with a model (:data:`facelab.stages.train.OPTION_DEFAULTS`); a resumed model keeps its saved values.
+
+    ``TRAINING_QUESTIONS``: the training options DeepFaceLab asked at a new model of this kind, in its order
+    (``facelab train`` in a terminal asks them after the architecture).
+
+    ``RECOMPUTES``: the model can recompute activations in the backward pass instead of keeping them (the
+    trainer's optimizer mode 3 sets ``recompute_activations``), trading about 30 % speed for memory."""
 
     config: dict
     TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    TRAINING_QUESTIONS: ClassVar[tuple[str, ...]] = ()
+    RECOMPUTES: ClassVar[bool] = False
+    recompute_activations: bool = False
 
     @property
     def resolution(self) -> int:

@@ -16,9 +16,9 @@ has its own file that states just that. Sizes are named as in ``quick``:
 - ``d_mask_dims``: the same for the mask branch, kept small because a mask is
   a smooth blob and needs far less capacity than the face.
 
-The config also carries ``pixel_loss`` (train with pixel MSE instead of DSSIM;
-read by the training loop, not by the network) and, for ``h64``/``h128``,
-``lightweight`` (the smaller dims of DeepFaceLab's "lighter autoencoder").
+For ``h64``/``h128`` the config also carries ``lightweight`` (the smaller dims
+of DeepFaceLab's "lighter autoencoder"). DeepFaceLab's pixel-loss question is
+the trainer's ``pixel_loss`` option in facelab (:mod:`facelab.train.options`).
 """
 
 from __future__ import annotations
@@ -52,9 +52,8 @@ def resolve_config(name: str, face_type: str, given: dict[str, Any], defaults: d
             raise SettingsError(f"{name}: {key}={cfg[key]} is out of range", f"use an integer {lo}..{hi}")
     cfg = {k: int(v) for k, v in cfg.items()}
     cfg["face_type"] = face_type
-    for flag in ("lightweight", "pixel_loss"):
-        if flag in given:
-            cfg[flag] = bool(given[flag])
+    if "lightweight" in given:
+        cfg["lightweight"] = bool(given["lightweight"])
     return cfg
 
 
@@ -101,6 +100,7 @@ class TwoDecoderAE(SwapModel):
     """
 
     config: dict[str, Any]
+    TRAINING_QUESTIONS = ("pixel_loss",)
 
     def build(self, config: dict[str, Any], res_blocks: bool) -> None:
         self.config = config
@@ -138,10 +138,10 @@ class HalfFaceAE(TwoDecoderAE):
 
     def __init__(self, resolution: int | None = None, lightweight: bool = False, ae_dims: int | None = None,
                  e_dims: int | None = None, d_dims: int | None = None, d_mask_dims: int | None = None,
-                 pixel_loss: bool = False, face_type: str | None = None) -> None:
+                 face_type: str | None = None) -> None:
         super().__init__()
         # explicit dims win over the lightweight preset, so a saved config rebuilds the same network
         defaults = {**self.DEFAULTS, **(self.LIGHTWEIGHT if lightweight else {})}
         given = {"resolution": resolution, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims, "d_mask_dims": d_mask_dims,
-                 "lightweight": lightweight, "pixel_loss": pixel_loss, "face_type": face_type}
+                 "lightweight": lightweight, "face_type": face_type}
         self.build(resolve_config(self.architecture, "half", given, defaults), res_blocks=False)  # type: ignore[attr-defined]

@@ -24,9 +24,8 @@ DEFAULTS = {"resolution": 128, "ae_dims": 512, "e_dims": 42, "d_dims": 42, "d_ma
 @register_model("df")
 class DF(TwoDecoderAE):
     def __init__(self, resolution: int | None = None, ae_dims: int | None = None, e_dims: int | None = None,
-                 d_dims: int | None = None, d_mask_dims: int | None = None, pixel_loss: bool = False,
-                 face_type: str | None = None) -> None:
+                 d_dims: int | None = None, d_mask_dims: int | None = None, face_type: str | None = None) -> None:
         super().__init__()
         given = {"resolution": resolution, "ae_dims": ae_dims, "e_dims": e_dims, "d_dims": d_dims, "d_mask_dims": d_mask_dims,
-                 "pixel_loss": pixel_loss, "face_type": face_type}
+                 "face_type": face_type}
         self.build(resolve_config("df", "full", given, DEFAULTS), res_blocks=True)

@@ -36,22 +36,17 @@ e_dims               encoder channels per level unit (DeepFaceLab 21-85, default
 d_dims               decoder channels per level unit (DeepFaceLab 10-85, default 64).
 d_mask_dims          mask-branch channels (default 22).
 d_res_blocks         bool or count: residual blocks after each decoder level (default 0).
-remove_gray_border   for the trainer: leave the fill of faces cut at the frame edge
-                     out of the loss (:mod:`facelab.train.objective`).
 lightweight_encoder  fewer channels in the deeper encoder levels.
 multiscale_decoder   the decoder also predicts faces and masks at 1/2 and 1/4 of
                      the resolution (see :meth:`SAE.forward_scales`).
-pixel_loss           for the trainer: pixel MSE instead of DSSIM.
-face_style_power     0-100, for the trainer: pull the swap to dst's colours in the face.
-bg_style_power       0-100, for the trainer: pull the swap to dst's background.
-optimizer_mode       1, 2 or 3. 2: optimizer state in system memory (the trainer's
-                     :class:`facelab.train.offload.OffloadAdam`). 3: mode 2 (the same
-                     offloaded optimizer) and activations recomputed in the backward
-                     pass (torch.utils.checkpoint).
-
-The last five steer training, not the network's shape: unlike the others they
-may change when training continues (:data:`facelab.stages.train.TRAINING_CONFIG_KEYS`).
 ==================== ==================================================================
+
+DeepFaceLab's SAE also asked for options that steer training, not the network
+(pixel loss, remove gray border, face and background style power, optimizer
+mode): in facelab they are the trainer's options (:mod:`facelab.train.options`),
+for any model. Optimizer mode 3 sets ``recompute_activations``: the encoder
+stages, bottleneck and decoder levels then recompute their activations in the
+backward pass (``torch.utils.checkpoint``).
 
 Lower bounds of the dims are wider than DeepFaceLab's (:data:`DIM_RANGES`) so
 tiny test networks can be built; a front end that prompts the user should
@@ -60,7 +55,6 @@ offer :data:`USER_RANGES`.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -87,9 +81,7 @@ DIM_RANGES = {"ae_dims": (4, 1024), "e_dims": (2, 256), "d_dims": (2, 256), "d_m
 USER_RANGES = {"resolution": (64, 512), "ae_dims": (32, 1024), "e_dims": (21, 85), "d_dims": (10, 85), "d_mask_dims": (1, 85)}
 DEFAULTS: dict[str, Any] = {
     "resolution": 128, "face_type": "full", "learn_mask": True, "archi": "df", "ae_dims": 256, "e_dims": 64,
-    "d_dims": 64, "d_mask_dims": 22, "d_res_blocks": 0, "remove_gray_border": False, "lightweight_encoder": False,
-    "multiscale_decoder": False, "pixel_loss": False, "face_style_power": 0.0, "bg_style_power": 0.0,
-    "optimizer_mode": 1,
+    "d_dims": 64, "d_mask_dims": 22, "d_res_blocks": 0, "lightweight_encoder": False, "multiscale_decoder": False,
 }
 
 
@@ -132,16 +124,10 @@ def resolve_sae_config(given: dict[str, Any]) -> dict[str, Any]:
         cfg[key] = _int_in(cfg, key, lo, hi)
     rb = cfg["d_res_blocks"]
     cfg["d_res_blocks"] = int(rb) if isinstance(rb, bool) else _int_in(cfg, "d_res_blocks", 0, 8)
-    for key in ("learn_mask", "remove_gray_border", "lightweight_encoder", "multiscale_decoder", "pixel_loss"):
+    for key in ("learn_mask", "lightweight_encoder", "multiscale_decoder"):
         if not isinstance(cfg[key], (bool, int)) or cfg[key] not in (0, 1):
             raise SettingsError(f"sae: {key}={cfg[key]!r} is not allowed", "use true or false")
         cfg[key] = bool(cfg[key])
-    for key in ("face_style_power", "bg_style_power"):
-        v = cfg[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 100):
-            raise SettingsError(f"sae: {key}={v!r} is out of range", "use a number from 0 to 100")
-        cfg[key] = float(v)
-    cfg["optimizer_mode"] = _int_in(cfg, "optimizer_mode", 1, 3)
     return cfg
 
 
@@ -224,15 +210,16 @@ class SAEDecoder(nn.Module):
 
 @register_model("sae")
 class SAE(SwapModel):
+    RECOMPUTES = True
+    TRAINING_QUESTIONS = ("remove_gray_border", "eyes_mouth_priority", "uniform_yaw", "color_transfer", "gan_power",
+                          "true_face_power", "identity_power", "face_style_power", "bg_style_power", "optimizer_mode",
+                          "pixel_loss")
     resolve_config = staticmethod(resolve_sae_config)  # normalises a config (df-du -> df-ud) and checks it
 
     def __init__(self, resolution: int | None = None, face_type: str | None = None, learn_mask: bool | None = None,
                  archi: str | None = None, ae_dims: int | None = None, e_dims: int | None = None,
                  d_dims: int | None = None, d_mask_dims: int | None = None, d_res_blocks: bool | int | None = None,
-                 remove_gray_border: bool | None = None, lightweight_encoder: bool | None = None,
-                 multiscale_decoder: bool | None = None, pixel_loss: bool | None = None,
-                 face_style_power: float | None = None, bg_style_power: float | None = None,
-                 optimizer_mode: int | None = None) -> None:
+                 lightweight_encoder: bool | None = None, multiscale_decoder: bool | None = None) -> None:
         super().__init__()
         given = dict(locals())
         self.config = c = resolve_sae_config(given)
@@ -263,7 +250,7 @@ class SAE(SwapModel):
     # ---- running pieces (checkpointed while training in optimizer mode 3)
 
     def _run(self, fn, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.config["optimizer_mode"] == 3 and torch.is_grad_enabled():
+        if self.training and self.recompute_activations and torch.is_grad_enabled():
             return checkpoint(fn, x, use_reentrant=False)
         return fn(x)
 

@@ -63,8 +63,6 @@ DEFAULT_BATCH_SIZE = TrainOptions.batch_size
 # defaults of the options saved with a model (None in TrainSettings = the saved value, else these, with the
 # model's own TRAINING_DEFAULTS over them); every option is declared in facelab.train.options
 OPTION_DEFAULTS = train_options.SAVED_DEFAULTS
-# model config keys that steer training, not the network's shape: changeable on any run
-TRAINING_CONFIG_KEYS = train_options.MODEL_TRAINING_KEYS
 COLOR_TRANSFERS = train_options.COLOR_TRANSFERS
 
 
@@ -75,8 +73,8 @@ class TrainSettings:
 
     None means "not given": an option saved with the model then takes its saved value, else its default.
     ``architecture`` holds the architecture options given (``(name, value)`` pairs of
-    :data:`facelab.train.options.ARCHITECTURE` and :data:`~facelab.train.options.MODEL_TRAINING`), used
-    when the model is created and fixed after that (the training keys among them may change on any run).
+    :data:`facelab.train.options.ARCHITECTURE`, the model constructor's typed config), used when the model is
+    created and fixed after that.
     """
 
     model: str = "quick"
@@ -109,6 +107,11 @@ class TrainSettings:
     workers: int | None = None
     amp: bool | None = None
     holdout: int | None = None
+    pixel_loss: bool | None = None
+    remove_gray_border: bool | None = None
+    face_style_power: float | None = None
+    bg_style_power: float | None = None
+    optimizer_mode: int | None = None
     # architecture options: used when a model is created, fixed after that
     architecture: tuple[tuple[str, object], ...] = ()
 
@@ -140,12 +143,12 @@ class TrainSettings:
         return self.name or self.model
 
 
-def offloads_optimizer(config: dict) -> bool:
-    """Whether a model config asks for the optimizer state in system memory: SAE optimizer modes 2 and 3
-    (3 = mode 2 plus recomputed activations, which the model does itself). On a CPU the state is there
-    anyway and :class:`~facelab.train.offload.OffloadAdam` updates in place, as fast as ``torch.optim.Adam``
-    (8.5 M parameters: 22 vs 22 ms a step), so the mode picks the same optimizer on every device."""
-    return int(config.get("optimizer_mode", 1)) >= 2
+def offloads_optimizer(optimizer_mode: int) -> bool:
+    """Whether the optimizer state goes to system memory: optimizer modes 2 and 3 (3 = mode 2 plus recomputed
+    activations, which the model does itself). On a CPU the state is there anyway and
+    :class:`~facelab.train.offload.OffloadAdam` updates in place, as fast as ``torch.optim.Adam`` (8.5 M
+    parameters: 22 vs 22 ms a step), so the mode picks the same optimizer on every device."""
+    return int(optimizer_mode) >= 2
 
 
 def _pretrain_paths(folder: str) -> list:
@@ -159,20 +162,16 @@ def _pretrain_paths(folder: str) -> list:
 
 
 def _check_fixed(model, settings: TrainSettings, model_dir) -> None:
-    """Refuse changed architecture options (compared after normalising, so df-du equals df-ud); apply changed
-    training keys of the config (pixel loss, style powers, gray border, optimizer mode)."""
+    """Refuse changed architecture options (compared after normalising, so df-du equals df-ud)."""
     given = dict(settings.architecture)
     resolve = getattr(type(model), "resolve_config", None)
     merged = resolve({**model.config, **given}) if resolve else {**model.config, **given}
-    changed = {k: merged[k] for k in given if k not in TRAINING_CONFIG_KEYS and merged.get(k) != model.config.get(k)}
+    changed = {k: merged[k] for k in given if merged.get(k) != model.config.get(k)}
     if changed:
         raise SettingsError(
             f"{model_dir.name}: architecture options are fixed at the first run ({', '.join(f'{k}={v}' for k, v in changed.items())} asked, "
             f"{', '.join(f'{k}={model.config.get(k)}' for k in changed)} saved)",
             "leave them out to continue this model, or use --name <other> for a new one")
-    for k in TRAINING_CONFIG_KEYS:
-        if k in given:
-            model.config[k] = merged[k]
 
 
 def _build(settings: TrainSettings, model_dir, prefix: str, device: torch.device):
@@ -263,7 +262,7 @@ def _resume_state(r: _Run, state: dict, saved_opts: dict) -> tuple[dict, bool, i
     return state, restart, target
 
 
-def _train_options(r: _Run, chosen: dict, cfg: dict, saved_opts: dict) -> TrainOptions:
+def _train_options(r: _Run, chosen: dict, saved_opts: dict) -> TrainOptions:
     from facelab.train.objective import LossOptions
 
     s, pretraining = r.settings, bool(r.settings.pretrain)
@@ -280,14 +279,19 @@ def _train_options(r: _Run, chosen: dict, cfg: dict, saved_opts: dict) -> TrainO
         color_transfer=None if chosen["color_transfer"] == "none" or pretraining else chosen["color_transfer"],
         workers=workers,
         amp=s.amp,
-        losses=LossOptions(pixel_loss=bool(cfg.get("pixel_loss", False)), eyes_mouth_priority=bool(chosen["eyes_mouth_priority"]),
-                           remove_gray_border=bool(cfg.get("remove_gray_border", False)),
-                           face_style_power=float(cfg.get("face_style_power", 0.0)), bg_style_power=float(cfg.get("bg_style_power", 0.0))),
+        losses=LossOptions(pixel_loss=bool(chosen["pixel_loss"]), eyes_mouth_priority=bool(chosen["eyes_mouth_priority"]),
+                           remove_gray_border=bool(chosen["remove_gray_border"]),
+                           face_style_power=float(chosen["face_style_power"]), bg_style_power=float(chosen["bg_style_power"])),
     )
 
 
-def _optimizer(r: _Run, model, opts: TrainOptions, ckpt, state: dict, resume_optimizer: bool):
-    optimizer = make_optimizer(model, opts, offload=offloads_optimizer(model.config))
+def _optimizer(r: _Run, model, opts: TrainOptions, ckpt, state: dict, resume_optimizer: bool, mode: int):
+    """The optimizer (its state in system memory in modes 2 and 3; mode 3 also recomputes activations where
+    the model can), restored on resume."""
+    model.recompute_activations = mode == 3 and type(model).RECOMPUTES
+    if mode == 3 and not type(model).RECOMPUTES:
+        r.warnings.append(f"optimizer_mode 3: {r.settings.model} does not recompute activations; it trains as in mode 2")
+    optimizer = make_optimizer(model, opts, offload=offloads_optimizer(mode))
     if resume_optimizer and ckpt.optimizer_state is not None:
         try:
             optimizer.load_state_dict(ckpt.optimizer_state)
@@ -356,7 +360,8 @@ def _out_of_memory(r: _Run, opts: TrainOptions, resolution: int) -> FacelabError
     return FacelabError(
         f"out of {r.device.type.upper()} memory at batch size {opts.batch_size} ({r.settings.model}, {resolution} px)",
         f"reduce --batch-size (try {max(1, opts.batch_size // 2)})"
-        + (", use --optimizer-mode 2 (optimizer state in system memory) or 3 (also recompute activations)" if r.settings.model == "sae" else "")
+        + ", use --optimizer-mode 2 (optimizer state in system memory)"
+        + (" or 3 (also recompute activations)" if MODELS.get(r.settings.model).RECOMPUTES else "")
         + ", turn off --gan-power / --true-face-power / style powers, or for a new model (--name) a lower --resolution"
         " or smaller --ae-dims/--e-dims/--d-dims; or train with --device cpu")
 
@@ -418,9 +423,9 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     # -- options, optimizer, discriminators
     chosen, cfg = _chosen_options(r, model, saved_opts), model.config
     state, restart, target = _resume_state(r, state, saved_opts)
-    opts = _train_options(r, chosen, cfg, saved_opts)
+    opts = _train_options(r, chosen, saved_opts)
     model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(r, model, opts, ckpt, state, resumed and not restart)
+    optimizer = _optimizer(r, model, opts, ckpt, state, resumed and not restart, int(chosen["optimizer_mode"]))
     adversarial = _discriminators(r, chosen, cfg, ckpt, resumed and not restart)
     identity_power = 0.0 if settings.pretrain else float(chosen["identity_power"])
     if identity_power and dist is not None:

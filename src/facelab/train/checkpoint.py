@@ -211,8 +211,14 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ModelError(f"model file {path} is corrupt: {e}", "restore it from a backup, or delete the model folder to start over") from e
 
 
+MOVED_TO_OPTIONS = ("pixel_loss", "remove_gray_border", "face_style_power", "bg_style_power", "optimizer_mode")
+"""Training options facelab before 2026-12-05 kept in a swap model's architecture config; read from there into
+the saved options (a value saved under "options" wins), so those models load and train on unchanged."""
+
+
 def read_config(model_dir: str | Path, prefix: str = "") -> dict[str, Any]:
-    """``config.json`` of a model folder (architecture, model name, options)."""
+    """``config.json`` of a model folder (architecture, model name, options); the training keys older facelab kept
+    in the architecture config are moved into the options (:data:`MOVED_TO_OPTIONS`)."""
     path = Path(model_dir) / (prefix + CONFIG)
     cfg = _read_json(path)
     for key in ("model", "config"):
@@ -220,6 +226,9 @@ def read_config(model_dir: str | Path, prefix: str = "") -> dict[str, Any]:
             raise ModelError(f"{path} has no {key!r}", "restore it from a backup, or delete the model folder to start over")
     if int(cfg.get("format_version", 1)) > FORMAT_VERSION:
         raise ModelError(f"{path} is from a newer facelab", "upgrade facelab")
+    if cfg.get("kind", SWAP) == SWAP and isinstance(cfg["config"], dict) and isinstance(cfg.get("options", {}), dict):
+        moved = {k: cfg["config"].pop(k) for k in MOVED_TO_OPTIONS if k in cfg["config"]}
+        cfg["options"] = {**moved, **cfg.get("options", {})}
     return cfg
 
 

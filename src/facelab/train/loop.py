@@ -152,14 +152,13 @@ def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mas
     :meth:`FaceDataset.sample`), then one step of the discriminators if ``adversarial`` is given.
     ``identity`` (:class:`facelab.train.identity_loss.IdentityLoss`) adds its term for step ``iteration``.
 
-    The face loss is DSSIM + MSE, or plain MSE when ``losses.pixel_loss`` (or the model config's
-    ``pixel_loss``) is set; see :mod:`facelab.train.objective` for the optional terms.
+    The face loss is DSSIM + MSE, or plain MSE when ``losses.pixel_loss`` is set; see :mod:`facelab.train.objective` for the optional terms.
     Returns the (src, dst) face losses as floats.
     """
     src, dst = _side(src_batch, device), _side(dst_batch, device)
     inner = unwrap(model)
     if losses is None:
-        losses = LossOptions(mask_weight=mask_weight, pixel_loss=bool(getattr(inner, "config", {}).get("pixel_loss", False)))
+        losses = LossOptions(mask_weight=mask_weight)
     fwd = model if isinstance(model, (TrainForward, DistributedDataParallel)) else TrainForward(model)
     with torch.autocast(device.type, dtype=amp.dtype) if amp is not None else nullcontext():
         out = fwd(src.inputs, dst.inputs, **wants(inner, losses, adversarial))

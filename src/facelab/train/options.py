@@ -1,11 +1,10 @@
 """Every option of `facelab train`, declared once (see :mod:`facelab.options`).
 
 :data:`TRAINER` are the trainer's knobs (fields of
-:class:`facelab.stages.train.TrainSettings`); :data:`ARCHITECTURE` the options a
-model's constructor takes, fixed when the model is created, each listing the
-models that have it; :data:`MODEL_TRAINING` the five keys kept in a model's
-``config.json`` for compatibility that steer training only, so any run may
-change them. The CLI flags, the first-run questions, the ``--config`` TOML
+:class:`facelab.stages.train.TrainSettings`), those marked ``saved`` kept in the
+model folder's ``config.json`` "options"; :data:`ARCHITECTURE` the options a
+model's constructor takes (its typed config), fixed when the model is created,
+each listing the models that have it. The CLI flags, the first-run questions, the ``--config`` TOML
 keys, the checks and the tables in ``docs/training.md`` all come from here.
 """
 
@@ -22,7 +21,7 @@ COLOR_TRANSFERS = ("none", *color.COLOR_TRANSFERS)
 _COLORS = ", ".join(COLOR_TRANSFERS)
 
 _BASIC, _SAMPLING, _LATE, _SPEED = "Options", "Sampling, discriminators and pretraining", "Late training", "Speed"
-_ARCH, _SAE_TRAIN = "Architecture (first run only)", "SAE training (changeable)"
+_ARCH, _LOSSES = "Architecture (first run only)", "Losses and memory"
 
 TRAINER: tuple[Option, ...] = (
     Option("model", str, "quick", "Model architecture: quick (default), h64, h128, df, liaef128, ... (see docs/training.md).",
@@ -158,6 +157,37 @@ TRAINER: tuple[Option, ...] = (
                "first run without `--pretrain` ends pretraining: the weights stay, the iteration count, loss history and "
                "optimizer start again on the workspace's pair (the pretraining count is kept as `pretrained_iterations` "
                "in `state.json`)"),
+    # losses and memory: any model, changeable on any run (older facelab kept them in the model's architecture)
+    Option("pixel_loss", bool, False, "Train with pixel MSE instead of DSSIM (saved; default off).",
+           flags=("--pixel-loss/--no-pixel-loss",), saved=True, group=_LOSSES, question="Use pixel loss",
+           explain="Pixel MSE instead of DSSIM: sharper colours, can be less stable.",
+           doc="pixel MSE instead of DSSIM + MSE"),
+    Option("remove_gray_border", bool, False, "Leave the fill of faces cut at the frame edge out of the loss (saved; default off).",
+           flags=("--remove-gray-border/--no-remove-gray-border",), saved=True, group=_LOSSES,
+           question="Remove gray border",
+           explain="Leave the fill of faces cut at the frame edge out of the loss, so the model does not learn the gray "
+                   "border. Changeable later.",
+           doc="pixels of a face that lay outside its frame (filled in when a face is cut at the frame edge) are left "
+               "out of the loss, so the model does not learn to paint the fill"),
+    Option("face_style_power", float, 0.0, "0-100: pull the swapped face towards dst's colours and light; try 10, then lower (saved).",
+           lo=0, hi=100, saved=True, group=_LOSSES, question="Face style power",
+           explain="0-100: pull the swapped face towards dst's colours and light.",
+           doc="0-100: the dst face decoded as src (the swap) is pulled towards dst's colour statistics inside the face "
+               "(mean and spread per channel of a blurred copy), to fit the swap to the scene's light. Try 10, lower it "
+               "once the colours fit: high values make the swap look like dst"),
+    Option("bg_style_power", float, 0.0, "0-100: pull the swap's surroundings towards dst's background (saved).", lo=0,
+           hi=100,
+           saved=True, group=_LOSSES, question="Background style power",
+           explain="0-100: pull the area around the swapped face towards dst's background.",
+           doc="0-100: the swap's surroundings are pulled towards dst's pixels outside the face (DSSIM + MSE)"),
+    Option("optimizer_mode", int, 1, "1; 2: optimizer state in system RAM; 3: also recompute activations (sae; ~30 % "
+                                        "slower, larger nets fit). Saved, changeable.", lo=1, hi=3, saved=True,
+           group=_LOSSES, question="Optimizer mode (1, 2, 3)",
+           explain="1: all on the GPU. 2: optimizer state in system memory (a network about twice as large fits). 3: "
+                   "also recompute activations (about 30 % slower, three times as large).",
+           doc="1: everything on the device; 2: optimizer state in system memory (a network about twice as large "
+               "fits); 3: also recompute activations in the backward pass (about 30 % slower, three times as large; `sae` "
+               "only: other models train as in mode 2, with a warning)"),
     # late training
     Option("random_warp", bool, True, "Random warp of the inputs (saved; default on, off for quick; turn off late in "
                                       "training for detail).", flags=("--random-warp/--no-random-warp",), saved=True,
@@ -239,46 +269,15 @@ ARCHITECTURE: tuple[Option, ...] = (
            doc="the decoder also predicts at 1/2 and 1/4 size, trained against downscaled targets"),
 )
 
-MODEL_TRAINING: tuple[Option, ...] = (
-    Option("pixel_loss", bool, None, "Train with pixel MSE instead of DSSIM (saved; default off).",
-           flags=("--pixel-loss/--no-pixel-loss",), group=_SAE_TRAIN, shown_default="off", question="Use pixel loss",
-           explain="Pixel MSE instead of DSSIM: sharper colours, can be less stable.",
-           doc="pixel MSE instead of DSSIM + MSE"),
-    Option("remove_gray_border", bool, None, "Leave the fill of faces cut at the frame edge out of the loss.",
-           flags=("--remove-gray-border/--no-remove-gray-border",), group=_SAE_TRAIN, shown_default="off",
-           question="Remove gray border",
-           explain="Leave the fill of faces cut at the frame edge out of the loss, so the model does not learn the gray "
-                   "border. Changeable later.",
-           doc="pixels of a face that lay outside its frame (filled in when a face is cut at the frame edge) are left "
-               "out of the loss, so the model does not learn to paint the fill"),
-    Option("face_style_power", float, None, "0-100: pull the swapped face towards dst's colours and light (try 10, then lower).",
-           lo=0, hi=100, group=_SAE_TRAIN, shown_default="0", question="Face style power",
-           explain="0-100: pull the swapped face towards dst's colours and light.",
-           doc="0-100: the dst face decoded as src (the swap) is pulled towards dst's colour statistics inside the face "
-               "(mean and spread per channel of a blurred copy), to fit the swap to the scene's light. Try 10, lower it "
-               "once the colours fit: high values make the swap look like dst"),
-    Option("bg_style_power", float, None, "0-100: pull the swap's surroundings towards dst's background.", lo=0, hi=100,
-           group=_SAE_TRAIN, shown_default="0", question="Background style power",
-           explain="0-100: pull the area around the swapped face towards dst's background.",
-           doc="0-100: the swap's surroundings are pulled towards dst's pixels outside the face (DSSIM + MSE)"),
-    Option("optimizer_mode", int, None, "1; 2: optimizer state in system RAM; 3: also recompute activations (~30 % slower, "
-                                        "larger nets fit). Changeable.", lo=1, hi=3, group=_SAE_TRAIN, 
-           shown_default="1", question="Optimizer mode (1, 2, 3)",
-           explain="1: all on the GPU. 2: optimizer state in system memory (a network about twice as large fits). 3: "
-                   "also recompute activations (about 30 % slower, three times as large).",
-           doc="1: everything on the device; 2: optimizer state in system memory (a network about twice as large "
-               "fits); 3: also recompute activations (about 30 % slower, three times as large)"),
-)
-
 CONFIG_FILE = Option("config", Path, None, "TOML file with any of these options as keys (flags win over it).",
                      flags=("--config",), cli_only=True, group=_BASIC)
 
-ALL: tuple[Option, ...] = TRAINER + ARCHITECTURE + MODEL_TRAINING
+ALL: tuple[Option, ...] = TRAINER + ARCHITECTURE
 _SAVED_ORDER = ("flip", "src_scale", "sort_by_yaw", "preview_history", "backups", "random_warp", "clip_grad", "lr_dropout",
-                "uniform_yaw", "eyes_mouth_priority", "color_transfer", "gan_power", "true_face_power", "identity_power")
+                "uniform_yaw", "eyes_mouth_priority", "color_transfer", "gan_power", "true_face_power", "identity_power",
+                "pixel_loss", "remove_gray_border", "face_style_power", "bg_style_power", "optimizer_mode")
 SAVED_DEFAULTS = {name: next(o.default for o in TRAINER if o.name == name) for name in _SAVED_ORDER}
 """Defaults of the options saved with a model (a model's ``TRAINING_DEFAULTS`` go over them)."""
-MODEL_TRAINING_KEYS = tuple(o.name for o in MODEL_TRAINING)
 
 
 def models_taking(name: str) -> tuple[str, ...]:
@@ -291,8 +290,8 @@ def models_taking(name: str) -> tuple[str, ...]:
 
 
 def model_options(model: str) -> tuple[Option, ...]:
-    """The architecture and model-training options model ``model`` takes."""
-    return tuple(o for o in ARCHITECTURE + MODEL_TRAINING if model in models_taking(o.name))
+    """The architecture options model ``model`` takes."""
+    return tuple(o for o in ARCHITECTURE if model in models_taking(o.name))
 
 
 def groups() -> dict[str, tuple[Option, ...]]:
