@@ -214,7 +214,7 @@ def test_models_of_the_other_kind_are_refused_by_name(ws, marker):
     enhance.run(ws, EnhanceSettings(iterations=1, **TINY), log=_quiet, marker=marker)
     with pytest.raises(WrongKindError, match="holds a face enhancer .'srnet'., not a face-swap model") as e:
         load_predictor(ws.model_dir("enhancer"))
-    assert "--super-resolution enhancer" in e.value.hint
+    assert "--enhancer enhancer" in e.value.hint
 
 
 # --- settings and CLI -------------------------------------------------------------------

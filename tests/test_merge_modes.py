@@ -402,14 +402,14 @@ def test_enhancer_hook(grid, swap):
         calls.append(faces.shape)
         return np.stack([cv2.resize(f, (2 * R, 2 * R), interpolation=cv2.INTER_CUBIC) for f in faces])
 
-    s = MergeSettings(mode="overlay", color="none", super_resolution="upscale2")
-    with pytest.raises(SettingsError, match="super_resolution"):
+    s = MergeSettings(mode="overlay", color="none", enhancer="upscale2")
+    with pytest.raises(SettingsError, match="enhancer"):
         merge_frame(frame, recs, swap, s)
     plain, _ = merge_frame(frame, recs, swap, MergeSettings(mode="overlay", color="none"))
     big, _ = merge_frame(frame, recs, swap, s, enhancer=upscale2)
     assert calls == [(1, R, R, 3)]
     assert np.abs(big.astype(int) - plain).mean() < 1.0 and np.abs(big.astype(int) - plain).max() > 0  # same place, new pixels
-    faces = predict_faces(frame, recs, swap, MergeSettings(mode="raw-predict", super_resolution="x"), enhancer=upscale2)
+    faces = predict_faces(frame, recs, swap, MergeSettings(mode="raw-predict", enhancer="x"), enhancer=upscale2)
     assert faces[0][0].shape == (2 * R, 2 * R, 3) and faces[0][1].shape == (2 * R, 2 * R)
     with pytest.raises(ValueError, match="enhancer returned"):
         merge_frame(frame, recs, swap, s, enhancer=lambda f: f[:, :10])
@@ -440,7 +440,7 @@ def test_compose_faces_refuses_raw_predict(grid, swap):
      ({"degrade_color": 101}, "degrade_color"), ({"bicubic_degrade": -1}, "bicubic_degrade"),
      ({"motion_blur": 101}, "motion_blur"), ({"denoise_frame": 501}, "denoise_frame"), ({"hist_threshold": -1}, "hist_threshold"),
      ({"blur": 201}, "blur"), ({"masked_hist": "yes"}, "masked_hist"), ({"alpha": 1}, "alpha"),
-     ({"super_resolution": ""}, "super_resolution"), ({"mode": "overlay", "seamless_hist": True}, "seamless_hist")],
+     ({"enhancer": ""}, "enhancer"), ({"mode": "overlay", "seamless_hist": True}, "seamless_hist")],
 )
 def test_bad_settings_name_the_key(kwargs, key):
     with pytest.raises(SettingsError) as e:
@@ -451,10 +451,26 @@ def test_bad_settings_name_the_key(kwargs, key):
 def test_settings_round_trip_all_fields():
     s = MergeSettings(mode="hist-match-bw", color="sot-m", mask="learned*predicted", erode=-20, blur=-5, face_scale=-10,
                       hist_threshold=0, masked_hist=False, degrade_color=30, bicubic_degrade=40, sharpen=-20,
-                      motion_blur=50, denoise_frame=150, alpha=True, super_resolution="enhancer-x", suppress_jitter=True)
+                      motion_blur=50, denoise_frame=150, alpha=True, enhancer="enhancer-x", suppress_jitter=True)
     assert MergeSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
-    assert MergeSettings(super_resolution="none").super_resolution is None
+    assert MergeSettings(enhancer="none").enhancer is None
     assert MergeSettings().color == "rct-m" and MergeSettings().mask == "learned*dst" and MergeSettings().mode == "seamless"
     with pytest.raises(SettingsError) as e:
         MergeSettings.from_dict({"sharpness": 1})
     assert "face_scale" in e.value.hint and "sharpen" in e.value.hint
+
+
+def test_the_old_super_resolution_name_still_sets_the_enhancer():
+    """``super_resolution`` was the setting's name before 2026-12-05: scripts, settings files and step records
+    that use it keep working (a keyword warns; a dict key is read under the new name)."""
+    with pytest.warns(DeprecationWarning, match="use enhancer="):
+        assert MergeSettings(super_resolution="sr").enhancer == "sr"
+    assert MergeSettings.from_dict({"super_resolution": "sr"}).enhancer == "sr"
+    from facelab.merge.ranges import FrameRange, MergePlan
+
+    plan = MergePlan.from_toml({"super-resolution": "sr", "ranges": [{"frames": "3-4", "super_resolution": "big"}]})
+    assert plan.default.enhancer == "sr" and plan.settings_for(3).enhancer == "big" and plan.settings_for(5).enhancer == "sr"
+    assert "super_resolution" not in json.dumps(plan.to_dict())
+    # a frame's fingerprint is the text it had before the rename: frames merged then stay done
+    assert '"super_resolution": "big"' in plan.fingerprint(3) and "enhancer" not in plan.fingerprint(3)
+    assert MergePlan.from_dict(plan.to_dict()).with_range(FrameRange.parse("3-4"), {"enhancer": "big"}) == plan

@@ -264,10 +264,10 @@ def test_super_resolution_merges_with_a_trained_enhancer(ws, marker):
     plain = stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", marker=marker)
     first = sorted(ws.merged_dir.glob("*.png"))[0]
     before = cv2.imread(str(first))
-    s = stage.run(ws, "quick", MergeSettings(mode="overlay", super_resolution="sr"), device="cpu", marker=marker)
+    s = stage.run(ws, "quick", MergeSettings(mode="overlay", enhancer="sr"), device="cpu", marker=marker)
     assert plain.counts["merged"] == s.counts["merged"] == 30 and s.counts["skipped"] == 0
     assert not np.array_equal(cv2.imread(str(first)), before)  # the face went through the enhancer
     with pytest.raises(FacelabError, match="enhancer"):
         stage.run(ws, "sr", MergeSettings(), device="cpu", marker=marker)  # an enhancer is not a swap model
     with pytest.raises(FacelabError, match="no enhancer 'nope'"):
-        stage.run(ws, "quick", MergeSettings(super_resolution="nope"), device="cpu", marker=marker)
+        stage.run(ws, "quick", MergeSettings(enhancer="nope"), device="cpu", marker=marker)

@@ -19,6 +19,7 @@ def _merge(**given: Any) -> None:
 
     run = {o.name: o.check(given[o.name]) if given[o.name] is not None else o.default for o in options.RUN}
     folder = renamed_flag("--model", "--name", given["model"], given["name"], "quick")
+    given["enhancer"] = renamed_flag("--super-resolution", "--enhancer", given["super_resolution"], given["enhancer"], None)
     settings = {o.name: given[o.name] for o in options.SETTINGS if given[o.name] is not None}
     ws = current_workspace()
     plan, only = merge.plan_from_options(ws, settings, config=run["config"], frames=run["frames"], clear_ranges=run["clear_ranges"])
@@ -40,5 +41,6 @@ def _merge(**given: Any) -> None:
 # every flag comes from the declarations in facelab.merge.options
 _FLAGS = by_name(options.RUN)
 app.command("merge")(command((_FLAGS["name"], options.DEPRECATED_MODEL, *options.SETTINGS[:1], _FLAGS["config"],
-                              *options.SETTINGS[1:], *(o for o in options.RUN if o.name not in ("name", "config"))),
+                              *options.SETTINGS[1:], options.DEPRECATED_SUPER_RESOLUTION,
+                              *(o for o in options.RUN if o.name not in ("name", "config"))),
                              _merge, _merge.__doc__ or ""))

@@ -42,7 +42,7 @@ that is off costs nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import InitVar, asdict, dataclass, fields
 from typing import Any, Protocol
 
 import cv2
@@ -58,6 +58,7 @@ from facelab.merge import effects
 from facelab.merge.blend import erode_blur_mask
 from facelab.merge.masks import MaskInputs, build_masks, parse_mask
 from facelab.merge.modes import DEFAULT_MODE, MERGE_MODES
+from facelab.options import rename_field
 
 MODES = tuple(MERGE_MODES)
 """Every merge mode, read from the one table :data:`facelab.merge.modes.MERGE_MODES`."""
@@ -147,7 +148,7 @@ class MergeSettings:
         suppress_jitter: steady the merged face's low-frequency colour and light from frame to frame
             (the render loop's :class:`facelab.merge.temporal.JitterFilter`; seamless blending's
             per-frame colour shifts are its main source). Default False.
-        super_resolution: name of an enhancer model, or None (default). The
+        enhancer: name of a face enhancer model (DeepFaceLab's "super resolution"), or None (default). The
             enhancer itself is passed to :func:`compose_faces` by the caller.
     """
 
@@ -166,25 +167,27 @@ class MergeSettings:
     motion_blur: int = 0
     denoise_frame: int = 0
     alpha: bool = False
-    super_resolution: str | None = None
+    enhancer: str | None = None
     suppress_jitter: bool = False
+    super_resolution: InitVar[str | None] = None  # the old name of ``enhancer``: still accepted, with a DeprecationWarning
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, super_resolution: str | None) -> None:
         from facelab.merge.options import SETTINGS
 
+        rename_field(self, "super_resolution", "enhancer", super_resolution)
         for option in SETTINGS:  # type, range and choices as declared (numpy scalars from a TOML/JSON reader are fine)
             value = getattr(self, option.name)
             if isinstance(value, np.bool_) or (option.kind is int and isinstance(value, np.integer) and not isinstance(value, bool)):
                 value = value.item()
                 object.__setattr__(self, option.name, value)
-            if option.name != "super_resolution":
+            if option.name != "enhancer":
                 option.check(value)
         parse_mask(self.mask)
-        sr = self.super_resolution
-        if sr is not None and (not isinstance(sr, str) or not sr.strip()):
-            raise SettingsError(f"merge setting super_resolution={sr!r} is not allowed", "use the name of an enhancer model, or none")
-        if isinstance(sr, str) and sr.strip().lower() == "none":
-            object.__setattr__(self, "super_resolution", None)
+        name = self.enhancer
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise SettingsError(f"merge setting enhancer={name!r} is not allowed", "use the name of an enhancer model, or none")
+        if isinstance(name, str) and name.strip().lower() == "none":
+            object.__setattr__(self, "enhancer", None)
         # seamless_hist and mode seamless-hist-match are two spellings of one thing
         if self.seamless_hist and self.mode not in SEAMLESS_MODES:
             raise SettingsError(
@@ -200,6 +203,11 @@ class MergeSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MergeSettings":
+        """Settings from a dict (a settings file's keys, a step record's); old key names are read under their
+        new ones (:data:`facelab.merge.options.RENAMED_SETTINGS`)."""
+        from facelab.merge.options import RENAMED_SETTINGS
+
+        d = {RENAMED_SETTINGS.get(k, k): v for k, v in d.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -334,10 +342,10 @@ class FaceLayers:
 
 def _enhance(enhancer: Enhancer | None, faces: np.ndarray, settings: MergeSettings) -> np.ndarray:
     if enhancer is None:
-        if settings.super_resolution is not None:
+        if settings.enhancer is not None:
             raise SettingsError(
-                f"merge setting super_resolution={settings.super_resolution!r}: no enhancer model was given",
-                "pass the loaded enhancer (enhancer=...) or set super_resolution to none",
+                f"merge setting enhancer={settings.enhancer!r}: no enhancer model was given",
+                "pass the loaded enhancer (enhancer=...) or set the enhancer setting to none",
             )
         return faces
     n, r = faces.shape[:2]
@@ -460,7 +468,7 @@ def compose_faces(
         motion: one ``(dx, dy)`` (frame pixels, previous frame -> this one) or
             None per face, for ``motion_blur``; None: no motion blur.
         enhancer: super resolution applied to the predicted faces,
-            :data:`Enhancer`; needed when ``settings.super_resolution`` is set.
+            :data:`Enhancer`; needed when ``settings.enhancer`` is set.
 
     Returns:
         ``(merged, mask)``: merged is ``(H, W, 3) uint8`` BGR, or ``(H, W, 4)``

@@ -67,10 +67,11 @@ SETTINGS: tuple[Option, ...] = (
                "filtered too, so the clip does not flicker between filtered and raw frames"),
     Option("alpha", bool, False, "Write RGBA PNG frames (alpha = the mask).", flags=("--alpha/--no-alpha",), group=_COLOR,
            doc="write RGBA PNG frames whose alpha is the mask"),
-    Option("super_resolution", str, None, "Enhance the face with this enhancer (facelab train-enhancer --name NAME).",
-           flags=("--super-resolution",), group=_COLOR, metavar="NAME",
-           doc="enhance the predicted face with an enhancer trained by `facelab train-enhancer --name NAME` (see "
-               "[enhancer.md](enhancer.md)) before blending"),
+    Option("enhancer", str, None, "Enhance the face with this face enhancer, DeepFaceLab's super resolution (facelab "
+                                  "train-enhancer --name NAME).", flags=("--enhancer",), group=_COLOR, metavar="NAME",
+           doc="DeepFaceLab's super resolution: enhance the predicted face with an enhancer trained by `facelab "
+               "train-enhancer --name NAME` (see [enhancer.md](enhancer.md)) before blending. `--super-resolution NAME`, "
+               "its old spelling, still works"),
     Option("suppress_jitter", bool, False, "Steady the seamless blend's colour from frame to frame.",
            flags=("--suppress-jitter/--no-suppress-jitter",), group=_COLOR,
            doc="steady the face's coarse colour and light from frame to frame (see below)"),
@@ -94,6 +95,10 @@ RUN: tuple[Option, ...] = (
            metavar="INDEX"),
     Option("force", bool, False, "Render every frame again.", flags=("--force/--no-force",), group=_RUN, cli_only=True),
 )
+DEPRECATED_SUPER_RESOLUTION = Option("super_resolution", str, None, "Old spelling of --enhancer (deprecated).",
+                                     flags=("--super-resolution",), cli_only=True, hidden=True)
+RENAMED_SETTINGS = {"super_resolution": "enhancer"}
+"""Old merge setting keys -> their names now (settings files and step records written before the rename)."""
 DEPRECATED_MODEL = Option("model", str, None, "Old spelling of --name (deprecated: in train, --model is the architecture).",
                           cli_only=True, hidden=True)
 

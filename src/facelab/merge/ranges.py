@@ -31,6 +31,7 @@ from typing import Any
 
 from facelab.errors import SettingsError
 from facelab.merge.compose import MergeSettings
+from facelab.merge.options import RENAMED_SETTINGS
 
 
 @dataclass(frozen=True, order=True)
@@ -63,8 +64,9 @@ class FrameRange:
 
 
 def _check_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    overrides = {RENAMED_SETTINGS.get(k, k): v for k, v in overrides.items()}
     MergeSettings.from_dict({**MergeSettings().to_dict(), **overrides})  # unknown keys and bad values raise here
-    return dict(overrides)
+    return overrides
 
 
 @dataclass(frozen=True)
@@ -113,5 +115,9 @@ class MergePlan:
         return plan
 
     def fingerprint(self, frame_number: int | None) -> str:
-        """A stable text of the settings a frame is merged with (to find frames whose settings changed)."""
-        return json.dumps(self.settings_for(frame_number).to_dict(), sort_keys=True)
+        """A stable text of the settings a frame is merged with (to find frames whose settings changed). A renamed
+        setting keeps its old key here, so frames merged before the rename stay done."""
+        d = self.settings_for(frame_number).to_dict()
+        for old, new in RENAMED_SETTINGS.items():
+            d[old] = d.pop(new)
+        return json.dumps(d, sort_keys=True)

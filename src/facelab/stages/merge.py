@@ -341,7 +341,7 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
                     k += n
             for j in batch:
                 steady = j.settings.suppress_jitter and j.settings.mode != "raw-predict"
-                pending.append((pool.submit(_finish, j, ws, enhancers.get(j.settings.super_resolution), marker, not steady), j))
+                pending.append((pool.submit(_finish, j, ws, enhancers.get(j.settings.enhancer), marker, not steady), j))
             batch.clear()
             collect(False)
 
@@ -420,7 +420,7 @@ def run(
     model_id = None
     if predictor is None:
         predictor, model_id = _load_model(ws, name, gpu, device, warnings)
-    names = {s.super_resolution for s in [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]}
+    names = {s.enhancer for s in [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]}
     enhancers = {n: _load_enhancer(ws, n, device) for n in names if n}
     by_frame, by_number = _faces_by_frame(ws, frames, aligned, warnings)
 
@@ -550,7 +550,7 @@ def preview(ws: Workspace, name: str, settings: MergeSettings | MergePlan, frame
     by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
     image = read_image(path)
     recs = by_frame.get(path.name, [])
-    enhancer = _load_enhancer(ws, st.super_resolution, device)
+    enhancer = _load_enhancer(ws, st.enhancer, device)
     out_dir = ws.merged_preview_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     if st.mode == "raw-predict":

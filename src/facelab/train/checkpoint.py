@@ -249,8 +249,8 @@ class WrongKindError(ModelError):
 
 _KIND_NAMES = {SWAP: "face-swap model", "enhancer": "face enhancer"}
 _KIND_HINTS = {
-    SWAP: "give --super-resolution the name of a folder made by `facelab train-enhancer`",
-    "enhancer": "use it as `facelab merge --super-resolution {name}`; pick a face-swap model (made by `facelab train`) with --model",
+    SWAP: "give --enhancer the name of a folder made by `facelab train-enhancer`",
+    "enhancer": "use it as `facelab merge --enhancer {name}`; pick a face-swap model (made by `facelab train`) with --name",
 }
 
 
