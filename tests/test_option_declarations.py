@@ -129,8 +129,9 @@ def test_a_changed_declaration_makes_the_docs_check_fail(tmp_path):
     spec.loader.exec_module(gen)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "training.md").write_text((ROOT / "docs" / "training.md").read_text().replace("Minutes between previews.", "stale"))
-    for name in ("merge.md", "extraction.md", "video-tools.md"):
-        (tmp_path / "docs" / name).write_text((ROOT / "docs" / name).read_text())
+    for name in gen.tables():  # every file the tool writes (docs/*.md, README.md)
+        if name != "docs/training.md":
+            (tmp_path / name).write_text((ROOT / name).read_text())
     rendered = gen.render(tmp_path)
     text, new = rendered[tmp_path / "docs" / "training.md"]
     assert text != new and "Minutes between previews." in new
@@ -241,3 +242,52 @@ def test_the_video_tools_flags_and_settings_are_their_declarations(command, modu
         assert all(set(f.split("/")) <= set(params[o.name].opts) | set(params[o.name].secondary_opts) for f in o.cli_flags)
     fields = {f.name: f.default for f in dataclasses.fields(getattr(stage, settings))}
     assert fields == {o.name: o.default for o in stage.OPTIONS}
+
+
+# command -> (stage module, settings class (None: the settings are keywords of run), its run-only flags, a refused value
+# of each declared option that has a range or choices (and of some others), fields of the settings that are no flag)
+_TOOLS = {
+    "sort": ("sort", "SortSettings", {"threads"}, {"by": "no-such-method", "target": 0, "workers": -1}, set()),
+    "eval": ("eval", "EvalSettings", {"model", "compare"}, {"source": "frames", "gpu": -1, "workers": 33}, {"progress"}),
+    "cut": ("cut", "CutSettings", {"force"}, {"start": "1:2:3:4", "end": "5:x", "audio_track": -1, "bitrate": "8 parsecs"},
+            set()),
+    "demo": ("demo", None, {"force", "yes"}, {"minutes": 0}, set()),
+}
+
+
+@pytest.mark.parametrize("command", list(_TOOLS))
+def test_the_sort_eval_cut_and_demo_flags_and_settings_are_their_declarations(command):
+    """Every declared option is a flag with its declared spellings (the hidden old ones hidden), the settings are the
+    declared options with the declared defaults (a required option has none; ``EvalSettings.progress`` is the one
+    field from Python only, not a flag), and a value out of range is refused naming the key."""
+    import importlib
+
+    from facelab.cli import app
+
+    module, settings, run_only, bad, api_only = _TOOLS[command]
+    stage = importlib.import_module(f"facelab.stages.{module}")
+    params = {p.name: p for p in get_command(app).commands[command].params}
+    for o in stage.OPTIONS:
+        assert o.name in params, f"--{o.name} missing from `facelab {command}`"
+        assert all(set(f.split("/")) <= set(params[o.name].opts) | set(params[o.name].secondary_opts) for f in o.cli_flags)
+        assert params[o.name].help == o.help and params[o.name].required == o.required and not params[o.name].hidden
+    positional = {p.name for p in params.values() if p.param_type_name == "argument"}
+    assert set(params) == {o.name for o in stage.OPTIONS} | run_only | positional
+    assert {name for name in run_only if params[name].hidden} == {"threads", "model"} & run_only
+    if settings is None:
+        keywords = inspect.signature(stage.run).parameters
+        assert all(keywords[o.name].default == o.default for o in stage.OPTIONS)
+        call = lambda **kw: stage.run(None, **kw)  # noqa: E731 - refused before the workspace is looked at
+    else:
+        fields = {f.name: f.default for f in dataclasses.fields(getattr(stage, settings))}
+        assert set(fields) == {o.name for o in stage.OPTIONS} | api_only
+        for o in stage.OPTIONS:
+            assert fields[o.name] is dataclasses.MISSING if o.required else fields[o.name] == o.default, o.name
+        required = {"start": "1", "end": "2"} if command == "cut" else {}
+        call = lambda **kw: getattr(stage, settings)(**{**required, **kw})  # noqa: E731
+    assert {o.name for o in stage.OPTIONS if o.lo is not None or o.choices} <= set(bad)
+    for key, value in bad.items():
+        flag = next(o for o in stage.OPTIONS if o.name == key).cli_flags[0]
+        with pytest.raises(SettingsError) as e:
+            call(**{key: value})
+        assert f"{command}.{key}:" in e.value.message or f"{command} {flag}" in e.value.message, e.value.message

@@ -1,4 +1,4 @@
-"""Write the option tables in ``docs/`` from the option declarations (:mod:`facelab.options`).
+"""Write the option tables in ``docs/`` and ``README.md`` from the option declarations (:mod:`facelab.options`).
 
     PYTHONPATH=src python tools/gen_option_docs.py          # rewrite the tables
     PYTHONPATH=src python tools/gen_option_docs.py --check  # exit 1 if a table is out of date
@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
-from facelab.cli import extract_cmd, media_cmds
+from facelab.cli import DEMO_RUN, eval_cmd, extract_cmd, media_cmds
 from facelab.merge import options as merge
-from facelab.stages import denoise, extract, frames, video
+from facelab.stages import cut, demo, denoise, extract, frames, sort, video
+from facelab.stages import eval as evaluation
 from facelab.train import options as train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,13 @@ def tables() -> dict[str, dict[str, str]]:
         "frames": markdown_table(frames.OPTIONS + (media_cmds._FORCE["frames"], media_cmds._VIDEO_FILE)),
         "denoise": markdown_table(denoise.OPTIONS + (media_cmds._FORCE["denoise"],)),
         "video": markdown_table(video.OPTIONS + (media_cmds._FORCE["video"],)),
+        "cut": markdown_table(cut.OPTIONS + (media_cmds._FORCE["cut"],)),
+    }, "docs/sorting.md": {
+        "sort": markdown_table(sort.OPTIONS),
+    }, "docs/eval.md": {
+        "eval": markdown_table(evaluation.OPTIONS + (eval_cmd.COMPARE,)),
+    }, "README.md": {
+        "demo": markdown_table(demo.OPTIONS + DEMO_RUN),
     }, "docs/merge.md": {
         "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
         "merge-mask": markdown_table(merge.groups()["Face and mask"]),

@@ -56,6 +56,7 @@ class Option:
         cli_only: a flag only (not a settings field, e.g. ``--config``).
         metavar: the value's name in the docs tables (default from the kind: N, P, NAME, DIR).
         hidden: a flag kept for old scripts, left out of ``--help`` and the docs.
+        required: a flag that must be given (no default; the docs show "required").
     """
 
     name: str
@@ -81,6 +82,7 @@ class Option:
     cli_only: bool = False
     metavar: str | None = None
     hidden: bool = False
+    required: bool = False
 
     @property
     def cli_flags(self) -> tuple[str, ...]:
@@ -167,24 +169,32 @@ def by_name(options: Iterable[Option]) -> dict[str, Option]:
     return {o.name: o for o in options}
 
 
+def given(options: Iterable[Option], values: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``options`` that were given (not None), e.g. a command's keywords for its settings class."""
+    return {o.name: values[o.name] for o in options if values[o.name] is not None}
+
+
 def typer_parameters(options: Iterable[Option]) -> list[inspect.Parameter]:
-    """Keyword parameters for a Typer command, one per option, each defaulting to None (not given)."""
+    """Keyword parameters for a Typer command, one per option, each defaulting to None (not given); a
+    ``required`` option has no default (Typer refuses the command without it)."""
     import typer
 
     params = []
     for o in options:
         kind = str if o.kind is Path and not o.cli_only else o.kind
         info = typer.Option(*o.cli_flags, help=o.help, rich_help_panel=o.group or None, hidden=o.hidden)
-        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=Annotated[kind | None, info]))
+        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=inspect.Parameter.empty if o.required else None,
+                                        annotation=Annotated[kind if o.required else kind | None, info]))
     return params
 
 
 def command(options: Iterable[Option], body: Callable[..., None], doc: str,
-            arguments: Iterable[inspect.Parameter] = ()) -> Callable[..., None]:
+            arguments: Iterable[inspect.Parameter] = (), more: Iterable[inspect.Parameter] = ()) -> Callable[..., None]:
     """A function taking one keyword per option (what Typer registers), calling ``body(**given)``;
-    ``arguments`` are positional parameters (Typer ``Argument``s) placed before the options."""
-    params = [*arguments, *typer_parameters(options)]
+    ``arguments`` are positional parameters (Typer ``Argument``s) placed before the options, ``more`` hand-made
+    keyword parameters placed after them (a flag an :class:`Option` cannot type, e.g. one taking two paths)."""
+    params = [*arguments, *typer_parameters(options), *more]
 
     def run(**given: Any) -> None:
         body(**given)
@@ -224,18 +234,22 @@ def _cell(text: str) -> str:
 def default_text(o: Option) -> str:
     if o.shown_default is not None:
         return o.shown_default
+    if o.required:
+        return "required"
     if o.kind is bool:
         return "on" if o.default else "off"
     return "none" if o.default is None else f"`{o.default}`" if o.kind is str else _num(o.default)
 
 
 def markdown_table(options: Iterable[Option], models: Callable[[str], Iterable[str]] | None = None) -> str:
-    """The docs table of ``options``: flags, default (marked *saved* / fixed at the first run), what it does;
-    with ``models`` (option name -> the models that take it) also a Models column."""
+    """The docs table of ``options`` (less the hidden ones): flags, default (marked *saved* / fixed at the first
+    run), what it does; with ``models`` (option name -> the models that take it) also a Models column."""
     head = "| Option | Models | Default | What it does |\n| --- | --- | --- | --- |" if models else \
         "| Option | Default | What it does |\n| --- | --- | --- |"
     rows = [head]
     for o in options:
+        if o.hidden:
+            continue
         flags = ", ".join(f"`{f}{'' if o.kind is bool else ' ' + _metavar(o)}`" for f in o.cli_flags)
         default = default_text(o) + (" (*saved*)" if o.saved else "") + (" (fixed at the first run)" if o.fixed else "")
         cells = [flags] + ([", ".join(models(o.name))] if models else []) + [default, o.doc or o.help]

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from facelab import __version__
 from facelab.errors import FacelabError
+from facelab.options import Option, command, given
 from facelab.stages import Summary
 from facelab.workspace import Workspace
 
@@ -169,12 +170,15 @@ def workspace_cmd(
     console.print("next: put your videos there as data_src.mp4 and data_dst.mp4, then run `facelab frames src`")
 
 
-@app.command("demo")
-def demo_cmd(
-    minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 5.0,
-    force: Annotated[bool, typer.Option(help="Start over: delete the demo's earlier frames, faces, model and result (asks first).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --force: do not ask before deleting.")] = False,
-) -> None:
+DEMO_RUN = (
+    Option("force", bool, False, "Start over: delete the demo's earlier frames, faces, model and result (asks first).",
+           flags=("--force/--no-force",), cli_only=True),
+    Option("yes", bool, False, "With --force: do not ask before deleting.", flags=("--yes", "-y"), cli_only=True),
+)
+"""`facelab demo`'s run-only flags (its settings: :data:`facelab.stages.demo.OPTIONS`)."""
+
+
+def _demo(**values) -> None:
     """Run the whole workflow on the sample clips shipped with facelab, in a workspace of its own.
 
     The workspace (-w, default ./workspace) must be new, empty or an earlier demo's; one with
@@ -182,15 +186,25 @@ def demo_cmd(
     from facelab.stages import demo
 
     ws = current_workspace()
+    force, yes = bool(values["force"]), bool(values["yes"])
     # starting over deletes the demo's earlier work: ask first (a workspace not the demo's is refused right here)
     if force and demo.check_workspace(ws) and not yes:
         if not sys.stdin.isatty():
             raise FacelabError(f"refusing to delete the earlier demo in {ws.root} without confirmation",
                                "add --yes to start over, or leave out --force to continue it")
         typer.confirm(f"Delete the demo's frames, faces, model and result in {ws.root} and start over?", abort=True)
-    result = demo.run(ws, minutes=minutes, force=force, report=report, log=lambda s: console.print(s, highlight=False, markup=False),
-                      marker=output_marker())
+    result = demo.run(ws, **given(demo.OPTIONS, values), force=force, report=report,
+                      log=lambda s: console.print(s, highlight=False, markup=False), marker=output_marker())
     console.print(f"\n[bold green]done:[/bold green] {escape(str(result))}", highlight=False)
+
+
+def _register_demo() -> None:
+    from facelab.stages import demo
+
+    app.command("demo")(command(demo.OPTIONS + DEMO_RUN, _demo, _demo.__doc__ or ""))
+
+
+_register_demo()
 
 
 # the other commands live in their own modules and register themselves on `app`

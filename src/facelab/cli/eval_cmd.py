@@ -1,33 +1,34 @@
-"""CLI command `facelab eval`: measure a finished merge (docs/eval.md), or compare two eval results."""
+"""CLI command `facelab eval`: measure a finished merge (docs/eval.md), or compare two eval results.
+
+Its flags are the declarations beside EvalSettings, plus the run-only ``--compare`` and the old ``--model``."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from facelab.cli import app, console, current_workspace, output_marker, renamed_flag, report
+from facelab.options import Option, command, given
+from facelab.stages.eval import OPTIONS
+
+DEPRECATED_MODEL = Option("model", str, None, "Old spelling of --name (deprecated).", cli_only=True, hidden=True)
+COMPARE = Option("compare", Path, None, "Print two eval JSON files side by side (A B) with the differences; measures nothing.",
+                 flags=("--compare",), cli_only=True, metavar="A.json B.json", shown_default="",
+                 doc="print a table: metric, A, B, B-A and which run is better; measures nothing")
+# an Option has one value: --compare's two paths are a hand-made parameter, its flag and help from COMPARE
+_COMPARE = inspect.Parameter(COMPARE.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[tuple[Path, Path] | None, typer.Option(*COMPARE.cli_flags, help=COMPARE.help)])
 
 
-@app.command("eval")
-def eval_cmd(
-    name: Annotated[str | None, typer.Option("--name", help="Model folder name under model/ (for --reconstruction; default quick).")] = None,
-    model: Annotated[str | None, typer.Option("--model", hidden=True, help="Old spelling of --name (deprecated).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the summary, targets and per-frame figures to this JSON file.")] = None,
-    html_path: Annotated[Path | None, typer.Option("--html", help="Write a one-file HTML report (table, curves, worst frames).")] = None,
-    source: Annotated[str, typer.Option(help="Output frames: auto (data_dst/merged, else result.mp4), merged or result.")] = "auto",
-    reconstruction: Annotated[bool, typer.Option("--reconstruction", help="Also measure SSIM/PSNR of the model's reconstructions of its held-out faces (train --holdout N).")] = False,
-    gpu: Annotated[int | None, typer.Option("--gpu", help="With --reconstruction: the model trained with `facelab train --gpu INDEX`.")] = None,
-    device: Annotated[str, typer.Option(help="With --reconstruction: auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    workers: Annotated[int | None, typer.Option("--workers", help="Processes for identity embeddings (default: one per core, at most 4; 0: none).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Compute every identity embedding again (no data_dst/.facelab/eval_embeddings.json).")] = False,
-    compare: Annotated[tuple[Path, Path] | None, typer.Option("--compare", help="Print two eval JSON files side by side (A B) with the differences; measures nothing.")] = None,
-) -> None:
+def _eval(**values: Any) -> None:
     """Measure a finished merge against its dst frames: sharpness, expression, head pose, identity, mouth and eye
     motion, jitter, background, seam and colour; targets and definitions in docs/eval.md.
 
     Prints one summary line (then warnings, including the targets missed); --json and --html save the details."""
+    compare = values["compare"]
     if compare is not None:
         from facelab.eval.report import compare as compare_docs
         from facelab.eval.report import load_json
@@ -39,7 +40,9 @@ def eval_cmd(
         return
     from facelab.stages.eval import EvalSettings, run
 
-    settings = EvalSettings(source=source, name=renamed_flag("--model", "--name", model, name, "quick"), reconstruction=reconstruction, gpu=gpu, device=device,
-                            workers=workers, cache=not no_cache, json=json_path, html=html_path)
-    summary, _ = run(current_workspace(), settings, marker=output_marker())
+    values["name"] = renamed_flag("--model", "--name", values["model"], values["name"], None)
+    summary, _ = run(current_workspace(), EvalSettings(**given(OPTIONS, values)), marker=output_marker())
     report(summary)
+
+
+app.command("eval")(command(OPTIONS + (DEPRECATED_MODEL,), _eval, _eval.__doc__ or "", more=[_COMPARE]))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from facelab.cli import Side, app, current_workspace, output_marker, report
 from facelab.options import Option, command
+from facelab.options import given as _given
 
 
 _FORCE = {
@@ -18,6 +19,8 @@ _FORCE = {
                     cli_only=True),
     "denoise": Option("force", bool, False, "Denoise again although already done (frames are changed in place).",
                       flags=("--force/--no-force",), cli_only=True),
+    "cut": Option("force", bool, False, "Overwrite an existing <name>_cut.<ext>.", flags=("--force/--no-force",), cli_only=True,
+                  doc="overwrite an existing `<name>_cut.<ext>`"),
 }
 _VIDEO_FILE = Option("video", Path, None, "Video file to decode, anywhere (default: the workspace's data_<side>.*).",
                      flags=("--video",), cli_only=True, metavar="FILE")
@@ -25,10 +28,6 @@ _VIDEO_FILE = Option("video", Path, None, "Video file to decode, anywhere (defau
 
 def _side(help: str) -> inspect.Parameter:
     return inspect.Parameter("side", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[Side, typer.Argument(help=help)])
-
-
-def _given(options, given: dict) -> dict:
-    return {o.name: given[o.name] for o in options if given[o.name] is not None}
 
 
 def _frames(side: Side, **given) -> None:
@@ -61,30 +60,25 @@ def _denoise(side: Side, **given) -> None:
                        force=bool(given["force"])))
 
 
+def _cut(video: Path, **values) -> None:
+    """Cut VIDEO from --from to --to into <name>_cut.<ext> beside it (frame-exact, re-encoded)."""
+    from facelab.stages import cut
+
+    report(cut.run(video, cut.CutSettings(**_given(cut.OPTIONS, values)), force=bool(values["force"])))
+
+
 def _register() -> None:
     """The commands, their flags generated from the settings' declarations (``OPTIONS`` beside each settings class)."""
-    from facelab.stages import denoise, frames, video
+    from facelab.stages import cut, denoise, frames, video
 
     app.command("frames")(command(frames.OPTIONS + (_FORCE["frames"], _VIDEO_FILE), _frames, _frames.__doc__ or "",
                                   arguments=[_side("src or dst")]))
     app.command("video")(command(video.OPTIONS + (_FORCE["video"],), _video, _video.__doc__ or ""))
     app.command("denoise")(command(denoise.OPTIONS + (_FORCE["denoise"],), _denoise, _denoise.__doc__ or "",
                                    arguments=[_side("dst (only dst frames can be denoised)")]))
+    video_file = inspect.Parameter("video", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                   annotation=Annotated[Path, typer.Argument(help="Video file to cut (left untouched).")])
+    app.command("cut")(command(cut.OPTIONS + (_FORCE["cut"],), _cut, _cut.__doc__ or "", arguments=[video_file]))
 
 
 _register()
-
-
-@app.command("cut")
-def cut_cmd(
-    video: Annotated[Path, typer.Argument(help="Video file to cut (left untouched).")],
-    from_: Annotated[str, typer.Option("--from", help="Start time HH:MM:SS.mmm (or seconds).")],
-    to: Annotated[str, typer.Option("--to", help="End time HH:MM:SS.mmm (or seconds), exclusive.")],
-    audio_track: Annotated[int, typer.Option("--audio-track", help="Audio track to keep, by index among the audio tracks.")] = 0,
-    bitrate: Annotated[Optional[str], typer.Option(help="Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (8M and 800k also work; default: quality-based, CRF 18).")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing <name>_cut.<ext>.")] = False,
-) -> None:
-    """Cut VIDEO from --from to --to into <name>_cut.<ext> beside it (frame-exact, re-encoded)."""
-    from facelab.stages import cut
-
-    report(cut.run(video, cut.CutSettings(from_, to, audio_track, bitrate), force=force))

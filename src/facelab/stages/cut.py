@@ -18,6 +18,7 @@ from facelab import jobs
 from facelab.errors import MediaError, SettingsError
 from facelab.media import is_vfr, iter_frames_between, parse_bitrate, probe, write_video
 from facelab.media.audio import count_audio_tracks, describe_audio_tracks
+from facelab.options import Option
 from facelab.stages import Summary
 
 _TIME = re.compile(r"\s*(?:(?:(\d+):)?(\d{1,2}):)?(\d+(?:\.\d*)?)\s*")
@@ -46,12 +47,42 @@ def parse_time(text: str | float | int) -> float:
 class CutSettings:
     """``start``/``end``: seconds (or ``HH:MM:SS.mmm`` strings); ``audio_track``: index among the
     audio streams; ``bitrate``: megabits per second as in DeepFaceLab (``8``; ``"8M"`` and ``"800k"`` also
-    work, read by :func:`facelab.media.parse_bitrate` like `video`'s), ``None`` for quality-based (CRF 18)."""
+    work, read by :func:`facelab.media.parse_bitrate` like `video`'s), ``None`` for quality-based (CRF 18).
+    Declared in :data:`OPTIONS`."""
 
     start: float | str
     end: float | str
     audio_track: int = 0
     bitrate: float | str | None = None
+
+    def __post_init__(self) -> None:
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            if option.name in ("start", "end"):  # a string or a number of seconds
+                try:
+                    parse_time(value)
+                except SettingsError as e:
+                    raise SettingsError(f"cut {option.cli_flags[0]}: {e.message}", e.hint) from None
+            elif option.name == "bitrate":
+                if value is not None:
+                    parse_bitrate(value, "cut --bitrate")  # raises SettingsError naming the option
+            else:
+                option.check(value, "cut.")
+
+
+OPTIONS = (
+    Option("start", str, None, "Start time HH:MM:SS.mmm (or seconds).", flags=("--from",), required=True, metavar="TIME",
+           doc="the first frame kept is the first at or after this time: `HH:MM:SS.mmm`, `MM:SS.mmm` or seconds"),
+    Option("end", str, None, "End time HH:MM:SS.mmm (or seconds), exclusive.", flags=("--to",), required=True, metavar="TIME",
+           doc="frames at or after this time are left out (same forms as `--from`)"),
+    Option("audio_track", int, 0, "Audio track to keep, by index among the audio tracks (default 0).",
+           flags=("--audio-track",), lo=0, hint="give 0 or more (0: the first audio track)",
+           doc="the audio track to keep, by index among the audio streams (0-based, audio streams only)"),
+    Option("bitrate", str, None, "Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (8M and 800k also work; default: "
+                                 "quality-based, CRF 18).", metavar="MBIT", shown_default="quality-based (CRF 18)",
+           doc="target bitrate in megabits/s (`8`; `8M` and `800k` also work)"),
+)
+"""Every setting of :class:`CutSettings`, declared once (see :mod:`facelab.options`)."""
 
 
 def output_path(video: Path) -> Path:
@@ -63,8 +94,8 @@ def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summar
     """Write ``<name>_cut.<ext>`` with the frames whose time is in ``[start, end)``.
 
     Raises:
-        SettingsError: bad times (unparseable, start >= end, start beyond the video), bad bitrate,
-            or an audio track index out of range (the message lists the tracks).
+        SettingsError: start >= end, start beyond the video, or an audio track index out of range (the
+            message lists the tracks); :class:`CutSettings` itself refuses unparseable times and a bad bitrate.
         MediaError: unreadable video.
     """
     t0 = time.perf_counter()
@@ -72,8 +103,6 @@ def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summar
     start, end = parse_time(settings.start), parse_time(settings.end)
     if end <= start:
         raise SettingsError(f"--to ({end:g} s) must be after --from ({start:g} s)", "give a later --to time")
-    if settings.bitrate is not None:
-        parse_bitrate(settings.bitrate, "cut --bitrate")  # check before any decoding; write_video reads it the same way
     info = probe(video, count_frames=False)
     if start >= info.duration:
         raise SettingsError(f"--from ({start:g} s) is at or past the end of {video.name} ({info.duration:.3f} s)",

@@ -25,6 +25,7 @@ from pathlib import Path
 from facelab import jobs
 from facelab.errors import WorkspaceError
 from facelab.fileio import atomic_write_json
+from facelab.options import Option, by_name
 from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.types import SIDES
@@ -38,6 +39,12 @@ MODEL = "quick"
 # Marks a workspace as the demo's and records its training (older versions wrote it after training only).
 MARKER = DEMO_MARKER
 _OWN_FOLDER = "run the demo in a folder of its own, e.g. `facelab -w demo_workspace demo`"
+
+OPTIONS = (
+    Option("minutes", float, 5.0, "Training budget in minutes (default 5).", lo=0, lo_open=True, metavar="M",
+           doc="training budget; run again with more minutes, the demo's model trains on up to that total"),
+)
+"""The settings of :func:`run`, declared once (see :mod:`facelab.options`): each is a keyword of ``run``."""
 
 
 def sample_path(name: str) -> Path:
@@ -170,10 +177,12 @@ def run(
 
     Raises:
         WorkspaceError: ``ws`` is not the demo's (see :func:`check_workspace`); nothing is changed.
+        SettingsError: ``minutes`` is not above 0; nothing is changed.
     """
     from facelab.merge.compose import MergeSettings
     from facelab.stages import extract, frames, merge, train, video
 
+    by_name(OPTIONS)["minutes"].check(minutes, "demo.")
     marker = require_marker(marker, "demo")
     prepare(ws, force=force)
 

@@ -21,6 +21,7 @@ from facelab import jobs
 from facelab.errors import SettingsError, WorkspaceError
 from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
 from facelab.eval.report import EvalResult, fmt, write_json
+from facelab.options import Option
 from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.workspace import Workspace
@@ -36,7 +37,7 @@ LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "expression_error"
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """Settings of ``facelab eval``.
+    """Settings of ``facelab eval`` (each but ``progress`` declared in :data:`OPTIONS`).
 
     Attributes:
         source: output frames from ``auto`` (merged frames, else the result video), ``merged`` or ``result``.
@@ -48,7 +49,7 @@ class EvalSettings:
         cache: reuse identity embeddings of unchanged dst frames and src faces from earlier runs.
         json: write the result here (None: not written).
         html: write the report here (None: not written).
-        progress: draw a progress bar on a terminal.
+        progress: draw a progress bar on a terminal (from Python only: the CLI always draws it on a terminal).
     """
 
     source: str = "auto"
@@ -63,12 +64,41 @@ class EvalSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise SettingsError(f"source: {self.source!r} is not a frame source", f"use one of {', '.join(SOURCES)}")
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 32):
-            raise SettingsError(f"workers: {self.workers!r} is out of range", "use 0 (in-process) to 32")
+        for option in OPTIONS:
+            option.check(getattr(self, option.name), "eval.")
         if not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
-            raise SettingsError(f"name: {self.name!r} is not a model folder name", "give the name of a folder under model/")
+            raise SettingsError(f"eval.name: {self.name!r} is not a model folder name", "give the name of a folder under model/")
+
+
+OPTIONS = (
+    Option("name", str, "quick", "Model folder name under model/ (for --reconstruction; default quick).",
+           shown_default="`quick`", doc="the model folder under `model/` that `--reconstruction` loads"),
+    Option("json", Path, None, "Write the summary, targets and per-frame figures to this JSON file.", flags=("--json",),
+           metavar="FILE", shown_default="not written", doc="summary, targets and every per-frame figure (format below)"),
+    Option("html", Path, None, "Write a one-file HTML report (table, curves, worst frames).", flags=("--html",),
+           metavar="FILE", shown_default="not written",
+           doc="one self-contained page: the summary table, per-frame curves, the six worst frames"),
+    Option("source", str, "auto", "Output frames: auto (data_dst/merged, else result.mp4), merged or result (default auto).",
+           choices=SOURCES, shown_default="`auto`",
+           doc="`merged` reads `data_dst/merged/<frame>.png`; `result` decodes `result.<ext>` (mp4, mov, mkv, avi, webm) "
+               "and pairs its k-th frame with the k-th dst frame; `auto` uses the merged frames when there are any, else "
+               "the video"),
+    Option("reconstruction", bool, False, "Also measure SSIM/PSNR of the model's reconstructions of its held-out faces "
+                                          "(train --holdout N).", flags=("--reconstruction",),
+           doc="measure the model's reconstructions of the faces `facelab train --holdout N` kept out of training (below); "
+               "works without merged frames too"),
+    Option("gpu", int, None, "With --reconstruction: the model trained with `facelab train --gpu INDEX`.", lo=0,
+           metavar="INDEX", doc="`--reconstruction` loads the model trained with `facelab train --gpu INDEX` (files `gpuINDEX_*`)"),
+    Option("device", str, "auto", "With --reconstruction: auto, cpu, cuda, cuda:N or mps (default auto).", metavar="D",
+           shown_default="`auto`", doc="where the `--reconstruction` model runs: `auto`, `cpu`, `cuda`, `cuda:N` or `mps`"),
+    Option("workers", int, None, "Processes for identity embeddings (default: one per core, at most 4; 0: none).", lo=0,
+           hi=32, hint="use 0 (in-process) to 32", shown_default="one per core, at most 4",
+           doc="processes computing identity embeddings; 0 computes them in the eval process"),
+    Option("cache", bool, True, "Reuse the identity embeddings of unchanged frames and faces "
+                                "(data_dst/.facelab/eval_embeddings.json); --no-cache computes every one again.",
+           flags=("--cache/--no-cache",), doc="`--no-cache` computes every embedding again"),
+)
+"""Every setting of :class:`EvalSettings` but ``progress`` (not a flag), declared once (see :mod:`facelab.options`)."""
 
 
 def _workers(settings: EvalSettings) -> int:

@@ -18,14 +18,14 @@ from facelab.errors import FaceFileError, SettingsError
 from facelab.faceimage import read_record
 from facelab.faceset import features
 from facelab.faceset import sort as fsort
-from facelab.options import rename_field
+from facelab.options import Option, rename_field
 from facelab.stages import Summary
 from facelab.workspace import Workspace, check_side
 
 
 @dataclass(frozen=True)
 class SortSettings:
-    """Settings of the sort step (``facelab sort --help`` lists them)."""
+    """Settings of the sort step (declared in :data:`OPTIONS`; ``facelab sort --help`` lists them)."""
 
     by: str = "blur"
     target: int = 2000  # final: how many faces to keep
@@ -35,17 +35,26 @@ class SortSettings:
 
     def __post_init__(self, threads: int | None) -> None:
         rename_field(self, "threads", "workers", threads)
-        if self.by not in fsort.METHODS:
-            raise SettingsError(f"unknown sort method {self.by!r}", "use one of: " + ", ".join(fsort.METHODS))
-        if self.target < 1:
-            raise SettingsError(f"target={self.target} is out of range", "use 1 or more (default 2000)")
+        for option in OPTIONS:
+            option.check(getattr(self, option.name), "sort.")
         if self.by == "identity":
             if self.reference is None:
                 raise SettingsError("sort --by identity needs a reference face", "add --reference IMAGE_OR_ALIGNED_FACE")
             if not Path(self.reference).is_file():
                 raise SettingsError(f"reference {self.reference} does not exist", "give an image file of the person")
-        if self.workers < 0:
-            raise SettingsError(f"workers={self.workers} is out of range", "use 0 (all cores) or more")
+
+
+OPTIONS = (
+    Option("by", str, "blur", "Sort method, one of those above (default blur).", choices=tuple(fsort.METHODS),
+           metavar="METHOD", shown_default="`blur`", doc="how to order the faces: one of the methods in the table below"),
+    Option("target", int, 2000, "final: number of faces to keep (the rest go to aligned_trash; default 2000).", lo=1,
+           hint="use 1 or more (default 2000)", doc="`--by final`: how many faces to keep (the rest go to `aligned_trash`)"),
+    Option("reference", Path, None, "identity: an image of the person or one of their aligned faces.", metavar="IMAGE",
+           doc="`--by identity`: any picture of the person (its largest face is used) or one of their aligned faces"),
+    Option("workers", int, 0, "Worker threads; 0 = all cores (default).", lo=0, hint="use 0 (all cores) or more",
+           doc="threads computing the features; 0 uses all cores"),
+)
+"""Every setting of :class:`SortSettings`, declared once (see :mod:`facelab.options`)."""
 
 
 def reference_embedding(path: Path) -> np.ndarray:
