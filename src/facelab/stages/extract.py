@@ -28,7 +28,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import InitVar, asdict, dataclass, fields
+from dataclasses import InitVar, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -277,39 +277,86 @@ def write_missing_debug(ws: Workspace, side: str, pool: ThreadPoolExecutor | Non
     return len(missing)
 
 
+@dataclass
+class _Pass:
+    """What one pass over the frames found (:func:`_extract_frames`)."""
+
+    faces: int = 0
+    no_face: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    smoothed: int = 0
+    smooth_skipped: list[str] = field(default_factory=list)
+    debug_drawn: int = 0
+
+
 @jobs.step
 def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(), force: bool = False) -> Summary:
     """Extract aligned faces of ``side`` into ``data_<side>/aligned``. See module docstring."""
     check_side(side)
     start = time.perf_counter()
     frames = ws.require_frames(side)
-    aligned, debug_dir, state = ws.aligned_dir(side), ws.aligned_debug_dir(side), ws.state_dir(side)
+    # -- what is done already (faces extracted with other settings are refused without --force)
     record = _record(ws, side)
+    done_order, previous = _resume(ws, side, settings, record, force)
+    # -- the models first: a device or reference that does not work must not cost the existing faces (--force)
+    detector, landmarker, reference = _models(settings)
+    for d in (ws.aligned_dir(side), ws.aligned_debug_dir(side), ws.state_dir(side)):
+        d.mkdir(parents=True, exist_ok=True)
+    if force:
+        _clear(ws, side, record)
+    record.begin(settings.output_key(), done_order)
+    # -- the frames left: detect, align, write; then smoothing and debug images
+    done = set(done_order)
+    todo = [p for p in frames if p.name not in done]
+    found = _extract_frames(ws, side, settings, todo, (detector, landmarker, reference), record, done,
+                            smooth=settings.smooth and bool(todo or not (previous or {}).get("completed")))
+    # -- the record of frames without a face, and the summary
+    old_no_face = _read_lines(ws.no_face_list(side)) if done else []
+    ws.no_face_list(side).write_text("".join(n + "\n" for n in sorted(set(old_no_face) | set(found.no_face))))
+    record.finish()
+    total_faces = len(ws.aligned_paths(side))
+    if total_faces == 0:
+        raise FacelabError(
+            f"no face found in any of the {len(frames)} frames of data_{side}",
+            "check that the video shows a face; try --min-score 0.5 for small or dark faces",
+        )
+    summary = _summary(ws, side, settings, found, len(frames), len(todo), total_faces, done)
+    summary.step += f" ({getattr(detector, 'device', settings.device)})"
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _resume(ws: Workspace, side: str, settings: ExtractSettings, record: StepRecord,
+            force: bool) -> tuple[list[str], dict | None]:
+    """``(frames done, in order; the previous run's settings and completion)``; with ``force`` nothing is done.
+    Raises :class:`SettingsError` when the faces there were extracted with other settings (without ``force``)."""
     saved = record.load()
     previous = {"settings": saved.settings, "completed": saved.completed} if saved is not None and saved.settings else None
+    aligned = ws.aligned_dir(side)
     if not force and previous and previous.get("settings") != settings.output_key() and aligned.exists() and any(aligned.iterdir()):
         raise SettingsError(
             f"{aligned} holds faces extracted with other settings ({_diff(previous.get('settings', {}), settings.output_key())})",
             f"run `facelab extract {side} --force` to extract again with the new settings",
         )
-    # the models first: a device or reference that does not work must not cost the existing faces (--force)
-    detector, landmarker, reference = _models(settings)
-    for d in (aligned, debug_dir, state):
-        d.mkdir(parents=True, exist_ok=True)
-    if force:
-        for p in list(aligned.glob("*.jpg")) + list(aligned.glob("*.png")) + list(debug_dir.glob("*.jpg")):
-            p.unlink()
-        record.reset()
-        _debug_record(ws, side).reset()
-    done_order = list(saved.done) if saved is not None and not force else []
-    done = set(done_order)
-    record.begin(settings.output_key(), done_order)
+    return (list(saved.done) if saved is not None and not force else []), previous
 
-    todo = [p for p in frames if p.name not in done]
 
-    dropped: dict[str, int] = {}
-    n_faces = n_with = 0
-    no_face: list[str] = []
+def _clear(ws: Workspace, side: str, record: StepRecord) -> None:
+    """``--force``: the faces, debug images and records of earlier runs go."""
+    aligned, debug_dir = ws.aligned_dir(side), ws.aligned_debug_dir(side)
+    for p in list(aligned.glob("*.jpg")) + list(aligned.glob("*.png")) + list(debug_dir.glob("*.jpg")):
+        p.unlink()
+    record.reset()
+    _debug_record(ws, side).reset()
+
+
+def _extract_frames(ws: Workspace, side: str, settings: ExtractSettings, todo: list[Path], models: tuple,
+                    record: StepRecord, done: set[str], smooth: bool) -> _Pass:
+    """Find and write the faces of the frames ``todo`` (each frame is logged as done once its files are written),
+    then smooth the landmark tracks (``smooth``) and draw missing debug images."""
+    detector, landmarker, reference = models
+    aligned, debug_dir = ws.aligned_dir(side), ws.aligned_debug_dir(side)
+    out = _Pass()
     # frames whose faces are still being written, oldest first: logged as done once written
     writing: deque[tuple[str, list[Future[None]]]] = deque()
     debug_log = _open_debug_log(ws, side, done) if settings.debug and todo else nullcontext()
@@ -325,52 +372,44 @@ def run(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings(),
                     dlog.done(name)
 
         for path, image in track(prefetch(read_image, todo, pool), len(todo), f"extract {side}"):
-            found = find_faces(image, detector, landmarker, settings, reference, dropped)
+            found = find_faces(image, detector, landmarker, settings, reference, out.dropped)
             futs = [pool.submit(_write_face, image, f, i, path, aligned, settings) for i, f in enumerate(found)]
             if settings.debug:
                 futs.append(pool.submit(lambda im=image, fs=found, p=path: write_image(debug_dir / f"{p.stem}.jpg", draw_debug(im, fs, settings), 90)))
-            n_faces += len(found)
-            n_with += bool(found)
+            out.faces += len(found)
             if not found:
-                no_face.append(path.name)
+                out.no_face.append(path.name)
             writing.append((path.name, futs))
             flush(block=len(writing) > 8)
         flush(block=True)
-        smooth_skipped: list[str] = []
-        n_smoothed = smooth_faces(ws, side, settings, pool, smooth_skipped) \
-            if settings.smooth and (todo or not (previous or {}).get("completed")) else 0
+        out.smoothed = smooth_faces(ws, side, settings, pool, out.smooth_skipped) if smooth else 0
         # frames extracted earlier without --debug: draw theirs from the stored faces, no detection
-        n_debug = write_missing_debug(ws, side, pool) if settings.debug else 0
+        out.debug_drawn = write_missing_debug(ws, side, pool) if settings.debug else 0
+    return out
 
-    old_no_face = _read_lines(ws.no_face_list(side)) if done else []
-    all_no_face = sorted(set(old_no_face) | set(no_face))
-    ws.no_face_list(side).write_text("".join(n + "\n" for n in all_no_face))
-    record.finish()
-    total_faces = len(ws.aligned_paths(side))
-    if total_faces == 0:
-        raise FacelabError(
-            f"no face found in any of the {len(frames)} frames of data_{side}",
-            "check that the video shows a face; try --min-score 0.5 for small or dark faces",
-        )
+
+def _summary(ws: Workspace, side: str, settings: ExtractSettings, found: _Pass, n_frames: int, n_todo: int,
+             total_faces: int, done: set[str]) -> Summary:
     summary = Summary(
         step=f"extract {side}",
-        counts={"frames": len(todo), "skipped (already done)": len(frames) - len(todo), "faces": n_faces, "frames without face": len(no_face), "dropped (implausible)": dropped.get("implausible", 0), "faces in set": total_faces},
-        seconds=time.perf_counter() - start,
-        outputs=[str(aligned)],
+        counts={"frames": n_todo, "skipped (already done)": n_frames - n_todo, "faces": found.faces,
+                "frames without face": len(found.no_face), "dropped (implausible)": found.dropped.get("implausible", 0),
+                "faces in set": total_faces},
+        outputs=[str(ws.aligned_dir(side))],
     )
     if settings.reference:
-        summary.counts["dropped (other person)"] = dropped.get("other person", 0)
+        summary.counts["dropped (other person)"] = found.dropped.get("other person", 0)
     if settings.smooth:
-        summary.counts["smoothed faces"] = n_smoothed
-        summary.warnings += smooth_skipped
-    if n_debug:
-        summary.counts["debug images drawn from the faces"] = n_debug
-    summary.step += f" ({getattr(detector, 'device', settings.device)})"
-    if no_face:
-        summary.warnings.append(f"{len(no_face)} frame(s) without a face (listed in {ws.no_face_list(side)})")
+        summary.counts["smoothed faces"] = found.smoothed
+        summary.warnings += found.smooth_skipped
+    if found.debug_drawn:
+        summary.counts["debug images drawn from the faces"] = found.debug_drawn
+    if found.no_face:
+        summary.warnings.append(f"{len(found.no_face)} frame(s) without a face (listed in {ws.no_face_list(side)})")
     deleted = _deleted_debug(ws, side, done_frames(ws, side)) if settings.debug else []
     if deleted:
-        summary.warnings.append(f"{len(deleted)} debug image(s) deleted from {debug_dir}: run `facelab extract {side} --redo-deleted-debug` (with e.g. a lower --min-score) to extract those frames again")
+        summary.warnings.append(f"{len(deleted)} debug image(s) deleted from {ws.aligned_debug_dir(side)}: run `facelab extract "
+                                f"{side} --redo-deleted-debug` (with e.g. a lower --min-score) to extract those frames again")
     return summary
 
 
