@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -212,25 +213,8 @@ def run(
     for stray in folder.glob(".*.tmp"):  # left by a killed run
         stray.unlink(missing_ok=True)
     names = {p.name for p in ws.frame_paths(side)}
-    written = kept = 0
-    times: list[float] = []
-    # PNG/JPEG encoding (OpenCV, GIL released) is the bottleneck, not decoding: encode on
-    # a few threads, with a bounded number of frames in flight so memory stays flat.
-    workers = max(1, min(8, os.cpu_count() or 1))
-    in_flight: deque[Future] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="frames") as pool:
-        for number, (_, t, image) in enumerate(track(iter_frames(video, fps), estimate, f"frames {side}"), start=1):
-            times.append(round(t, 6))
-            name = _frame_name(number, width, settings.format)
-            if name in names:
-                kept += 1
-                continue
-            in_flight.append(pool.submit(write_image, folder / name, image))
-            written += 1
-            if len(in_flight) >= 2 * workers:
-                in_flight.popleft().result()
-        for future in in_flight:
-            future.result()
+    written, kept, times = _decode(video, fps, folder, lambda n: _frame_name(n, width, settings.format), names,
+                                   estimate, f"frames {side}")
     count = written + kept
     if count == 0:
         raise MediaError(f"{video} has no decodable frames", "check that the video plays; re-encode it if needed")
@@ -245,3 +229,29 @@ def run(
     summary.outputs.append(str(folder))
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _decode(video: Path, fps: float | None, folder: Path, name_of: Callable[[int], str], names: set[str], estimate: int,
+            label: str) -> tuple[int, int, list[float]]:
+    """Decode ``video`` (at ``fps``, None: every frame) into ``folder``; frames whose name is in ``names`` are
+    there already (a resumed run) and only timed. ``(written, kept, each frame's time in seconds)``."""
+    written = kept = 0
+    times: list[float] = []
+    # PNG/JPEG encoding (OpenCV, GIL released) is the bottleneck, not decoding: encode on
+    # a few threads, with a bounded number of frames in flight so memory stays flat.
+    workers = max(1, min(8, os.cpu_count() or 1))
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="frames") as pool:
+        for number, (_, t, image) in enumerate(track(iter_frames(video, fps), estimate, label), start=1):
+            times.append(round(t, 6))
+            name = name_of(number)
+            if name in names:
+                kept += 1
+                continue
+            in_flight.append(pool.submit(write_image, folder / name, image))
+            written += 1
+            if len(in_flight) >= 2 * workers:
+                in_flight.popleft().result()
+        for future in in_flight:
+            future.result()
+    return written, kept, times
