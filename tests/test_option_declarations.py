@@ -115,8 +115,8 @@ def test_a_changed_declaration_makes_the_docs_check_fail(tmp_path):
     spec.loader.exec_module(gen)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "training.md").write_text((ROOT / "docs" / "training.md").read_text().replace("Minutes between previews.", "stale"))
-    for name in ("merge.md", "extraction.md", "video-tools.md"):
-        (tmp_path / "docs" / name).write_text((ROOT / "docs" / name).read_text())
+    for name in set(gen.tables()) - {"docs/training.md"}:  # every docs file with a table, as it is
+        (tmp_path / name).write_text((ROOT / name).read_text())
     rendered = gen.render(tmp_path)
     text, new = rendered[tmp_path / "docs" / "training.md"]
     assert text != new and "Minutes between previews." in new

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
 from facelab.cli import extract_cmd, media_cmds
+from facelab.enhance import options as enhance
 from facelab.merge import options as merge
 from facelab.stages import denoise, extract, frames, video
 from facelab.train import options as train
@@ -43,6 +44,8 @@ def tables() -> dict[str, dict[str, str]]:
         "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
         "merge-mask": markdown_table(merge.groups()["Face and mask"]),
         "merge-color": markdown_table(merge.groups()["Colour, detail and output"]),
+    }, "docs/enhancer.md": {
+        "train-enhancer": markdown_table(enhance.CLI_OPTIONS),
     }}
 
 
