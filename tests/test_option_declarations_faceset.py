@@ -1,9 +1,11 @@
-"""`facelab train-enhancer` takes its flags, checks and docs table from its option declarations
-(facelab.enhance.options): a declared option missing anywhere, or a default that drifted, fails here."""
+"""`facelab train-enhancer` and the `facelab faceset` commands take their flags, checks and docs tables from their
+option declarations (facelab.enhance.options, facelab.stages.faceset.OPTIONS): a declared option missing anywhere,
+or a default that drifted, fails here."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import pytest
 from typer.main import get_command
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 from facelab.enhance import options as enhance_options
 from facelab.errors import SettingsError
 from facelab.options import Option, default_text, markdown_table, schema
+from facelab.stages import faceset
 
 
 def _commands():
@@ -96,3 +99,78 @@ def test_an_int_option_with_choices():
         o.parse("3")
     assert schema([o])["properties"]["scale"]["enum"] == [2, 4]
     assert r"`--scale 2\|4`" in markdown_table([o])
+
+
+# --- faceset --------------------------------------------------------------------------------------
+
+ARGUMENTS = {"export-dfl": {"side", "folder"}, "to-jpg": {"folder"}, "import-dfl": {"folder"}, "coverage": set()}
+"""The positional arguments of each faceset command (the rest take the side)."""
+
+
+def test_every_declared_faceset_option_is_a_flag_of_its_subcommand_with_its_declared_spellings():
+    group = _commands()["faceset"]
+    assert list(group.commands) == list(faceset.OPTIONS)  # every subcommand is declared, none more
+    for name, options in faceset.OPTIONS.items():
+        params = {p.name: p for p in group.commands[name].params}
+        for o in options:
+            assert o.name in params, f"--{o.name} missing from `facelab faceset {name}`"
+            assert all(set(f.split("/")) <= _spelled(params[o.name]) for f in o.cli_flags), (name, o.name)
+            assert params[o.name].help == o.help and params[o.name].required == o.required
+        assert set(params) == {o.name for o in options} | ARGUMENTS.get(name, {"side"}), name
+
+
+def test_the_shared_quality_is_one_declaration_and_the_enum_flags_list_the_declared_choices():
+    from facelab.cli import FaceTypeOpt, Side
+
+    quality = [o for options in faceset.OPTIONS.values() for o in options if o.name == "quality"]
+    assert len(quality) == 3 and all(dataclasses.replace(o, help="", doc="") == dataclasses.replace(
+        faceset.QUALITY, help="", doc="") for o in quality)
+    resize = {o.name: o for o in faceset.OPTIONS["resize"]}
+    assert tuple(t.value for t in FaceTypeOpt) == resize["face_type"].choices
+    assert tuple(s.value for s in Side) == faceset.OPTIONS["import-dfl"][0].choices
+    assert resize["size"].required and default_text(resize["size"]) == "required"
+
+
+def test_the_stage_functions_default_to_the_declared_defaults():
+    parameter = {"quality": "jpeg_quality", "to": "side"}  # where the Python keyword differs from the option's name
+    for name, options in faceset.OPTIONS.items():
+        signature = inspect.signature(getattr(faceset, name.replace("-", "_"))).parameters
+        for o in options:
+            key = o.name if o.name in signature else parameter[o.name]
+            expected = inspect.Parameter.empty if o.required else o.default
+            assert signature[key].default == expected, (name, o.name)
+
+
+def test_resize_without_size_is_a_usage_error(tmp_path):
+    from facelab.cli import app
+
+    r = CliRunner().invoke(app, ["-w", str(tmp_path / "ws"), "faceset", "resize", "src"])
+    assert r.exit_code == 2 and "--size" in r.output
+
+
+def _files(root) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("command", [["resize", "src", "--size", "64"], ["to-jpg", "src"], ["export-dfl", "src", "OUT"]],
+                         ids=lambda c: c[0])
+@pytest.mark.parametrize("quality", ["0", "101"])
+def test_a_faceset_quality_out_of_range_is_refused_before_any_file_changes(ws, tmp_path, command, quality):
+    from facelab.cli import app
+
+    out = tmp_path / "dfl"
+    before = _files(tmp_path)
+    args = [str(out) if a == "OUT" else a for a in command]
+    r = CliRunner().invoke(app, ["-w", str(ws.root), "faceset", *args, "--quality", quality])
+    assert isinstance(r.exception, SettingsError), r.output
+    assert r.exception.message == f"quality: {quality} is out of range" and "1..100" in r.exception.hint
+    assert _files(tmp_path) == before and not out.exists()
+
+
+def test_the_faceset_api_checks_the_declared_options_too(ws):
+    with pytest.raises(SettingsError, match="^size: 4 is out of range"):
+        faceset.resize(ws, "src", 4)
+    with pytest.raises(SettingsError, match="^face_type: 'neck' is not one of"):
+        faceset.resize(ws, "src", 64, "neck")
+    with pytest.raises(SettingsError, match="^quality: 0 "):
+        faceset.export_dfl(ws, "src", ws.root / "out", 0)

@@ -18,7 +18,7 @@ from facelab.options import markdown_table, replace_table
 from facelab.cli import extract_cmd, media_cmds
 from facelab.enhance import options as enhance
 from facelab.merge import options as merge
-from facelab.stages import denoise, extract, frames, video
+from facelab.stages import denoise, extract, faceset, frames, video
 from facelab.train import options as train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +46,8 @@ def tables() -> dict[str, dict[str, str]]:
         "merge-color": markdown_table(merge.groups()["Colour, detail and output"]),
     }, "docs/enhancer.md": {
         "train-enhancer": markdown_table(enhance.CLI_OPTIONS),
+    }, "docs/faceset.md": {
+        f"faceset-{command}": markdown_table(options) for command, options in faceset.OPTIONS.items() if options
     }}
 
 
