@@ -16,8 +16,9 @@ from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
 from facelab.cli import DEMO_RUN, eval_cmd, extract_cmd, media_cmds
+from facelab.enhance import options as enhance
 from facelab.merge import options as merge
-from facelab.stages import cut, demo, denoise, extract, frames, sort, video
+from facelab.stages import cut, demo, denoise, extract, faceset, frames, sort, video
 from facelab.stages import eval as evaluation
 from facelab.train import options as train
 
@@ -51,6 +52,10 @@ def tables() -> dict[str, dict[str, str]]:
         "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
         "merge-mask": markdown_table(merge.groups()["Face and mask"]),
         "merge-color": markdown_table(merge.groups()["Colour, detail and output"]),
+    }, "docs/enhancer.md": {
+        "train-enhancer": markdown_table(enhance.CLI_OPTIONS),
+    }, "docs/faceset.md": {
+        f"faceset-{command}": markdown_table(options) for command, options in faceset.OPTIONS.items() if options
     }}
 
 

@@ -42,7 +42,7 @@ class Option:
             "--target-iteration")``); default ``--<name with dashes>``.
         lo, hi: inclusive range of a number (``lo_open`` / ``hi_open``: that end itself excluded).
         multiple_of: a whole number must be a multiple of this.
-        choices: allowed strings.
+        choices: allowed values: strings, or whole numbers of an ``int`` option (``(2, 4)``).
         fixed: fixed at a model's first run (an architecture option).
         saved: saved with the model; a later run without it takes the saved value.
         question: the first-run question's text (None: not asked).
@@ -69,7 +69,7 @@ class Option:
     lo_open: bool = False
     hi_open: bool = False
     multiple_of: int | None = None
-    choices: tuple[str, ...] | None = None
+    choices: tuple[Any, ...] | None = None
     fixed: bool = False
     saved: bool = False
     question: str | None = None
@@ -91,7 +91,7 @@ class Option:
     def range_text(self) -> str:
         """The allowed values in words: ``a whole number from 1 to 512``."""
         if self.choices:
-            return "one of " + ", ".join(self.choices)
+            return "one of " + ", ".join(map(str, self.choices))
         if self.kind is bool:
             return "true or false"
         what = "a whole number" if self.kind is int else "a number"
@@ -117,7 +117,7 @@ class Option:
         if self.kind in (str, Path):
             if not isinstance(value, (str, Path)) or (self.choices and value not in self.choices):
                 raise SettingsError(f"{name}: {value!r} is not allowed" if not self.choices else
-                                    f"{name}: {value!r} is not one of {', '.join(self.choices)}", hint)
+                                    f"{name}: {value!r} is not one of {', '.join(map(str, self.choices))}", hint)
             return value
         numeric = (int,) if self.kind is int else (int, float)
         ok = isinstance(value, numeric) and not isinstance(value, bool) and math.isfinite(value)
@@ -127,8 +127,11 @@ class Option:
             ok = value < self.hi if self.hi_open else value <= self.hi
         if ok and self.multiple_of:
             ok = value % self.multiple_of == 0
+        if ok and self.choices:
+            ok = value in self.choices
         if not ok:
-            raise SettingsError(f"{name}: {value!r} is out of range", hint)
+            raise SettingsError(f"{name}: {value!r} is not one of {', '.join(map(str, self.choices))}" if self.choices else
+                                f"{name}: {value!r} is out of range", hint)
         return value
 
     def parse(self, text: str) -> Any:
@@ -174,14 +177,15 @@ def given(options: Iterable[Option], values: dict[str, Any]) -> dict[str, Any]:
     return {o.name: values[o.name] for o in options if values[o.name] is not None}
 
 
-def typer_parameters(options: Iterable[Option]) -> list[inspect.Parameter]:
-    """Keyword parameters for a Typer command, one per option, each defaulting to None (not given); a
-    ``required`` option has no default (Typer refuses the command without it)."""
+def typer_parameters(options: Iterable[Option], types: dict[str, Any] | None = None) -> list[inspect.Parameter]:
+    """Keyword parameters for a Typer command, one per option, each defaulting to None (not given); a ``required``
+    one has no default. ``types`` (option name -> type) replaces an option's kind on the command line, e.g. an
+    ``Enum`` of its choices, so Typer lists and checks them."""
     import typer
 
     params = []
     for o in options:
-        kind = str if o.kind is Path and not o.cli_only else o.kind
+        kind = (types or {}).get(o.name, str if o.kind is Path and not o.cli_only else o.kind)
         info = typer.Option(*o.cli_flags, help=o.help, rich_help_panel=o.group or None, hidden=o.hidden)
         params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY,
                                         default=inspect.Parameter.empty if o.required else None,
@@ -190,11 +194,13 @@ def typer_parameters(options: Iterable[Option]) -> list[inspect.Parameter]:
 
 
 def command(options: Iterable[Option], body: Callable[..., None], doc: str,
-            arguments: Iterable[inspect.Parameter] = (), more: Iterable[inspect.Parameter] = ()) -> Callable[..., None]:
+            arguments: Iterable[inspect.Parameter] = (), more: Iterable[inspect.Parameter] = (),
+            types: dict[str, Any] | None = None) -> Callable[..., None]:
     """A function taking one keyword per option (what Typer registers), calling ``body(**given)``;
     ``arguments`` are positional parameters (Typer ``Argument``s) placed before the options, ``more`` hand-made
-    keyword parameters placed after them (a flag an :class:`Option` cannot type, e.g. one taking two paths)."""
-    params = [*arguments, *typer_parameters(options), *more]
+    keyword parameters placed after them (a flag an :class:`Option` cannot type, e.g. one taking two paths),
+    ``types`` as for :func:`typer_parameters`."""
+    params = [*arguments, *typer_parameters(options, types), *more]
 
     def run(**given: Any) -> None:
         body(**given)
@@ -232,10 +238,10 @@ def _cell(text: str) -> str:
 
 
 def default_text(o: Option) -> str:
-    if o.shown_default is not None:
-        return o.shown_default
     if o.required:
         return "required"
+    if o.shown_default is not None:
+        return o.shown_default
     if o.kind is bool:
         return "on" if o.default else "off"
     return "none" if o.default is None else f"`{o.default}`" if o.kind is str else _num(o.default)
@@ -261,7 +267,7 @@ def _metavar(o: Option) -> str:
     if o.metavar:
         return o.metavar
     if o.choices:
-        return "|".join(o.choices) if len(o.choices) <= 4 else "MODE"
+        return "|".join(map(str, o.choices)) if len(o.choices) <= 4 else "MODE"
     return {int: "N", float: "P", str: "NAME", Path: "DIR"}[o.kind]
 
 

@@ -1,7 +1,7 @@
 """`facelab train-enhancer`: train (or continue training) a face enhancer on the workspace's src faces.
 
 The enhancer (:mod:`facelab.enhance`) is the super resolution of ``facelab
-merge --super-resolution NAME``: it upscales the swap model's predicted faces
+merge --enhancer NAME``: it upscales the swap model's predicted faces
 by ``scale``. No pretrained one can be shipped, so it learns from the src face
 set: real src faces at ``input_size * scale`` px are the targets, the same
 faces shrunk to ``input_size`` (and randomly blurred, noised, compressed,
@@ -17,7 +17,6 @@ neither, until Ctrl+C, which saves and returns normally.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from facelab.device import resolve_device
 from facelab.enhance import create_enhancer, list_enhancers
 from facelab.enhance.data import DegradeOptions, margin
 from facelab.enhance.inference import load_checkpoint
+from facelab.enhance.options import ARCHITECTURE, DEFAULTS, OPTIONS  # declared without PyTorch, for the CLI
 from facelab.enhance.training import LoopOptions, evaluate, make_optimizer, train
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.provenance.marker import Marker, require_marker
@@ -38,18 +38,12 @@ from facelab.stages import Summary
 from facelab.train.checkpoint import CONFIG, WEIGHTS, save_checkpoint
 from facelab.workspace import Workspace
 
-DEFAULTS = {"scale": 2, "input_size": 128, "batch_size": 8, "channels": 48, "blocks": 6}
-ARCHITECTURE = ("scale", "channels", "blocks")  # fixed at the first run
 EVAL_FACES = 16  # faces measured against bicubic at the end of a run
-
-
-def _whole(value, lo: int, hi: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
 @dataclass(frozen=True)
 class EnhanceSettings:
-    """Settings of `facelab train-enhancer`.
+    """Settings of `facelab train-enhancer`, each declared in :data:`OPTIONS` (:mod:`facelab.enhance.options`).
 
     Attributes:
         name: model folder name under ``model/`` (default ``enhancer``).
@@ -83,28 +77,16 @@ class EnhanceSettings:
     model: str = "srnet"
 
     def __post_init__(self) -> None:
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            if value is None and option.default is not None:  # None (not given) only where the default is None
+                raise SettingsError(f"{option.name}: None is not allowed", option.hint or f"use {option.range_text()}")
+            option.check(value)
+        # beyond what a declaration says: a plain folder name, a registered enhancer, a device that exists
         if not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name or self.name.startswith("."):
             raise SettingsError(f"name: {self.name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
         if self.model not in list_enhancers():
             raise SettingsError(f"model: unknown enhancer {self.model!r}", f"known enhancers: {', '.join(list_enhancers())}")
-        if self.scale is not None and (isinstance(self.scale, bool) or self.scale not in (2, 4)):
-            raise SettingsError(f"scale: {self.scale!r} is not allowed", "use 2 or 4")
-        if self.input_size is not None and not (_whole(self.input_size, 16, 512) and self.input_size % 8 == 0):
-            raise SettingsError(f"input_size: {self.input_size!r} is out of range", "use a multiple of 8 from 16 to 512")
-        if self.iterations is not None and not _whole(self.iterations, 1, 100_000_000):
-            raise SettingsError(f"iterations: {self.iterations!r} is out of range", "use a whole number from 1 to 100000000, or leave it unset")
-        for key in ("minutes", "save_every_minutes", "preview_every_minutes"):
-            v = getattr(self, key)
-            if v is None and key == "minutes":
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise SettingsError(f"{key}: {v!r} is out of range", "use a number of minutes greater than 0")
-        for key, lo, hi in (("batch_size", 1, 512), ("channels", 4, 256), ("blocks", 0, 32)):
-            v = getattr(self, key)
-            if v is not None and not _whole(v, lo, hi):
-                raise SettingsError(f"{key}: {v!r} is out of range", f"use a whole number from {lo} to {hi}")
-        if not _whole(self.seed, 0, 2**63 - 1):
-            raise SettingsError(f"seed: {self.seed!r} is out of range", "use a whole number >= 0")
         resolve_device(self.device)
 
 
