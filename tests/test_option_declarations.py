@@ -291,3 +291,33 @@ def test_the_sort_eval_cut_and_demo_flags_and_settings_are_their_declarations(co
         with pytest.raises(SettingsError) as e:
             call(**{key: value})
         assert f"{command}.{key}:" in e.value.message or f"{command} {flag}" in e.value.message, e.value.message
+
+
+def _commands():
+    """Every ``facelab`` command and sub-command: ``(name, command)``."""
+    from facelab.cli import app
+
+    def walk(cmd, prefix):
+        for name, sub in cmd.commands.items():
+            if hasattr(sub, "commands"):  # a group (faceset)
+                yield from walk(sub, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", sub
+
+    return list(walk(get_command(app), ""))
+
+
+def test_every_command_is_generated_from_option_declarations():
+    """No hand-written flag is left: each command's flags are exactly its declared options (plus a few hand-made
+    parameters an Option cannot type, e.g. eval's two-path --compare)."""
+    hand_made = {"eval": {"compare"}}
+    commands = _commands()
+    assert len(commands) >= 24
+    for name, cmd in commands:
+        declared = getattr(cmd.callback, "options", None)
+        assert declared is not None, f"`facelab {name}` has hand-written flags: declare them (facelab.options)"
+        flags = {p.name for p in cmd.params if p.param_type_name == "option" and p.name != "help"}
+        assert flags == {o.name for o in declared} | hand_made.get(name, set()), name
+        for o in declared:
+            param = next(p for p in cmd.params if p.name == o.name)
+            assert param.help == o.help and param.hidden == o.hidden, (name, o.name)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
-from facelab.cli import DEMO_RUN, eval_cmd, extract_cmd, media_cmds
+from facelab.cli import DEMO_RUN, WORKSPACE_RUN, eval_cmd, extract_cmd, media_cmds, verify_cmd
 from facelab.enhance import options as enhance
 from facelab.merge import options as merge
 from facelab.stages import cut, demo, denoise, extract, faceset, frames, sort, video
@@ -48,6 +48,9 @@ def tables() -> dict[str, dict[str, str]]:
         "eval": markdown_table(evaluation.OPTIONS + (eval_cmd.COMPARE,)),
     }, "README.md": {
         "demo": markdown_table(demo.OPTIONS + DEMO_RUN),
+        "verify": markdown_table(verify_cmd.OPTIONS),
+    }, "docs/workspace.md": {
+        "workspace": markdown_table(WORKSPACE_RUN),
     }, "docs/merge.md": {
         "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
         "merge-mask": markdown_table(merge.groups()["Face and mask"]),

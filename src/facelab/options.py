@@ -200,6 +200,7 @@ def command(options: Iterable[Option], body: Callable[..., None], doc: str,
     ``arguments`` are positional parameters (Typer ``Argument``s) placed before the options, ``more`` hand-made
     keyword parameters placed after them (a flag an :class:`Option` cannot type, e.g. one taking two paths),
     ``types`` as for :func:`typer_parameters`."""
+    options = tuple(options)
     params = [*arguments, *typer_parameters(options, types), *more]
 
     def run(**given: Any) -> None:
@@ -207,6 +208,7 @@ def command(options: Iterable[Option], body: Callable[..., None], doc: str,
 
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     run.__doc__ = doc
+    run.options = tuple(options)  # type: ignore[attr-defined]  # what the command was made from (tests, the UI)
     return run
 
 

@@ -149,11 +149,15 @@ def _main(
     _state["ws"] = Workspace(workspace)
 
 
-@app.command("workspace")
-def workspace_cmd(
-    clear: Annotated[bool, typer.Option("--clear", help="Delete everything in the workspace except data_src.*/data_dst.*")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before clearing.")] = False,
-) -> None:
+WORKSPACE_RUN = (
+    Option("clear", bool, False, "Delete everything in the workspace except data_src.*/data_dst.*", flags=("--clear",),
+           cli_only=True),
+    Option("yes", bool, False, "Do not ask before clearing.", flags=("--yes", "-y"), cli_only=True),
+)
+"""`facelab workspace`'s flags."""
+
+
+def _workspace(clear: bool | None = None, yes: bool | None = None) -> None:
     """Create the workspace folder layout (or clear it)."""
     ws = current_workspace()
     if clear:
@@ -168,6 +172,9 @@ def workspace_cmd(
     made = ws.create()
     console.print(f"workspace {ws.root}: {len(made)} folders created" if made else f"workspace {ws.root} is ready")
     console.print("next: put your videos there as data_src.mp4 and data_dst.mp4, then run `facelab frames src`")
+
+
+app.command("workspace")(command(WORKSPACE_RUN, _workspace, _workspace.__doc__ or ""))
 
 
 DEMO_RUN = (

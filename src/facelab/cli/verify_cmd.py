@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 
 from facelab.cli import app, console
 from facelab.errors import FacelabError
+from facelab.options import Option, command
 
 
 def _print(line: str) -> None:
@@ -48,11 +50,12 @@ def _show(path: Path, report) -> None:
         _print(f"  note: {note}")
 
 
-@app.command("verify")
-def verify_cmd(
-    files: Annotated[list[Path], typer.Argument(help="Images or videos to check.", show_default=False)],
-    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Videos: look for the watermark in the first N seconds only.", min=0.001)] = None,
-) -> None:
+OPTIONS = (Option("max_seconds", float, None, "Videos: look for the watermark in the first N seconds only.", lo=0,
+                  lo_open=True, metavar="N", cli_only=True),)
+"""`facelab verify`'s flags (it has no settings class)."""
+
+
+def _verify(files: list[Path], max_seconds: float | None = None) -> None:
     """Check files for facelab's marks: watermark, signed C2PA manifest, metadata labels.
 
     Exit status: 0 when every file carries at least one mark, 1 when any file carries none,
@@ -60,6 +63,7 @@ def verify_cmd(
     """
     from facelab.provenance.verify import verify_file
 
+    max_seconds = OPTIONS[0].check(max_seconds, "verify.")
     for path in files:
         if not path.is_file():
             raise FacelabError(f"{path} {'is not a file' if path.exists() else 'does not exist'}", "give the paths of image or video files")
@@ -81,3 +85,8 @@ def verify_cmd(
         if len(files) > 1:
             _print(f"\n{unmarked} of {len(files)} files carry no mark")
         raise typer.Exit(1)
+
+
+_FILES = inspect.Parameter("files", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           annotation=Annotated[list[Path], typer.Argument(help="Images or videos to check.", show_default=False)])
+app.command("verify")(command(OPTIONS, _verify, _verify.__doc__ or "", arguments=[_FILES]))
