@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -167,3 +169,71 @@ def step(fn: F) -> F:
     extra = inspect.Parameter("job", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Job | None")
     run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]
+
+
+class StatusFile:
+    """An ``on_event`` consumer that keeps a running job's state in a small JSON file, so another process (the
+    browser UI) can show a step started elsewhere, and cancel it: a file ``<name>.cancel`` beside it sets the
+    job's token at the next event.
+
+    ``folder`` is a callable giving the folder once it is known (the CLI learns the workspace while parsing), or
+    None to write nothing. The file is written at most every ``min_interval`` seconds and removed by
+    :meth:`close`.
+    """
+
+    def __init__(self, folder: Callable[[], Path | None], command: str, args: list[str], cancel: CancelToken,
+                 min_interval: float = 1.0) -> None:
+        self._folder, self.command, self.args, self.cancel = folder, command, args, cancel
+        self.min_interval = min_interval
+        self.path: Path | None = None
+        self._last = 0.0
+        self._started = time.time()
+
+    def __call__(self, event: Event) -> None:
+        now = time.monotonic()
+        if self.path is None:
+            folder = self._folder()
+            if folder is None:
+                return
+            self.path = Path(folder) / f"{os.getpid()}.json"
+        elif now - self._last < self.min_interval and event.done != event.total:
+            return
+        self._last = now
+        if self.path.with_suffix(".cancel").exists():
+            self.cancel.cancel()
+        doc = {"pid": os.getpid(), "command": self.command, "args": self.args, "started": self._started,
+               "updated": time.time(), "step": event.step, "done": event.done, "total": event.total,
+               "rate": event.rate, "message": event.message}
+        try:
+            from facelab.fileio import atomic_write_bytes
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.path, json.dumps(doc).encode())
+        except OSError:
+            pass  # showing progress elsewhere must never stop the step
+
+    def close(self) -> None:
+        if self.path is not None:
+            for p in (self.path, self.path.with_suffix(".cancel")):
+                p.unlink(missing_ok=True)
+
+
+def read_status_files(folder: Path) -> list[dict[str, Any]]:
+    """The jobs of other processes whose status files are in ``folder`` and whose process still runs; files of
+    processes that are gone (killed) are removed."""
+    found = []
+    for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+            pid = int(doc["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            continue
+        except PermissionError:
+            pass
+        found.append(doc)
+    return found

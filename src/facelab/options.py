@@ -235,6 +235,20 @@ def schema(options: Iterable[Option]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": props}
 
 
+def form_fields(options: Iterable[Option]) -> list[dict[str, Any]]:
+    """A form's fields, one per option (run flags included, hidden ones left out): name, kind, default, help, range,
+    choices, group and the CLI flag, JSON-able: what the browser UI renders its forms from."""
+    out = []
+    for o in options:
+        if o.hidden:
+            continue
+        out.append({"name": o.name, "kind": _KINDS[o.kind], "default": o.default, "help": o.help, "flag": o.cli_flags[0],
+                    "choices": list(o.choices) if o.choices else None, "min": o.lo, "max": o.hi, "min_open": o.lo_open,
+                    "max_open": o.hi_open, "multiple_of": o.multiple_of, "required": o.required, "group": o.group,
+                    "shown_default": default_text(o), "fixed": o.fixed, "saved": o.saved})
+    return out
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 

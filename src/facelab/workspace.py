@@ -113,6 +113,12 @@ class Workspace:
         return self.root / DEMO_MARKER
 
     @property
+    def jobs_dir(self) -> Path:
+        """Status files of running jobs (:class:`facelab.jobs.StatusFile`): how the browser UI sees a step started
+        from the command line in the same workspace."""
+        return self.root / ".facelab" / "jobs"
+
+    @property
     def model_root(self) -> Path:
         return self.root / "model"
 

@@ -32,7 +32,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 # `facelab --help` lists the workflow steps in the order they are run, then the tools
 COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "eval", "demo", "verify", "train-enhancer", "cut", "denoise",
-                 "sort", "faceset")
+                 "sort", "faceset", "ui")
 
 
 class Interrupted(Exception):
@@ -219,6 +219,7 @@ from facelab.cli import media_cmds, extract_cmd, train_cmd, sort_cmd, faceset_cm
 from facelab.cli import merge_cmd, verify_cmd  # noqa: E402,F401
 from facelab.cli import enhance_cmd  # noqa: E402,F401
 from facelab.cli import eval_cmd  # noqa: E402,F401
+from facelab.cli import ui_cmd  # noqa: E402,F401
 
 
 def _print_error(e: FacelabError) -> None:
@@ -239,8 +240,18 @@ def main() -> None:
 
     warnings.showwarning = _show_warning
     bars = Bars(skip=("train",))  # every step's progress arrives as job events; training prints its own log lines
+    job = jobs.Job()
+
+
+    def ws_jobs() -> Path | None:  # known once the command line is parsed
+        ws = _state.get("ws")
+        return ws.jobs_dir if ws is not None and ws.root.is_dir() else None
+
+    # a status file in the workspace lets `facelab ui` show (and cancel) this step
+    status = jobs.StatusFile(ws_jobs, next((a for a in sys.argv[1:] if a in COMMAND_ORDER), ""), sys.argv[1:], job.cancel)
+    job.on_event = lambda event: (bars(event), status(event))
     try:
-        with jobs.running(jobs.Job(on_event=bars)):
+        with jobs.running(job):
             app()
     except FacelabError as e:
         _print_error(e)
@@ -262,6 +273,7 @@ def main() -> None:
         raise SystemExit(130) from None
     finally:
         bars.close()
+        status.close()
 
 
 if __name__ == "__main__":
