@@ -1,0 +1,258 @@
+"""The UI server's core without a browser: the token/cookie/Host/Origin guard, files by id, the steps' forms,
+jobs (start, conflict, cancel, resume), the event stream, and steps started from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+from starlette.testclient import TestClient  # noqa: E402
+
+from facelab.ui.app import create_app  # noqa: E402
+from facelab.ui.security import COOKIE  # noqa: E402
+
+BASE = "http://127.0.0.1:7860"
+ORIGIN = {"origin": BASE}
+
+
+def client(ws, marker, token="tok") -> TestClient:
+    c = TestClient(create_app(ws, token, marker=marker), base_url=BASE)
+    c.cookies.set(COOKIE, token)
+    return c
+
+
+def wait_for(c, job_id, states=("done", "failed", "cancelled"), timeout=120.0) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = c.get(f"/api/jobs/{job_id}", params={"since": 0}).json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {job['state']}")
+
+
+# --- who may talk to the server ---------------------------------------------------------------------------
+
+
+def test_without_the_token_every_request_is_refused(ws, marker):
+    c = TestClient(create_app(ws, "secret", marker=marker), base_url=BASE)
+    for path in ("/", "/api/workspace", "/api/jobs", "/static/ui.css", "/files/data_src/aligned/x.jpg"):
+        r = c.get(path)
+        assert r.status_code == 403 and "open the address" in r.text, path
+    assert c.get("/?token=wrong", follow_redirects=False).status_code == 403
+    c.cookies.set(COOKIE, "wrong")
+    assert c.get("/api/workspace").status_code == 403
+
+
+def test_the_start_url_token_becomes_a_strict_httponly_cookie_and_leaves_the_address(ws, marker):
+    c = TestClient(create_app(ws, "secret", marker=marker), base_url=BASE)
+    r = c.get("/jobs?token=secret&x=1", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/jobs?x=1"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=secret") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    c.cookies.set(COOKIE, "secret")
+    assert c.get("/jobs").status_code == 200
+
+
+def test_foreign_host_and_origin_are_refused_and_changes_need_an_origin(ws, marker):
+    c = client(ws, marker)
+    assert c.get("/", headers={"host": "attacker.example:7860"}).status_code == 421  # DNS rebinding
+    assert c.get("/api/workspace", headers={"origin": "http://attacker.example"}).status_code == 403
+    assert c.post("/api/steps/video", json={}, headers={"origin": "http://attacker.example"}).status_code == 403
+    assert c.post("/api/steps/video", json={}).status_code == 403  # no Origin: not from the UI's page
+    assert c.get("/", headers={"host": "localhost:7860"}).status_code == 200
+
+
+def test_every_response_has_the_strict_security_headers(ws, marker):
+    c = client(ws, marker)
+    for r in (c.get("/"), c.get("/static/js/api.js"), c.get("/api/steps"), c.get("/nothing-here")):
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+
+
+def test_pages_load_no_inline_script_or_style(ws, marker):
+    c = client(ws, marker)
+    for path in ("/", "/jobs"):
+        html = c.get(path).text
+        assert "<script>" not in html and " style=" not in html and "onclick=" not in html
+        assert '<script type="module" src="/static/js/' in html
+
+
+# --- files by id ---------------------------------------------------------------------------------------------
+
+
+def test_files_are_served_by_workspace_id_and_ids_that_leave_the_workspace_are_refused(ws, marker, tmp_path):
+    c = client(ws, marker)
+    face = ws.aligned_paths("src")[0]
+    fid = face.relative_to(ws.root).as_posix()
+    r = c.get(f"/files/{fid}")
+    assert r.status_code == 200 and r.content == face.read_bytes() and r.headers["content-type"] == "image/jpeg"
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(face.read_bytes())
+    (ws.root / "link.png").symlink_to(secret)
+    for bad in ("../secret.png", "data_src/../../secret.png", "%2e%2e/secret.png", "/etc/passwd", "link.png",
+                "data_src\\aligned\\x.jpg", "data_src//aligned/x.jpg"):
+        r = c.get(f"/files/{bad}")
+        assert r.status_code in (403, 404), bad
+        assert r.content != face.read_bytes()
+    (ws.root / "notes.txt").write_text("not an image")
+    assert c.get("/files/notes.txt").status_code == 404
+
+
+def test_file_id_resolution_unit(ws):
+    from facelab.ui.files import FileIdError, file_id, resolve
+
+    face = ws.aligned_paths("dst")[0]
+    assert resolve(ws, file_id(ws, face)) == face.resolve()
+    for bad in ("", "..", "a/../../b", "/abs", "x\x00y"):
+        with pytest.raises(FileIdError):
+            resolve(ws, bad)
+
+
+# --- steps and their forms -------------------------------------------------------------------------------------
+
+
+def test_each_step_form_is_its_commands_declared_options_without_paths(ws, marker):
+    from pathlib import Path
+
+    from typer.main import get_command
+
+    from facelab.cli import app
+
+    forms = {s["name"]: s for s in client(ws, marker).get("/api/steps").json()}
+    assert list(forms) == ["frames", "denoise", "extract", "sort", "train", "merge", "video", "eval"]
+    commands = get_command(app).commands
+    for name, form in forms.items():
+        declared = [o for o in commands[name].callback.options if o.kind is not Path and not o.hidden]
+        names = [f["name"] for f in form["fields"]]
+        assert set(names) <= {o.name for o in declared}, name
+        assert all(f["help"] == next(o.help for o in declared if o.name == f["name"]) for f in form["fields"])
+    assert {"batch_size", "resolution", "archi", "pixel_loss"} <= {f["name"] for f in forms["train"]["fields"]}
+    assert forms["extract"]["sides"] == ["src", "dst"] and forms["train"]["sides"] == []
+    assert not {"config", "reference", "pretrain", "video"} & {f["name"] for s in forms.values() for f in s["fields"]}
+
+
+def test_a_step_with_bad_values_is_refused_before_it_starts(ws, marker):
+    c = client(ws, marker)
+    for body, what in (({"side": "src", "values": {"size": 5}}, "size"), ({"side": "src", "values": {"nosuch": 1}}, "nosuch"),
+                       ({"side": "left", "values": {}}, "side"), ({"values": {"batch_size": 0}}, "batch_size")):
+        step = "train" if "batch_size" in body["values"] else "extract"
+        r = c.post(f"/api/steps/{step}", json=body, headers=ORIGIN)
+        assert r.status_code == 400 and what in r.json()["error"], (body, r.json())
+    assert c.get("/api/jobs").json() == []
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------------
+
+
+def test_a_step_runs_as_a_job_and_reports_its_summary(ws, marker):
+    c = client(ws, marker)
+    r = c.post("/api/steps/sort", json={"side": "src", "values": {"by": "hist"}}, headers=ORIGIN)
+    assert r.status_code == 200, r.text
+    job = wait_for(c, r.json()["id"])
+    assert job["state"] == "done", job
+    assert job["summary"]["line"].startswith("sort") and job["total"] == job["done"] == 30
+
+
+def test_two_jobs_writing_the_same_files_never_run_at_once_and_a_cancel_keeps_the_work(ws, marker, monkeypatch):
+    from facelab.ui import steps
+
+    c = client(ws, marker)
+    release = threading.Event()
+
+    def slow(ws_, side, values, job, log, marker_):
+        from facelab.progress import track
+
+        for _ in track(range(100), 100, f"slow {side}"):
+            release.wait(0.05)
+        return None
+
+    monkeypatch.setitem(steps.STEPS, "sort", steps.Step("sort", "Sort faces", ("src", "dst"), slow))
+    first = c.post("/api/steps/sort", json={"side": "src", "values": {}}, headers=ORIGIN).json()
+    second = c.post("/api/steps/sort", json={"side": "src", "values": {}}, headers=ORIGIN)
+    assert second.status_code == 409 and "writes the same files" in second.json()["error"]
+    other_side = c.post("/api/steps/sort", json={"side": "dst", "values": {}}, headers=ORIGIN)
+    assert other_side.status_code == 200  # dst's faces are other files
+    assert c.post(f"/api/jobs/{first['id']}/cancel", headers=ORIGIN).status_code == 200
+    assert wait_for(c, first["id"])["state"] == "cancelled"
+    c.post(f"/api/jobs/{other_side.json()['id']}/cancel", headers=ORIGIN)
+    assert c.post("/api/jobs/nosuch/cancel", headers=ORIGIN).status_code == 400
+
+
+def test_cancelling_extract_halfway_then_running_it_again_gives_every_face(ws8, marker):
+    c = client(ws8, marker)
+    started = c.post("/api/steps/extract", json={"side": "dst", "values": {"size": 64}}, headers=ORIGIN).json()
+    while c.get(f"/api/jobs/{started['id']}").json()["done"] < 2:
+        time.sleep(0.05)
+    c.post(f"/api/jobs/{started['id']}/cancel", headers=ORIGIN)
+    cancelled = wait_for(c, started["id"])
+    assert cancelled["state"] in ("cancelled", "done")
+    again = c.post("/api/steps/extract", json={"side": "dst", "values": {"size": 64}}, headers=ORIGIN).json()
+    done = wait_for(c, again["id"])
+    assert done["state"] == "done", done
+    assert len(ws8.aligned_paths("dst")) == 7  # seven GRID frames with a face, one picture without
+
+
+def test_the_event_stream_sends_the_jobs(ws, marker):
+    c = client(ws, marker)
+    c.post("/api/steps/sort", json={"side": "dst", "values": {"by": "hist"}}, headers=ORIGIN)
+    with c.stream("GET", "/api/events") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        buf = ""
+        for chunk in r.iter_text():
+            buf += chunk
+            if "\n\n" in buf:
+                break
+    event, data = buf.split("\n")[:2]
+    assert event == "event: jobs"
+    jobs = json.loads(data[len("data: "):])
+    assert jobs[0]["title"] == "sort dst"
+
+
+def test_a_step_started_from_the_command_line_shows_and_can_be_cancelled(ws, marker):
+    from facelab import jobs
+
+    token = jobs.CancelToken()
+    status = jobs.StatusFile(lambda: ws.jobs_dir, "extract", ["extract", "dst"], token, min_interval=0)
+    status(jobs.Event("extract dst", 3, 30, 1.5))
+    c = client(ws, marker)
+    listed = [j for j in c.get("/api/jobs").json() if j["external"]]
+    assert len(listed) == 1 and listed[0]["id"] == f"pid{os.getpid()}" and listed[0]["done"] == 3
+    assert listed[0]["writes"] == ["data_dst/aligned"]
+    conflict = c.post("/api/steps/extract", json={"side": "dst", "values": {}}, headers=ORIGIN)
+    assert conflict.status_code == 409
+    assert c.post(f"/api/jobs/pid{os.getpid()}/cancel", headers=ORIGIN).status_code == 200
+    status(jobs.Event("extract dst", 4, 30, 1.5))
+    assert token.cancelled
+    status.close()
+    assert not any(j["external"] for j in c.get("/api/jobs").json())
+
+
+def test_status_files_of_dead_processes_are_dropped(ws):
+    from facelab import jobs
+
+    ws.jobs_dir.mkdir(parents=True, exist_ok=True)
+    (ws.jobs_dir / "999999999.json").write_text(json.dumps({"pid": 999999999, "command": "train"}))
+    assert jobs.read_status_files(ws.jobs_dir) == []
+    assert not (ws.jobs_dir / "999999999.json").exists()
+
+
+def test_the_workspace_overview_counts_and_names_the_next_step(ws, marker):
+    o = client(ws, marker).get("/api/workspace").json()
+    assert o["sides"]["src"]["faces"] == 30 and o["sides"]["dst"]["faces"] == 30
+    assert o["next"]["step"] == "train"
+
+
+def test_the_ui_command_has_its_declared_flags():
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+
+    r = CliRunner().invoke(app, ["ui", "--help"])
+    assert r.exit_code == 0 and "--no-browser" in r.output and "--port" in r.output
