@@ -181,3 +181,75 @@ def tiny_model():
         return create_model(name, **{k: v for k, v in tiny.items() if k in params})
 
     return make
+
+
+# --- issue 12: the browser UI (a live server and Debian's chromium driven by Playwright) ------------------------
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless chromium through Playwright (launched by its path: Playwright cannot download its own here);
+    skipped with the reason when either is missing (`.ci/run` installs chromium where it can)."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium: install Debian's chromium (tools/ensure-chromium) to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class LiveUI:
+    """A running `facelab ui` server on a free port: ``url`` carries the token (what the CLI prints)."""
+
+    def __init__(self, ws, marker) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from facelab.ui.app import create_app
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.token = "t0k3n"
+        self.ws = ws
+        self.app = create_app(ws, self.token, "127.0.0.1", self.port, marker=marker)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/?token={self.token}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture()
+def live_ui(ws, marker):
+    """The UI server over a fresh copy of the sample-faces workspace."""
+    ui = LiveUI(ws, marker)
+    yield ui
+    ui.stop()
+
+
+@pytest.fixture()
+def page(browser, live_ui):
+    """A fresh browser page already past the token (the cookie set), on the Workspace page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    pg.goto(live_ui.url)
+    yield pg
+    context.close()

@@ -256,3 +256,26 @@ def test_the_ui_command_has_its_declared_flags():
 
     r = CliRunner().invoke(app, ["ui", "--help"])
     assert r.exit_code == 0 and "--no-browser" in r.output and "--port" in r.output
+
+
+def test_a_training_job_saves_and_backs_up_when_asked_and_a_cancel_saves_it(ws, marker):
+    c = client(ws, marker)
+    job = c.post("/api/steps/train", json={"values": {"batch_size": 2, "iterations": 100000, "device": "cpu",
+                                                       "save_every_minutes": 600.0, "backups": 0}}, headers=ORIGIN).json()
+    folder = ws.model_dir("quick")
+    end = time.monotonic() + 120
+    while not (folder / "state.json").exists():  # asked until the first step ran (before that there is nothing)
+        assert time.monotonic() < end and c.get(f"/api/jobs/{job['id']}").json()["state"] == "running"
+        c.post(f"/api/jobs/{job['id']}/ask/save", headers=ORIGIN)
+        time.sleep(0.5)
+    assert c.post(f"/api/jobs/{job['id']}/ask/backup", headers=ORIGIN).status_code == 200
+    while not list((folder / "backups").glob("*")) if (folder / "backups").exists() else True:
+        assert time.monotonic() < end
+        time.sleep(0.2)
+    assert c.post(f"/api/jobs/{job['id']}/ask/nonsense", headers=ORIGIN).status_code == 400
+    c.post(f"/api/jobs/{job['id']}/cancel", headers=ORIGIN)
+    done = wait_for(c, job["id"])
+    assert done["state"] == "cancelled" and done["summary"]["counts"]["iteration"] >= 1
+    saved = json.loads((folder / "state.json").read_text())
+    assert saved["iteration"] == done["summary"]["counts"]["iteration"]  # the cancel saved the last step
+    assert c.post(f"/api/jobs/{job['id']}/ask/save", headers=ORIGIN).status_code == 400  # not running any more

@@ -51,6 +51,7 @@ class Event:
         rate: items per second since the step started, or None before the first item.
         message: a line worth showing (the training losses), or "".
         preview: an image showing the current result (training's preview.jpg), or None.
+        values: figures of this report by name (training's mean losses and ms per iteration), or None.
     """
 
     step: str
@@ -59,6 +60,7 @@ class Event:
     rate: float | None = None
     message: str = ""
     preview: Path | None = None
+    values: dict[str, float] | None = None
 
 
 class Cancelled(KeyboardInterrupt):
@@ -104,6 +106,27 @@ class Job:
     on_event: Callable[[Event], None] | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
     min_interval: float = 0.1
+    _requests: set[str] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def ask(self, what: str) -> None:
+        """Ask the running step for something it offers between two items (training: ``"save"``, ``"backup"``,
+        ``"preview"``), from any thread."""
+        with self._lock:
+            self._requests.add(what)
+
+    def wants(self, what: str) -> bool:
+        """Whether ``what`` was asked for (the request stays)."""
+        with self._lock:
+            return what in self._requests
+
+    def take(self, what: str) -> bool:
+        """Whether ``what`` was asked for; the request is then done."""
+        with self._lock:
+            if what in self._requests:
+                self._requests.discard(what)
+                return True
+            return False
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:

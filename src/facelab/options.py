@@ -245,7 +245,7 @@ def form_fields(options: Iterable[Option]) -> list[dict[str, Any]]:
         out.append({"name": o.name, "kind": _KINDS[o.kind], "default": o.default, "help": o.help, "flag": o.cli_flags[0],
                     "choices": list(o.choices) if o.choices else None, "min": o.lo, "max": o.hi, "min_open": o.lo_open,
                     "max_open": o.hi_open, "multiple_of": o.multiple_of, "required": o.required, "group": o.group,
-                    "shown_default": default_text(o), "fixed": o.fixed, "saved": o.saved})
+                    "shown_default": default_text(o).replace("`", ""), "fixed": o.fixed, "saved": o.saved})
     return out
 
 

@@ -350,8 +350,10 @@ def _saver(r: _Run, model, optimizer, options: dict, adversarial, backups: int, 
         save_checkpoint(r.model_dir, model, optimizer, options, {k: v for k, v in st.items() if k != "stopped"}, prefix=r.prefix,
                         extras=extras)
         age = backup_age_seconds(r.model_dir, r.prefix)
-        if backups and (age is None or age >= r.settings.backup_every_minutes * 60):
-            log(f"backup: {backup_checkpoint(r.model_dir, int(backups), r.prefix)}")
+        job = jobs.current()
+        asked = job is not None and job.take("backup")  # the UI's Backup now
+        if (backups or asked) and (asked or age is None or age >= r.settings.backup_every_minutes * 60):
+            log(f"backup: {backup_checkpoint(r.model_dir, max(int(backups), 1), r.prefix)}")
 
     return save
 

@@ -119,6 +119,9 @@ def run(task: Task, state: dict, schedule: Schedule, save: Callable[[dict], None
                 stop = "interrupted"
             do_preview = now - last_preview >= schedule.preview_every_minutes * 60
             do_save = save is not None and now - last_save >= schedule.save_every_minutes * 60
+            if job is not None:  # asked for by the caller (the UI's Save now / Backup now / P)
+                do_preview = job.take("preview") or do_preview
+                do_save = save is not None and (job.take("save") or job.wants("backup")) or do_save
             if dist is not None:
                 stop, do_preview, do_save = dist.agree(stop, do_preview, do_save)
             if stop is not None:
@@ -142,7 +145,9 @@ def run(task: Task, state: dict, schedule: Schedule, save: Callable[[dict], None
                 line = _log_line(task.loss_names, state["iteration"], ms, np.mean(window, 0), schedule, now - start)
                 log(line)
                 if job is not None:
-                    job.emit(jobs.Event(STEP, state["iteration"], schedule.target_iteration, 1000 / max(ms, 1e-9), line))
+                    values = {n: float(m) for n, m in zip(task.loss_names, np.atleast_1d(np.mean(window, 0)))}
+                    job.emit(jobs.Event(STEP, state["iteration"], schedule.target_iteration, 1000 / max(ms, 1e-9), line,
+                                        values={**values, "ms": ms}))
                 last_log, log_iter0, window = now, state["iteration"], []
             if do_preview:
                 if main:

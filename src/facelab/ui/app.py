@@ -111,6 +111,23 @@ def create_app(ws: Workspace, token: str, host: str = "127.0.0.1", port: int = 7
             raise SettingsError(f"job {job_id} is not running", "reload the Jobs page")
         return {"cancelled": job_id}
 
+    @app.post("/api/jobs/{job_id}/ask/{what}")
+    async def ask_job(job_id: str, what: str):
+        """Ask a running training job to save, back up or draw a preview now (between two iterations)."""
+        if what not in ("save", "backup", "preview"):
+            raise SettingsError(f"cannot ask a job for {what!r}", "ask for save, backup or preview")
+        if not state.jobs.ask(job_id, what):
+            raise SettingsError(f"job {job_id} is not running", "reload the page")
+        return {"asked": what}
+
+    @app.get("/api/jobs/{job_id}/points")
+    async def job_points(job_id: str, since: int = 0):
+        """The job's figures (training losses and ms per iteration) from index ``since`` on."""
+        job = state.jobs.get(job_id)
+        if job is None:
+            raise files.FileIdError(f"no job {job_id}", "reload the page")
+        return {"points": job.points[since:], "next": len(job.points)}
+
     @app.get("/api/events")
     async def events(request: Request):
         """Server-sent events: a ``jobs`` message with every job whenever one changes (at most 5 a second), and a

@@ -24,6 +24,7 @@ from facelab.stages import Summary
 from facelab.workspace import Workspace
 
 LOG_LINES = 400  # kept per job for the page's live log
+POINTS = 20_000  # figures (training losses) kept per job for the page's graph
 
 
 class JobConflict(FacelabError):
@@ -52,6 +53,9 @@ class UIJob:
     error: str | None = None
     hint: str | None = None
     preview: float | None = None  # time of the latest preview event
+    preview_path: str | None = None  # its file, relative to the workspace
+    points: list = field(default_factory=list)  # [done, {name: value}] from events with values (the loss graph)
+    handle: jobs.Job | None = None  # the stage's job: requests (save now ...) go to it
 
     def eta(self) -> float | None:
         if self.state != "running" or not self.rate or self.total is None:
@@ -67,7 +71,8 @@ class UIJob:
         return {"id": self.id, "step": self.step, "title": self.title, "state": self.state, "started": self.started,
                 "finished": self.finished, "done": self.done, "total": self.total, "rate": self.rate, "eta": self.eta(),
                 "phase": self.phase, "log": lines, "log_from": first, "log_seq": self.log_seq, "summary": self.summary,
-                "error": self.error, "hint": self.hint, "preview": self.preview, "writes": sorted(self.writes),
+                "error": self.error, "hint": self.hint, "preview": self.preview, "preview_file": self.preview_path,
+                "points": len(self.points), "writes": sorted(self.writes),
                 "external": False}
 
 
@@ -103,7 +108,7 @@ class JobManager:
         return job
 
     def _run(self, job: UIJob, work) -> None:
-        handle = jobs.Job(on_event=lambda e: self._event(job, e), cancel=job.token, min_interval=0.2)
+        handle = job.handle = jobs.Job(on_event=lambda e: self._event(job, e), cancel=job.token, min_interval=0.2)
         try:
             summary = work(handle, lambda line: self._log(job, line))
             state = "cancelled" if job.token.cancelled else "done"
@@ -126,6 +131,14 @@ class JobManager:
             job.done, job.total, job.rate, job.phase = e.done, e.total, e.rate, e.step
             if e.preview is not None:
                 job.preview = time.time()
+                try:
+                    job.preview_path = e.preview.resolve().relative_to(self.ws.root).as_posix()
+                except ValueError:
+                    job.preview_path = None
+            if e.values:
+                if len(job.points) >= POINTS:  # keep the whole run at half the density
+                    job.points[:] = job.points[::2]
+                job.points.append([e.done, e.values])
             self._touch()
         if e.message:
             self._log(job, e.message)
@@ -192,6 +205,15 @@ class JobManager:
                 path.write_text("cancel\n")
                 return True
         return False
+
+    def ask(self, job_id: str, what: str) -> bool:
+        """Pass a request (``save``, ``backup``, ``preview``) to running job ``job_id``; False when not running."""
+        job = self._jobs.get(job_id)
+        if job is None or job.state != "running" or job.handle is None:
+            return False
+        job.handle.ask(what)
+        self._log(job, f"{what} asked")
+        return True
 
     def wait(self, version: int, timeout: float) -> int:
         """Block until ``version`` changed or ``timeout`` passed; the current version."""
