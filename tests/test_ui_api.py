@@ -279,3 +279,20 @@ def test_a_training_job_saves_and_backs_up_when_asked_and_a_cancel_saves_it(ws, 
     saved = json.loads((folder / "state.json").read_text())
     assert saved["iteration"] == done["summary"]["counts"]["iteration"]  # the cancel saved the last step
     assert c.post(f"/api/jobs/{job['id']}/ask/save", headers=ORIGIN).status_code == 400  # not running any more
+
+
+def test_stopping_the_server_cancels_the_running_jobs_and_waits_for_them(ws, marker, monkeypatch):
+    from facelab.ui import steps
+
+    def slow(ws_, side, values, job, log, marker_):
+        from facelab.progress import track
+
+        for _ in track(range(1000), 1000, "slow"):
+            time.sleep(0.01)
+
+    monkeypatch.setitem(steps.STEPS, "sort", steps.Step("sort", "Sort faces", ("src", "dst"), slow))
+    c = client(ws, marker)
+    job = c.post("/api/steps/sort", json={"side": "src", "values": {}}, headers=ORIGIN).json()
+    manager = c.app.app.state.ui.jobs
+    assert manager.stop_all(timeout=30) == []
+    assert manager.get(job["id"]).state == "cancelled"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from facelab.options import markdown_table, replace_table
-from facelab.cli import DEMO_RUN, WORKSPACE_RUN, eval_cmd, extract_cmd, media_cmds, verify_cmd
+from facelab.cli import DEMO_RUN, WORKSPACE_RUN, eval_cmd, extract_cmd, media_cmds, ui_cmd, verify_cmd
 from facelab.enhance import options as enhance
 from facelab.merge import options as merge
 from facelab.stages import cut, demo, denoise, extract, faceset, frames, sort, video
@@ -49,6 +49,8 @@ def tables() -> dict[str, dict[str, str]]:
     }, "README.md": {
         "demo": markdown_table(demo.OPTIONS + DEMO_RUN),
         "verify": markdown_table(verify_cmd.OPTIONS),
+    }, "docs/ui.md": {
+        "ui": markdown_table(ui_cmd.OPTIONS),
     }, "docs/workspace.md": {
         "workspace": markdown_table(WORKSPACE_RUN),
     }, "docs/merge.md": {

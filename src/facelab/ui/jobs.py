@@ -56,6 +56,7 @@ class UIJob:
     preview_path: str | None = None  # its file, relative to the workspace
     points: list = field(default_factory=list)  # [done, {name: value}] from events with values (the loss graph)
     handle: jobs.Job | None = None  # the stage's job: requests (save now ...) go to it
+    thread: threading.Thread | None = None
 
     def eta(self) -> float | None:
         if self.state != "running" or not self.rate or self.total is None:
@@ -103,8 +104,8 @@ class JobManager:
             job = UIJob(f"j{next(self._ids)}", step, title, frozenset(writes))
             self._jobs[job.id] = job
             self._touch()
-        thread = threading.Thread(target=self._run, args=(job, work), name=f"facelab-job-{job.id}", daemon=True)
-        thread.start()
+        job.thread = threading.Thread(target=self._run, args=(job, work), name=f"facelab-job-{job.id}", daemon=True)
+        job.thread.start()
         return job
 
     def _run(self, job: UIJob, work) -> None:
@@ -205,6 +206,18 @@ class JobManager:
                 path.write_text("cancel\n")
                 return True
         return False
+
+    def stop_all(self, timeout: float = 600.0) -> list[str]:
+        """Cancel every running job and wait for each to stop (a training saves first); the titles of those still
+        running after ``timeout`` seconds."""
+        running = [j for j in self._jobs.values() if j.state == "running"]
+        for j in running:
+            j.token.cancel()
+        end = time.monotonic() + timeout
+        for j in running:
+            if j.thread is not None:
+                j.thread.join(max(0.0, end - time.monotonic()))
+        return [j.title for j in running if j.thread is not None and j.thread.is_alive()]
 
     def ask(self, job_id: str, what: str) -> bool:
         """Pass a request (``save``, ``backup``, ``preview``) to running job ``job_id``; False when not running."""

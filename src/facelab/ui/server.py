@@ -52,4 +52,12 @@ def serve(ws: Workspace, *, marker: Marker, host: str = "127.0.0.1", port: int =
         "running jobs stop and keep their work)")
     if open_browser:
         threading.Timer(0.8, lambda: webbrowser.open(url)).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:  # the server stopped (Ctrl+C): running jobs stop as on Ctrl+C, keeping their work
+        jobs = app.app.state.ui.jobs
+        if any(j["state"] == "running" and not j["external"] for j in jobs.all()):
+            say("stopping the running jobs (finished work is kept; a training saves) ...")
+            left = jobs.stop_all()
+            if left:
+                say(f"still running after 10 minutes, left unfinished: {', '.join(left)}")
