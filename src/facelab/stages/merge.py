@@ -30,7 +30,6 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facelab import jobs
@@ -48,12 +47,12 @@ from facelab.merge.compose import (
     PreparedFaces,
     aligned_outputs,
     compose_faces,
-    merge_frame,
     passthrough_frame,
     prepare_faces,
     run_predictor,
 )
 from facelab.merge.ranges import FrameRange, MergePlan
+from facelab.merge.session import MergeSession, markable
 from facelab.merge.sources import frame_number as _frame_number
 from facelab.merge.sources import group_records, resolve_model
 from facelab.merge.sources import load_enhancer as _load_enhancer
@@ -64,7 +63,6 @@ from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
 from facelab.provenance.marker import Marker, require_marker
-from facelab.provenance.watermark import MIN_SIZE as WATERMARK_MIN
 from facelab.stages import Summary
 from facelab.steprecord import Saved, StepRecord
 from facelab.workspace import Workspace
@@ -81,10 +79,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 def _write_synthetic_png(path: Path, image: np.ndarray, marker: Marker) -> None:
     """A merged frame: invisible watermark, IPTC labels and a signed C2PA manifest (see facelab.provenance).
     An image smaller than the watermark needs (a raw-predict face of a tiny test model) is enlarged to it."""
-    if min(image.shape[:2]) < WATERMARK_MIN:
-        k = WATERMARK_MIN / min(image.shape[:2])
-        image = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
-    atomic_write_bytes(path, marker.png(image, path.name))
+    atomic_write_bytes(path, marker.png(markable(image), path.name))
 
 
 def _fingerprint(model_id: str | None, plan: MergePlan, number: int | None) -> str:
@@ -441,48 +436,21 @@ def preview(ws: Workspace, name: str, settings: MergeSettings | MergePlan, frame
     """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``
     and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic by ``marker``
     (required, as in :func:`run`); nothing else is rendered or recorded. ``gpu`` picks a model trained
-    with ``--gpu N``, as in :func:`run`."""
+    with ``--gpu N``, as in :func:`run`. The frame is rendered by the interactive merger's
+    :class:`~facelab.merge.session.MergeSession`, so the two show the same pixels."""
     marker = require_marker(marker, "merge preview")
     start = time.perf_counter()
     plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
-    frames = {(_frame_number(p.stem) or -1): p for p in ws.require_frames("dst")}
-    if frame not in frames:
-        lo, hi = min(frames), max(frames)
-        raise SettingsError(f"preview: there is no dst frame {frame}", f"use a frame number from {lo} to {hi}")
-    path = frames[frame]
-    model_warnings = []
-    if predictor is None:
-        from facelab.inference import load_predictor
-
-        model_dir, prefix, model_warnings = resolve_model(ws, name, gpu)
-        predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
-    st = plan.settings_for(frame)
-    by_frame, warnings = group_records(ws.require_aligned("dst"))
-    warnings = model_warnings + warnings
-    by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
-    image = read_image(path)
-    recs = by_frame.get(path.name, [])
-    enhancer = _load_enhancer(ws, st.enhancer, device)
+    session = MergeSession(ws, name, device, gpu=gpu, marker=marker, predictor=predictor, cache_frames=1)
+    shown = session.render(frame, plan.settings_for(frame), side_by_side=True)
+    warnings = session.warnings + list(shown.notes)
+    if not shown.faces:
+        warnings.append(f"frame {frame} has no face: the preview is the frame itself")
     out_dir = ws.merged_preview_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    if st.mode == "raw-predict":
-        outs = []
-        if recs:
-            prepared = prepare_faces(image, recs, predictor.resolution, predictor.face_type)
-            faces, masks, dst_masks = run_predictor(predictor, prepared, st)
-            outs = aligned_outputs(prepared, faces, masks, st, dst_masks=dst_masks, enhancer=enhancer)
-        merged = np.hstack([f for f, _ in outs]) if outs else image
-    else:
-        merged, _ = merge_frame(image, recs, predictor, st, motion=_motions(recs, frame, by_number) if st.motion_blur else None,
-                                enhancer=enhancer)
-    if not recs:
-        warnings.append(f"frame {frame} has no face: the preview is the frame itself")
-    side = merged[..., :3]
-    if side.shape[0] != image.shape[0]:
-        scale = image.shape[0] / side.shape[0]
-        side = cv2.resize(side, (max(1, round(side.shape[1] * scale)), image.shape[0]), interpolation=cv2.INTER_CUBIC)
-    out = out_dir / f"{path.stem}.png"
-    _write_synthetic_png(out, merged, marker)
-    _write_synthetic_png(out_dir / f"{path.stem}_compare.png", np.hstack([image, side]), marker)
-    return Summary(step="merge preview", counts={"frame": frame, "faces": len(recs)}, seconds=time.perf_counter() - start,
-                   outputs=[str(out), str(out_dir / f"{path.stem}_compare.png")], warnings=warnings)
+    stem = Path(shown.source).stem
+    out, compare = out_dir / f"{stem}.png", out_dir / f"{stem}_compare.png"
+    atomic_write_bytes(out, session.png(shown, "image", out.name))
+    atomic_write_bytes(compare, session.png(shown, "side_by_side", compare.name))
+    return Summary(step="merge preview", counts={"frame": frame, "faces": shown.faces}, seconds=time.perf_counter() - start,
+                   outputs=[str(out), str(compare)], warnings=warnings)
