@@ -1,6 +1,6 @@
 """The interactive merger's engine (facelab.merge.session) with a real trained model: the same pixels as
 `facelab merge`, the model run once per frame and save, a newer save picked up, marking, bad input; and the
-preview command, which renders through it."""
+plan edits it goes with (MergePlan.changes / with_changes, stages.merge.saved_plan)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from facelab.errors import FacelabError, SettingsError
 from facelab.merge.compose import MergeSettings
-from facelab.merge.ranges import FrameRange
+from facelab.merge.ranges import FrameRange, MergePlan
 from facelab.merge.session import MergeSession
 from facelab.provenance.verify import verify_file
 from facelab.provenance.watermark import detect_frames
@@ -222,3 +222,39 @@ def test_jitter_suppression_is_noted_not_shown(session):
     shown = session.render(frame, MergeSettings(suppress_jitter=True))
     assert any("suppress_jitter" in n for n in shown.notes)
     assert np.array_equal(shown.image, session.render(frame, MergeSettings()).image)
+
+
+# --- plan edits: this frame, a range, all ---------------------------------------------------------------------------
+
+
+def test_changes_apply_to_one_frame_a_range_or_all():
+    plan = MergePlan(MergeSettings(mode="overlay")).with_range(FrameRange(10, 20), {"erode": 20, "color": "lct"})
+    shown = MergeSettings(mode="overlay", erode=20, color="lct", blur=15)  # on frame 12 the user widened the edge
+    changes = plan.changes(12, shown)
+    assert changes == {"blur": 15} and plan.changes(12, plan.settings_for(12)) == {}
+    assert plan.with_changes({}) is plan
+
+    one = plan.with_changes(changes, FrameRange(12, 12))
+    assert one.settings_for(12) == shown and one.settings_for(11) == plan.settings_for(11)
+    assert one.settings_for(30) == plan.default
+
+    ranged = plan.with_changes(changes, FrameRange(10, 20))  # the entry for exactly 10-20 keeps its other overrides
+    assert ranged.settings_for(15) == MergeSettings(mode="overlay", erode=20, color="lct", blur=15)
+    assert len(ranged.ranges) == 1 and ranged.settings_for(21) == plan.default
+
+    every = plan.with_changes({"blur": 15, "erode": 5})
+    assert every.default == MergeSettings(mode="overlay", blur=15, erode=5)
+    assert every.settings_for(15) == MergeSettings(mode="overlay", blur=15, erode=5, color="lct")  # the range keeps colour only
+    assert MergePlan.from_dict(every.to_dict()) == every
+    assert plan.with_changes({"erode": 1, "color": "none"}).ranges == ()  # a range left without overrides goes
+    with pytest.raises(SettingsError, match="erode"):
+        plan.with_changes({"erode": 999})
+
+
+def test_a_run_keeps_the_edited_plan_for_the_next(ws, marker):
+    assert stage.saved_plan(ws) is None
+    plan = MergePlan(MergeSettings(mode="overlay")).with_changes({"blur": 30}, FrameRange(3, 5))
+    stage.run(ws, "quick", plan, device="cpu", only=FrameRange(1, 7), marker=marker)
+    assert stage.saved_plan(ws) == plan
+    again, only = stage.plan_from_options(ws, {})
+    assert again.ranges == plan.ranges and only is None

@@ -403,6 +403,15 @@ def _finished(ws: Workspace, p: Path, plan: MergePlan, done: dict[str, str], wan
     return (ws.merged_dir / f"{p.stem}.png").is_file() and (ws.merged_mask_dir / f"{p.stem}.png").is_file()
 
 
+def saved_plan(ws: Workspace) -> MergePlan | None:
+    """The plan (default and per-range settings) of the last merge run in this workspace, kept in its step
+    record for the runs after it; None before the first. :func:`run` saves the plan it is given, so an
+    editor (the UI's merger) reads the plan here and hands its edited plan to :func:`run`."""
+    last = _record(ws).load()
+    saved = last.settings.get("plan") if last is not None else None
+    return MergePlan.from_dict(saved) if saved else None
+
+
 def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, frames: str | None = None,
                       clear_ranges: bool = False) -> tuple[MergePlan, FrameRange | None]:
     """The plan a ``facelab merge`` command line asks for, and the frames to render (None: all).
@@ -415,16 +424,14 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
     from facelab.settings_file import load_toml
 
     file_plan = MergePlan.from_toml(load_toml(config), str(config)) if config is not None else None
-    last = _record(ws).load()
-    saved = last.settings.get("plan") if last is not None else None
-    saved_plan = MergePlan.from_dict(saved) if saved else None
+    last_plan = saved_plan(ws)
     if frames is None:
         base = file_plan.default.to_dict() if file_plan else {}
         plan = MergePlan(MergeSettings.from_dict({**base, **given}))
-        ranges = file_plan.ranges if file_plan and file_plan.ranges else (() if clear_ranges or saved_plan is None else saved_plan.ranges)
+        ranges = file_plan.ranges if file_plan and file_plan.ranges else (() if clear_ranges or last_plan is None else last_plan.ranges)
         return dataclasses.replace(plan, ranges=ranges), None
     only = FrameRange.parse(frames)
-    plan = file_plan or saved_plan or MergePlan()
+    plan = file_plan or last_plan or MergePlan()
     if clear_ranges:
         plan = dataclasses.replace(plan, ranges=())
     return plan.with_range(only, given), only
