@@ -212,6 +212,43 @@ def test_rendered_frames_carry_the_mark(session, tmp_path):
         session.png(raw, "side_by_side")
 
 
+def test_a_draft_is_the_frame_smaller_and_close_to_it(session):
+    frame = session.frames()[8]
+    settings = MergeSettings(mode="overlay", face_scale=10, erode=10, mask="dst")  # the hull: a mask of ones inside
+    full = session.render(frame, settings)
+    draft = session.render(frame, settings, scale=0.5, side_by_side=True)
+    h, w = full.image.shape[:2]
+    assert draft.scale == 0.5 and full.scale == 1.0 and set(draft.timings) == {"compose", "mark"}
+    assert draft.image.shape == (h // 2, w // 2, 3) and draft.mask.shape == (h // 2, w // 2)
+    assert draft.side_by_side.shape == (h // 2, w, 3) and detect_frames([draft.image]).found
+    small = cv2.resize(full.image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(full.mask, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    face = small_mask > 128
+    # the face where it belongs: a 2 px shift gives 18 here, the unmerged frame 30 (seamless, of a boundary
+    # at half the resolution, 9)
+    assert face.sum() > 500 and np.abs(small.astype(int) - draft.image)[face].mean() < 8
+    assert np.abs(small_mask.astype(int) - draft.mask).mean() < 1
+    assert session.render(frame, settings, scale=1).image.tobytes() == full.image.tobytes()
+    for bad in (0.1, 1.5, 0, "0.5", True):
+        with pytest.raises(SettingsError, match="scale"):
+            session.render(frame, settings, scale=bad)
+
+
+def test_draft_scale_fits_the_budget():
+    from facelab.merge.session import Rendered, draft_scale
+
+    def shown(compose: float, scale: float = 1.0) -> Rendered:
+        empty = np.zeros((4, 4), np.uint8)
+        return Rendered(1, "00001.png", MergeSettings(), empty, empty, None, 1, None, scale, {"compose": compose, "mark": 1.0})
+
+    assert draft_scale(shown(40.0)) == 1.0  # overlay at 720p: exact frames live
+    assert draft_scale(shown(250.0)) == 0.75  # 251 * 0.5625 = 141 <= 150
+    assert draft_scale(shown(400.0)) == 0.5
+    assert draft_scale(shown(100.0, scale=0.5)) == 0.5  # a draft's time counts for its size: 404 ms in full
+    assert draft_scale(shown(5000.0)) == 0.25
+    assert draft_scale(shown(250.0), budget_ms=1000) == 1.0
+
+
 def test_a_session_needs_a_marker(trained_ws):
     with pytest.raises(FacelabError, match="no Marker"):
         MergeSession(trained_ws, "quick", "cpu")

@@ -21,17 +21,27 @@ frames shown:
   asks for them; the enhanced faces per enhancer (DeepFaceLab's super
   resolution), once one is chosen.
 
+What is left of an update is composing: the face steps at the model's size
+(a few ms) and the frame-sized work, warping the face back and blending it,
+which grows with the face's area in the frame. Seamless (Poisson) blending of a
+close-up face at 1280x720 costs about the whole 250 ms an update may take on 2
+cores, so :meth:`MergeSession.render` can compose a draft on a smaller copy of
+the frame (``scale``, picked by :func:`draft_scale`) while a control moves; the
+exact frame follows when it stops.
+
 When the model folder gets a new save (training saved a checkpoint), the next
 render loads it and predicts again; decoded frames and records are kept.
 :meth:`MergeSession.refresh` forgets everything (new frames or faces on disk).
 
-Two differences from ``facelab merge``, both stated in :attr:`Rendered.notes`:
-``suppress_jitter`` is a running average over the frames before (the render
-loop's :class:`~facelab.merge.temporal.JitterFilter`), which one frame alone
-cannot show; and the merge runs the model on batches of faces from several
-frames (``--batch-size``, default 8), where the CPU's arithmetic may differ by
-a rounding step from one frame's batch, so a pixel may differ by 1 (a merge
-with ``--batch-size 1`` gives the same pixels).
+Where a render can differ from ``facelab merge``: ``suppress_jitter`` is a
+running average over the frames before (the render loop's
+:class:`~facelab.merge.temporal.JitterFilter`), which one frame alone cannot
+show (:attr:`Rendered.notes` says so); and the merge runs the model on batches
+of faces from several frames (``--batch-size``, default 8), whose arithmetic
+may differ from one frame's batch by a rounding step, so a pixel could differ
+by 1 (the merge's own tests allow that between batch sizes; a merge with
+``--batch-size 1`` gives the same pixels by construction, and on the test clip
+batch 8 did too).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -58,11 +68,14 @@ from facelab.merge.compose import (
     predict_dst_masks,
     prepare_faces,
 )
+from facelab.merge.masks import parse_mask
 from facelab.merge.sources import frame_number, group_records, load_enhancer, model_id, motions, resolve_model
 from facelab.provenance.marker import Marker, require_marker
 from facelab.provenance.watermark import MIN_SIZE as WATERMARK_MIN
 from facelab.workspace import Workspace
 
+MIN_SCALE = 0.25
+"""The smallest draft scale :meth:`MergeSession.render` takes."""
 VIEWS = ("image", "side_by_side", "mask")
 """What :meth:`MergeSession.png` encodes of a :class:`Rendered`."""
 
@@ -85,7 +98,7 @@ class Rendered:
         source: the frame's file name (``00012.png``); merged files have the same name.
         settings: the settings it was merged with.
         image: ``(H, W, 3) uint8`` BGR merged frame, ``(H, W, 4)`` BGRA with ``settings.alpha``, watermarked:
-            the pixels ``facelab merge`` writes to ``data_dst/merged/<frame>.png``. In ``raw-predict`` mode the
+            at ``scale`` 1 the pixels ``facelab merge`` writes to ``data_dst/merged/<frame>.png``. In ``raw-predict`` mode the
             aligned faces side by side (what ``merge --preview`` writes), or the frame when it has no face.
         mask: ``(H, W) uint8`` blend mask 0..255 (``data_dst/merged_mask/<frame>.png``; raw-predict: the
             faces' masks side by side).
@@ -93,6 +106,8 @@ class Rendered:
             watermarked (``merge --preview``'s ``_compare.png``), or None when not asked for.
         faces: faces merged.
         model_id: save id of the model that predicted them (None for a model given as an object).
+        scale: 1 for the exact frame; less for a draft (:meth:`MergeSession.render`'s ``scale``): the image, mask
+            and side-by-side are that much smaller, and only approximate the frame the merge writes.
         timings: milliseconds of each part that ran for this render (``decode``, ``prepare``, ``predict``,
             ``dst_masks``, ``enhance``, ``compose``, ``mark``); a part served from the cache is absent.
         notes: where this frame differs from what the merge would write, and why.
@@ -106,6 +121,7 @@ class Rendered:
     side_by_side: np.ndarray | None
     faces: int
     model_id: str | None
+    scale: float = 1.0
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -123,6 +139,15 @@ class _Frame:
     masks: np.ndarray | None = None
     dst_masks: np.ndarray | None = None
     enhanced: dict[str, np.ndarray] = field(default_factory=dict)
+    drafts: dict[float, tuple[np.ndarray, float, float]] = field(default_factory=dict)  # the last draft size only
+
+    def scaled(self, scale: float) -> tuple[np.ndarray, float, float]:
+        """The frame scaled by about ``scale`` (INTER_AREA) and the exact x and y factors of its rounded size."""
+        if scale not in self.drafts:
+            h, w = self.image.shape[:2]
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            self.drafts = {scale: (cv2.resize(self.image, size, interpolation=cv2.INTER_AREA), size[0] / w, size[1] / h)}
+        return self.drafts[scale]
 
     def forget_predictions(self) -> None:
         self.prepared = self.faces = self.masks = self.dst_masks = None
@@ -190,6 +215,10 @@ class MergeSession:
     def frames(self) -> list[int]:
         """The dst frame numbers, ascending."""
         return sorted(self._paths)
+
+    def face_counts(self) -> dict[int, int]:
+        """Frame number -> faces recorded on it (0 for a frame without one), for a scrubber's marks."""
+        return {n: len(self._by_frame.get(p.name, [])) for n, p in sorted(self._paths.items())}
 
     def _frame(self, number: int, timings: dict[str, float]) -> _Frame:
         if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or int(number) not in self._paths:
@@ -266,7 +295,7 @@ class MergeSession:
             t = time.perf_counter()
             entry.faces, entry.masks = p.predict(entry.prepared.faces)
             timings["predict"] = _ms(t)
-        if entry.dst_masks is None and "learned-dst" in settings.mask:
+        if entry.dst_masks is None and "learned-dst" in parse_mask(settings.mask):
             t = time.perf_counter()
             entry.dst_masks = predict_dst_masks(p, entry.prepared, settings)
             timings["dst_masks"] = _ms(t)
@@ -290,21 +319,27 @@ class MergeSession:
         return cached
 
     # -- rendering ----------------------------------------------------------------------------
-    def render(self, frame: int, settings: MergeSettings, *, side_by_side: bool = False) -> Rendered:
+    def render(self, frame: int, settings: MergeSettings, *, side_by_side: bool = False, scale: float = 1.0) -> Rendered:
         """Merge dst frame ``frame`` with ``settings``; the model runs only when the cache lacks its output.
 
         Args:
             frame: a frame number of :meth:`frames`.
             settings: the frame's merge settings (a :class:`MergePlan`'s ``settings_for(frame)``).
             side_by_side: also make :attr:`Rendered.side_by_side`.
+            scale: ``0.25..1``: put the faces into the frame scaled by this (a draft, see :func:`draft_scale`);
+                1 (default) gives the exact frame. The face steps run at full size either way; only the
+                frame-sized work (warping back, blending) shrinks. Not used by ``raw-predict``.
 
         Raises:
-            SettingsError: no such frame; settings that are not a :class:`MergeSettings`; an enhancer or a
-                ``learned-dst`` mask the model cannot give.
+            SettingsError: no such frame; settings that are not a :class:`MergeSettings`; a scale out of range;
+                an enhancer or a ``learned-dst`` mask the model cannot give.
         """
         if not isinstance(settings, MergeSettings):
             raise SettingsError(f"merge: expected MergeSettings, got {type(settings).__name__}",
                                 "build them with MergeSettings(...) or MergePlan.settings_for(frame)")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not MIN_SCALE <= scale <= 1:
+            raise SettingsError(f"merge: scale {scale!r} is out of range", f"use {MIN_SCALE} to 1 (1: the exact frame)")
+        scale = 1.0 if settings.mode == "raw-predict" else float(scale)
         with self._lock:
             timings: dict[str, float] = {}
             notes: list[str] = []
@@ -315,27 +350,40 @@ class MergeSession:
                 self._predict(int(frame), entry, settings, timings)
                 enhancer = self._enhance(entry, settings.enhancer, timings)
             t = time.perf_counter()
-            merged, mask = self._compose(entry, settings, enhancer)
+            original, merged, mask = self._compose(entry, settings, enhancer, scale)
             timings["compose"] = _ms(t)
             t = time.perf_counter()
             image = self.marker.watermark(markable(merged))
-            both = self.marker.watermark(markable(_side_by_side(entry.image, merged))) if side_by_side else None
+            both = self.marker.watermark(markable(_side_by_side(original, merged))) if side_by_side else None
             timings["mark"] = _ms(t)
         if settings.suppress_jitter and settings.mode != "raw-predict":
             notes.append("suppress_jitter steadies the face over the frames before it: the merge applies it, this single frame does not show it")
-        return Rendered(int(frame), entry.path.name, settings, image, mask, both, len(entry.records), self.model_id, timings, tuple(notes))
+        return Rendered(int(frame), entry.path.name, settings, image, mask, both, len(entry.records), self.model_id,
+                        scale, timings, tuple(notes))
 
-    def _compose(self, entry: _Frame, st: MergeSettings, enhancer) -> tuple[np.ndarray, np.ndarray]:
-        """Steps 3-14 of :mod:`facelab.merge.compose` on the cached model outputs."""
+    def _compose(self, entry: _Frame, st: MergeSettings, enhancer, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Steps 3-14 of :mod:`facelab.merge.compose` on the cached model outputs: ``(dst frame as shown, merged,
+        mask)``."""
+        image = entry.image
         if st.mode == "raw-predict":  # the aligned faces side by side, as merge --preview shows them
             if not entry.records:
-                return entry.image, np.zeros(entry.image.shape[:2], np.uint8)
+                return image, image, np.zeros(image.shape[:2], np.uint8)
             outs = aligned_outputs(entry.prepared, entry.faces, entry.masks, st, dst_masks=entry.dst_masks, enhancer=enhancer)
-            return np.hstack([f for f, _ in outs]), np.hstack([m for _, m in outs])
+            return image, np.hstack([f for f, _ in outs]), np.hstack([m for _, m in outs])
+        prepared, motion = entry.prepared, entry.motion if st.motion_blur else None
+        if scale != 1.0:
+            image, kx, ky = entry.scaled(scale)
+            if prepared is not None:  # frame -> face affines of the smaller frame: x = x_small / k
+                mats = prepared.mats.copy()
+                mats[:, :, 0] /= kx
+                mats[:, :, 1] /= ky
+                prepared = replace(prepared, mats=mats)
+            if motion is not None:
+                motion = [None if m is None else (m[0] * kx, m[1] * ky) for m in motion]
         if not entry.records:
-            return passthrough_frame(entry.image, st)
-        return compose_faces(entry.image, entry.prepared, entry.faces, entry.masks, st, dst_masks=entry.dst_masks,
-                             motion=entry.motion if st.motion_blur else None, enhancer=enhancer)
+            return (image, *passthrough_frame(image, st))
+        return (image, *compose_faces(image, prepared, entry.faces, entry.masks, st, dst_masks=entry.dst_masks,
+                                      motion=motion, enhancer=enhancer))
 
     def png(self, rendered: Rendered, view: str = "image", title: str | None = None) -> bytes:
         """PNG bytes of one view of ``rendered`` (:data:`VIEWS`), as the merge writes its files: the image
@@ -354,6 +402,23 @@ class MergeSession:
         if title is None:
             title = rendered.source if view == "image" else f"{Path(rendered.source).stem}_compare.png"
         return self.marker.sign_bytes(data, "image/png", title)
+
+
+def draft_scale(last: Rendered, budget_ms: float = 250.0) -> float:
+    """The ``scale`` for live renders of a frame while a control moves, from a render of it (``last``).
+
+    The frame-sized work (warping back, blending) grows with the frame's area, and it is most of
+    ``compose``: a seamless blend of a close-up face at 1280x720 took ~250 ms on 2 cores
+    (``benchmarks/bench_merge_preview.py --zoom 2.5``), overlay ~35 ms. Returns the largest of 1, 0.75,
+    0.5, 0.25 whose ``compose + mark`` time, estimated as ``last``'s times the area ratio, fits in 60 % of
+    ``budget_ms`` (the rest is the request and the PNG), or 0.25. Render the exact frame (scale 1) once
+    the control stops, or to apply settings.
+    """
+    full = (last.timings.get("compose", 0.0) + last.timings.get("mark", 0.0)) / (last.scale * last.scale)
+    for scale in (1.0, 0.75, 0.5):
+        if full * scale * scale <= 0.6 * budget_ms:
+            return scale
+    return MIN_SCALE
 
 
 def _side_by_side(image: np.ndarray, merged: np.ndarray) -> np.ndarray:
