@@ -284,16 +284,25 @@ def run_predictor(predictor: Predictor, prepared: PreparedFaces, settings: Merge
         SettingsError: ``learned-dst`` with a predictor that has no ``predict_dst_mask``.
     """
     faces, masks = predictor.predict(prepared.faces)
-    dst_masks = None
-    if "learned-dst" in _mask_names(settings):
-        fn = getattr(predictor, "predict_dst_mask", None)
-        if fn is None:
-            raise SettingsError(
-                f"merge setting mask={settings.mask!r}: this model cannot predict dst masks (learned-dst)",
-                "use learned, dst or predicted masks with it",
-            )
-        dst_masks = fn(prepared.faces)
-    return faces, masks, dst_masks
+    return faces, masks, predict_dst_masks(predictor, prepared, settings)
+
+
+def predict_dst_masks(predictor: Predictor, prepared: PreparedFaces, settings: MergeSettings) -> np.ndarray | None:
+    """The dst-side masks ``(N, R, R) float32 [0, 1]`` when the ``mask`` setting uses ``learned-dst``, else None
+    (the part of :func:`run_predictor` a caller with cached predictions runs on its own).
+
+    Raises:
+        SettingsError: ``learned-dst`` with a predictor that has no ``predict_dst_mask``.
+    """
+    if "learned-dst" not in _mask_names(settings):
+        return None
+    fn = getattr(predictor, "predict_dst_mask", None)
+    if fn is None:
+        raise SettingsError(
+            f"merge setting mask={settings.mask!r}: this model cannot predict dst masks (learned-dst)",
+            "use learned, dst or predicted masks with it",
+        )
+    return fn(prepared.faces)
 
 
 def _face_roi(mat: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:

@@ -79,6 +79,34 @@ class MergePlan:
         kept = tuple(r for r in self.ranges if r[0] != frames)
         return replace(self, ranges=(*kept, (frames, tuple(sorted(_check_overrides(overrides).items())))))
 
+    def changes(self, frame_number: int | None, settings: MergeSettings) -> dict[str, Any]:
+        """The settings in which ``settings`` differ from what this plan gives frame ``frame_number``: what an
+        editor changed while looking at that frame (``{}`` for none)."""
+        now, wanted = self.settings_for(frame_number).to_dict(), settings.to_dict()
+        return {k: v for k, v in wanted.items() if now[k] != v}
+
+    def with_changes(self, changes: dict[str, Any], frames: FrameRange | None = None) -> MergePlan:
+        """This plan with ``changes`` (setting -> value) for ``frames``, or for every frame (None).
+
+        Every frame of ``frames`` gets the changed values and keeps its other settings. For one range: the
+        entry for exactly these frames takes the changes (its other overrides stay) and becomes the last, so
+        it wins over ranges that overlap it. For every frame: the default takes the changes, and the changed
+        settings are dropped from every range (a range left without overrides goes).
+
+            plan.with_changes(plan.changes(120, shown), FrameRange(120, 120))   # this frame
+            plan.with_changes(plan.changes(120, shown), FrameRange(100, 250))   # a range
+            plan.with_changes(plan.changes(120, shown))                         # all frames
+        """
+        changes = _check_overrides(dict(changes))
+        if not changes:
+            return self
+        if frames is not None:
+            old = next((dict(o) for f, o in self.ranges if f == frames), {})
+            return self.with_range(frames, {**old, **changes})
+        default = MergeSettings.from_dict({**self.default.to_dict(), **changes})
+        ranges = tuple((f, kept) for f, o in self.ranges if (kept := tuple((k, v) for k, v in o if k not in changes)))
+        return replace(self, default=default, ranges=ranges)
+
     def settings_for(self, frame_number: int | None) -> MergeSettings:
         merged = self.default.to_dict()
         if frame_number is not None:

@@ -26,17 +26,16 @@ import hashlib
 import json
 import os
 import time
-from collections import defaultdict, deque
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facelab import jobs
 from facelab.device import resolve_device
-from facelab.errors import FacelabError, FaceFileError, ModelError, SettingsError, WorkspaceError
-from facelab.faceimage import FaceRecord, read_record
+from facelab.errors import FacelabError, SettingsError
+from facelab.faceimage import FaceRecord
 from facelab.fileio import (
     atomic_write_bytes,
     encode_image,
@@ -48,18 +47,22 @@ from facelab.merge.compose import (
     PreparedFaces,
     aligned_outputs,
     compose_faces,
-    merge_frame,
     passthrough_frame,
     prepare_faces,
     run_predictor,
 )
 from facelab.merge.ranges import FrameRange, MergePlan
+from facelab.merge.session import MergeSession, markable
+from facelab.merge.sources import frame_number as _frame_number
+from facelab.merge.sources import group_records, resolve_model
+from facelab.merge.sources import load_enhancer as _load_enhancer
+from facelab.merge.sources import model_id as _model_id
+from facelab.merge.sources import motions as _motions
 from facelab.merge.temporal import JitterFilter
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
 from facelab.provenance.marker import Marker, require_marker
-from facelab.provenance.watermark import MIN_SIZE as WATERMARK_MIN
 from facelab.stages import Summary
 from facelab.steprecord import Saved, StepRecord
 from facelab.workspace import Workspace
@@ -69,25 +72,6 @@ STATE_VERSION = 3  # 3: ``blur`` is added to the default feather (2: it was the 
 LEGACY_STATE, LEGACY_JOURNAL = "merge.json", "merge_done.txt"  # what facelab wrote before step records
 
 
-def group_records(aligned: list[Path]) -> tuple[dict[str, list[FaceRecord]], list[str]]:
-    """Face records by ``source_filename``, each list sorted by face index; plus warnings."""
-    groups: dict[str, list[FaceRecord]] = defaultdict(list)
-    bad: list[str] = []
-    for path in aligned:
-        try:
-            rec = read_record(path)
-        except FaceFileError:
-            bad.append(path.name)
-            continue
-        groups[rec.source_filename].append(rec)
-    for recs in groups.values():
-        recs.sort(key=lambda r: r.face_index)
-    warnings = []
-    if bad:
-        warnings.append(f"{len(bad)} aligned file(s) without valid face metadata were ignored (e.g. {bad[0]})")
-    return dict(groups), warnings
-
-
 def _write_png(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, label_png(encode_image(image, ".png")))
 
@@ -95,30 +79,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 def _write_synthetic_png(path: Path, image: np.ndarray, marker: Marker) -> None:
     """A merged frame: invisible watermark, IPTC labels and a signed C2PA manifest (see facelab.provenance).
     An image smaller than the watermark needs (a raw-predict face of a tiny test model) is enlarged to it."""
-    if min(image.shape[:2]) < WATERMARK_MIN:
-        k = WATERMARK_MIN / min(image.shape[:2])
-        image = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
-    atomic_write_bytes(path, marker.png(image, path.name))
-
-
-def _motions(recs: list[FaceRecord], number: int | None, by_number: dict[int, list[FaceRecord]]) -> list[tuple[float, float] | None]:
-    """Per face: its landmark centre's motion in pixels per frame, from the previous and next frames' face of
-    the same index (one side if the other is missing); None without neighbours."""
-    out: list[tuple[float, float] | None] = []
-    for rec in recs:
-        here = np.asarray(rec.source_landmarks, np.float64).mean(0)
-        near = []
-        for step in (-1, 1):
-            other = next((r for r in by_number.get(number + step, []) if r.face_index == rec.face_index), None) \
-                if number is not None else None
-            if other is not None:
-                near.append((np.asarray(other.source_landmarks, np.float64).mean(0) - here) * step)
-        out.append(tuple(np.mean(near, 0)) if near else None)
-    return out
-
-
-def _frame_number(stem: str) -> int | None:
-    return int(stem) if stem.isdigit() else None
+    atomic_write_bytes(path, marker.png(markable(image), path.name))
 
 
 def _fingerprint(model_id: str | None, plan: MergePlan, number: int | None) -> str:
@@ -241,17 +202,6 @@ def _migrate_v2(d: dict) -> dict:
     return {**d, "version": STATE_VERSION, "plan": new_plan.to_dict(), "frames": frames}
 
 
-def _model_id(ws: Workspace, name: str, prefix: str = "") -> str | None:
-    """The model's save id: a retrained model of the same name renders again."""
-    from facelab.train.checkpoint import save_id
-
-    return save_id(ws.model_dir(name), prefix)
-
-
-def _show_variant(gpu: int | None) -> str:
-    return "the plain model (no --gpu)" if gpu is None else f"--gpu {gpu} (files gpu{gpu}_*)"
-
-
 def gpu_choices(ws: Workspace, name: str) -> list[int]:
     """The GPU indices to choose from when ``model/<name>`` holds only models trained with ``--gpu N``
     and more than one of them (so a merge without ``gpu`` cannot tell which); else empty."""
@@ -259,49 +209,6 @@ def gpu_choices(ws: Workspace, name: str) -> list[int]:
 
     variants = model_variants(ws.model_dir(name))
     return [v for v in variants if v is not None] if len(variants) > 1 and None not in variants else []
-
-
-def resolve_model(ws: Workspace, name: str, gpu: int | None = None) -> tuple[Path, str, list[str]]:
-    """The folder, file prefix and warnings of the model a merge uses.
-
-    A folder may hold a plain model (``config.json``, trained without ``--gpu``) and variants trained with
-    ``facelab train --gpu N`` (``gpuN_config.json``). ``gpu`` picks variant N. Without it: the plain model
-    if there is one (a warning names the variants), else the only variant; several variants and no plain
-    one raise :class:`ModelError` listing them."""
-    from facelab.train.checkpoint import model_variants, variant_prefix
-
-    model_dir = ws.model_dir(name)
-    if not model_dir.is_dir():
-        raise WorkspaceError(f"no model {name!r} in {ws.model_root}", "run `facelab train` first")
-    if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0):
-        raise SettingsError(f"gpu: {gpu!r} is not a GPU index", "use 0, 1, ...")
-    variants = model_variants(model_dir)
-    listed = ", ".join(_show_variant(v) for v in variants)
-    if gpu is not None:
-        if gpu not in variants:
-            raise ModelError(f"{model_dir} holds no model trained with --gpu {gpu} (no gpu{gpu}_config.json)",
-                             f"it holds: {listed}" if variants else "train one with `facelab train --gpu N`")
-        return model_dir, variant_prefix(gpu), []
-    if None in variants or not variants:  # the plain model (or none: loading says what is missing)
-        others = [v for v in variants if v is not None]
-        warnings = [f"{model_dir} also holds models trained with --gpu {', '.join(map(str, others))}: "
-                    f"merge --gpu N uses one of them"] if others else []
-        return model_dir, "", warnings
-    if len(variants) == 1:
-        return model_dir, variant_prefix(variants[0]), []
-    raise ModelError(f"{model_dir} holds {len(variants)} models trained on different GPUs ({listed}) and none was chosen",
-                     "pick one with " + " or ".join(f"--gpu {v}" for v in variants))
-
-
-def _load_enhancer(ws: Workspace, name: str | None, device: str):
-    if name is None:
-        return None
-    from facelab.enhance import load_enhancer
-
-    folder = ws.model_dir(name)
-    if not folder.is_dir():
-        raise WorkspaceError(f"no enhancer {name!r} in {ws.model_root}", f"train one: facelab train-enhancer --name {name}")
-    return load_enhancer(folder, str(resolve_device(device)))
 
 
 def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted,
@@ -496,6 +403,15 @@ def _finished(ws: Workspace, p: Path, plan: MergePlan, done: dict[str, str], wan
     return (ws.merged_dir / f"{p.stem}.png").is_file() and (ws.merged_mask_dir / f"{p.stem}.png").is_file()
 
 
+def saved_plan(ws: Workspace) -> MergePlan | None:
+    """The plan (default and per-range settings) of the last merge run in this workspace, kept in its step
+    record for the runs after it; None before the first. :func:`run` saves the plan it is given, so an
+    editor (the UI's merger) reads the plan here and hands its edited plan to :func:`run`."""
+    last = _record(ws).load()
+    saved = last.settings.get("plan") if last is not None else None
+    return MergePlan.from_dict(saved) if saved else None
+
+
 def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, frames: str | None = None,
                       clear_ranges: bool = False) -> tuple[MergePlan, FrameRange | None]:
     """The plan a ``facelab merge`` command line asks for, and the frames to render (None: all).
@@ -508,16 +424,14 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
     from facelab.settings_file import load_toml
 
     file_plan = MergePlan.from_toml(load_toml(config), str(config)) if config is not None else None
-    last = _record(ws).load()
-    saved = last.settings.get("plan") if last is not None else None
-    saved_plan = MergePlan.from_dict(saved) if saved else None
+    last_plan = saved_plan(ws)
     if frames is None:
         base = file_plan.default.to_dict() if file_plan else {}
         plan = MergePlan(MergeSettings.from_dict({**base, **given}))
-        ranges = file_plan.ranges if file_plan and file_plan.ranges else (() if clear_ranges or saved_plan is None else saved_plan.ranges)
+        ranges = file_plan.ranges if file_plan and file_plan.ranges else (() if clear_ranges or last_plan is None else last_plan.ranges)
         return dataclasses.replace(plan, ranges=ranges), None
     only = FrameRange.parse(frames)
-    plan = file_plan or saved_plan or MergePlan()
+    plan = file_plan or last_plan or MergePlan()
     if clear_ranges:
         plan = dataclasses.replace(plan, ranges=())
     return plan.with_range(only, given), only
@@ -529,48 +443,21 @@ def preview(ws: Workspace, name: str, settings: MergeSettings | MergePlan, frame
     """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``
     and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic by ``marker``
     (required, as in :func:`run`); nothing else is rendered or recorded. ``gpu`` picks a model trained
-    with ``--gpu N``, as in :func:`run`."""
+    with ``--gpu N``, as in :func:`run`. The frame is rendered by the interactive merger's
+    :class:`~facelab.merge.session.MergeSession`, so the two show the same pixels."""
     marker = require_marker(marker, "merge preview")
     start = time.perf_counter()
     plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
-    frames = {(_frame_number(p.stem) or -1): p for p in ws.require_frames("dst")}
-    if frame not in frames:
-        lo, hi = min(frames), max(frames)
-        raise SettingsError(f"preview: there is no dst frame {frame}", f"use a frame number from {lo} to {hi}")
-    path = frames[frame]
-    model_warnings = []
-    if predictor is None:
-        from facelab.inference import load_predictor
-
-        model_dir, prefix, model_warnings = resolve_model(ws, name, gpu)
-        predictor = load_predictor(model_dir, str(resolve_device(device)), prefix=prefix)
-    st = plan.settings_for(frame)
-    by_frame, warnings = group_records(ws.require_aligned("dst"))
-    warnings = model_warnings + warnings
-    by_number = {n: recs for name, recs in by_frame.items() if (n := _frame_number(Path(name).stem)) is not None}
-    image = read_image(path)
-    recs = by_frame.get(path.name, [])
-    enhancer = _load_enhancer(ws, st.enhancer, device)
+    session = MergeSession(ws, name, device, gpu=gpu, marker=marker, predictor=predictor, cache_frames=1)
+    shown = session.render(frame, plan.settings_for(frame), side_by_side=True)
+    warnings = session.warnings + list(shown.notes)
+    if not shown.faces:
+        warnings.append(f"frame {frame} has no face: the preview is the frame itself")
     out_dir = ws.merged_preview_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    if st.mode == "raw-predict":
-        outs = []
-        if recs:
-            prepared = prepare_faces(image, recs, predictor.resolution, predictor.face_type)
-            faces, masks, dst_masks = run_predictor(predictor, prepared, st)
-            outs = aligned_outputs(prepared, faces, masks, st, dst_masks=dst_masks, enhancer=enhancer)
-        merged = np.hstack([f for f, _ in outs]) if outs else image
-    else:
-        merged, _ = merge_frame(image, recs, predictor, st, motion=_motions(recs, frame, by_number) if st.motion_blur else None,
-                                enhancer=enhancer)
-    if not recs:
-        warnings.append(f"frame {frame} has no face: the preview is the frame itself")
-    side = merged[..., :3]
-    if side.shape[0] != image.shape[0]:
-        scale = image.shape[0] / side.shape[0]
-        side = cv2.resize(side, (max(1, round(side.shape[1] * scale)), image.shape[0]), interpolation=cv2.INTER_CUBIC)
-    out = out_dir / f"{path.stem}.png"
-    _write_synthetic_png(out, merged, marker)
-    _write_synthetic_png(out_dir / f"{path.stem}_compare.png", np.hstack([image, side]), marker)
-    return Summary(step="merge preview", counts={"frame": frame, "faces": len(recs)}, seconds=time.perf_counter() - start,
-                   outputs=[str(out), str(out_dir / f"{path.stem}_compare.png")], warnings=warnings)
+    stem = Path(shown.source).stem
+    out, compare = out_dir / f"{stem}.png", out_dir / f"{stem}_compare.png"
+    atomic_write_bytes(out, session.png(shown, "image", out.name))
+    atomic_write_bytes(compare, session.png(shown, "side_by_side", compare.name))
+    return Summary(step="merge preview", counts={"frame": frame, "faces": shown.faces}, seconds=time.perf_counter() - start,
+                   outputs=[str(out), str(compare)], warnings=warnings)
