@@ -515,9 +515,9 @@ def _update_todo(ws: Workspace, side: str, add: dict[str, str] | None = None, re
 def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings()) -> Summary:
     """Extract again, automatically with ``settings``, the frames whose ``aligned_debug`` image the user deleted.
 
-    Manual extraction does not exist yet, so the frames are re-detected with
-    the options given (a lower ``min_score``, another ``face_type``, ``max_faces``,
-    a ``reference`` ...). For each frame the new faces are written first (each
+    The frames are re-detected with the options given (a lower ``min_score``,
+    another ``face_type``, ``max_faces``, a ``reference`` ...); to place their
+    faces by hand instead, see :mod:`facelab.stages.manual`. For each frame the new faces are written first (each
     replacing the file of the same name atomically), then old faces the new
     ones did not replace are removed, then a new debug image is written: a face
     is never deleted before its replacement exists. A frame where nothing is
