@@ -1,5 +1,5 @@
 """Mask polygons (facelab.masks.polygons): checks, rasterizing, storage in real face files, DeepFaceLab
-import and export, faces re-cut with their polygons."""
+import and export, faces re-cut with their polygons, and the mask editor's folders (facelab.stages.mask_editor)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facelab.errors import FaceFileError
+from facelab.errors import FaceFileError, FacelabError, SettingsError
 from facelab.faceimage import face_bytes, read_face, read_record, rewrite_record
 from facelab.faceset import dfl
 from facelab.faceset.resize import resize_face
@@ -28,6 +28,7 @@ from facelab.masks.polygons import (
 )
 from facelab import align
 from facelab.stages import extract, faceset
+from facelab.stages.mask_editor import move_face
 from facelab.workspace import Workspace
 from tests.test_dfl import _dfl_dict, _dfl_jpeg
 
@@ -279,3 +280,29 @@ def test_remap_extra():
     broken = {POLYGONS_KEY: "junk"}
     assert remap_extra(broken, old, new) is broken
 
+
+# --- the mask editor's folders -------------------------------------------------------------------------------
+
+
+def test_move_face_between_aligned_confirmed_and_skipped(sample_faces_ws, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(sample_faces_ws.root, ws.root)
+    name = ws.aligned_paths("src")[0].name
+    data = (ws.aligned_dir("src") / name).read_bytes()
+    confirmed = move_face(ws, "src", name, "confirmed")
+    assert confirmed == ws.confirmed_dir("src") / name and confirmed.read_bytes() == data
+    assert name not in [p.name for p in ws.aligned_paths("src")]
+    assert move_face(ws, "src", name, "confirmed") == confirmed  # already there
+    skipped = move_face(ws, "src", name, "skipped")
+    assert skipped.parent == ws.skipped_dir("src") and not confirmed.exists()
+    assert move_face(ws, "src", name, "aligned") == ws.aligned_dir("src") / name and (ws.aligned_dir("src") / name).read_bytes() == data
+    # nothing is overwritten: a face of the same name already confirmed stays
+    shutil.copy(ws.aligned_dir("src") / name, ws.confirmed_dir("src") / name)
+    with pytest.raises(FacelabError, match="is there already"):
+        move_face(ws, "src", name, "confirmed")
+    with pytest.raises(FacelabError, match="no face nope.jpg"):
+        move_face(ws, "src", "nope.jpg", "skipped")
+    with pytest.raises(FacelabError, match="bad face file name"):
+        move_face(ws, "src", "../x.jpg", "skipped")
+    with pytest.raises(SettingsError, match="cannot move a face to 'trash'"):
+        move_face(ws, "src", name, "trash")
