@@ -292,7 +292,7 @@ class ManualSession:
             pts = check_landmarks(np.asarray(lm, np.float64).tolist(), "landmarks", shape[1], shape[0])
         except (ValueError, TypeError) as e:
             raise FacelabError(f"face {i} of {frame_name}: {e}", "place the face again: 68 points on the face, inside the frame") from None
-        pts32 = np.asarray(lm, np.float32) if isinstance(lm, np.ndarray) and lm.dtype == np.float32 else pts.astype(np.float32)
+        pts32 = np.array(pts, np.float32)  # float32 landmarks (a found face's) come through unchanged
         if detection is None:
             detection = Detection(box_of_landmarks(pts32), 1.0)
         return FoundFace(detection, pts32)
