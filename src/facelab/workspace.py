@@ -8,6 +8,8 @@
       data_<side>/aligned/                   aligned faces <frame>_<i>.jpg
       data_<side>/aligned_debug/             frames with landmarks drawn
       data_<side>/aligned_trash/             faces a sort or faceset step rejected
+      data_<side>/aligned_confirmed/         faces the mask editor saved and moved on (E)
+      data_<side>/aligned_skipped/           faces the mask editor skipped and moved on (W)
       data_<side>/aligned.faceset            the face set packed into one file
       data_dst/merged/  data_dst/merged_mask/
       data_dst/merged_raw/  data_dst/merged_preview/
@@ -67,6 +69,14 @@ class Workspace:
         """Faces a sort or faceset step moved out of the set."""
         return self.frames_dir(side) / "aligned_trash"
 
+    def confirmed_dir(self, side: str) -> Path:
+        """Faces the mask editor saved and moved out of the set (DeepFaceLab's ``aligned_confirmed``)."""
+        return self.frames_dir(side) / "aligned_confirmed"
+
+    def skipped_dir(self, side: str) -> Path:
+        """Faces the mask editor skipped and moved out of the set (DeepFaceLab's ``aligned_skipped``)."""
+        return self.frames_dir(side) / "aligned_skipped"
+
     def state_dir(self, side: str) -> Path:
         """Hidden folder for step records (frame timing, extraction progress)."""
         return self.frames_dir(side) / ".facelab"
@@ -82,6 +92,10 @@ class Workspace:
     def manual_todo_path(self, side: str) -> Path:
         """Frames awaiting manual extraction, with the reason for each."""
         return self.state_dir(side) / "manual_todo.json"
+
+    def manual_session_path(self, side: str) -> Path:
+        """The manual extraction session of the side: its frames and how far it got (resumed from here)."""
+        return self.state_dir(side) / "manual_session.json"
 
     def step_record(self, step: str, side: str = "dst", *, step_version: int | None = None,
                     legacy: Legacy | None = None) -> StepRecord:

@@ -25,6 +25,10 @@ builds those arrays itself from their raw bytes with :func:`numpy.frombuffer`
 (object dtypes are refused). A file asking for anything else raises
 :class:`UnsafePickleError` and is skipped by the importer, which names it.
 
+Mask polygons drawn in DFL's XSeg editor (``seg_ie_polys``; the seed's
+``ie_polys``) become facelab's (:mod:`facelab.masks.polygons`, in the record's
+``extra["mask_polygons"]``), and export writes facelab's back as ``seg_ie_polys``.
+
 Export writes DFL's format for people who still train in DeepFaceLab. That
 is the only place facelab writes a pickle, and only on explicit request
 (``facelab faceset export-dfl``); the pickle holds plain types and numpy
@@ -48,6 +52,7 @@ from facelab.errors import FaceFileError, FacelabError
 from facelab.face_checks import safe_name, validate_document
 from facelab.faceimage import FaceRecord, face_bytes, read_face
 from facelab.fileio import atomic_write_bytes, encode_image
+from facelab.masks.polygons import POLYGONS_KEY, from_dfl, polygons_of, to_dfl
 
 _APP15 = 0xEF
 _APP9 = 0xE9
@@ -195,7 +200,9 @@ def _build(obj: Any, state: Any) -> None:
             raise UnsafePickleError("malformed numpy array shape")
         if not isinstance(raw, (bytes, bytearray)):
             raise UnsafePickleError("numpy array data is not raw bytes (object arrays are refused)")
-        if any(s > len(raw) for s in shape):  # also keeps every dimension far below 2**63
+        # a dimension needs data behind it (which keeps it far below 2**63); an empty array, such as a
+        # DFL polygon with no points ((0, 2) float32), may still have small dimensions
+        if any(s > max(len(raw), 1 << 16) for s in shape):
             raise UnsafePickleError("numpy array shape does not match its data")
         count = 1
         for s in shape:
@@ -551,6 +558,14 @@ def dfl_to_record(d: dict[str, Any], image_shape: tuple[int, ...], name: str) ->
         extra["dfl_eyebrows_expand_mod"] = float(mod)
     if d.get("xseg_mask") is not None:
         extra["dfl_had_xseg_mask"] = True  # not converted (facelab masks are its own)
+    # DFL 2 sorts its polygons (includes first) as it reads them; the seed's ie_polys were drawn as stored
+    drawn, sort = (d["seg_ie_polys"], True) if d.get("seg_ie_polys") is not None else (d.get("ie_polys"), False)
+    if drawn is not None:
+        polygons, dropped = from_dfl(drawn, sort=sort)
+        if polygons:
+            extra[POLYGONS_KEY] = [p.to_json() for p in polygons]
+        if dropped:
+            extra["dfl_polygons_dropped"] = dropped
     record = FaceRecord(
         face_type=DFL_TO_FACELAB[dfl_type],
         size=int(w if w == h else max(w, h)),
@@ -643,8 +658,13 @@ def import_dfl(src_dir: Path, out_dir: Path) -> ImportResult:
 
 
 def record_to_dfl(record: FaceRecord) -> dict[str, Any]:
-    """DFL's metadata dict (plain types and numpy arrays) for a facelab record."""
-    return {
+    """DFL's metadata dict (plain types and numpy arrays) for a facelab record; its mask polygons go to
+    ``seg_ie_polys`` (left out when there are none or they cannot be read)."""
+    try:
+        polygons = polygons_of(record)
+    except ValueError:
+        polygons = []
+    out = {
         "face_type": FACELAB_TO_DFL[record.face_type],
         "landmarks": np.asarray(record.landmarks, np.float32),
         "source_filename": record.source_filename,
@@ -653,6 +673,9 @@ def record_to_dfl(record: FaceRecord) -> dict[str, Any]:
         "image_to_face_mat": np.asarray(record.image_to_face_mat, np.float32),
         "eyebrows_expand_mod": float(record.extra.get("dfl_eyebrows_expand_mod", 1.0)),
     }
+    if polygons:
+        out["seg_ie_polys"] = to_dfl(polygons)
+    return out
 
 
 def dfl_bytes(image: np.ndarray, record: FaceRecord, jpeg_quality: int = 95, jpeg: bytes | None = None) -> bytes:
@@ -684,7 +707,12 @@ def export_dfl(face_paths: list[Path], out_dir: Path, jpeg_quality: int = 95) ->
         data = p.read_bytes()
         jpeg = data if data[:2] == b"\xff\xd8" else None
         target = out_dir / (p.stem + ".jpg")
-        atomic_write_bytes(target, dfl_bytes(image, record, jpeg_quality, jpeg))
+        try:
+            out = dfl_bytes(image, record, jpeg_quality, jpeg)
+        except ValueError as e:  # DFL reads one APP15 segment: metadata over 64 KB (thousands of polygon points)
+            skipped.append(f"{p}: {e}")
+            continue
+        atomic_write_bytes(target, out)
         written.append(target)
     return written, skipped
 

@@ -12,6 +12,7 @@ from facelab.errors import WorkspaceError
 from facelab.face_checks import safe_name
 from facelab.faceimage import FaceRecord, face_bytes, read_face
 from facelab.fileio import atomic_write_bytes, read_image
+from facelab.masks.polygons import remap_extra
 from facelab.types import FaceType
 
 
@@ -48,7 +49,8 @@ def resize_face(path: Path, frames_dir: Path, size: int, face_type: str | None =
         face = cv2.warpAffine(image, to_new, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
         how = "resampled"
     new = rec.replace(
-        face_type=ftype, size=int(size), image_to_face_mat=mat, landmarks=align.transform_points(src_lm, mat)
+        face_type=ftype, size=int(size), image_to_face_mat=mat, landmarks=align.transform_points(src_lm, mat),
+        extra=remap_extra(rec.extra, rec.image_to_face_mat, mat),  # mask polygons move with the pixels
     )
     atomic_write_bytes(path, face_bytes(face, new, path.suffix, jpeg_quality))
     return how

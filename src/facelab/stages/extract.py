@@ -54,6 +54,7 @@ from facelab.fileio import atomic_write_bytes, atomic_write_json, read_image, wr
 from facelab.identity import DEFAULT_THRESHOLD
 from facelab.landmarks import create_landmarker
 from facelab.landmarks import smooth as lm_smooth
+from facelab.masks.polygons import remap_extra
 from facelab.options import Option, rename_field
 from facelab.pipeline import prefetch
 from facelab.progress import track
@@ -469,7 +470,8 @@ def smooth_faces(ws: Workspace, side: str, settings: ExtractSettings, pool: Thre
                     source_landmarks=lm,
                     landmarks=align.transform_points(lm, mat),
                     image_to_face_mat=mat,
-                    extra={**rec.extra, "raw_landmarks": np.round(lm_raw.astype(np.float64), 3).tolist(), "smoothed": True},
+                    extra={**remap_extra(rec.extra, rec.image_to_face_mat, mat),  # mask polygons move with the pixels
+                           "raw_landmarks": np.round(lm_raw.astype(np.float64), 3).tolist(), "smoothed": True},
                 )
                 write_face(path, align.warp_image(image, mat, rec.size), new, settings.jpeg_quality)
             return len(faces[t])
@@ -515,9 +517,9 @@ def _update_todo(ws: Workspace, side: str, add: dict[str, str] | None = None, re
 def redo_deleted_debug(ws: Workspace, side: str, settings: ExtractSettings = ExtractSettings()) -> Summary:
     """Extract again, automatically with ``settings``, the frames whose ``aligned_debug`` image the user deleted.
 
-    Manual extraction does not exist yet, so the frames are re-detected with
-    the options given (a lower ``min_score``, another ``face_type``, ``max_faces``,
-    a ``reference`` ...). For each frame the new faces are written first (each
+    The frames are re-detected with the options given (a lower ``min_score``,
+    another ``face_type``, ``max_faces``, a ``reference`` ...); to place their
+    faces by hand instead, see :mod:`facelab.stages.manual`. For each frame the new faces are written first (each
     replacing the file of the same name atomically), then old faces the new
     ones did not replace are removed, then a new debug image is written: a face
     is never deleted before its replacement exists. A frame where nothing is
