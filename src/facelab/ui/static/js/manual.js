@@ -450,6 +450,7 @@ async function main() {
   for (const r of document.querySelectorAll("input[name=side]")) {
     r.checked = r.value === S.side;
     r.addEventListener("change", () => {
+      r.blur();  // the editor's keys are for the canvas again
       S.side = r.value;
       S.list = "pending";
       openSide();
@@ -458,7 +459,11 @@ async function main() {
   $("m-help").append(h("h3", {}, "Keys"), keyTable(HELP));
   $("m-help").hidden = localStorage.getItem("facelab.manual.help") === "hidden";
   $("m-list").addEventListener("change", () => { $("m-pick").hidden = $("m-list").value !== "pick"; });
-  $("m-chooser").addEventListener("submit", (e) => { e.preventDefault(); start($("m-list").value, $("m-pick").value); });
+  $("m-chooser").addEventListener("submit", (e) => {
+    e.preventDefault();
+    document.activeElement.blur();
+    start($("m-list").value, $("m-pick").value);
+  });
   $("m-accept").addEventListener("click", (e) => { e.currentTarget.blur(); accept(); });
   $("m-skip").addEventListener("click", (e) => { e.currentTarget.blur(); skip(); });
   $("m-accurate").addEventListener("click", (e) => { e.currentTarget.blur(); toggleAccurate(); });

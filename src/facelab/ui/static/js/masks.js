@@ -487,6 +487,12 @@ async function load() {
   await openFace(0, true);
 }
 
+// another list drops the unsaved edits: ask first
+function mayDrop() {
+  const n = S.drafts.size + (dirty() && !S.drafts.has(S.face.name) ? 1 : 0);
+  return !n || confirm(`Drop the unsaved polygons of ${n} face${n === 1 ? "" : "s"}?`);
+}
+
 function navButton(key, label, run) {
   return h("button", { type: "button", title: key, onclick: (e) => { e.currentTarget.blur(); run(); } }, h("span", {}, label), h("kbd", {}, key));
 }
@@ -498,12 +504,18 @@ async function main() {
   for (const r of document.querySelectorAll("input[name=side]")) {
     r.checked = r.value === S.side;
     r.addEventListener("change", () => {
-      if (dirty() || S.drafts.size) toast("Unsaved polygons of the other side were dropped");
+      r.blur();  // the editor's keys are for the canvas again
+      if (!mayDrop()) { for (const o of document.querySelectorAll("input[name=side]")) o.checked = o.value === S.side; return; }
       S.side = r.value;
       load().catch(showError);
     });
   }
-  $("k-place").addEventListener("change", () => { S.place = $("k-place").value; load().catch(showError); });
+  $("k-place").addEventListener("change", () => {
+    $("k-place").blur();
+    if (!mayDrop()) { $("k-place").value = S.place; return; }
+    S.place = $("k-place").value;
+    load().catch(showError);
+  });
   $("k-help").append(h("h3", {}, "Keys"), keyTable(HELP));
   $("k-help").hidden = localStorage.getItem("facelab.masks.help") === "hidden";
   $("k-nav").append(navButton("Q", "previous", () => back(1)), navButton("C", "skip", () => skipAnd(null, 1)),
