@@ -82,7 +82,7 @@ def create_app(ws: Workspace, token: str, host: str = "127.0.0.1", port: int = 7
         step = STEPS.get(name)
         if step is None:
             raise SettingsError(f"no step {name!r}", f"steps: {', '.join(STEPS)}")
-        body = await _json(request)
+        body = await json_body(request)
         side = body.get("side")
         if step.sides and side not in step.sides:
             raise SettingsError(f"{name}: side {side!r} is not one of {', '.join(step.sides)}", "pick src or dst")
@@ -169,7 +169,8 @@ def create_app(ws: Workspace, token: str, host: str = "127.0.0.1", port: int = 7
     return Guard(app, token, allowed_hosts(host, port))
 
 
-async def _json(request: Any) -> dict:
+async def json_body(request: Any) -> dict:
+    """The request body as a JSON object; a SettingsError (400) for anything else."""
     try:
         body = await request.json()
     except ValueError as e:

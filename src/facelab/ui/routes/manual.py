@@ -43,7 +43,7 @@ from facelab.manual_faces import MIN_BOX
 from facelab.stages import extract
 from facelab.stages.manual import ManualSession, pending_frames
 from facelab.ui import files
-from facelab.ui.app import _json
+from facelab.ui.app import json_body
 from facelab.workspace import Workspace, check_side
 
 LISTS = ("pending", "no_face", "deleted_debug", "all", "pick")
@@ -294,7 +294,7 @@ def pick_frames(text: Any, names: list[str]) -> list[str]:
 
 
 async def _body(request: Request) -> dict:
-    return await _json(request)
+    return await json_body(request)
 
 
 def _frame_name(body: dict) -> str:

@@ -36,7 +36,7 @@ from facelab.faceimage import read_record
 from facelab.masks.polygons import Polygon, polygons_of, rasterize, write_polygons
 from facelab.stages.mask_editor import PLACES, move_face, review_dirs
 from facelab.ui import files
-from facelab.ui.app import _json
+from facelab.ui.app import json_body
 from facelab.workspace import Workspace, check_side
 
 MAX_PREVIEW = 2048  # px: the largest mask preview drawn (faces are 8192 at most; the page shows it small)
@@ -86,7 +86,7 @@ def register(app, state, templates) -> None:
 
     @app.put("/api/masks/{side}/faces/{name}/polygons")
     async def put_polygons(side: str, name: str, request: Request):
-        polygons = _polygons((await _json(request)).get("polygons"))
+        polygons = _polygons((await json_body(request)).get("polygons"))
 
         def write() -> dict:
             _, path = _find(ws, side, name)
@@ -97,7 +97,7 @@ def register(app, state, templates) -> None:
 
     @app.post("/api/masks/{side}/faces/{name}/move")
     async def move(side: str, name: str, request: Request):
-        to = (await _json(request)).get("to")
+        to = (await json_body(request)).get("to")
         if to not in PLACES:
             raise SettingsError(f"cannot move a face to {to!r}", f"use one of {', '.join(PLACES)}")
 
@@ -110,7 +110,7 @@ def register(app, state, templates) -> None:
     @app.post("/api/masks/{side}/preview")
     async def preview(side: str, request: Request):
         check_side(side)
-        body = await _json(request)
+        body = await json_body(request)
         size = body.get("size")
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PREVIEW:
             raise SettingsError(f"size: expected a whole number of pixels in 1..{MAX_PREVIEW}, got {size!r}", "send the face's size")
