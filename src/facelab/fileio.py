@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,18 @@ def write_error(error: OSError, path: str | Path | None = None) -> FacelabError 
     return FacelabError(message.format(path=name if name is not None else "a file"), hint)
 
 
-def _tmp_name(path: Path) -> Path:
+def _tmp_name(path: Path, shared: bool = False) -> Path:
+    if shared:  # a name of this thread's own: two threads writing the same file must not write one temporary file
+        return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False, shared: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it. ``shared``: several threads of this
+    process may write ``path`` at once (a cache the UI fills from several requests); each then writes a
+    temporary file of its own and the last rename wins, whole."""
     path = Path(path)
-    tmp = _tmp_name(path)
+    tmp = _tmp_name(path, shared)
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -14,6 +14,7 @@
       model/<name>/                          one folder per model
       result.mp4  coverage.png
       data_<side>/.facelab/                  step records: <step>.record.json + <step>.journal.jsonl
+      data_<side>/.facelab/thumbs/           face thumbnails for the UI's grid (a cache)
       .facelab_demo.json                     marks a workspace the demo made (and its training)
 """
 
@@ -78,6 +79,19 @@ class Workspace:
     def no_face_list(self, side: str) -> Path:
         """Frames where ``extract`` found no face, one name a line (for the user and ``--manual-fix``)."""
         return self.state_dir(side) / "no_face.txt"
+
+    def thumbs_dir(self, side: str) -> Path:
+        """Thumbnails of the side's faces (:mod:`facelab.faceset.thumbs`); a cache, safe to delete."""
+        return self.state_dir(side) / "thumbs"
+
+    def face_list_cache(self, side: str) -> Path:
+        """Per-face values the face list shows (blur score, pose ...), kept between runs
+        (:mod:`facelab.faceset.browse`); a cache, safe to delete."""
+        return self.state_dir(side) / "face_list.json"
+
+    def trash_journal(self, side: str) -> Path:
+        """Append-only log of faces moved to the trash and back, for undo and redo (:mod:`facelab.faceset.trash`)."""
+        return self.state_dir(side) / "trash_journal.jsonl"
 
     def manual_todo_path(self, side: str) -> Path:
         """Frames awaiting manual extraction, with the reason for each."""

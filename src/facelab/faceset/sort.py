@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from facelab.face_checks import safe_name
+from facelab.errors import FaceFileError
 from facelab.faceimage import read_record, rewrite_record
-from facelab.faceset import renames
+from facelab.faceset import features, renames
 
 JOURNAL = "sort_journal.json"
 TMP_PREFIX = ".sorting-"
@@ -200,6 +201,21 @@ def order_faces(method: str, feats: list[dict[str, Any]], target: int = 2000, re
         sharp = np.array([f["sharpness"] for f in feats])
         return final_selection(yaw, pitch, sharp, target)
     raise ValueError(f"unknown sort method {method!r}")
+
+
+def rank(paths: list[Path], method: str, *, target: int = 2000, reference: np.ndarray | None = None, workers: int = 0,
+         description: str = "sort", errors: list[FaceFileError] | None = None) -> tuple[list[int], list[int], list[int]]:
+    """Order face files by ``method`` without touching them: ``(readable, order, trash)``.
+
+    ``readable`` indexes ``paths`` (the files whose features could be computed; with ``errors`` given the
+    others' errors are appended there, else the first is raised); ``order`` and ``trash`` index ``readable``,
+    as :func:`order_faces` returns them. ``facelab sort`` renames from this; the UI shows it as it is.
+    """
+    feats = features.compute(paths, list(METHODS[method].features), workers, description=description,
+                             errors=errors) if paths else []
+    readable = [k for k, f in enumerate(feats) if f is not None]
+    order, trash = order_faces(method, [feats[k] for k in readable], target=target, reference=reference)
+    return readable, order, trash
 
 
 # --- renaming ------------------------------------------------------------

@@ -16,7 +16,6 @@ import numpy as np
 from facelab import jobs
 from facelab.errors import FaceFileError, SettingsError
 from facelab.faceimage import read_record
-from facelab.faceset import features
 from facelab.faceset import sort as fsort
 from facelab.options import Option, rename_field
 from facelab.stages import Summary
@@ -90,7 +89,6 @@ def run(ws: Workspace, side: str, settings: SortSettings = SortSettings()) -> Su
     warnings: list[str] = []
     recovered = fsort.recover(folder, journal, warnings)
     paths = ws.require_aligned(side)
-    method = fsort.METHODS[settings.by]
     reference = reference_embedding(settings.reference) if settings.by == "identity" else None
 
     # every face keeps its first name (for `faceset recover-names`) before anything moves
@@ -107,12 +105,10 @@ def run(ws: Workspace, side: str, settings: SortSettings = SortSettings()) -> Su
     good = [(p, r) for p, r in zip(paths, remembered) if isinstance(r, str)]
     paths, names = [p for p, _ in good], [r for _, r in good]
 
-    feats = features.compute(paths, list(method.features), settings.workers, description=f"sort {side} by {settings.by}",
-                             errors=errors) if paths else []
-    kept = [k for k, f in enumerate(feats) if f is not None]
-    paths, names, feats = [paths[k] for k in kept], [names[k] for k in kept], [feats[k] for k in kept]
+    readable, order, trash = fsort.rank(paths, settings.by, target=settings.target, reference=reference,
+                                        workers=settings.workers, description=f"sort {side} by {settings.by}", errors=errors)
+    paths, names = [paths[k] for k in readable], [names[k] for k in readable]
     warnings += [f"skipped (left as it is): {e.message}" for e in errors]
-    order, trash = fsort.order_faces(settings.by, feats, target=settings.target, reference=reference)
     fsort.apply(folder, paths, order, trash, ws.trash_dir(side), journal, names, warnings)
 
     summary = Summary(
