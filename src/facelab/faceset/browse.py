@@ -177,11 +177,25 @@ def _face_values(ws: Workspace, side: str, paths: list[Path], workers: int = 0) 
         pool_size = workers if workers > 0 else (os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=pool_size) as pool:
             measured = track(pool.map(_measure, [p for p, _ in todo]), len(todo), f"face list {side}")
-            for k, values in enumerate(measured):
-                cache[todo[k][1]] = values
-                if (k + 1) % CHUNK == 0 or k + 1 == len(todo):
-                    _save(ws, side, cache, keyed)
+            try:
+                for k, values in enumerate(measured):
+                    cache[todo[k][1]] = values
+                    if (k + 1) % CHUNK == 0 or k + 1 == len(todo):
+                        _save(ws, side, cache, keyed)
+            except BaseException:  # a cancelled job: stop after the faces in flight, keep what was measured
+                pool.shutdown(cancel_futures=True)
+                _save(ws, side, cache, keyed)
+                raise
         return [(p, cache[key]) for p, key in keyed]
+
+
+def unmeasured(ws: Workspace, side: str, where: str = "aligned") -> tuple[int, int]:
+    """``(unmeasured, total)``: faces of the listing :func:`list_faces` would still have to measure (decode),
+    and all of them. Reads the cache without taking its lock (a listing in progress may be writing it), so the
+    count can be a little high; the UI uses it to decide whether a first listing runs as a job."""
+    keyed = _keyed(_paths(ws, side, where))
+    cache = _load(ws.face_list_cache(side))
+    return sum(1 for _, key in keyed if not _valid(cache.get(key))), len(keyed)
 
 
 def _keyed(paths: list[Path]) -> list[tuple[Path, str]]:
