@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from facelab.errors import SettingsError
 from facelab.fileio import encode_image
@@ -238,15 +238,20 @@ def register(app, state, templates) -> None:
     # -- images
 
     @app.get("/api/faces/thumb/{fid:path}")
-    async def thumbnail(fid: str, request: Request, v: str | None = None, px: int = 128):
+    def thumbnail(fid: str, request: Request, v: str | None = None, px: int = 128):
+        # a plain function (FastAPI runs it on its thread pool): one thread hop for the whole request, where an
+        # async handler with FileResponse took several; a thumbnail is a few kilobytes, read at once
         _, path = locate(ws, fid)
         current = version(path)
-        thumb = await asyncio.to_thread(thumbs.thumbnail, ws, fid, _px(px))
         etag = f'"{current}-{px}"'
         headers = {"etag": etag, "cache-control": YEAR if v == current else "no-cache"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        return FileResponse(thumb, media_type="image/jpeg", headers=headers)
+        try:
+            data = thumbs.thumbnail(ws, fid, _px(px)).read_bytes()
+        except FileNotFoundError:  # pruned between made and read: make it again
+            data = thumbs.thumbnail(ws, fid, px).read_bytes()
+        return Response(data, media_type="image/jpeg", headers=headers)
 
     @app.get("/api/faces/detail/{fid:path}")
     async def face_detail(fid: str):
