@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +215,10 @@ def register(app, state, templates) -> None:
         def work(job, log):
             from facelab import jobs
 
+            start = time.perf_counter()
             with jobs.running(job):
                 n = len(browse.list_faces(ws, side, where=where))
-            return Summary(f"face list {side}", counts={"faces": n})
+            return Summary(f"face list {side}", counts={"faces": n}, seconds=time.perf_counter() - start)
 
         return state.jobs.start("face-list", f"measure {side} faces (blur, pose) for the face list", {f"faces-list/{side}"},
                                 work).id
@@ -305,6 +307,7 @@ def register(app, state, templates) -> None:
             from facelab import jobs
             from facelab.stages.sort import reference_embedding
 
+            start = time.perf_counter()
             with jobs.running(job):
                 emb = reference_embedding(reference) if reference is not None else None
                 plan = browse.sort_plan(ws, side, method, target=target, reference=emb)
@@ -312,7 +315,8 @@ def register(app, state, templates) -> None:
             orders[box["id"]] = {"method": method, "order": plan.order, "trash": plan.trash, "skipped": plan.skipped}
             for old in list(orders)[:-KEPT_ORDERS]:
                 del orders[old]
-            return Summary(f"order {side} by {method} (nothing renamed)", counts={"faces": len(plan.order) + len(plan.trash)})
+            return Summary(f"order {side} by {method} (nothing renamed)", counts={"faces": len(plan.order) + len(plan.trash)},
+                           seconds=time.perf_counter() - start)
 
         title = f"order {side} by {method}" + (f" (like {reference.name})" if reference is not None else "")
         started = state.jobs.start("face-order", title, {f"faces-order/{side}"}, work)

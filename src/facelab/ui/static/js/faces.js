@@ -508,7 +508,7 @@ function showStatus() {
     parts.push(h("span", { class: "job-note" }, `${what}: ${j ? percent(j) : "starting"} `,
       h("button", { type: "button", class: "link", onclick: () => cancelJob(id) }, "cancel")));
   };
-  if (S.jobs.measure) describe(S.jobs.measure, `measuring the faces (blur, pose) for filters and sorts`);
+  if (S.jobs.measure) describe(S.jobs.measure, "measuring the faces for filters and sorts");
   if (S.jobs.order) describe(S.jobs.order.id, `ordering by ${S.jobs.order.method}`);
   if (S.jobs.apply) describe(S.jobs.apply.id, "renaming the files (sort)");
   if (S.reference && $("#sort").value === "identity") parts.push(h("span", { class: "muted" }, ` likeness to ${S.reference.split("/").pop()}`));
