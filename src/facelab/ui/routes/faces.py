@@ -314,7 +314,7 @@ def register(app, state, templates) -> None:
             named.wait(10)
             orders[box["id"]] = {"method": method, "order": plan.order, "trash": plan.trash, "skipped": plan.skipped}
             for old in list(orders)[:-KEPT_ORDERS]:
-                del orders[old]
+                orders.pop(old, None)  # two order jobs may finish at once
             return Summary(f"order {side} by {method} (nothing renamed)", counts={"faces": len(plan.order) + len(plan.trash)},
                            seconds=time.perf_counter() - start)
 
