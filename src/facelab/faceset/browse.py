@@ -164,7 +164,16 @@ def _load(path: Path) -> dict[str, Any]:
 CHUNK = 2000  # faces measured between two writes of the cache, so a first listing cut short keeps most of its work
 
 
-def _face_values(ws: Workspace, side: str, paths: list[Path], workers: int = 0) -> list[tuple[Path, dict[str, Any]]]:
+class MeasureNeeded(WorkspaceError):
+    """A listing called with ``measure_limit`` would decode more faces than that: ``count`` of ``total``."""
+
+    def __init__(self, count: int, total: int) -> None:
+        super().__init__(f"{count} of {total} faces are not measured yet", "list them once without a limit (a job)")
+        self.count, self.total = count, total
+
+
+def _face_values(ws: Workspace, side: str, paths: list[Path], workers: int = 0,
+                 measure_limit: int | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """``(path, cached values)`` of each of ``paths`` that still exists (face files of the side's ``aligned``
     or ``aligned_trash``), measuring on ``workers`` threads (0: all cores) and storing what the cache lacks.
     Values are ``{"error": message}`` for a file that cannot be read as a face. Writing the cache drops the
@@ -174,13 +183,20 @@ def _face_values(ws: Workspace, side: str, paths: list[Path], workers: int = 0) 
         cache = _load(cache_path)
         keyed = _keyed(paths)
         todo = [(p, key) for p, key in keyed if not _valid(cache.get(key))]
+        if measure_limit is not None and len(todo) > measure_limit:
+            raise MeasureNeeded(len(todo), len(keyed))
         pool_size = workers if workers > 0 else (os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=pool_size) as pool:
             measured = track(pool.map(_measure, [p for p, _ in todo]), len(todo), f"face list {side}")
-            for k, values in enumerate(measured):
-                cache[todo[k][1]] = values
-                if (k + 1) % CHUNK == 0 or k + 1 == len(todo):
-                    _save(ws, side, cache, keyed)
+            try:
+                for k, values in enumerate(measured):
+                    cache[todo[k][1]] = values
+                    if (k + 1) % CHUNK == 0 or k + 1 == len(todo):
+                        _save(ws, side, cache, keyed)
+            except BaseException:  # a cancelled job: stop after the faces in flight, keep what was measured
+                pool.shutdown(cancel_futures=True)
+                _save(ws, side, cache, keyed)
+                raise
         return [(p, cache[key]) for p, key in keyed]
 
 
@@ -209,10 +225,10 @@ def _save(ws: Workspace, side: str, cache: dict[str, Any], keyed: list[tuple[Pat
 # --- listing -----------------------------------------------------------------------------------------
 
 
-def _entry(ws: Workspace, path: Path, v: dict[str, Any], per_frame: dict[str, int]) -> FaceEntry:
+def _entry(prefix: str, path: Path, v: dict[str, Any], per_frame: dict[str, int]) -> FaceEntry:
     if "error" in v:
-        return FaceEntry(face_id(ws, path), path.name, error=v["error"])
-    return FaceEntry(face_id(ws, path), path.name, v["source"], v["index"], per_frame[v["source"]], float(v["blur"]),
+        return FaceEntry(prefix + path.name, path.name, error=v["error"])
+    return FaceEntry(prefix + path.name, path.name, v["source"], v["index"], per_frame[v["source"]], float(v["blur"]),
                      float(v["yaw"]), float(v["pitch"]), v["type"], v["size"])
 
 
@@ -229,24 +245,29 @@ def _paths(ws: Workspace, side: str, where: str) -> list[Path]:
 
 
 def list_faces(ws: Workspace, side: str, *, where: str = "aligned", sort: str | None = None,
-               filters: FaceFilter = FaceFilter(), workers: int = 0) -> list[FaceEntry]:
+               filters: FaceFilter = FaceFilter(), workers: int = 0, measure_limit: int | None = None) -> list[FaceEntry]:
     """The faces of ``data_<side>/aligned`` (``where="trash"``: ``aligned_trash``) as :class:`FaceEntry` s.
 
     ``sort``: ``None`` or ``"name"`` (file name order), or one of :data:`CHEAP_METHODS` (the order
     ``facelab sort`` would give, faces it would trash after the others). Unreadable files come last.
     The first listing of a large set measures every face (reported as progress to the current job);
-    later ones read the cache. A packed face set (``aligned.faceset``) is not unpacked: it lists nothing.
+    later ones read the cache. ``measure_limit``: raise :class:`MeasureNeeded` instead when more faces
+    than that are not measured yet (the UI then runs the first listing as a job). A packed face set
+    (``aligned.faceset``) is not unpacked: it lists nothing.
     """
     if sort not in (None, "name") and sort not in CHEAP_METHODS:
         raise SettingsError(f"the face list cannot sort by {sort!r}",
                             f"use 'name' or one of {', '.join(CHEAP_METHODS)}; sort_plan() computes the others")
-    found = _face_values(ws, side, _paths(ws, side, where), workers)
+    paths = _paths(ws, side, where)
+    found = _face_values(ws, side, paths, workers, measure_limit)
     values = [v for _, v in found]
     per_frame: dict[str, int] = {}
     for v in values:
         if "error" not in v:
             per_frame[v["source"]] = per_frame.get(v["source"], 0) + 1
-    entries = [_entry(ws, p, v, per_frame) for p, v in found]
+    folder = ws.aligned_dir(side) if where == "aligned" else ws.trash_dir(side)
+    prefix = face_id(ws, folder) + "/"
+    entries = [_entry(prefix, p, v, per_frame) for p, v in found]
     if sort not in (None, "name"):
         readable = [k for k, e in enumerate(entries) if e.error is None]
         order, trash = fsort.order_faces(sort, [_feats(values[k]) for k in readable])

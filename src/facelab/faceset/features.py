@@ -212,7 +212,13 @@ def compute(paths: list[Path], names: list[str], threads: int = 0, description: 
 
     workers = threads if threads > 0 else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        out = list(track(pool.map(guarded, paths), total=len(paths), description=description))
+        try:
+            out = list(track(pool.map(guarded, paths), total=len(paths), description=description))
+        except BaseException:
+            # a cancelled job (or an error) stops after the faces in flight: map() submitted every face, and
+            # leaving the pool would otherwise wait for all of them
+            pool.shutdown(cancel_futures=True)
+            raise
     if errors is not None:
         errors.extend(r for r in out if isinstance(r, FaceFileError))
     return [None if isinstance(r, FaceFileError) else r for r in out]

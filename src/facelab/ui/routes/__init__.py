@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ("manual", "masks")
+MODULES: tuple[str, ...] = ("faces", "manual", "masks")
 """The page modules under :mod:`facelab.ui.routes`, in navigation order."""
 
 
