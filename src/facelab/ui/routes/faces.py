@@ -290,9 +290,9 @@ def register(app, state, templates) -> None:
     @app.post("/api/faces/{side}/order")
     async def order(side: str, request: Request):
         """``{"method", "order", "trash", "skipped"}`` at once for a cheap method, else ``{"job": ...}``."""
-        from facelab.ui.app import _json
+        from facelab.ui.app import json_body
 
-        body = await _json(request)
+        body = await json_body(request)
         check_side(side)
         method, target = _method(body)
         reference = _reference(ws, side, method, body)
@@ -336,11 +336,11 @@ def register(app, state, templates) -> None:
     @app.post("/api/faces/{side}/apply-sort")
     async def apply_sort(side: str, request: Request):
         """Run the sort step (renames the files, ``final``/``oneface`` move faces to the trash) as a job."""
-        from facelab.ui.app import _json
+        from facelab.ui.app import json_body
         from facelab.ui.jobs import writes_of
         from facelab.ui.steps import STEPS
 
-        body = await _json(request)
+        body = await json_body(request)
         check_side(side)
         method, target = _method(body)
         step = STEPS["sort"]
@@ -361,15 +361,15 @@ def register(app, state, templates) -> None:
 
     @app.post("/api/faces/{side}/delete")
     async def delete(side: str, request: Request):
-        from facelab.ui.app import _json
+        from facelab.ui.app import json_body
 
-        return await act(side, trash.delete_faces, _names(await _json(request)))
+        return await act(side, trash.delete_faces, _names(await json_body(request)))
 
     @app.post("/api/faces/{side}/restore")
     async def restore(side: str, request: Request):
-        from facelab.ui.app import _json
+        from facelab.ui.app import json_body
 
-        return await act(side, trash.restore_faces, _names(await _json(request)))
+        return await act(side, trash.restore_faces, _names(await json_body(request)))
 
     @app.post("/api/faces/{side}/undo")
     async def undo(side: str):
