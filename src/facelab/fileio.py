@@ -29,6 +29,17 @@ _WRITE_ERRORS = {
 }
 
 
+
+_path_locks: dict[Path, threading.Lock] = {}
+_path_locks_guard = threading.Lock()
+
+
+def path_lock(path: str | Path) -> threading.Lock:
+    """One lock per file path in this process: threads that read, change and write back the same file (a cache,
+    a journal) take it around that."""
+    with _path_locks_guard:
+        return _path_locks.setdefault(Path(path), threading.Lock())
+
 def write_error(error: OSError, path: str | Path | None = None) -> FacelabError | None:
     """The user error for an ``OSError`` the user can fix (disk full, read-only, no permission), else ``None``.
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from facelab.faceset import features
 from facelab.faceset import sort as fsort
 from facelab.faceset.faceid import face_id, frame_path
 from facelab.faceset.files import face_files
-from facelab.fileio import atomic_write_bytes
+from facelab.fileio import atomic_write_bytes, path_lock
 from facelab.progress import track
 from facelab.workspace import Workspace, check_side
 
@@ -109,15 +108,6 @@ class SortPlan:
 
 # --- the cache of per-face values --------------------------------------------------------------------
 
-_locks: dict[Path, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _cache_lock(path: Path) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(path, threading.Lock())
-
-
 def _key(path: Path, st: os.stat_result) -> str:
     who = str(st.st_ino) if st.st_ino else path.name  # some file systems have no inode numbers
     return f"{who}-{st.st_mtime_ns}-{st.st_size}"
@@ -179,7 +169,7 @@ def _face_values(ws: Workspace, side: str, paths: list[Path], workers: int = 0,
     Values are ``{"error": message}`` for a file that cannot be read as a face. Writing the cache drops the
     entries of files in neither folder, so it does not grow."""
     cache_path = ws.face_list_cache(check_side(side))
-    with _cache_lock(cache_path):
+    with path_lock(cache_path):
         cache = _load(cache_path)
         keyed = _keyed(paths)
         todo = [(p, key) for p, key in keyed if not _valid(cache.get(key))]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from facelab.errors import WorkspaceError
 from facelab.face_checks import safe_name
 from facelab.faceset.faceid import BadFaceId, face_id
 from facelab.faceset.files import FACE_EXTS
-from facelab.fileio import write_error
+from facelab.fileio import path_lock, write_error
 from facelab.workspace import Workspace, check_side
 
 KINDS = {"delete": ("aligned", "trash"), "restore": ("trash", "aligned")}  # kind -> (from folder, to folder)
@@ -53,14 +52,6 @@ class Action:
     moved: list[tuple[str, str]]
     missing: list[str]
 
-
-_locks: dict[Path, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(path: Path) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(path, threading.Lock())
 
 
 def _folder(ws: Workspace, side: str, key: str) -> Path:
@@ -211,7 +202,7 @@ def _run(ws: Workspace, side: str, line: dict[str, Any], missing: list[str], res
 def recover(ws: Workspace, side: str) -> Action | None:
     """Finish an action a killed process left half done (see the module docstring); ``None`` if there was none."""
     journal = ws.trash_journal(check_side(side))
-    with _lock(journal):
+    with path_lock(journal):
         return _recover(ws, side)
 
 
@@ -224,7 +215,7 @@ def _new(ws: Workspace, side: str, kind: str, names: list[str]) -> Action:
     check_side(side)
     names = list(dict.fromkeys(_face_name(n) for n in names))  # every name checked before anything moves
     src, dst = KINDS[kind]
-    with _lock(ws.trash_journal(side)):
+    with path_lock(ws.trash_journal(side)):
         _recover(ws, side)
         _check_trash(ws, side)
         plan, missing = _plan(ws, side, [(src, n, dst, n) for n in names])
@@ -245,7 +236,7 @@ def restore_faces(ws: Workspace, side: str, names: list[str]) -> Action:
 
 def _reverse(ws: Workspace, side: str, op: str, which: int) -> Action | None:
     check_side(side)
-    with _lock(ws.trash_journal(side)):
+    with path_lock(ws.trash_journal(side)):
         _recover(ws, side)
         last = _replay(_read(ws.trash_journal(side)))[which]
         if not last:
