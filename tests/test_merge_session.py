@@ -1,6 +1,6 @@
 """The interactive merger's engine (facelab.merge.session) with a real trained model: the same pixels as
 `facelab merge`, the model run once per frame and save, a newer save picked up, marking, bad input; and the
-plan edits it goes with (MergePlan.changes / with_changes, stages.merge.saved_plan)."""
+plan edits it goes with (MergePlan.changes / with_changes, stages.merge.saved_plan / save_plan)."""
 
 from __future__ import annotations
 
@@ -295,3 +295,36 @@ def test_a_run_keeps_the_edited_plan_for_the_next(ws, marker):
     assert stage.saved_plan(ws) == plan
     again, only = stage.plan_from_options(ws, {})
     assert again.ranges == plan.ranges and only is None
+
+
+def test_a_jpeg_of_a_render_is_marked_and_what_jpeg_cannot_hold_is_refused(session, tmp_path):
+    shown = session.render(3, MergeSettings(), side_by_side=True)
+    for view in ("image", "side_by_side"):
+        data = session.jpeg(shown, view, quality=80)
+        path = tmp_path / f"{view}.jpg"
+        path.write_bytes(data)
+        report = verify_file(path)
+        assert report.manifest.valid and report.watermark.found and report.synthetic_tags, view
+        assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape == getattr(shown, view).shape
+    for bad in ({"view": "mask"}, {"quality": 0}, {"quality": True}):
+        with pytest.raises(SettingsError):
+            session.jpeg(shown, **bad)
+    with pytest.raises(SettingsError, match="alpha"):
+        session.jpeg(session.render(3, MergeSettings(alpha=True)))
+
+
+def test_a_plan_saved_without_rendering_is_the_next_runs_and_keeps_the_finished_frames(ws, marker):
+    first = MergePlan(MergeSettings(mode="overlay"))
+    stage.save_plan(ws, first)  # before any merge
+    assert stage.saved_plan(ws) == first
+    s = stage.run(ws, "quick", first, device="cpu", only=FrameRange(1, 4), marker=marker)
+    assert s.counts["merged"] == 4
+    changed = first.with_changes({"blur": 25}, FrameRange(3, 3))
+    stage.save_plan(ws, changed)
+    assert stage.saved_plan(ws) == changed
+    plan, _ = stage.plan_from_options(ws, {"mode": "overlay"})  # `facelab merge --mode overlay` takes its ranges
+    assert plan == changed
+    s = stage.run(ws, "quick", plan, device="cpu", only=FrameRange(1, 4), marker=marker)
+    assert s.counts["merged"] == 1 and s.counts["skipped"] == 3  # frame 3 only: the others were done with these settings
+    with pytest.raises(SettingsError, match="MergePlan"):
+        stage.save_plan(ws, MergeSettings())

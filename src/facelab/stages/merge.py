@@ -412,6 +412,24 @@ def saved_plan(ws: Workspace) -> MergePlan | None:
     return MergePlan.from_dict(saved) if saved else None
 
 
+def save_plan(ws: Workspace, plan: MergePlan) -> None:
+    """Keep ``plan`` for the merge runs to come without rendering anything (the UI's merger applying settings
+    to a frame, a range or all): :func:`saved_plan` returns it, and ``facelab merge`` without settings flags
+    (or ``--frames``) renders with it.
+
+    The step record keeps everything else the last run recorded (model, resolution, finished frames), so
+    the next run still skips the frames whose settings the new plan leaves as they were and renders again
+    those it changes (their fingerprints no longer match). Do not call it while a merge of this workspace
+    runs: that run would write its own plan over this one."""
+    if not isinstance(plan, MergePlan):
+        raise SettingsError(f"merge: expected a MergePlan, got {type(plan).__name__}", "build one with MergePlan(...)")
+    record = _record(ws)
+    last = record.load()
+    settings = {**(last.settings if last is not None else {}), "plan": plan.to_dict()}
+    record.begin(settings, last.done if last is not None else {})
+    record.close()
+
+
 def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, frames: str | None = None,
                       clear_ranges: bool = False) -> tuple[MergePlan, FrameRange | None]:
     """The plan a ``facelab merge`` command line asks for, and the frames to render (None: all).

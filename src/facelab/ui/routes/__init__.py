@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ("faces", "manual", "masks")
+MODULES: tuple[str, ...] = ("faces", "manual", "masks", "merge")
 """The page modules under :mod:`facelab.ui.routes`, in navigation order."""
 
 
@@ -12,3 +12,4 @@ def register(app, state, templates) -> None:
 
     for name in MODULES:
         importlib.import_module(f"facelab.ui.routes.{name}").register(app, state, templates)
+    state.pages.sort(key=lambda p: p[1] == "jobs")  # Jobs last in the navigation bar
