@@ -440,7 +440,7 @@ def test_compose_faces_refuses_raw_predict(grid, swap):
      ({"degrade_color": 101}, "degrade_color"), ({"bicubic_degrade": -1}, "bicubic_degrade"),
      ({"motion_blur": 101}, "motion_blur"), ({"denoise_frame": 501}, "denoise_frame"), ({"hist_threshold": -1}, "hist_threshold"),
      ({"blur": 201}, "blur"), ({"masked_hist": "yes"}, "masked_hist"), ({"alpha": 1}, "alpha"),
-     ({"enhancer": ""}, "enhancer"), ({"mode": "overlay", "seamless_hist": True}, "seamless_hist")],
+     ({"enhancer": ""}, "enhancer"), ({"erode": None}, "erode"), ({"mode": None}, "mode"), ({"mode": "overlay", "seamless_hist": True}, "seamless_hist")],
 )
 def test_bad_settings_name_the_key(kwargs, key):
     with pytest.raises(SettingsError) as e:

@@ -180,6 +180,8 @@ class MergeSettings:
             if isinstance(value, np.bool_) or (option.kind is int and isinstance(value, np.integer) and not isinstance(value, bool)):
                 value = value.item()
                 object.__setattr__(self, option.name, value)
+            if value is None and option.default is not None:  # None means "not given" to a command, not here
+                raise SettingsError(f"merge setting {option.name}=None is not allowed", f"use {option.range_text()}")
             if option.name != "enhancer":
                 option.check(value)
         parse_mask(self.mask)
