@@ -29,10 +29,7 @@ def main() -> int:
     from facelab.workspace import Workspace
 
     ui = LiveUI(Workspace(args.workspace), default_marker())
-    from facelab.ui.app import PAGES
-    from facelab.ui import routes
-
-    pages = [(path, name) for path, name, _ in PAGES] + [(f"/{m}", m) for m in routes.MODULES]
+    pages = [(path, name) for path, name, _ in ui.app.app.state.ui.pages]  # every page in the navigation bar
     wanted = set(args.pages.split(",")) - {""}
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
