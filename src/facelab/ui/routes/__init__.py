@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("train",)
 """The page modules under :mod:`facelab.ui.routes`, in navigation order."""
 
 
