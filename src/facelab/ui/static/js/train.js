@@ -33,7 +33,7 @@ async function loadModels() {
   const pick = $("model-pick");
   const key = (m) => `${m.name}\u0000${m.prefix}`;
   pick.replaceChildren(...S.models.map((m) => h("option", { value: key(m) },
-    `${m.name}${m.prefix ? ` (${m.prefix.slice(0, -1)})` : ""}${m.architecture ? ` · ${m.architecture}` : ""}${m.job ? " · training" : ""}`)),
+    `${m.name}${m.prefix ? ` (${m.prefix.slice(0, -1)})` : ""}${m.architecture && m.architecture !== m.name ? ` · ${m.architecture}` : ""}${m.job ? " · training" : ""}`)),
   h("option", { value: NEW }, "New model…"));
   if (S.sel && !S.models.some((m) => m.name === S.sel.name && m.prefix === S.sel.prefix)) S.sel = null;
   if (!S.sel && S.models.length) {
@@ -225,7 +225,8 @@ function render() {
   const running = !!(j && j.state === "running");
   const own = running && !j.external;
   const st = $("train-state");
-  st.textContent = running ? (j.external ? "training (command line)" : "training") : j ? j.state : S.sel ? "idle" : "new model";
+  const ended = { cancelled: "stopped (saved)", done: "finished (saved)", failed: "failed" };
+  st.textContent = running ? (j.external ? "training (command line)" : "training") : j ? ended[j.state] || j.state : S.sel ? "idle" : "new model";
   st.className = `state ${running ? "running" : j ? j.state : ""}`;
   $("btn-start").disabled = running;
   $("btn-stop").disabled = !running;
