@@ -12,6 +12,9 @@ everything around it, the same way for all of them:
   history, thinned (neighbours merged) beyond :data:`HISTORY_MAX` points;
 - logs ms/iteration, the losses and the time left every ``log_every_seconds``,
   and reports each log line and preview as a job event;
+- under a job, reports the iteration, the rate and the mean losses since the
+  last such report every ``figures_every_seconds`` (the UI's counter and loss
+  graph: figures the step computes anyway, no extra forward pass);
 - under several processes (``dist``), the first one's clock decides when all of
   them log, preview, save and stop.
 """
@@ -42,6 +45,7 @@ class Schedule:
         minutes: stop after this many minutes of this run; None: no limit. With neither: until Ctrl+C / cancel.
         save_every_minutes, preview_every_minutes, log_every_seconds: intervals (a save and a preview also
             happen at the end).
+        figures_every_seconds: interval of the job events with the figures (iteration, rate, losses) only.
     """
 
     target_iteration: int | None = None
@@ -49,6 +53,7 @@ class Schedule:
     save_every_minutes: float = 15.0
     preview_every_minutes: float = 2.0
     log_every_seconds: float = 10.0
+    figures_every_seconds: float = 1.0
 
 
 class Task(Protocol):
@@ -102,8 +107,8 @@ def run(task: Task, state: dict, schedule: Schedule, save: Callable[[dict], None
     main = dist is None or dist.is_main
     job = jobs.current()
     base_elapsed = float(state["elapsed_seconds"])
-    start = last_log = last_save = last_preview = time.monotonic()
-    log_iter0, pending, window = state["iteration"], [], []
+    start = last_log = last_save = last_preview = last_figures = time.monotonic()
+    log_iter0, figures_iter0, pending, window, figures = state["iteration"], state["iteration"], [], [], []
     stopped = "interrupted"
     task.start(state)
     try:
@@ -132,6 +137,8 @@ def run(task: Task, state: dict, schedule: Schedule, save: Callable[[dict], None
             state["iteration"] += 1
             pending.append(losses)
             window.append(losses)
+            if job is not None:
+                figures.append(losses)
             if len(pending) == HISTORY_EVERY:
                 record(history, state["iteration"], pending)
                 message = task.checked(state["iteration"], float(np.sum(np.mean(pending, 0))))
@@ -145,10 +152,14 @@ def run(task: Task, state: dict, schedule: Schedule, save: Callable[[dict], None
                 line = _log_line(task.loss_names, state["iteration"], ms, np.mean(window, 0), schedule, now - start)
                 log(line)
                 if job is not None:
-                    values = {n: float(m) for n, m in zip(task.loss_names, np.atleast_1d(np.mean(window, 0)))}
-                    job.emit(jobs.Event(STEP, state["iteration"], schedule.target_iteration, 1000 / max(ms, 1e-9), line,
-                                        values={**values, "ms": ms}))
+                    job.emit(jobs.Event(STEP, state["iteration"], schedule.target_iteration, 1000 / max(ms, 1e-9), line))
                 last_log, log_iter0, window = now, state["iteration"], []
+            if main and job is not None and now - last_figures >= schedule.figures_every_seconds:
+                ms = (now - last_figures) * 1000 / max(state["iteration"] - figures_iter0, 1)
+                values = {n: float(m) for n, m in zip(task.loss_names, np.atleast_1d(np.mean(figures, 0)))}
+                job.emit(jobs.Event(STEP, state["iteration"], schedule.target_iteration, 1000 / max(ms, 1e-9),
+                                    values={**values, "ms": ms}))
+                last_figures, figures_iter0, figures = now, state["iteration"], []
             if do_preview:
                 if main:
                     _preview(task, state, schedule, job)

@@ -190,7 +190,7 @@ class JobManager:
                         "phase": doc.get("step", ""), "log": [], "log_from": 0, "log_seq": 0,
                         "message": doc.get("message", ""),
                         "summary": None, "error": None, "hint": None, "preview": None, "external": True,
-                        "writes": sorted(writes_of(doc.get("command", ""), side, {}))})
+                        "writes": sorted(writes_of(doc.get("command", ""), side, _named(doc.get("args", []))))})
         return out
 
     def cancel(self, job_id: str) -> bool:
@@ -234,6 +234,19 @@ class JobManager:
             if self.version == version:
                 self._changed.wait(timeout)
             return self.version
+
+
+def _named(args: list) -> dict[str, str]:
+    """``--name`` and ``--model`` of a command line's arguments (what :func:`writes_of` needs of a training run
+    started from the command line)."""
+    out, args = {}, [str(a) for a in args]
+    for i, arg in enumerate(args):
+        for key in ("name", "model"):
+            if arg == f"--{key}" and i + 1 < len(args):
+                out[key] = args[i + 1]
+            elif arg.startswith(f"--{key}="):
+                out[key] = arg.split("=", 1)[1]
+    return out
 
 
 def writes_of(step: str, side: str | None, values: dict[str, Any]) -> set[str]:
