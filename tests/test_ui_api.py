@@ -16,24 +16,9 @@ from starlette.testclient import TestClient  # noqa: E402
 from facelab.ui.app import create_app  # noqa: E402
 from facelab.ui.security import COOKIE  # noqa: E402
 
-BASE = "http://127.0.0.1:7860"
-ORIGIN = {"origin": BASE}
+from tests.ui_helpers import BASE, ORIGIN, client, wait_for  # noqa: E402
 
 
-def client(ws, marker, token="tok") -> TestClient:
-    c = TestClient(create_app(ws, token, marker=marker), base_url=BASE)
-    c.cookies.set(COOKIE, token)
-    return c
-
-
-def wait_for(c, job_id, states=("done", "failed", "cancelled"), timeout=120.0) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = c.get(f"/api/jobs/{job_id}", params={"since": 0}).json()
-        if job["state"] in states:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {job['state']}")
 
 
 # --- who may talk to the server ---------------------------------------------------------------------------

@@ -14,32 +14,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from starlette.testclient import TestClient  # noqa: E402
 
 from facelab.faceimage import read_face, read_record, write_face  # noqa: E402
 from facelab.faceset import browse, detail, features  # noqa: E402
-from facelab.ui.app import create_app  # noqa: E402
 from facelab.ui.routes import faces  # noqa: E402
-from facelab.ui.security import COOKIE  # noqa: E402
 
-BASE = "http://127.0.0.1:7860"
-ORIGIN = {"origin": BASE}
+from tests.ui_helpers import ORIGIN, client, wait_for  # noqa: E402
 
 
-def client(ws, marker) -> TestClient:
-    c = TestClient(create_app(ws, "tok", marker=marker), base_url=BASE)
-    c.cookies.set(COOKIE, "tok")
-    return c
-
-
-def wait_for(c, job_id, timeout=120.0) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = c.get(f"/api/jobs/{job_id}", params={"since": 0}).json()
-        if job["state"] != "running":
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still running")
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from starlette.testclient import TestClient  # noqa: E402
 
 from facelab.merge.compose import MergeSettings  # noqa: E402
 from facelab.merge.options import SETTINGS  # noqa: E402
@@ -21,12 +20,9 @@ from facelab.merge.session import MergeSession  # noqa: E402
 from facelab.provenance.verify import verify_file  # noqa: E402
 from facelab.provenance.watermark import detect_frames  # noqa: E402
 from facelab.stages import merge as stage  # noqa: E402
-from facelab.ui.app import create_app  # noqa: E402
-from facelab.ui.security import COOKIE  # noqa: E402
 from facelab.workspace import Workspace  # noqa: E402
 
-BASE = "http://127.0.0.1:7860"
-ORIGIN = {"origin": BASE}
+from tests.ui_helpers import ORIGIN, client, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +45,6 @@ def ws(trained_ws, tmp_path) -> Workspace:
     return Workspace(tmp_path / "ws")
 
 
-def client(ws, marker) -> TestClient:
-    c = TestClient(create_app(ws, "tok", marker=marker), base_url=BASE)
-    c.cookies.set(COOKIE, "tok")
-    return c
-
 
 def render(c, frame, settings=None, **more):
     return c.post("/api/merger/render", json={"model": "quick", "gpu": None, "frame": frame, "settings": settings or {}, **more},
@@ -63,17 +54,6 @@ def render(c, frame, settings=None, **more):
 def decode(data: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
-
-def wait_for(c, job_id, timeout=180.0) -> dict:
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = c.get(f"/api/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {job['state']}")
 
 
 def test_the_page_offers_every_declared_merge_option_and_the_trained_model(ws, marker):

@@ -11,19 +11,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from starlette.testclient import TestClient  # noqa: E402
-
-from facelab.ui.app import create_app  # noqa: E402
-from facelab.ui.security import COOKIE  # noqa: E402
-
-BASE = "http://127.0.0.1:7860"
-ORIGIN = {"origin": BASE}
 
 
-def client(ws, marker) -> TestClient:
-    c = TestClient(create_app(ws, "tok", marker=marker), base_url=BASE)
-    c.cookies.set(COOKIE, "tok")
-    return c
+from tests.ui_helpers import ORIGIN, client  # noqa: E402
+
 
 
 @pytest.fixture(scope="module")
