@@ -193,8 +193,11 @@ def test_move_the_frame_slider_or_an_option_and_see_the_frame_change(page, live_
     assert src2 != src and int(seq2) > int(seq)
     page.locator("#mg-viewer").click()  # the page has the keys, not the slider
     page.keyboard.press("KeyW")  # DFL's W: erode + 1
-    page.wait_for_function(f"() => +document.getElementById('mg-image').dataset.seq > {seq2}")
-    assert _shown(page)[1] != src2 and page.locator("#mg-o-erode").input_value() == "1"
+    # the image's src is set before it decodes and data-seq after, so wait for both to move on (a render of frame 3
+    # still queued from the scrubber may finish first)
+    page.wait_for_function(f"() => {{ const i = document.getElementById('mg-image'); "
+                           f"return +i.dataset.seq > {seq2} && i.getAttribute('src') !== {src2!r}; }}")
+    assert page.locator("#mg-o-erode").input_value() == "1"
     assert "erode 1" in page.locator("#mg-pending").inner_text()
     page.select_option("#mg-o-mode", "overlay")
     page.click("#mg-apply-all")
