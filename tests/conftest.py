@@ -140,6 +140,22 @@ def clip_frames(clip: Path, indices: list[int]) -> list[np.ndarray]:
     return [out[i] for i in indices]
 
 
+@pytest.fixture(scope="session")
+def trained_quick_ws(sample_faces_ws, tmp_path_factory, marker):
+    """:func:`sample_faces_ws` with a ``quick`` model trained 3 steps at 32 px (read only: copy it to change it)."""
+    import shutil
+
+    from facelab.stages import train
+    from facelab.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("trained_quick") / "ws"
+    shutil.copytree(sample_faces_ws.root, root)
+    ws = Workspace(root)
+    train.run(ws, train.TrainSettings(model="quick", iterations=3, batch_size=2, device="cpu",
+                                      architecture=(("resolution", 32),)), log=lambda _s: None, marker=marker)
+    return ws
+
+
 @pytest.fixture()
 def ws(sample_faces_ws, tmp_path):
     """A fresh copy of :func:`sample_faces_ws` in this test's tmp_path, free to change (a file that needs

@@ -31,21 +31,9 @@ def _quiet(_s: str) -> None:
     pass
 
 
-@pytest.fixture(scope="module")
-def trained_ws(sample_faces_ws, tmp_path_factory, marker):
-    from facelab.stages import train
-
-    root = tmp_path_factory.mktemp("merge_stage") / "ws"
-    shutil.copytree(sample_faces_ws.root, root)
-    ws = Workspace(root)
-    train.run(ws, train.TrainSettings(model="quick", iterations=3, batch_size=2, device="cpu",
-                                      architecture=(("resolution", 32),)), log=_quiet, marker=marker)
-    return ws
-
-
 @pytest.fixture()
-def ws(trained_ws, tmp_path) -> Workspace:
-    shutil.copytree(trained_ws.root, tmp_path / "ws")
+def ws(trained_quick_ws, tmp_path) -> Workspace:
+    shutil.copytree(trained_quick_ws.root, tmp_path / "ws")
     return Workspace(tmp_path / "ws")
 
 

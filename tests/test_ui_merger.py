@@ -25,23 +25,11 @@ from facelab.workspace import Workspace  # noqa: E402
 from tests.ui_helpers import ORIGIN, client, wait_for  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def trained_ws(sample_faces_ws, tmp_path_factory, marker):
-    """The sample faces (30 dst frames 360x288, numbered 1, 3, ... 59) and a quick model trained 3 steps at 32 px."""
-    from facelab.stages import train
-
-    root = tmp_path_factory.mktemp("ui_merger") / "ws"
-    shutil.copytree(sample_faces_ws.root, root)
-    ws = Workspace(root)
-    train.run(ws, train.TrainSettings(model="quick", iterations=3, batch_size=2, device="cpu",
-                                      architecture=(("resolution", 32),)), log=lambda _s: None, marker=marker)
-    return ws
-
-
 @pytest.fixture()
-def ws(trained_ws, tmp_path) -> Workspace:
-    """A fresh copy of the trained workspace (also the workspace of conftest's ``live_ui`` and ``page``)."""
-    shutil.copytree(trained_ws.root, tmp_path / "ws")
+def ws(trained_quick_ws, tmp_path) -> Workspace:
+    """A fresh copy of the trained workspace (the sample faces: 30 dst frames 360x288, numbered 1, 3, ... 59; also
+    the workspace of conftest's ``live_ui`` and ``page``)."""
+    shutil.copytree(trained_quick_ws.root, tmp_path / "ws")
     return Workspace(tmp_path / "ws")
 
 
