@@ -264,10 +264,10 @@ def test_denoise_frame_filters_faceless_frames_too(gpu_ws, tmp_path, marker):
     assert not mask.any() and not merged[..., 3].any()
 
 
-# --- point 23 (parts): merge --color help names the real default; segmentation masks are not offered -------
+# --- point 23 (parts): merge --color help names the real default; the segmentation masks (issue 13) are offered
 
 
-def test_merge_help_names_rct_m_as_default_and_offers_no_segmentation_masks():
+def test_merge_help_names_rct_m_as_default_and_offers_the_segmentation_masks():
     from typer.testing import CliRunner
 
     from facelab.cli import app
@@ -279,15 +279,12 @@ def test_merge_help_names_rct_m_as_default_and_offers_no_segmentation_masks():
     text = " ".join(r.output.split())
     assert "rct-m (default)" in text and "rct (default)" not in text
     assert MergeSettings().color == "rct-m"
-    assert "segmentation" not in text
-    assert not set(SEGMENTATION_MASKS) & set(known_masks())
-    # the plug point stays: asked for, they are refused with a message, and the hint offers what exists
-    with pytest.raises(SettingsError, match="segmentation model is not trained yet") as e:
-        parse_mask("learned*segmentation-prd")
-    assert "segmentation" not in e.value.hint.split("use ")[-1] and "learned" in e.value.hint
+    assert "segmentation-prd" in text and "segmentation-dst" in text
+    assert set(SEGMENTATION_MASKS) <= set(known_masks())
+    assert parse_mask("learned*segmentation-prd") == ("learned", "segmentation-prd")
     with pytest.raises(SettingsError, match="unknown mask") as e:
         parse_mask("xseg")
-    assert "segmentation" not in e.value.hint
+    assert "segmentation-dst" in e.value.hint
 
 
 # --- point 14: a negative --blur narrows the default feather (clamped at a hard edge) ---------------------

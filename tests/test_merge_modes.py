@@ -299,10 +299,15 @@ def test_predictor_predict_dst_mask_uses_the_dst_reconstruction(grid):
 
 
 @pytest.mark.parametrize("mask", ["segmentation-prd", "segmentation-dst", "learned*segmentation-dst"])
-def test_segmentation_masks_are_not_there_yet(mask):
-    with pytest.raises(SettingsError, match="segmentation model is not trained yet") as e:
-        MergeSettings(mask=mask)
-    assert "train-segmentation" in e.value.hint and "mask" in e.value.message
+def test_segmentation_masks_are_settings_that_need_the_segmenter(mask):
+    from facelab.merge.masks import MaskInputs, build_masks, uses_segmenter
+
+    assert MergeSettings(mask=mask).mask == mask and uses_segmenter(mask)
+    faces = np.zeros((1, 8, 8, 3), np.float32)
+    ones = np.ones((1, 8, 8), np.float32)
+    with pytest.raises(SettingsError, match="no trained segmenter") as e:
+        build_masks(mask, MaskInputs(faces, faces, ones, None, ones, None, "full"))
+    assert "seg train" in e.value.hint
 
 
 # --- colour ---------------------------------------------------------------------------

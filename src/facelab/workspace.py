@@ -10,10 +10,11 @@
       data_<side>/aligned_trash/             faces a sort or faceset step rejected
       data_<side>/aligned_confirmed/         faces the mask editor saved and moved on (E)
       data_<side>/aligned_skipped/           faces the mask editor skipped and moved on (W)
+      data_<side>/aligned_xseg/              copies of the labelled faces (`seg fetch`)
       data_<side>/aligned.faceset            the face set packed into one file
       data_dst/merged/  data_dst/merged_mask/
       data_dst/merged_raw/  data_dst/merged_preview/
-      model/<name>/                          one folder per model
+      model/<name>/                          one folder per model (the segmenter: model/segmenter)
       result.mp4  coverage.png
       data_<side>/.facelab/                  step records: <step>.record.json + <step>.journal.jsonl
       data_<side>/.facelab/thumbs/           face thumbnails for the UI's grid (a cache)
@@ -77,6 +78,10 @@ class Workspace:
     def skipped_dir(self, side: str) -> Path:
         """Faces the mask editor skipped and moved out of the set (DeepFaceLab's ``aligned_skipped``)."""
         return self.frames_dir(side) / "aligned_skipped"
+
+    def xseg_dir(self, side: str) -> Path:
+        """Copies of the side's labelled faces (``facelab seg fetch``; DeepFaceLab's ``aligned_xseg``)."""
+        return self.frames_dir(side) / "aligned_xseg"
 
     def state_dir(self, side: str) -> Path:
         """Hidden folder for step records (frame timing, extraction progress)."""

@@ -220,6 +220,7 @@ from facelab.cli import merge_cmd, verify_cmd  # noqa: E402,F401
 from facelab.cli import enhance_cmd  # noqa: E402,F401
 from facelab.cli import eval_cmd  # noqa: E402,F401
 from facelab.cli import ui_cmd  # noqa: E402,F401
+from facelab.cli import seg_cmd  # noqa: E402,F401
 
 
 def _print_error(e: FacelabError) -> None:

@@ -76,6 +76,12 @@ Enhancer = Callable[[np.ndarray], np.ndarray]
 """Super resolution: ``(N, R, R, 3) float32`` BGR ``[0, 1]`` -> ``(N, R*k, R*k, 3) float32`` BGR ``[0, 1]``."""
 
 
+class Segmenter(Protocol):
+    """What the ``segmentation-*`` masks need (:class:`facelab.seg.model.SegmenterRunner`)."""
+
+    def masks_in_square(self, faces: np.ndarray, landmarks: np.ndarray | None, face_type: str) -> np.ndarray: ...
+
+
 class Predictor(Protocol):
     """What the merge needs from a trained model (see ``facelab.inference.load_predictor``).
 
@@ -112,10 +118,11 @@ class MergeSettings:
             face mask, so the background cannot pull the face's colour.
             Default ``rct-m`` (what facelab did before the plain variants
             existed; DeepFaceLab's rct also measured the masked face).
-        mask: ``learned``, ``learned-dst``, ``dst``, ``predicted`` or a product
-            of them joined by ``*``; default ``learned*dst`` (see
-            :mod:`facelab.merge.masks`; ``segmentation-prd`` and
-            ``segmentation-dst`` are reserved for a segmenter not there yet).
+        mask: ``learned``, ``learned-dst``, ``dst``, ``predicted``,
+            ``segmentation-prd``, ``segmentation-dst`` or a product of them
+            joined by ``*``; default ``learned*dst`` (see
+            :mod:`facelab.merge.masks`; the segmentation masks run the
+            workspace's trained segmenter, ``facelab seg train``).
         erode: ``-200..200``, shrink (+) or grow (-) the mask, in pixels of a
             512 px face (DeepFaceLab's scale). Default 0.
         blur: ``-200..200``, added to the default feather :data:`DEFAULT_FEATHER`
@@ -374,6 +381,7 @@ def face_layers(
     *,
     dst_masks: np.ndarray | None = None,
     enhancer: Enhancer | None = None,
+    segmenter: Segmenter | None = None,
 ) -> FaceLayers:
     """Run the face steps (3-9 of the module docstring) on the predicted faces of one frame.
 
@@ -384,13 +392,15 @@ def face_layers(
         settings: the merge settings.
         dst_masks: ``(N, R, R) float32`` dst-side learned masks (``learned-dst``), see :func:`run_predictor`.
         enhancer: optional super resolution, :data:`Enhancer`.
+        segmenter: the trained segmenter for the ``segmentation-*`` masks (:class:`facelab.seg.model.SegmenterRunner`).
     """
     n = len(prepared)
     r = prepared.faces.shape[1] if n else 0
     pred_faces, pred_masks = _check_predictions(pred_faces, pred_masks, n, r)
     if dst_masks is not None:
         dst_masks = np.clip(np.asarray(dst_masks, np.float32).reshape(n, r, r), 0.0, 1.0)
-    inputs = MaskInputs(prepared.faces, pred_faces, pred_masks, dst_masks, prepared.hulls, prepared.landmarks, prepared.face_type)
+    inputs = MaskInputs(prepared.faces, pred_faces, pred_masks, dst_masks, prepared.hulls, prepared.landmarks, prepared.face_type,
+                        segmenter)
     raw_masks = build_masks(_mask_names(settings), inputs) if n else np.zeros((0, r, r), np.float32)
     faces = _enhance(enhancer, pred_faces, settings) if n else pred_faces
     s = faces.shape[1] if n else r
@@ -465,6 +475,7 @@ def compose_faces(
     dst_masks: np.ndarray | None = None,
     motion: Sequence[tuple[float, float] | None] | None = None,
     enhancer: Enhancer | None = None,
+    segmenter: Segmenter | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Blend predicted faces into ``frame`` (steps 3-14 of the module docstring).
 
@@ -494,7 +505,7 @@ def compose_faces(
     n = len(prepared)
     r = prepared.faces.shape[1] if n else 0
     motion = _check_motion(motion, n)
-    layers = face_layers(prepared, pred_faces, pred_masks, settings, dst_masks=dst_masks, enhancer=enhancer)
+    layers = face_layers(prepared, pred_faces, pred_masks, settings, dst_masks=dst_masks, enhancer=enhancer, segmenter=segmenter)
     out = effects.denoise_frame(frame, settings.denoise_frame) if settings.denoise_frame else frame.copy()
     out_mask = np.zeros(frame.shape[:2], np.uint8)
     for i in range(n):
@@ -535,6 +546,7 @@ def aligned_outputs(
     *,
     dst_masks: np.ndarray | None = None,
     enhancer: Enhancer | None = None,
+    segmenter: Segmenter | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The ``raw-predict`` output of one frame: every predicted face after the face steps (3-9).
 
@@ -547,7 +559,7 @@ def aligned_outputs(
         ``S`` the model's resolution (or the enhancer's output side); the mask
         is the shaped (eroded, feathered) mask.
     """
-    layers = face_layers(prepared, pred_faces, pred_masks, settings, dst_masks=dst_masks, enhancer=enhancer)
+    layers = face_layers(prepared, pred_faces, pred_masks, settings, dst_masks=dst_masks, enhancer=enhancer, segmenter=segmenter)
     out = []
     for face, mask in zip(layers.faces, layers.masks):
         s = face.shape[0]
@@ -564,6 +576,7 @@ def predict_faces(
     settings: MergeSettings = MergeSettings(mode="raw-predict"),
     *,
     enhancer: Enhancer | None = None,
+    segmenter: Segmenter | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Predict every recorded face of one frame and return the aligned results (``raw-predict`` mode).
 
@@ -583,7 +596,7 @@ def predict_faces(
         return []
     prepared = prepare_faces(frame, records, predictor.resolution, predictor.face_type)
     faces, masks, dst_masks = run_predictor(predictor, prepared, settings)
-    return aligned_outputs(prepared, faces, masks, settings, dst_masks=dst_masks, enhancer=enhancer)
+    return aligned_outputs(prepared, faces, masks, settings, dst_masks=dst_masks, enhancer=enhancer, segmenter=segmenter)
 
 
 def passthrough_frame(frame: np.ndarray, settings: MergeSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -611,6 +624,7 @@ def merge_frame(
     *,
     motion: Sequence[tuple[float, float] | None] | None = None,
     enhancer: Enhancer | None = None,
+    segmenter: Segmenter | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Replace every recorded face of one frame with the model's prediction.
 
@@ -632,4 +646,5 @@ def merge_frame(
         return passthrough_frame(frame_bgr_uint8, settings)
     prepared = prepare_faces(frame_bgr_uint8, records, predictor.resolution, predictor.face_type)
     faces, masks, dst_masks = run_predictor(predictor, prepared, settings)
-    return compose_faces(frame_bgr_uint8, prepared, faces, masks, settings, dst_masks=dst_masks, motion=motion, enhancer=enhancer)
+    return compose_faces(frame_bgr_uint8, prepared, faces, masks, settings, dst_masks=dst_masks, motion=motion, enhancer=enhancer,
+                         segmenter=segmenter)

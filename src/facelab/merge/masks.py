@@ -15,10 +15,14 @@ register one with :func:`register_mask`. Built in:
   the dst face would have (from its known landmarks in the aligned square),
   on the face upscaled to at least :data:`LANDMARK_MIN_SIDE` px.
 
-``segmentation-prd`` and ``segmentation-dst`` are the plug points of the
-trainable segmentation (a later module registers them here); until it is
-there they are not offered (:func:`known_masks`, the CLI help) and choosing
-them raises :class:`SettingsError` saying so.
+- ``segmentation-dst``: the trained segmenter (``facelab seg train``, DeepFaceLab's
+  XSeg) run on the dst face: what of the dst face is really face, so a hand or
+  hair in front of it is left alone;
+- ``segmentation-prd``: the segmenter run on the predicted face.
+
+Products such as ``learned*segmentation-dst`` or ``segmentation-prd*segmentation-dst``
+combine them. The segmentation masks need ``MaskInputs.segmenter``; the merge
+loads the workspace's ``model/segmenter`` when a setting asks for one.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ MASKS = Registry("merge mask", ("facelab.merge.masks",))
 register_mask = MASKS.register
 
 SEGMENTATION_MASKS = ("segmentation-prd", "segmentation-dst")
-"""Names reserved for the trainable segmentation (registered by its own module once it exists)."""
+"""The masks that run the trained segmenter (the merge loads it only when a setting names one)."""
 
 LANDMARK_MIN_SIDE = 256
 """The predicted face is upscaled to at least this side before dlib looks for landmarks
@@ -74,6 +78,8 @@ class MaskInputs:
         landmarks: ``(N, 68, 2) float32`` dst landmarks in aligned-face pixels (NaN
             where unknown), or None.
         face_type: the model's face type.
+        segmenter: the trained segmenter (:class:`facelab.seg.model.SegmenterRunner`), or None when no
+            setting asks for a segmentation mask.
     """
 
     dst_faces: np.ndarray
@@ -83,14 +89,14 @@ class MaskInputs:
     hulls: np.ndarray
     landmarks: np.ndarray | None
     face_type: str
+    segmenter: object | None = None
 
 
 MaskProvider = Callable[[MaskInputs], np.ndarray]
 
 
 def known_masks() -> list[str]:
-    """Every name a mask setting may use: the registered providers (the segmentation masks once their
-    module registers them, not before)."""
+    """Every name a mask setting may use: the registered providers."""
     return sorted(MASKS.names())
 
 
@@ -98,18 +104,12 @@ def parse_mask(spec: str) -> tuple[str, ...]:
     """Split and check a mask setting (``"learned*dst"`` -> ``("learned", "dst")``).
 
     Raises:
-        SettingsError: naming the ``mask`` key, for an unknown or repeated name,
-            or a segmentation mask whose model is not there yet.
+        SettingsError: naming the ``mask`` key, for an unknown or repeated name.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise SettingsError(f"merge setting mask={spec!r} is not allowed", f"use one of {', '.join(known_masks())} or a product like learned*dst")
     names = tuple(part.strip() for part in spec.split("*"))
     for name in names:
-        if name in SEGMENTATION_MASKS and name not in MASKS.names():
-            raise SettingsError(
-                f"merge setting mask={spec!r}: the {name} segmentation model is not trained yet",
-                f"facelab has no segmenter yet (a later `facelab train-segmentation`); use {', '.join(known_masks())}",
-            )
         if name not in known_masks():
             raise SettingsError(
                 f"merge setting mask={spec!r}: unknown mask {name!r}",
@@ -151,6 +151,28 @@ def learned_dst_mask(inputs: MaskInputs) -> np.ndarray:
 @register_mask("dst")
 def dst_mask(inputs: MaskInputs) -> np.ndarray:
     return inputs.hulls
+
+
+def uses_segmenter(spec: str) -> bool:
+    """Whether a mask setting names a segmentation mask (so the merge must load the segmenter)."""
+    return any(part.strip() in SEGMENTATION_MASKS for part in str(spec).split("*"))
+
+
+def _segment(inputs: MaskInputs, faces: np.ndarray, name: str) -> np.ndarray:
+    if inputs.segmenter is None:
+        raise SettingsError(f"merge setting mask uses {name}, but there is no trained segmenter",
+                            "train one with `facelab seg train` (it is saved in model/segmenter), or use another mask")
+    return inputs.segmenter.masks_in_square(faces, inputs.landmarks, inputs.face_type)  # type: ignore[attr-defined]
+
+
+@register_mask("segmentation-dst")
+def segmentation_dst_mask(inputs: MaskInputs) -> np.ndarray:
+    return _segment(inputs, inputs.dst_faces, "segmentation-dst")
+
+
+@register_mask("segmentation-prd")
+def segmentation_prd_mask(inputs: MaskInputs) -> np.ndarray:
+    return _segment(inputs, inputs.pred_faces, "segmentation-prd")
 
 
 _landmarker_lock = threading.Lock()

@@ -23,7 +23,8 @@ _RUN, _MASK, _COLOR = "Options", "Face and mask", "Colour, detail and output"
 SETTINGS: tuple[Option, ...] = (
     Option("mode", str, DEFAULT_MODE, _MODE_HELP, choices=tuple(MERGE_MODES), group=_RUN, metavar="MODE",
            doc="how the face goes into the frame: see Modes below"),
-    Option("mask", str, "learned*dst", "learned, learned-dst, dst, predicted, or a product such as learned*dst (default).",
+    Option("mask", str, "learned*dst", "learned, learned-dst, dst, predicted, segmentation-prd, segmentation-dst, or a product such as "
+                                "learned*dst (default).",
            group=_MASK, metavar="MASK", shown_default="`learned*dst`", doc="which mask: see Masks above"),
     Option("erode", int, 0, "Shrink (+) or grow (-) the mask, -200..200 (pixels of a 512 px face).", lo=-200, hi=200,
            group=_MASK, doc="shrink (+) or grow (-) the mask, in pixels of a 512 px face whatever the model's size"),

@@ -69,7 +69,8 @@ from facelab.merge.compose import (
     prepare_faces,
 )
 from facelab.merge.masks import parse_mask
-from facelab.merge.sources import frame_number, group_records, load_enhancer, model_id, motions, resolve_model
+from facelab.merge.masks import uses_segmenter
+from facelab.merge.sources import frame_number, group_records, load_enhancer, load_segmenter, model_id, motions, resolve_model
 from facelab.provenance.marker import Marker, require_marker
 from facelab.provenance.watermark import MIN_SIZE as WATERMARK_MIN
 from facelab.workspace import Workspace
@@ -181,6 +182,7 @@ class MergeSession:
         self._lock = threading.RLock()
         self._cache: OrderedDict[int, _Frame] = OrderedDict()
         self._enhancers: dict[str, object] = {}
+        self._seg = None  # the segmenter, once a setting asks for a segmentation mask
         self._predictor = predictor
         self.model_id: str | None = None
         self._model_dir: Path | None = None
@@ -277,6 +279,19 @@ class MergeSession:
         """The loaded model."""
         return self._predictor
 
+    def _segmenter(self, st: MergeSettings):
+        """The workspace's segmenter when ``st.mask`` names a segmentation mask (loaded on first use, again
+        after it was retrained), else None."""
+        if not uses_segmenter(st.mask):
+            return None
+        from facelab.seg.model import DEFAULT_NAME
+        from facelab.train.checkpoint import save_id
+
+        current = save_id(self.ws.model_dir(DEFAULT_NAME))
+        if self._seg is None or self._seg.model_id != current:
+            self._seg = load_segmenter(self.ws, self.device)
+        return self._seg
+
     def _enhancer(self, name: str | None):
         if name is None:
             return None
@@ -368,7 +383,8 @@ class MergeSession:
         if st.mode == "raw-predict":  # the aligned faces side by side, as merge --preview shows them
             if not entry.records:
                 return image, image, np.zeros(image.shape[:2], np.uint8)
-            outs = aligned_outputs(entry.prepared, entry.faces, entry.masks, st, dst_masks=entry.dst_masks, enhancer=enhancer)
+            outs = aligned_outputs(entry.prepared, entry.faces, entry.masks, st, dst_masks=entry.dst_masks, enhancer=enhancer,
+                                   segmenter=self._segmenter(st))
             return image, np.hstack([f for f, _ in outs]), np.hstack([m for _, m in outs])
         prepared, motion = entry.prepared, entry.motion if st.motion_blur else None
         if scale != 1.0:
@@ -383,7 +399,7 @@ class MergeSession:
         if not entry.records:
             return (image, *passthrough_frame(image, st))
         return (image, *compose_faces(image, prepared, entry.faces, entry.masks, st, dst_masks=entry.dst_masks,
-                                      motion=motion, enhancer=enhancer))
+                                      motion=motion, enhancer=enhancer, segmenter=self._segmenter(st)))
 
     def png(self, rendered: Rendered, view: str = "image", title: str | None = None) -> bytes:
         """PNG bytes of one view of ``rendered`` (:data:`VIEWS`), as the merge writes its files: the image

@@ -112,3 +112,16 @@ def load_enhancer(ws: Workspace, name: str | None, device: str):
     if not folder.is_dir():
         raise WorkspaceError(f"no enhancer {name!r} in {ws.model_root}", f"train one: facelab train-enhancer --name {name}")
     return load(folder, str(resolve_device(device)))
+
+
+def load_segmenter(ws: Workspace, device: str):
+    """The workspace's trained segmenter (``model/segmenter``, :func:`facelab.seg.model.load_segmenter`) on
+    ``device``; :class:`WorkspaceError` when none was trained."""
+    from facelab.seg.model import DEFAULT_NAME, load_segmenter as load
+    from facelab.train.checkpoint import CONFIG
+
+    folder = ws.model_dir(DEFAULT_NAME)
+    if not (folder / CONFIG).is_file():
+        raise WorkspaceError(f"the merge mask asks for the segmenter, but there is none in {folder}",
+                             "train one with `facelab seg train`, or choose a mask without segmentation-*")
+    return load(folder, str(resolve_device(device)))

@@ -55,7 +55,9 @@ from facelab.merge.ranges import FrameRange, MergePlan
 from facelab.merge.session import MergeSession, markable
 from facelab.merge.sources import frame_number as _frame_number
 from facelab.merge.sources import group_records, resolve_model
+from facelab.merge.masks import uses_segmenter
 from facelab.merge.sources import load_enhancer as _load_enhancer
+from facelab.merge.sources import load_segmenter as _load_segmenter
 from facelab.merge.sources import model_id as _model_id
 from facelab.merge.sources import motions as _motions
 from facelab.merge.temporal import JitterFilter
@@ -116,14 +118,16 @@ class _Job:
     dst_masks: np.ndarray | None = None
 
 
-def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = True,
+            segmenter=None) -> tuple[np.ndarray, np.ndarray] | None:
     """Blend (when there are faces) and write one frame; runs on a worker thread. With ``write=False``
     the merged frame and mask are returned instead (for the in-order ``suppress_jitter`` pass)."""
     st = job.settings
     if st.mode == "raw-predict":
         raw_dir = ws.merged_raw_dir
         raw_dir.mkdir(parents=True, exist_ok=True)
-        outs = aligned_outputs(job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks, enhancer=enhancer) \
+        outs = aligned_outputs(job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks, enhancer=enhancer,
+                               segmenter=segmenter) \
             if job.prepared is not None else []
         for i, (face, mask) in enumerate(outs):
             _write_png(raw_dir / f"{job.path.stem}_{i}_mask.png", mask)
@@ -133,7 +137,7 @@ def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = Tr
         merged, mask = passthrough_frame(job.frame, st)
     else:
         merged, mask = compose_faces(job.frame, job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks,
-                                     motion=job.motion, enhancer=enhancer)
+                                     motion=job.motion, enhancer=enhancer, segmenter=segmenter)
     if not write:
         return merged, mask
     _write_frame(ws, job.path, merged, mask, marker)
@@ -212,7 +216,7 @@ def gpu_choices(ws: Workspace, name: str) -> list[int]:
 
 
 def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted,
-            marker) -> None:
+            marker, segmenter=None) -> None:
     """The render loop: frames decoded ahead, the model run on batches of faces over consecutive frames,
     blending and writing on worker threads, each finished frame journaled."""
     in_flight = 2 * workers
@@ -248,7 +252,7 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
                     k += n
             for j in batch:
                 steady = j.settings.suppress_jitter and j.settings.mode != "raw-predict"
-                pending.append((pool.submit(_finish, j, ws, enhancers.get(j.settings.enhancer), marker, not steady), j))
+                pending.append((pool.submit(_finish, j, ws, enhancers.get(j.settings.enhancer), marker, not steady, segmenter), j))
             batch.clear()
             collect(False)
 
@@ -327,8 +331,10 @@ def run(
     model_id = None
     if predictor is None:
         predictor, model_id = _load_model(ws, name, gpu, device, warnings)
-    names = {s.enhancer for s in [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]}
+    all_settings = [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]
+    names = {s.enhancer for s in all_settings}
     enhancers = {n: _load_enhancer(ws, n, device) for n in names if n}
+    segmenter = _load_segmenter(ws, device) if any(uses_segmenter(s.mask) for s in all_settings) else None
     by_frame, by_number = _faces_by_frame(ws, frames, aligned, warnings)
 
     # -- what is left: frames the step record does not hold as made with this model and these settings
@@ -339,8 +345,11 @@ def run(
              "face_type": str(predictor.face_type), "plan": plan.to_dict()}
     done = _still_done(record, state)
 
+    # the segmenter's weights are part of what makes a frame: retrained, the frames that use it render again
+    made_by = model_id if segmenter is None else f"{model_id}|segmenter={segmenter.model_id}"
+
     def wanted(p: Path) -> str:
-        return _fingerprint(model_id, plan, _frame_number(p.stem))
+        return _fingerprint(made_by, plan, _frame_number(p.stem))
 
     chosen = [p for p in frames if only is None or (_frame_number(p.stem) or 0) in only]
     todo = [p for p in chosen if force or not _finished(ws, p, plan, done, wanted(p))]
@@ -355,7 +364,8 @@ def run(
     counts = {"frames": len(chosen), "merged": 0, "passthrough": 0, "skipped": len(chosen) - len(todo), "faces": 0}
     workers = workers or min(max(os.cpu_count() or 1, 2), 8)
     try:
-        _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted, marker)
+        _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted, marker,
+                segmenter)
     finally:
         record.save()  # also after an error: the frames finished so far stay recorded
     if any(plan.settings_for(_frame_number(p.stem)).mode == "raw-predict" for p in chosen):

@@ -332,6 +332,8 @@ def _datasets(r: _Run, chosen: dict, cfg: dict, src_paths: list[Path], dst_paths
         r.warnings.extend(f"{side}: skipped (not trained on): {m}" for m in ds.skipped)
         if ds.recropped:
             r.say(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")
+        if ds.segmented:
+            r.say(f"{side}: {ds.segmented} of {len(ds.paths)} faces use the segmenter's mask (`facelab seg apply`), the rest the landmark hull")
         if ds.outside:
             r.warnings.append(f"{ds.outside} {side} faces are cut tighter than {face_type!r}: their {face_type!r} crop reaches"
                               f" outside the aligned image and the border is filled in; extract with --face-type {face_type} for a clean set")

@@ -247,10 +247,11 @@ class WrongKindError(ModelError):
     """The folder holds another kind of model (an enhancer where a face-swap model was asked for, or the reverse)."""
 
 
-_KIND_NAMES = {SWAP: "face-swap model", "enhancer": "face enhancer"}
+_KIND_NAMES = {SWAP: "face-swap model", "enhancer": "face enhancer", "segmenter": "face segmenter"}
 _KIND_HINTS = {
     SWAP: "give --enhancer the name of a folder made by `facelab train-enhancer`",
     "enhancer": "use it as `facelab merge --enhancer {name}`; pick a face-swap model (made by `facelab train`) with --name",
+    "segmenter": "it is used by `facelab seg apply` and the merge's segmentation masks; pick a face-swap model with --name",
 }
 
 

@@ -31,6 +31,7 @@ from facelab.align import (
 from facelab.errors import FaceFileError, WorkspaceError
 from facelab.faceimage import read_face
 from facelab.faceset.pose import yaw_pitch
+from facelab.seg import store as seg_store
 from facelab.train.augment import AugmentOptions, augment_sample
 from facelab.types import FaceType
 
@@ -89,9 +90,14 @@ def _load_one(path: Path, resolution: int, face_type: str | None):
     face = cv2.resize(image, (resolution, resolution), interpolation=interp)
     landmarks = landmarks * (resolution / w)
     to_face = np.diag([resolution / w, resolution / w, 1.0]) @ to_face
-    mask = hull_mask(landmarks, (resolution, resolution), face_type or record.face_type)
+    applied = seg_store.mask_of(record)  # the segmenter's mask (`facelab seg apply`) wins over the hull
+    if applied is not None:
+        mask = cv2.warpAffine(applied.astype(np.float32) / 255, to_face[:2], (resolution, resolution),
+                              flags=cv2.INTER_LINEAR, borderValue=0)
+    else:
+        mask = hull_mask(landmarks, (resolution, resolution), face_type or record.face_type)
     extra = np.stack([eyes_mouth_mask(landmarks, resolution), frame_area_mask(record, to_face[:2], resolution)], -1)
-    return face, mask, recropped, outside, yaw_pitch(landmarks)[0], extra, landmarks.astype(np.float32)
+    return face, mask, recropped, outside, yaw_pitch(landmarks)[0], extra, landmarks.astype(np.float32), applied is not None
 
 
 def _load_or_error(path: Path, resolution: int, face_type: str | None):
@@ -116,6 +122,7 @@ class FaceDataset:
         paths: the faces loaded (unreadable files left out).
         skipped: one message per face file that could not be read (left out).
         yaw: ``(N,) float32`` yaw of each face in degrees (for ``sort_by_yaw``).
+        segmented: how many faces carry a segmenter mask (``facelab seg apply``), used instead of their hull.
         landmarks: ``(N, 68, 2) float32`` landmarks of each face in pixels of its ``R x R`` image.
     """
 
@@ -139,6 +146,7 @@ class FaceDataset:
         self.masks = np.stack([x[1] for x in loaded])
         self.recropped = sum(x[2] for x in loaded)
         self.outside = sum(x[3] for x in loaded)
+        self.segmented = sum(x[7] for x in loaded)  # faces whose mask is the segmenter's (`seg apply`), not the hull
         self.yaw = np.array([x[4] for x in loaded], np.float32)
         # (N, R, R, 2) uint8: eyes+mouth region, and the part of the face that lay inside its frame
         self.extra_masks = np.stack([x[5] for x in loaded])

@@ -1,0 +1,212 @@
+"""Augmentation for the segmenter: many looks of each labelled face, and occluders it never saw.
+
+A few dozen labels only train a segmenter that generalises if every batch shows
+them in new conditions. Per sample, in this order (face and target move
+together; only the face gets the photometric changes):
+
+1. background borrowing: outside its (softened) target the face is replaced by
+   another face of the set, so "not face" is never one fixed backdrop;
+2. synthetic occluders: blobs and finger-like capsules textured with another
+   face's *skin*, and thin dark hair strands, pasted over the face and cut out
+   of the target; this is how the segmenter learns that a skin-coloured hand in
+   front of the chin is not chin, before the user labels a single hand;
+3. geometry: rotation, scale, shift, mirror flip and a smooth elastic warp;
+4. photometry: hue/saturation/brightness, levels (gamma, contrast), blur (gaussian
+   or motion), a lens flare, sensor noise and JPEG artefacts.
+
+Faces ``(R, R, 3) uint8`` BGR, targets ``(R, R) float32 [0, 1]``; inputs are not modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facelab.train.augment import AugmentOptions, random_affine, random_warp_maps
+
+Donor = Callable[[], tuple[np.ndarray, np.ndarray]]  # another (face, target) of the set, at random
+
+
+@dataclass(frozen=True)
+class SegAugment:
+    """Probabilities and ranges of :func:`augment`; ``SegAugment.off()`` changes nothing."""
+
+    background: float = 0.4
+    occluder: float = 0.5
+    hair: float = 0.15
+    rotation: float = 20.0
+    scale: float = 0.15
+    shift: float = 0.06
+    flip: bool = True
+    elastic: float = 0.5
+    color: float = 0.8
+    blur: float = 0.25
+    flare: float = 0.1
+    noise: float = 0.2
+    jpeg: float = 0.3
+
+    @classmethod
+    def off(cls) -> "SegAugment":
+        return cls(0, 0, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0)
+
+
+def _soft(mask: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    k = int(rng.integers(0, max(2, size // 64))) * 2 + 1
+    return cv2.GaussianBlur(mask, (k, k), 0) if k > 1 else mask
+
+
+def borrow_background(face: np.ndarray, target: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``face`` with everything outside its target replaced by ``donor`` (a soft seam)."""
+    alpha = _soft(target, rng, face.shape[0])[..., None]
+    return (face * alpha + donor * (1 - alpha) + 0.5).astype(np.uint8)
+
+
+def _occluder_shape(rng: np.random.Generator, size: int, target: np.ndarray) -> np.ndarray:
+    """A ``(R, R) float32`` alpha of one occluder that overlaps the face: an ellipse, a polygon blob or a
+    few parallel capsules (fingers), placed at a random point of the target, edges softened."""
+    alpha = np.zeros((size, size), np.float32)
+    ys, xs = np.nonzero(target > 0.5)
+    if len(xs) == 0:
+        return alpha
+    i = rng.integers(len(xs))
+    cx, cy = float(xs[i]), float(ys[i])
+    kind = rng.integers(3)
+    s = size * rng.uniform(0.08, 0.3)
+    if kind == 0:
+        cv2.ellipse(alpha, (int(cx), int(cy)), (int(s), int(s * rng.uniform(0.3, 1.0))), rng.uniform(0, 180), 0, 360, 1.0, -1, cv2.LINE_AA)
+    elif kind == 1:
+        n = int(rng.integers(5, 10))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+        rad = s * rng.uniform(0.5, 1.2, n)
+        pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
+        cv2.fillPoly(alpha, [np.round(pts * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    else:  # fingers: parallel capsules coming in from outside the face
+        theta = rng.uniform(0, 2 * np.pi)
+        d = np.array([np.cos(theta), np.sin(theta)])
+        nrm = np.array([-d[1], d[0]])
+        width = size * rng.uniform(0.03, 0.06)
+        for k in range(int(rng.integers(1, 5))):
+            base = np.array([cx, cy]) + nrm * (k - 1.5) * width * 2.1
+            tip = base - d * s * rng.uniform(0.2, 0.6)
+            end = base + d * size
+            cv2.line(alpha, tuple(np.round(tip).astype(int)), tuple(np.round(end).astype(int)), 1.0,
+                     max(2, int(width * 2)), cv2.LINE_AA)
+    return _soft(alpha, rng, size)
+
+
+def _skin_texture(donor: np.ndarray, donor_target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A full-size texture from the donor's face pixels (a random shift and zoom of the donor), re-tinted."""
+    size = donor.shape[0]
+    mat = random_affine(rng, size, AugmentOptions(rotation=180, scale=0.5, shift=0.25))
+    tex = cv2.warpAffine(donor, mat, (size, size), borderMode=cv2.BORDER_REFLECT)
+    shift = rng.normal(0, 12, 3)
+    return np.clip(tex.astype(np.float32) + shift, 0, 255)
+
+
+def add_occluders(face: np.ndarray, target: np.ndarray, donor: tuple[np.ndarray, np.ndarray],
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one or two occluders over the face; the target loses what they cover."""
+    out, tgt = face.astype(np.float32), target.copy()
+    for _ in range(int(rng.integers(1, 3))):
+        alpha = _occluder_shape(rng, face.shape[0], tgt)
+        if rng.random() < 0.7:
+            tex = _skin_texture(*donor, rng)
+        else:  # a plain object: one colour with a gentle light gradient
+            colour = rng.uniform(0, 255, 3)
+            ramp = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.2), face.shape[0], dtype=np.float32)
+            tex = colour[None, None, :] * ramp[:, None, None]
+        out = out * (1 - alpha[..., None]) + tex * alpha[..., None]
+        tgt = tgt * (1 - alpha)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), tgt
+
+
+def add_hair(face: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Thin dark curved strands across the upper face (a fringe); cut out of the target."""
+    size = face.shape[0]
+    alpha = np.zeros((size, size), np.float32)
+    ys, xs = np.nonzero(target > 0.5)
+    if len(ys) == 0:
+        return face.copy(), target.copy()
+    top = ys.min() + (ys.max() - ys.min()) * rng.uniform(0.05, 0.35)
+    colour = rng.uniform(10, 90) * np.array(rng.uniform(0.7, 1.1, 3))
+    for _ in range(int(rng.integers(3, 12))):
+        x0 = rng.uniform(xs.min(), xs.max())
+        pts = np.stack([x0 + np.cumsum(rng.normal(0, size * 0.02, 8)) + np.linspace(0, rng.normal(0, size * 0.15), 8),
+                        np.linspace(ys.min() - size * 0.05, top + rng.uniform(0, size * 0.15), 8)], 1)
+        cv2.polylines(alpha, [np.round(pts * 16).astype(np.int32)], False, 1.0, int(rng.integers(1, 4)), cv2.LINE_AA, shift=4)
+    out = face.astype(np.float32) * (1 - alpha[..., None]) + colour * alpha[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), target * (1 - alpha)
+
+
+def geometry(face: np.ndarray, target: np.ndarray, rng: np.random.Generator, opts: SegAugment) -> tuple[np.ndarray, np.ndarray]:
+    """The same random similarity (+ flip, + elastic warp) applied to face and target."""
+    size = face.shape[0]
+    mat = random_affine(rng, size, AugmentOptions(rotation=opts.rotation, scale=opts.scale, shift=opts.shift, flip=opts.flip))
+    inv = cv2.invertAffineTransform(mat)
+    if rng.random() < opts.elastic:
+        mx, my = random_warp_maps(rng, size, 5, 0.15)
+    else:
+        mx, my = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+    sx = (inv[0, 0] * mx + inv[0, 1] * my + inv[0, 2]).astype(np.float32)
+    sy = (inv[1, 0] * mx + inv[1, 1] * my + inv[1, 2]).astype(np.float32)
+    return (cv2.remap(face, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT),
+            cv2.remap(target, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+
+
+def photometry(face: np.ndarray, rng: np.random.Generator, opts: SegAugment) -> np.ndarray:
+    """Colour, levels, blur, flare, noise and JPEG changes of a ``(R, R, 3) uint8`` face."""
+    out = face
+    size = face.shape[0]
+    if rng.random() < opts.color:
+        hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-8, 8)) % 180
+        hsv[..., 1] *= rng.uniform(0.6, 1.4)
+        hsv[..., 2] *= rng.uniform(0.6, 1.3)
+        out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2BGR)
+        # levels: gamma and contrast about mid grey
+        f = out.astype(np.float32) / 255
+        f = np.power(f, rng.uniform(0.7, 1.4))
+        f = (f - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.08, 0.08)
+        out = np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < opts.blur:
+        if rng.random() < 0.5:
+            k = int(rng.integers(1, max(2, size // 48))) * 2 + 1
+            out = cv2.GaussianBlur(out, (k, k), 0)
+        else:
+            k = int(rng.integers(3, max(4, size // 24)))
+            kernel = np.zeros((k, k), np.float32)
+            kernel[k // 2] = 1 / k
+            rot = cv2.getRotationMatrix2D(((k - 1) / 2, (k - 1) / 2), rng.uniform(0, 180), 1.0)
+            kernel = cv2.warpAffine(kernel, rot, (k, k))
+            out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
+    if rng.random() < opts.flare:
+        yy, xx = np.mgrid[:size, :size].astype(np.float32)
+        cx, cy = rng.uniform(0, size, 2)
+        glow = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (size * rng.uniform(0.1, 0.4)) ** 2))
+        out = np.clip(out + glow[..., None] * rng.uniform(60, 200) * rng.uniform(0.8, 1.0, 3), 0, 255).astype(np.uint8)
+    if rng.random() < opts.noise:
+        out = np.clip(out + rng.normal(0, rng.uniform(2, 10), out.shape), 0, 255).astype(np.uint8)
+    if rng.random() < opts.jpeg:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 80))])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
+
+
+def augment(face: np.ndarray, target: np.ndarray, rng: np.random.Generator, donor: Donor,
+            opts: SegAugment = SegAugment()) -> tuple[np.ndarray, np.ndarray]:
+    """One training sample (see the module docstring); new arrays, same shapes and dtypes."""
+    if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8 or target.shape != face.shape[:2]:
+        raise ValueError(f"augment: expected (R, R, 3) uint8 face and (R, R) target, got {face.shape} {face.dtype}, {target.shape}")
+    target = target.astype(np.float32)
+    if rng.random() < opts.background:
+        face = borrow_background(face, target, donor()[0], rng)
+    if rng.random() < opts.occluder:
+        face, target = add_occluders(face, target, donor(), rng)
+    if rng.random() < opts.hair:
+        face, target = add_hair(face, target, rng)
+    face, target = geometry(face, target, rng, opts)
+    return photometry(face, rng, opts), np.clip(target, 0.0, 1.0)

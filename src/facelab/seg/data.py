@@ -1,0 +1,98 @@
+"""What the segmenter learns from: faces cut to its face type and size, each with a target mask.
+
+The target of a face is, in order of trust:
+
+1. the polygons the user drew on it (mask editor, or imported from a
+   DeepFaceLab face set): a *label*;
+2. otherwise the filled hull of its landmarks: a *pseudo-label*, good on
+   unobstructed faces, wrong wherever a hand or hair covers the face. The
+   augmentation pastes synthetic occluders over faces and cuts them out of the
+   target, so even a segmenter trained on pseudo-labels alone learns that
+   something in front of the face is not face; the user's labels then fix the
+   cases the hull gets wrong.
+
+Faces ``(R, R, 3) uint8`` BGR, targets ``(R, R) float32 [0, 1]``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facelab.align import face_matrix, hull_mask, transform_points
+from facelab.errors import FaceFileError, WorkspaceError
+from facelab.faceimage import FaceRecord, read_face
+from facelab.masks.polygons import polygons_of, rasterize, transform_polygons
+from facelab.types import FaceType
+
+
+def cut_matrix(record: FaceRecord, face_type: str, resolution: int) -> np.ndarray:
+    """``(2, 3)`` affine from a face file's pixels to the ``face_type`` square of side ``resolution``."""
+    size = int(record.size)
+    if FaceType.parse(record.face_type) == FaceType.parse(face_type) or len(record.landmarks) != 68:
+        mat = np.eye(3)[:2]
+    else:
+        mat = face_matrix(np.asarray(record.landmarks, np.float64), face_type, size)
+    return mat * (resolution / size)
+
+
+def cut_face(image: np.ndarray, record: FaceRecord, face_type: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """A face file's image cut to ``face_type`` at ``resolution`` px (edges replicated where the new
+    crop reaches outside the old one), and the ``(2, 3)`` face-file -> cut matrix."""
+    mat = cut_matrix(record, face_type, resolution)
+    interp = cv2.INTER_AREA if record.size > resolution * 1.5 else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, mat, (resolution, resolution), flags=interp, borderMode=cv2.BORDER_REPLICATE), mat
+
+
+def target_of(record: FaceRecord, mat: np.ndarray, face_type: str, resolution: int) -> tuple[np.ndarray, bool]:
+    """The target mask ``(R, R) float32`` of a face in its cut (``mat`` from :func:`cut_face`) and whether
+    it is a drawn label (True) or the landmark-hull pseudo-label (False)."""
+    polygons = polygons_of(record)
+    if polygons:
+        return rasterize(transform_polygons(polygons, mat), resolution).astype(np.float32), True
+    pts = transform_points(np.asarray(record.landmarks, np.float64), mat)
+    return hull_mask(pts, (resolution, resolution), face_type), False
+
+
+@dataclass
+class SegFaces:
+    """The faces of a training set, loaded: ``faces (N, R, R, 3) uint8``, ``targets (N, R, R) float32``,
+    ``labelled (N,) bool`` (drawn polygons vs hull), ``paths`` and ``skipped`` (unreadable files, one message each)."""
+
+    faces: np.ndarray
+    targets: np.ndarray
+    labelled: np.ndarray
+    paths: list[Path]
+    skipped: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _load(path: Path, face_type: str, resolution: int):
+    try:
+        image, record = read_face(path)
+    except FaceFileError as e:
+        return e
+    face, mat = cut_face(image, record, face_type, resolution)
+    target, labelled = target_of(record, mat, face_type, resolution)
+    return face, target, labelled
+
+
+def load_faces(paths: list[Path], face_type: str, resolution: int) -> SegFaces:
+    """Load face files as training faces (unreadable ones are left out and named in ``skipped``)."""
+    if not paths:
+        raise WorkspaceError("no aligned faces to train the segmenter on",
+                             "run `facelab extract src` / `facelab extract dst` first, or pass --faces DIR")
+    with ThreadPoolExecutor(4) as pool:  # cv2 decoding releases the GIL
+        loaded = list(pool.map(lambda p: _load(Path(p), face_type, resolution), paths))
+    kept = [(Path(p), x) for p, x in zip(paths, loaded) if not isinstance(x, FaceFileError)]
+    skipped = [x.message for x in loaded if isinstance(x, FaceFileError)]
+    if not kept:
+        raise WorkspaceError(f"none of the {len(paths)} faces can be read (e.g. {skipped[0]})", "re-run `facelab extract`")
+    return SegFaces(np.stack([x[0] for _, x in kept]), np.stack([x[1] for _, x in kept]),
+                    np.array([x[2] for _, x in kept], bool), [p for p, _ in kept], skipped)

@@ -1,0 +1,347 @@
+"""`facelab seg train|apply|remove|fetch|labels`: the trainable face segmenter (DeepFaceLab's XSeg).
+
+- ``train``: train (or continue) the segmenter in ``model/<name>/`` on the faces
+  of both sides: drawn polygons where there are some, the landmark hull
+  elsewhere (``pseudo_labels``; see :mod:`facelab.seg.data`). Resumes like every
+  facelab model; ``iterations`` is a total, ``minutes`` this run's budget.
+- ``apply``: write the segmenter's mask into every face file of a side
+  (:mod:`facelab.seg.store`); faces already masked by the same weights are skipped.
+  Training a swap model then uses these masks in place of the hull.
+- ``remove``: take the applied masks out again (the drawn polygons stay).
+- ``fetch``: copy the faces that have drawn polygons to ``aligned_xseg/``.
+- ``labels``: count the drawn polygons, or (``remove``) delete them after saving
+  them to a backup file in the side's state folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelab import jobs
+from facelab.errors import FaceFileError, ModelError, SettingsError
+from facelab.faceimage import read_face, read_record, rewrite_record
+from facelab.fileio import atomic_write_bytes
+from facelab.masks.polygons import polygons_of, with_polygons
+from facelab.progress import track
+from facelab.provenance.marker import Marker, require_marker
+from facelab.seg.options import DEFAULTS, OPTIONS
+from facelab.stages import Summary
+from facelab.workspace import Workspace
+
+PREVIEW_FACES = 4  # faces per preview row (training, src, dst)
+EVAL_FACES = 32  # labelled faces measured at the end of a training run
+
+
+def sides(side: str) -> tuple[str, ...]:
+    if side not in ("src", "dst", "both"):
+        raise SettingsError(f"side: {side!r} is not one of src, dst, both", "use src, dst or both")
+    return ("src", "dst") if side == "both" else (side,)
+
+
+def _check(command: str, values: dict) -> None:
+    for option in OPTIONS[command]:
+        option.check(values[option.name], f"seg {command}: ")
+    name = values.get("name")
+    if name is not None and (not name or "/" in name or "\\" in name or name.startswith(".")):
+        raise SettingsError(f"seg {command}: name {name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
+
+
+@dataclass(frozen=True)
+class SegTrainSettings:
+    """Settings of `facelab seg train`, each declared in ``OPTIONS["train"]`` (:mod:`facelab.seg.options`)."""
+
+    name: str = "segmenter"
+    minutes: float | None = None
+    iterations: int | None = None
+    side: str = "both"
+    pseudo_labels: bool = True
+    resolution: int | None = None
+    face_type: str | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    save_every_minutes: float = 15.0
+    preview_every_minutes: float = 2.0
+
+    def __post_init__(self) -> None:
+        from facelab.device import resolve_device
+
+        _check("train", self.__dict__)
+        resolve_device(self.device)
+
+
+def _face_paths(ws: Workspace, side: str) -> dict[str, list[Path]]:
+    return {s: ws.require_aligned(s) for s in sides(side)}
+
+
+def _majority_face_type(paths: list[Path]) -> str:
+    counts = Counter()
+    for p in paths[:: max(1, len(paths) // 50)]:  # a sample is enough
+        try:
+            counts[read_record(p).face_type] += 1
+        except FaceFileError:
+            continue
+    return counts.most_common(1)[0][0] if counts else "full"
+
+
+def _build(settings: SegTrainSettings, model_dir: Path, paths: list[Path], device):
+    """The segmenter (new or resumed), its state, saved options and the optimizer state to restore."""
+    import torch
+
+    from facelab.seg.model import KIND, create_segmenter
+    from facelab.train.checkpoint import CONFIG, WEIGHTS, load_checkpoint
+
+    if not ((model_dir / CONFIG).is_file() or (model_dir / WEIGHTS).is_file()):
+        torch.manual_seed(settings.seed)
+        net = create_segmenter(resolution=settings.resolution or DEFAULTS["resolution"],
+                               face_type=settings.face_type or _majority_face_type(paths))
+        return net.to(device), {}, {}, None
+    ckpt = load_checkpoint(model_dir, device, factory=create_segmenter, kind=KIND)
+    changed = [k for k in ("resolution", "face_type") if getattr(settings, k) is not None and getattr(settings, k) != ckpt.config[k]]
+    if changed:
+        raise SettingsError(
+            f"{', '.join(f'{k}: {getattr(settings, k)} asked, {ckpt.config[k]} saved' for k in changed)} "
+            f"(model/{model_dir.name} is fixed at its first run)",
+            "leave it out to continue this segmenter, or use --name <other> for a new one")
+    return ckpt.model, ckpt.state, ckpt.options, ckpt.optimizer_state
+
+
+def _preview_rows(data, by_side: dict[str, list[Path]], face_type: str, resolution: int) -> dict[str, np.ndarray]:
+    """The preview's groups: labelled training faces (if any), then src and dst faces, a few fixed ones each."""
+    from facelab.seg.data import cut_face
+
+    def pick(items: list, k: int = PREVIEW_FACES) -> list:
+        return [items[i] for i in np.linspace(0, len(items) - 1, min(k, len(items))).round().astype(int)] if items else []
+
+    rows = {}
+    labelled = np.flatnonzero(data.labelled)
+    if len(labelled):
+        rows["training faces (drawn labels)"] = data.faces[pick(list(labelled))]
+    for side, paths in by_side.items():
+        faces = []
+        for p in pick(paths):
+            try:
+                image, record = read_face(p)
+            except FaceFileError:
+                continue
+            faces.append(cut_face(image, record, face_type, resolution)[0])
+        if faces:
+            rows[f"{side} faces"] = np.stack(faces)
+    return rows
+
+
+@jobs.step
+def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: Callable[[str], None] = print, *,
+          marker: Marker | None = None) -> Summary:
+    """Train (or continue) the segmenter; see the module docstring."""
+    import torch
+
+    from facelab.device import resolve_device
+    from facelab.seg.data import load_faces
+    from facelab.seg.training import EVAL_BATCH, SegLoopOptions, SegTask, iou, make_optimizer, predict
+    from facelab.train import runner
+    from facelab.train.checkpoint import save_checkpoint
+
+    marker = require_marker(marker, "seg train")  # it marks the previews
+    t0 = time.monotonic()
+    ws.require_exists()
+    by_side = _face_paths(ws, settings.side)
+    paths = [p for ps in by_side.values() for p in ps]
+    device = resolve_device(settings.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model_dir = ws.model_dir(settings.name)
+    net, state, saved, opt_state = _build(settings, model_dir, paths, device)
+    r, face_type = net.resolution, net.face_type
+    batch_size = settings.batch_size or int(saved.get("batch_size", DEFAULTS["batch_size"]))
+
+    # data: every face with its target; without pseudo-labels only the labelled ones
+    log(f"loading {len(paths)} faces at {r} px ({face_type})")
+    data = load_faces(paths, face_type, r)
+    warnings = [f"skipped (not trained on): {m}" for m in data.skipped]
+    n_labelled = int(data.labelled.sum())
+    if not settings.pseudo_labels:
+        if not n_labelled:
+            raise SettingsError("seg train --labels-only: none of the faces has drawn polygons",
+                                "draw some in `facelab ui` (Mask editor), import a DeepFaceLab set with polygons, "
+                                "or train with pseudo-labels (leave --labels-only out)")
+        keep = np.flatnonzero(data.labelled)
+        data = type(data)(data.faces[keep], data.targets[keep], data.labelled[keep], [data.paths[i] for i in keep], data.skipped)
+    elif not n_labelled:
+        warnings.append("no face has drawn polygons: the segmenter learns the landmark hull (plus synthetic occluders); "
+                        "draw polygons on the faces it gets wrong and train again")
+
+    optimizer = make_optimizer(net)
+    if opt_state is not None:
+        try:
+            optimizer.load_state_dict(opt_state)
+        except (ValueError, KeyError) as e:
+            raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the segmenter: {e}",
+                             "delete it to restart the optimizer") from e
+    opts = SegLoopOptions(batch_size=batch_size, seed=settings.seed)
+    options = {"batch_size": batch_size, "seed": settings.seed, "device": settings.device, "side": settings.side,
+               "pseudo_labels": settings.pseudo_labels}
+    log(f"{'resuming' if state else 'new'} segmenter {model_dir.name!r} ({r} px, {face_type}) at iteration "
+        f"{state.get('iteration', 0)} on {device}: {len(data)} faces, {n_labelled} with drawn labels, batch size {batch_size}")
+
+    def save(st: dict) -> None:
+        save_checkpoint(model_dir, net, optimizer, options, {k: v for k, v in st.items() if k != "stopped"})
+
+    schedule = runner.Schedule(settings.iterations, settings.minutes, settings.save_every_minutes,
+                               settings.preview_every_minutes)
+    task = SegTask(net, optimizer, data, _preview_rows(data, by_side, face_type, r), model_dir, opts, device, marker)
+    try:
+        state = runner.run(task, state, schedule, save=save, log=log)
+    except torch.OutOfMemoryError as e:
+        raise SettingsError(f"out of {device.type.upper()} memory at batch size {batch_size} ({r} px)",
+                            f"reduce --batch-size (try {max(1, batch_size // 2)}) or train with --device cpu") from e
+
+    counts: dict[str, float] = {"iteration": state["iteration"], "faces": len(data), "labelled": n_labelled}
+    if state["loss_history"]:
+        counts["loss"] = round(state["loss_history"][-1][1], 5)
+    labelled = np.flatnonzero(data.labelled)[:EVAL_FACES]
+    if len(labelled):  # how well it fits the drawn labels (training faces: an upper bound, not a test)
+        probs = predict(net, data.faces[labelled], device, EVAL_BATCH)
+        counts["label_iou"] = round(float(np.mean([iou(p, data.targets[i]) for p, i in zip(probs, labelled)])), 4)
+    if state.get("stopped") == "interrupted":
+        warnings.append("training was interrupted; the segmenter was saved and continues from here next time")
+    return Summary(step="seg train", counts=counts, seconds=time.monotonic() - t0, outputs=[str(model_dir)], warnings=warnings)
+
+
+def _segmenter_dir(ws: Workspace, name: str) -> Path:
+    from facelab.train.checkpoint import CONFIG
+
+    folder = ws.model_dir(name)
+    if not (folder / CONFIG).is_file():
+        raise SettingsError(f"no segmenter {name!r} in {ws.model_root}", "train one first: `facelab seg train`")
+    return folder
+
+
+@jobs.step
+def apply(ws: Workspace, side: str = "both", name: str = "segmenter", device: str = "auto", batch_size: int = 16,
+          force: bool = False) -> Summary:
+    """Write the segmenter's mask into every face file of ``side`` (skipping faces masked by these weights)."""
+    from facelab.device import resolve_device
+    from facelab.seg.model import load_segmenter, uncertainty
+    from facelab.seg.store import mask_info, with_mask
+
+    _check("apply", {"name": name, "side": side, "device": device, "batch_size": batch_size})
+    t0 = time.monotonic()
+    ws.require_exists()
+    runner_ = load_segmenter(_segmenter_dir(ws, name), resolve_device(device))
+    counts = {"applied": 0, "skipped (already applied)": 0, "unreadable": 0}
+    warnings = []
+    for s in sides(side):
+        paths = ws.require_aligned(s)
+        todo = []
+        for p in paths:
+            try:
+                info = mask_info(read_record(p))
+            except FaceFileError as e:
+                counts["unreadable"] += 1
+                warnings.append(f"{s}: not masked: {e.message}")
+                continue
+            if info and info.get("model") == runner_.model_id and not force:
+                counts["skipped (already applied)"] += 1
+            else:
+                todo.append(p)
+        batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        for batch in track(batches, len(batches), f"seg apply {s}"):
+            loaded = []
+            for p in batch:
+                try:
+                    image, record = read_face(p)
+                except FaceFileError as e:
+                    counts["unreadable"] += 1
+                    warnings.append(f"{s}: not masked: {e.message}")
+                    continue
+                loaded.append((p, record, *runner_.cut(image, record)))
+            if not loaded:
+                continue
+            probs = runner_.predict(np.stack([x[2] for x in loaded]))
+            for (p, record, _face, mat), prob in zip(loaded, probs):
+                mask = runner_.back_to_face(prob, mat, int(record.size))
+                new = with_mask(record, mask, runner_.model_id, runner_.face_type, uncertainty=round(uncertainty(prob), 4))
+                rewrite_record(p, new)  # atomic: a kill leaves the face with its old record or the new one
+                counts["applied"] += 1
+    return Summary(step="seg apply", counts=counts, seconds=time.monotonic() - t0,
+                   outputs=[str(ws.aligned_dir(s)) for s in sides(side)], warnings=warnings)
+
+
+@jobs.step
+def remove(ws: Workspace, side: str = "both") -> Summary:
+    """Take the applied segmenter masks out of the face files of ``side`` (drawn polygons stay)."""
+    from facelab.seg.store import remove_mask_file
+
+    _check("remove", {"side": side})
+    t0 = time.monotonic()
+    ws.require_exists()
+    counts = {"removed": 0, "had none": 0}
+    for s in sides(side):
+        paths = ws.require_aligned(s)
+        for p in track(paths, len(paths), f"seg remove {s}"):
+            counts["removed" if remove_mask_file(p) else "had none"] += 1
+    return Summary(step="seg remove", counts=counts, seconds=time.monotonic() - t0)
+
+
+def _labelled(ws: Workspace, side: str) -> list[tuple[Path, object]]:
+    out = []
+    for p in ws.require_aligned(side):
+        try:
+            record = read_record(p)
+        except FaceFileError:
+            continue
+        if polygons_of(record):
+            out.append((p, record))
+    return out
+
+
+@jobs.step
+def fetch(ws: Workspace, side: str = "both", to: str | Path | None = None) -> Summary:
+    """Copy the faces with drawn polygons to ``aligned_xseg/`` of their side (or to ``to``)."""
+    _check("fetch", {"side": side, "to": None if to is None else str(to)})
+    t0 = time.monotonic()
+    ws.require_exists()
+    counts, outputs = {"copied": 0}, []
+    for s in sides(side):
+        folder = Path(to) if to is not None else ws.xseg_dir(s)
+        folder.mkdir(parents=True, exist_ok=True)
+        for p, _ in _labelled(ws, s):
+            name = p.name if to is None or len(sides(side)) == 1 else f"{s}_{p.name}"
+            shutil.copy2(p, folder / name)
+            counts["copied"] += 1
+        outputs.append(str(folder))
+    return Summary(step="seg fetch", counts=counts, seconds=time.monotonic() - t0, outputs=outputs)
+
+
+@jobs.step
+def labels(ws: Workspace, side: str = "both", remove: bool = False) -> Summary:
+    """Count the faces with drawn polygons; with ``remove``, delete the polygons after saving them to
+    ``data_<side>/.facelab/removed_labels-<time>.json`` (face file name -> polygons), so nothing drawn is lost."""
+    _check("labels", {"side": side, "remove": remove})
+    t0 = time.monotonic()
+    ws.require_exists()
+    counts: dict[str, float] = {}
+    outputs = []
+    for s in sides(side):
+        found = _labelled(ws, s)
+        counts[f"{s} labelled faces"] = len(found)
+        counts[f"{s} polygons"] = sum(len(polygons_of(r)) for _, r in found)
+        if remove and found:
+            backup = ws.state_file(s, f"removed_labels-{time.strftime('%Y%m%d-%H%M%S')}.json")
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            doc = {p.name: [poly.to_json() for poly in polygons_of(r)] for p, r in found}
+            atomic_write_bytes(backup, json.dumps(doc, indent=1).encode())  # first the backup, then the faces
+            for p, r in found:
+                rewrite_record(p, with_polygons(r, []))
+            outputs.append(str(backup))
+    return Summary(step="seg labels", counts=counts, seconds=time.monotonic() - t0, outputs=outputs)

@@ -1,0 +1,307 @@
+"""The trainable segmenter (issue 13): network, stored masks, targets, augmentation, the seg stages, and
+its use in training and merging, on the real sample faces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facelab.errors import FaceFileError, SettingsError, WorkspaceError
+from facelab.faceimage import read_face, read_record, rewrite_record
+from facelab.masks.polygons import Polygon, polygons_of, with_polygons
+from facelab.seg import store
+from facelab.seg.augment import SegAugment, augment
+from facelab.seg.data import cut_face, load_faces, target_of
+from facelab.seg.model import SegmenterRunner, create_segmenter, fused, load_segmenter, uncertainty
+from facelab.seg.net import Segmenter
+from facelab.seg.training import iou
+from facelab.stages import seg
+from facelab.workspace import Workspace
+
+
+def _quiet(_s: str) -> None:
+    pass
+
+
+# --- network ---------------------------------------------------------------------------------------
+
+
+def test_segmenter_shapes_and_config():
+    net = create_segmenter(resolution=64, face_type="full")
+    out = net(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, 1, 64, 64) and out.dtype == torch.float32
+    assert net.config["resolution"] == 64 and net.config["face_type"] == "full"
+    with pytest.raises(ValueError, match="multiple of 64"):
+        Segmenter(resolution=100)
+    with pytest.raises(ValueError, match="unknown segmenter"):
+        create_segmenter("xseg9")
+
+
+def test_default_segmenter_size():
+    n = sum(p.numel() for p in Segmenter().parameters())
+    assert 8e6 < n < 20e6  # the XSeg class (about 17.6 M), narrower at full resolution to run on CPUs
+
+
+def test_fused_runner_matches_the_network():
+    torch.manual_seed(0)
+    net = create_segmenter(resolution=64)
+    net.train()
+    net(torch.rand(4, 3, 64, 64))  # move the batch-norm statistics off their initial values
+    net.eval()
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        want = torch.sigmoid(net(x))[:, 0].numpy()
+    got = SegmenterRunner(net).predict(x.permute(0, 2, 3, 1).numpy())
+    assert np.abs(got - want).max() < 1e-4
+    assert all(not isinstance(m, torch.nn.BatchNorm2d) for m in fused(net).modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+
+
+def test_uncertainty_is_zero_for_a_crisp_mask():
+    crisp = np.zeros((32, 32), np.float32)
+    crisp[8:24, 8:24] = 1
+    assert uncertainty(crisp) == 0
+    assert uncertainty(np.clip(crisp * 0.5 + 0.25, 0, 1)) > 0.5
+
+
+# --- stored masks ----------------------------------------------------------------------------------
+
+
+def test_mask_round_trip_in_a_face_file(ws):
+    path = ws.aligned_paths("src")[0]
+    image, record = read_face(path)
+    size = record.size
+    yy, xx = np.mgrid[:size, :size]
+    mask = np.clip((size * 0.4 - np.hypot(xx - size / 2, yy - size / 2)) / 4, 0, 1).astype(np.float32)
+    rewrite_record(path, store.with_mask(record, mask, "abc", "full", uncertainty=0.1))
+    back = store.mask_of(read_record(path))
+    assert back.shape == (size, size) and back.dtype == np.uint8
+    assert np.abs(back / 255 - mask).max() <= 1 / 32 + 1 / 255  # 17 levels, stored as 8 bits
+    assert store.mask_info(read_record(path)) == {"model": "abc", "face_type": "full", "uncertainty": 0.1}
+    assert np.array_equal(read_face(path)[0], image)  # pixels untouched
+    assert store.remove_mask_file(path) and not store.has_mask(read_record(path))
+    assert not store.remove_mask_file(path)
+
+
+def test_a_broken_stored_mask_is_a_clear_error(ws):
+    record = read_record(ws.aligned_paths("src")[0])
+    bad = record.replace(extra={**record.extra, "seg_mask": {"png": "bm90IGEgcG5n", "model": "x"}})
+    with pytest.raises(FaceFileError, match="not a PNG") as e:
+        store.mask_of(bad)
+    assert "seg remove" in e.value.hint
+    wrong = store.with_mask(record.replace(size=record.size), np.zeros((record.size, record.size)), "m", "full")
+    small = wrong.replace(extra={**wrong.extra, "seg_mask": {**wrong.extra["seg_mask"], "png": store.encode_mask(np.zeros((8, 8)))}})
+    with pytest.raises(FaceFileError, match="8x8"):
+        store.mask_of(small)
+
+
+# --- targets and augmentation ----------------------------------------------------------------------
+
+
+def test_target_is_the_drawn_label_when_there_is_one(ws):
+    image, record = read_face(ws.aligned_paths("src")[0])
+    face, mat = cut_face(image, record, record.face_type, 64)
+    assert face.shape == (64, 64, 3) and np.allclose(mat, np.eye(3)[:2] * 64 / record.size)
+    hull, labelled = target_of(record, mat, record.face_type, 64)
+    assert not labelled and 0.2 < hull.mean() < 0.9
+    s = record.size
+    square = Polygon("include", [[0, 0], [s / 2, 0], [s / 2, s / 2], [0, s / 2]])
+    drawn, labelled = target_of(with_polygons(record, [square]), mat, record.face_type, 64)
+    assert labelled and drawn[:31, :31].min() == 1 and drawn[34:, :].max() == 0
+
+
+def test_recut_to_another_face_type_moves_the_target_with_the_face(ws):
+    image, record = read_face(ws.aligned_paths("dst")[0])
+    face, mat = cut_face(image, record, "whole", 64)  # whole shows more than full: the face gets smaller
+    target, _ = target_of(record, mat, "whole", 64)
+    full_target, _ = target_of(record, cut_face(image, record, "full", 64)[1], "full", 64)
+    assert target.sum() < full_target.sum()
+
+
+def _face_and_target(ws):
+    data = load_faces(ws.aligned_paths("src")[:4], "full", 64)
+    return data
+
+
+def test_augment_keeps_shapes_and_inputs(ws):
+    data = _face_and_target(ws)
+    f0, t0 = data.faces[0].copy(), data.targets[0].copy()
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        f, t = augment(data.faces[0], data.targets[0], rng, lambda: (data.faces[1], data.targets[1]))
+        assert f.shape == f0.shape and f.dtype == np.uint8 and t.shape == t0.shape and t.dtype == np.float32
+        assert 0 <= t.min() and t.max() <= 1
+    assert np.array_equal(data.faces[0], f0) and np.array_equal(data.targets[0], t0)
+    f, t = augment(data.faces[0], data.targets[0], rng, lambda: (data.faces[1], data.targets[1]), SegAugment.off())
+    assert np.array_equal(f, f0) and np.allclose(t, t0)
+    with pytest.raises(ValueError, match="expected"):
+        augment(data.faces[0][..., 0], data.targets[0], rng, lambda: (data.faces[1], data.targets[1]))
+
+
+def test_occluders_are_cut_out_of_the_target(ws):
+    data = _face_and_target(ws)
+    only = SegAugment(**{**SegAugment.off().__dict__, "occluder": 1.0})
+    rng = np.random.default_rng(3)
+    lost = []
+    for _ in range(8):
+        f, t = augment(data.faces[0], data.targets[0], rng, lambda: (data.faces[2], data.targets[2]), only)
+        gone = (data.targets[0] > 0.5) & (t < 0.5)
+        if gone.any():  # where the target lost face, the pixels changed: something covers it
+            assert np.abs(f[gone].astype(int) - data.faces[0][gone].astype(int)).mean() > 5
+        lost.append(gone.mean())
+    assert max(lost) > 0.01
+
+
+# --- the stages ------------------------------------------------------------------------------------
+
+
+def _train(ws, marker, **kw):
+    settings = seg.SegTrainSettings(**{"resolution": 64, "batch_size": 2, "device": "cpu", **kw})
+    return seg.train(ws, settings, log=_quiet, marker=marker)
+
+
+def test_train_resume_apply_remove(ws, marker):
+    s = _train(ws, marker, iterations=2)
+    assert s.counts["iteration"] == 2 and s.counts["faces"] == 60 and s.counts["labelled"] == 0
+    assert any("no face has drawn polygons" in w for w in s.warnings)
+    folder = ws.model_dir("segmenter")
+    assert json.loads((folder / "config.json").read_text())["kind"] == "segmenter"
+    assert (folder / "preview.jpg").is_file()
+    assert _train(ws, marker, iterations=3).counts["iteration"] == 3  # resumed, not restarted
+    with pytest.raises(SettingsError, match="fixed at its first run"):
+        _train(ws, marker, iterations=4, resolution=128)
+
+    runner = load_segmenter(folder)
+    a = seg.apply(ws, side="src", device="cpu")
+    assert a.counts["applied"] == 30
+    for p in ws.aligned_paths("src"):
+        rec = read_record(p)
+        assert store.mask_info(rec)["model"] == runner.model_id and store.mask_of(rec).shape == (rec.size, rec.size)
+    assert not store.has_mask(read_record(ws.aligned_paths("dst")[0]))
+    assert seg.apply(ws, side="src", device="cpu").counts["skipped (already applied)"] == 30
+    assert seg.remove(ws, side="both").counts["removed"] == 30
+    assert not any(store.has_mask(read_record(p)) for p in ws.aligned_paths("src"))
+
+
+def test_a_swap_model_folder_is_not_a_segmenter(trained_quick_ws):
+    from facelab.train.checkpoint import WrongKindError
+
+    with pytest.raises(WrongKindError, match="face-swap model"):
+        load_segmenter(trained_quick_ws.model_dir("quick"))
+    with pytest.raises(SettingsError, match="no segmenter"):
+        seg.apply(trained_quick_ws, name="nothing")
+
+
+def test_labels_only_needs_labels_then_trains_on_them(ws, marker):
+    with pytest.raises(SettingsError, match="none of the faces has drawn polygons"):
+        _train(ws, marker, iterations=1, pseudo_labels=False)
+    p = ws.aligned_paths("dst")[3]
+    rec = read_record(p)
+    s = rec.size
+    rewrite_record(p, with_polygons(rec, [Polygon("include", [[s * .2, s * .2], [s * .8, s * .2], [s * .8, s * .9], [s * .2, s * .9]])]))
+    out = _train(ws, marker, iterations=1, pseudo_labels=False)
+    assert out.counts["faces"] == 1 and out.counts["labelled"] == 1 and 0 <= out.counts["label_iou"] <= 1
+
+
+def test_fetch_and_remove_labels_keep_a_backup(ws):
+    paths = ws.aligned_paths("src")[:2]
+    poly = Polygon("include", [[10, 10], [60, 10], [60, 70]])
+    for p in paths:
+        rewrite_record(p, with_polygons(read_record(p), [poly]))
+    assert seg.fetch(ws, side="src").counts["copied"] == 2
+    assert sorted(x.name for x in ws.xseg_dir("src").iterdir()) == sorted(p.name for p in paths)
+    counted = seg.labels(ws, side="both")
+    assert counted.counts["src labelled faces"] == 2 and counted.counts["dst labelled faces"] == 0
+    removed = seg.labels(ws, side="src", remove=True)
+    assert not any(polygons_of(read_record(p)) for p in paths)
+    backup = json.loads(open(removed.outputs[0]).read())
+    assert set(backup) == {p.name for p in paths} and Polygon.from_json(backup[paths[0].name][0]) == poly
+
+
+def test_bad_side_and_name_are_refused(ws):
+    with pytest.raises(SettingsError, match="side"):
+        seg.remove(ws, side="left")
+    with pytest.raises(SettingsError, match="name"):
+        seg.SegTrainSettings(name="../x")
+    with pytest.raises(SettingsError, match="resolution"):
+        seg.SegTrainSettings(resolution=100)
+
+
+# --- use in training and merging -------------------------------------------------------------------
+
+
+def test_training_uses_the_applied_mask_instead_of_the_hull(ws):
+    from facelab.train.dataset import FaceDataset
+
+    paths = ws.aligned_paths("src")[:3]
+    before = FaceDataset(paths, 64, "full")
+    rec = read_record(paths[0])
+    left = np.zeros((rec.size, rec.size), np.float32)
+    left[:, : rec.size // 2] = 1
+    rewrite_record(paths[0], store.with_mask(rec, left, "m", "full"))
+    after = FaceDataset(paths, 64, "full")
+    assert before.segmented == 0 and after.segmented == 1
+    assert after.masks[0][:, 40:].max() == 0 and after.masks[0][:, :24].min() == 1
+    assert np.array_equal(after.masks[1], before.masks[1])
+
+
+class _Nothing:
+    """A segmenter that sees no face anywhere."""
+
+    model_id = "nothing"
+
+    def masks_in_square(self, faces, landmarks, face_type):
+        return np.zeros(faces.shape[:3], np.float32)
+
+
+def test_segmentation_mask_that_sees_no_face_leaves_the_frame_alone(trained_quick_ws):
+    from facelab.inference import load_predictor
+    from facelab.merge.compose import MergeSettings, merge_frame
+    from facelab.merge.sources import group_records
+
+    ws = trained_quick_ws
+    predictor = load_predictor(ws.model_dir("quick"))
+    frame_path = ws.frame_paths("dst")[0]
+    frame = cv2.imread(str(frame_path))
+    records = [read_record(p) for p in ws.aligned_paths("dst") if read_record(p).source_filename == frame_path.name]
+    with_seg = MergeSettings(mask="learned*segmentation-dst", color="none")
+    merged, mask = merge_frame(frame, records, predictor, with_seg, segmenter=_Nothing())
+    assert mask.max() == 0 and np.abs(merged.astype(int) - frame.astype(int)).max() <= 1
+    plain, plain_mask = merge_frame(frame, records, predictor, MergeSettings(mask="learned", color="none"))
+    assert plain_mask.max() > 0
+    with pytest.raises(SettingsError, match="no trained segmenter"):
+        merge_frame(frame, records, predictor, with_seg)
+    assert group_records  # imported for the stage test below
+
+
+def test_merge_with_segmentation_runs_the_workspace_segmenter(trained_quick_ws, tmp_path, marker):
+    from facelab.merge.compose import MergeSettings
+    from facelab.stages import merge
+
+    shutil.copytree(trained_quick_ws.root, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    settings = MergeSettings(mask="learned*segmentation-dst")
+    with pytest.raises(WorkspaceError, match="segmenter"):
+        merge.run(ws, "quick", settings, marker=marker, only={1})
+    _train(ws, marker, iterations=1, side="dst")
+    first = merge.run(ws, "quick", settings, marker=marker, only={1, 3})
+    assert first.counts["merged"] + first.counts["passthrough"] == 2
+    again = merge.run(ws, "quick", settings, marker=marker, only={1, 3})
+    assert again.counts["skipped"] == 2
+    _train(ws, marker, iterations=2, side="dst")  # retrained: its frames are made again
+    third = merge.run(ws, "quick", settings, marker=marker, only={1, 3})
+    assert third.counts["skipped"] == 0
+
+
+def test_iou():
+    a = np.zeros((8, 8), np.float32)
+    b = a.copy()
+    a[:4] = 1
+    b[2:6] = 1
+    assert iou(a, b) == pytest.approx(16 / 48)
+    assert iou(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0
