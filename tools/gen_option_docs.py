@@ -18,6 +18,7 @@ from facelab.options import markdown_table, replace_table
 from facelab.cli import DEMO_RUN, WORKSPACE_RUN, eval_cmd, extract_cmd, media_cmds, ui_cmd, verify_cmd
 from facelab.enhance import options as enhance
 from facelab.merge import options as merge
+from facelab.seg import options as seg
 from facelab.stages import cut, demo, denoise, extract, faceset, frames, sort, video
 from facelab.stages import eval as evaluation
 from facelab.train import options as train
@@ -59,6 +60,9 @@ def tables() -> dict[str, dict[str, str]]:
         "merge-color": markdown_table(merge.groups()["Colour, detail and output"]),
     }, "docs/enhancer.md": {
         "train-enhancer": markdown_table(enhance.CLI_OPTIONS),
+    }, "docs/segmentation.md": {
+        "seg-train": markdown_table(seg.OPTIONS["train"]),
+        "seg-apply": markdown_table(seg.OPTIONS["apply"]),
     }, "docs/faceset.md": {
         f"faceset-{command}": markdown_table(options) for command, options in faceset.OPTIONS.items() if options
     }}
