@@ -157,8 +157,8 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     by_side = _face_paths(ws, settings.side)
     paths = [p for ps in by_side.values() for p in ps]
     device = resolve_device(settings.device)
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if device.type == "cpu":  # every core, unless OMP_NUM_THREADS says fewer (a machine shared with other jobs)
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1))
     model_dir = ws.model_dir(settings.name)
     net, state, saved, opt_state = _build(settings, model_dir, paths, device)
     r, face_type = net.resolution, net.face_type
