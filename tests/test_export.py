@@ -268,6 +268,9 @@ def test_merge_with_the_exported_file_gives_the_pytorch_models_frames_and_marks_
     assert verify_file(trained.merged_dir / sorted(onnx_frames)[0]).marked  # marked exactly as before
     again = merge.run(trained, "quick", settings, device="cpu", only=only, marker=marker, onnx=path)
     assert again.counts["skipped"] == again.counts["frames"]  # the same file: nothing to do
+    shown = _cli(trained, "merge", "--onnx", str(path), "--preview", "1", "--mode", "overlay")  # the CLI, one frame
+    assert shown.exit_code == 0, shown.output
+    assert verify_file(trained.merged_preview_dir / "00001.png").marked
     with pytest.raises(SettingsError, match="face type"):
         merge.run(trained, "quick", settings, device="cpu", only=only, marker=marker, face_type="whole")
     with pytest.raises(SettingsError, match="full-face model"):
