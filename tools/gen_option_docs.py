@@ -19,7 +19,7 @@ from facelab.cli import DEMO_RUN, WORKSPACE_RUN, eval_cmd, extract_cmd, media_cm
 from facelab.enhance import options as enhance
 from facelab.merge import options as merge
 from facelab.seg import options as seg
-from facelab.stages import cut, demo, denoise, extract, faceset, frames, sort, video
+from facelab.stages import cut, demo, denoise, export, extract, faceset, frames, sort, video
 from facelab.stages import eval as evaluation
 from facelab.train import options as train
 
@@ -58,6 +58,9 @@ def tables() -> dict[str, dict[str, str]]:
         "merge-run": markdown_table([o for o in merge.RUN] + [merge.SETTINGS[0]]),
         "merge-mask": markdown_table(merge.groups()["Face and mask"]),
         "merge-color": markdown_table(merge.groups()["Colour, detail and output"]),
+    }, "docs/export.md": {
+        "export": markdown_table(export.OPTIONS),
+        "merge-onnx": markdown_table(merge.ONNX_RUN),
     }, "docs/enhancer.md": {
         "train-enhancer": markdown_table(enhance.CLI_OPTIONS),
     }, "docs/segmentation.md": {

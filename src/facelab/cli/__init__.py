@@ -31,8 +31,8 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 # `facelab --help` lists the workflow steps in the order they are run, then the tools
-COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "eval", "demo", "verify", "train-enhancer", "cut", "denoise",
-                 "sort", "faceset", "ui")
+COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "export", "eval", "demo", "verify", "train-enhancer",
+                 "cut", "denoise", "sort", "faceset", "ui")
 
 
 class Interrupted(Exception):
@@ -221,6 +221,7 @@ from facelab.cli import enhance_cmd  # noqa: E402,F401
 from facelab.cli import eval_cmd  # noqa: E402,F401
 from facelab.cli import ui_cmd  # noqa: E402,F401
 from facelab.cli import seg_cmd  # noqa: E402,F401
+from facelab.cli import export_cmd  # noqa: E402,F401
 
 
 def _print_error(e: FacelabError) -> None:

@@ -24,15 +24,17 @@ def _merge(**given: Any) -> None:
     ws = current_workspace()
     plan, only = merge.plan_from_options(ws, settings, config=run["config"], frames=run["frames"], clear_ranges=run["clear_ranges"])
     gpu = run["gpu"]
-    if gpu is None and sys.stdin.isatty():
+    if gpu is None and sys.stdin.isatty() and given["onnx"] is None:
         from facelab.cli.prompts import ask_gpu
 
         gpu = ask_gpu(merge.gpu_choices(ws, folder))
+    exported = {o.name: o.check(given[o.name]) for o in options.ONNX_RUN}
     if run["preview"] is not None:
-        report(merge.preview(ws, folder, plan, run["preview"], device=run["device"], gpu=gpu, marker=output_marker()))
+        report(merge.preview(ws, folder, plan, run["preview"], device=run["device"], gpu=gpu, marker=output_marker(),
+                             **exported))
         return
     summary = merge.run(ws, folder, plan, device=run["device"], force=run["force"], only=only, batch_size=run["batch_size"],
-                        gpu=gpu, marker=output_marker())
+                        gpu=gpu, marker=output_marker(), **exported)
     report(summary)
     if plan.ranges:
         console.print("per-range settings: " + "; ".join(f"{f}: {dict(o)}" for f, o in plan.ranges), highlight=False, markup=False)
@@ -42,5 +44,5 @@ def _merge(**given: Any) -> None:
 _FLAGS = by_name(options.RUN)
 app.command("merge")(command((_FLAGS["name"], options.DEPRECATED_MODEL, *options.SETTINGS[:1], _FLAGS["config"],
                               *options.SETTINGS[1:], options.DEPRECATED_SUPER_RESOLUTION,
-                              *(o for o in options.RUN if o.name not in ("name", "config"))),
+                              *(o for o in options.RUN if o.name not in ("name", "config")), *options.ONNX_RUN),
                              _merge, _merge.__doc__ or ""))

@@ -96,6 +96,18 @@ RUN: tuple[Option, ...] = (
            metavar="INDEX"),
     Option("force", bool, False, "Render every frame again.", flags=("--force/--no-force",), group=_RUN, cli_only=True),
 )
+ONNX_RUN: tuple[Option, ...] = (
+    Option("onnx", Path, None, "Merge with an exported model file (facelab export, or a DeepFaceLive .dfm) instead of "
+                               "the model folder --name.", flags=("--onnx",), group=_RUN, cli_only=True, metavar="FILE",
+           doc="merge with an exported `.dfm` / `.onnx` file (`facelab export`, or a DeepFaceLive model) run by "
+               "onnxruntime instead of the model folder; frames made with another file or model render again"),
+    Option("face_type", str, None, "With --onnx: the face type of a file without facelab metadata (DeepFaceLive's "
+                                   "models: whole).", flags=("--face-type",), group=_RUN, cli_only=True,
+           choices=("half", "mid", "full", "whole", "head"), metavar="TYPE",
+           doc="with `--onnx`: the face type of a file facelab did not write (DeepFaceLive's and FaceFusion's models "
+               "are `whole`); facelab's files carry theirs"),
+)
+"""`facelab merge`'s flags for an exported model file (CLI only: the UI merges with model folders)."""
 DEPRECATED_SUPER_RESOLUTION = Option("super_resolution", str, None, "Old spelling of --enhancer (deprecated).",
                                      flags=("--super-resolution",), cli_only=True, hidden=True)
 RENAMED_SETTINGS = {"super_resolution": "enhancer"}

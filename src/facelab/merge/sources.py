@@ -76,11 +76,16 @@ def resolve_model(ws: Workspace, name: str, gpu: int | None = None) -> tuple[Pat
     ``facelab train --gpu N`` (``gpuN_config.json``). ``gpu`` picks variant N. Without it: the plain model
     if there is one (a warning names the variants), else the only variant; several variants and no plain
     one raise :class:`ModelError` listing them."""
-    from facelab.train.checkpoint import model_variants, variant_prefix
-
     model_dir = ws.model_dir(name)
     if not model_dir.is_dir():
         raise WorkspaceError(f"no model {name!r} in {ws.model_root}", "run `facelab train` first")
+    return resolve_model_dir(model_dir, gpu)
+
+
+def resolve_model_dir(model_dir: Path, gpu: int | None = None) -> tuple[Path, str, list[str]]:
+    """:func:`resolve_model` for a model folder given by its path (``facelab export PATH``)."""
+    from facelab.train.checkpoint import model_variants, variant_prefix
+
     if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0):
         raise SettingsError(f"gpu: {gpu!r} is not a GPU index", "use 0, 1, ...")
     variants = model_variants(model_dir)

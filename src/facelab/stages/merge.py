@@ -290,6 +290,8 @@ def run(
     batch_size: int = 8,
     gpu: int | None = None,
     marker: Marker | None = None,
+    onnx: str | Path | None = None,
+    face_type: str | None = None,
 ) -> Summary:
     """Merge the dst frames with the faces predicted by ``model/<name>``.
 
@@ -309,6 +311,10 @@ def run(
         marker: marks every frame written (watermark, labels, C2PA), e.g.
             :func:`facelab.provenance.default_marker`; required: without one the step refuses
             (FacelabError) before it reads or writes anything.
+        onnx: merge with this exported file (``facelab export``, or a DeepFaceLive ``.dfm``) run by
+            onnxruntime instead of ``model/<name>``; its model id is the file's sha256, so frames made
+            with another file or model render again. The frames are marked exactly as with a model folder.
+        face_type: with ``onnx``, the face type of a file without facelab's metadata (DeepFaceLive: whole).
 
     Returns:
         A :class:`Summary` with counts ``frames``, ``merged`` (frames with faces rendered), ``passthrough``
@@ -329,7 +335,10 @@ def run(
     aligned = ws.require_aligned("dst")
     warnings: list[str] = []
     model_id = None
-    if predictor is None:
+    if predictor is None and onnx is not None:
+        predictor, model_id = _load_onnx(onnx, device, face_type)
+    elif predictor is None:
+        _no_face_type(face_type)
         predictor, model_id = _load_model(ws, name, gpu, device, warnings)
     all_settings = [plan.default] + [plan.settings_for(f.first) for f, _ in plan.ranges]
     names = {s.enhancer for s in all_settings}
@@ -342,7 +351,7 @@ def run(
         d.mkdir(parents=True, exist_ok=True)
     record = _record(ws)
     state = {"model": name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
-             "face_type": str(predictor.face_type), "plan": plan.to_dict()}
+             "face_type": str(predictor.face_type), "plan": plan.to_dict(), "onnx": str(onnx) if onnx is not None else None}
     done = _still_done(record, state)
 
     # the segmenter's weights are part of what makes a frame: retrained, the frames that use it render again
@@ -381,6 +390,20 @@ def _load_model(ws: Workspace, name: str, gpu: int | None, device: str, warnings
     model_dir, prefix, model_warnings = resolve_model(ws, name, gpu)
     warnings.extend(model_warnings)
     return load_predictor(model_dir, str(resolve_device(device)), prefix=prefix), _model_id(ws, name, prefix)
+
+
+def _load_onnx(path: str | Path, device: str, face_type: str | None) -> tuple[Predictor, str]:
+    """An exported file's onnxruntime predictor and model id (``onnx:`` + its sha256)."""
+    from facelab.export.runtime import load_onnx_predictor
+
+    predictor = load_onnx_predictor(path, device, face_type)
+    return predictor, predictor.model_id
+
+
+def _no_face_type(face_type: str | None) -> None:
+    if face_type is not None:
+        raise SettingsError(f"merge face_type {face_type!r}: only a model file given with --onnx takes a face type",
+                            "a model folder knows its face type: leave out --face-type")
 
 
 def _faces_by_frame(ws: Workspace, frames: list[Path], aligned: list[Path], warnings: list[str]) -> tuple[dict, dict]:
@@ -467,15 +490,20 @@ def plan_from_options(ws: Workspace, given: dict, config: Path | None = None, fr
 
 @jobs.step
 def preview(ws: Workspace, name: str, settings: MergeSettings | MergePlan, frame: int, device: str = "auto",
-            *, predictor: Predictor | None = None, gpu: int | None = None, marker: Marker | None = None) -> Summary:
+            *, predictor: Predictor | None = None, gpu: int | None = None, marker: Marker | None = None,
+            onnx: str | Path | None = None, face_type: str | None = None) -> Summary:
     """Merge one frame only (``facelab merge --preview FRAME``): writes ``data_dst/merged_preview/<frame>.png``
     and ``<frame>_compare.png`` (original | merged side by side), both marked as synthetic by ``marker``
     (required, as in :func:`run`); nothing else is rendered or recorded. ``gpu`` picks a model trained
-    with ``--gpu N``, as in :func:`run`. The frame is rendered by the interactive merger's
-    :class:`~facelab.merge.session.MergeSession`, so the two show the same pixels."""
+    with ``--gpu N``, and ``onnx`` / ``face_type`` an exported file, as in :func:`run`. The frame is rendered by
+    the interactive merger's :class:`~facelab.merge.session.MergeSession`, so the two show the same pixels."""
     marker = require_marker(marker, "merge preview")
     start = time.perf_counter()
     plan = settings if isinstance(settings, MergePlan) else MergePlan(settings)
+    if predictor is None and onnx is not None:
+        predictor, _ = _load_onnx(onnx, device, face_type)
+    elif predictor is None:
+        _no_face_type(face_type)
     session = MergeSession(ws, name, device, gpu=gpu, marker=marker, predictor=predictor, cache_frames=1)
     shown = session.render(frame, plan.settings_for(frame), side_by_side=True)
     warnings = session.warnings + list(shown.notes)
