@@ -305,3 +305,22 @@ def test_iou():
     b[2:6] = 1
     assert iou(a, b) == pytest.approx(16 / 48)
     assert iou(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0
+
+
+def test_the_segmenter_exports_as_a_mask_model_that_onnxruntime_runs(ws, marker, tmp_path):
+    import onnxruntime as ort
+
+    from facelab.stages import export
+
+    _train(ws, marker, iterations=1)
+    s = export.run(ws, "segmenter", export.ExportSettings(format="onnx", out=tmp_path / "seg.onnx"))
+    assert s.counts["resolution"] == 64 and "out_mask:0" in s.warnings[0]
+    sess = ort.InferenceSession(str(tmp_path / "seg.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["in_face:0"] and [o.name for o in sess.get_outputs()] == ["out_mask:0"]
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["facelab.synthetic"] == "true" and meta["facelab.kind"] == "mask"
+    runner = load_segmenter(ws.model_dir("segmenter"))
+    faces = load_faces(ws.aligned_paths("dst")[:3], runner.face_type, 64).faces
+    got = sess.run(None, {"in_face:0": faces.astype(np.float32) / 255})[0][..., 0]
+    want = runner.predict(faces)
+    assert np.abs(got - want).max() < 1e-4

@@ -1,4 +1,8 @@
-"""``facelab export``: a trained swap model as one ``.dfm`` / ``.onnx`` file for real-time players.
+"""``facelab export``: a trained swap model (or the segmenter) as one ``.dfm`` / ``.onnx`` file for real-time players.
+
+A segmenter folder (``model/segmenter``, ``facelab seg train``) exports as a mask model: ``in_face:0``
+float32 ``[N, R, R, 3]`` BGR in [0, 1] -> ``out_mask:0`` ``[N, R, R, 1]`` in [0, 1].
+
 
 Reads the model folder (``model/<name>`` of the workspace, or any model folder
 given by its path), writes one file (layout and metadata: :mod:`facelab.export.onnx`,
@@ -9,6 +13,7 @@ half-written. The default file sits beside the model folder:
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +79,23 @@ def default_out(folder: Path, prefix: str, settings: ExportSettings) -> Path:
     return folder.parent / f"{folder.name}{variant}{'_fp16' if settings.fp16 else ''}.{settings.format}"
 
 
+def _export_segmenter(folder: Path, out: Path, settings: ExportSettings, start: float) -> Summary:
+    """The segmenter (``facelab seg train``) as a mask model: ``in_face:0`` -> ``out_mask:0``."""
+    from facelab.export.onnx import export_mask_model
+    from facelab.seg.model import KIND, create_segmenter
+    from facelab.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(folder, "cpu", with_optimizer=False, factory=create_segmenter, kind=KIND)
+    net = ckpt.model
+    done = export_mask_model(net, net.resolution, out, fp16=settings.fp16,
+                             metadata={"facelab.architecture": ckpt.architecture, "facelab.face_type": net.face_type,
+                                       "facelab.config": json.dumps(net.config, sort_keys=True),
+                                       "facelab.save_id": ckpt.state.get("save_id", "")})
+    return Summary(step="export", counts={"resolution": done.resolution, "megabytes": round(done.bytes / 1e6, 2)},
+                   seconds=time.perf_counter() - start, outputs=[str(done.path)],
+                   warnings=[f"a face segmenter: in_face:0 ({net.face_type} faces, {done.resolution} px, BGR 0..1) -> out_mask:0"])
+
+
 @jobs.step
 def run(ws: Workspace, model: str | Path, settings: ExportSettings = ExportSettings()) -> Summary:
     """Export ``model`` (a model name under ``ws``'s ``model/``, or a model folder's path) as one file.
@@ -89,11 +111,13 @@ def run(ws: Workspace, model: str | Path, settings: ExportSettings = ExportSetti
 
     from facelab.export import export_swap_model
     from facelab.export.onnx import check_out_path
-    from facelab.train.checkpoint import load_checkpoint
+    from facelab.train.checkpoint import load_checkpoint, read_config
 
     start = time.perf_counter()
     folder, prefix, warnings = model_folder(ws, model, settings.gpu)
     out = check_out_path(settings.out if settings.out is not None else default_out(folder, prefix, settings), settings.format)
+    if read_config(folder, prefix).get("kind") == "segmenter":
+        return _export_segmenter(folder, out, settings, start)
     ckpt = load_checkpoint(folder, torch.device("cpu"), with_optimizer=False, prefix=prefix)
     done = export_swap_model(ckpt.model, out, fp16=settings.fp16, save_id=ckpt.state.get("save_id"))
     face_type = str(ckpt.model.config["face_type"])
