@@ -21,6 +21,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from facelab.errors import FaceFileError, ModelError, SettingsError
 from facelab.faceimage import read_face, read_record, rewrite_record
 from facelab.fileio import atomic_write_bytes
 from facelab.masks.polygons import polygons_of, with_polygons
+from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.marker import Marker, require_marker
 from facelab.seg.options import DEFAULTS, OPTIONS
@@ -226,15 +228,40 @@ def _segmenter_dir(ws: Workspace, name: str) -> Path:
     return folder
 
 
+def _load_batch(paths: list[Path], runner) -> tuple[list, list[str]]:
+    """Faces of ``paths`` read and cut for the segmenter: ``[(path, record, cut face, matrix)]`` and the
+    messages of the faces that could not be read."""
+    loaded, errors = [], []
+    for p in paths:
+        try:
+            image, record = read_face(p)
+        except FaceFileError as e:
+            errors.append(e.message)
+            continue
+        loaded.append((p, record, *runner.cut(image, record)))
+    return loaded, errors
+
+
+def _write_batch(loaded: list, probs: np.ndarray, runner) -> int:
+    """Each face's mask, back in its own pixels, into its file (atomic: a kill leaves the old record or the new)."""
+    from facelab.seg.model import uncertainty
+    from facelab.seg.store import with_mask
+
+    for (p, record, _face, mat), prob in zip(loaded, probs):
+        mask = runner.back_to_face(prob, mat, int(record.size))
+        rewrite_record(p, with_mask(record, mask, runner.model_id, runner.face_type, uncertainty=round(uncertainty(prob), 4)))
+    return len(loaded)
+
+
 @jobs.step
 def apply(ws: Workspace, side: str = "both", name: str = "segmenter", device: str = "auto", batch_size: int = 16,
           force: bool = False) -> Summary:
     """Write the segmenter's mask into every face file of ``side`` (skipping faces masked by these weights)."""
     from facelab.device import resolve_device
-    from facelab.seg.model import load_segmenter, uncertainty
-    from facelab.seg.store import mask_info, with_mask
+    from facelab.seg.model import load_segmenter
+    from facelab.seg.store import mask_info
 
-    _check("apply", {"name": name, "side": side, "device": device, "batch_size": batch_size})
+    _check("apply", {"name": name, "side": side, "device": device, "batch_size": batch_size, "force": force})
     t0 = time.monotonic()
     ws.require_exists()
     runner_ = load_segmenter(_segmenter_dir(ws, name), resolve_device(device))
@@ -255,24 +282,18 @@ def apply(ws: Workspace, side: str = "both", name: str = "segmenter", device: st
             else:
                 todo.append(p)
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-        for batch in track(batches, len(batches), f"seg apply {s}"):
-            loaded = []
-            for p in batch:
-                try:
-                    image, record = read_face(p)
-                except FaceFileError as e:
-                    counts["unreadable"] += 1
-                    warnings.append(f"{s}: not masked: {e.message}")
-                    continue
-                loaded.append((p, record, *runner_.cut(image, record)))
-            if not loaded:
-                continue
-            probs = runner_.predict(np.stack([x[2] for x in loaded]))
-            for (p, record, _face, mat), prob in zip(loaded, probs):
-                mask = runner_.back_to_face(prob, mat, int(record.size))
-                new = with_mask(record, mask, runner_.model_id, runner_.face_type, uncertainty=round(uncertainty(prob), 4))
-                rewrite_record(p, new)  # atomic: a kill leaves the face with its old record or the new one
-                counts["applied"] += 1
+        # reading and cutting the next batch, and writing the last one, overlap the network on the current one
+        with ThreadPoolExecutor(2) as pool:
+            writes = []
+            for _, (loaded, errors) in track(prefetch(lambda b: _load_batch(b, runner_), batches, pool, 2), len(batches),
+                                             f"seg apply {s}"):
+                counts["unreadable"] += len(errors)
+                warnings.extend(f"{s}: not masked: {e}" for e in errors)
+                if loaded:
+                    probs = runner_.predict(np.stack([x[2] for x in loaded]))
+                    writes.append(pool.submit(_write_batch, loaded, probs, runner_))
+            for w in writes:
+                counts["applied"] += w.result()
     return Summary(step="seg apply", counts=counts, seconds=time.monotonic() - t0,
                    outputs=[str(ws.aligned_dir(s)) for s in sides(side)], warnings=warnings)
 
