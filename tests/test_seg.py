@@ -324,3 +324,19 @@ def test_the_segmenter_exports_as_a_mask_model_that_onnxruntime_runs(ws, marker,
     got = sess.run(None, {"in_face:0": faces.astype(np.float32) / 255})[0][..., 0]
     want = runner.predict(faces)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_faceset_resize_moves_the_applied_mask_with_the_face(ws):
+    from facelab.stages import faceset
+
+    path = ws.aligned_paths("src")[0]
+    image, rec = read_face(path)
+    s = rec.size
+    mask = np.zeros((s, s), np.float32)
+    mask[:, : s // 2] = 1  # the left half (in face pixels) is face
+    rewrite_record(path, store.with_mask(rec, mask, "m", "full"))
+    faceset.resize(ws, "src", 2 * s, None, 95)
+    new = read_record(path)
+    moved = store.mask_of(new)
+    assert moved.shape == (2 * s, 2 * s)  # follows the new size: training still reads it
+    assert moved[4:-4, 4: s - 4].min() == 255 and moved[:, s + 4:].max() == 0

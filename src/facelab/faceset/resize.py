@@ -50,7 +50,7 @@ def resize_face(path: Path, frames_dir: Path, size: int, face_type: str | None =
         how = "resampled"
     new = rec.replace(
         face_type=ftype, size=int(size), image_to_face_mat=mat, landmarks=align.transform_points(src_lm, mat),
-        extra=remap_extra(rec.extra, rec.image_to_face_mat, mat),  # mask polygons move with the pixels
+        extra=remap_extra(rec.extra, rec.image_to_face_mat, mat, size),  # mask polygons and the applied mask move with the pixels
     )
     atomic_write_bytes(path, face_bytes(face, new, path.suffix, jpeg_quality))
     return how

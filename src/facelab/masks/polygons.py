@@ -151,17 +151,32 @@ def transform_polygons(polygons: Iterable[Polygon], mat: np.ndarray) -> list[Pol
     return [Polygon(p.kind, p.points.astype(np.float64) @ m[:, :2].T + m[:, 2]) for p in polygons]
 
 
-def remap_extra(extra: dict[str, Any], old_mat: np.ndarray, new_mat: np.ndarray) -> dict[str, Any]:
+def remap_extra(extra: dict[str, Any], old_mat: np.ndarray, new_mat: np.ndarray, new_size: int | None = None) -> dict[str, Any]:
     """``extra`` of a face re-cut from its frame: polygons drawn on the face cut with ``old_mat`` (frame ->
-    face) moved onto the face cut with ``new_mat``. Unreadable polygons are left as they are."""
-    if POLYGONS_KEY not in extra:
-        return extra
-    try:
-        polygons = _parse(extra[POLYGONS_KEY])
-    except ValueError:
-        return extra
+    face) moved onto the face cut with ``new_mat``, and the segmenter's applied mask (``facelab seg apply``)
+    warped onto the new face of side ``new_size`` (dropped when no size is given: a stale mask of another
+    crop is worse than none). Unreadable polygons are left as they are."""
+    from facelab.seg import store
+
     to_new = np.vstack([check_affine(new_mat), [0, 0, 1]]) @ np.linalg.inv(np.vstack([check_affine(old_mat), [0, 0, 1]]))
-    return {**extra, POLYGONS_KEY: [p.to_json() for p in transform_polygons(polygons, to_new[:2])]}
+    out = dict(extra)
+    if store.KEY in out:
+        entry = out.pop(store.KEY)
+        if new_size is not None and isinstance(entry, dict) and isinstance(entry.get("png"), str):
+            try:
+                old = store.decode_mask(entry["png"])
+            except ValueError:
+                old = None
+            if old is not None:
+                moved = cv2.warpAffine(old, to_new[:2], (int(new_size), int(new_size)), flags=cv2.INTER_LINEAR, borderValue=0)
+                out[store.KEY] = {**entry, "png": store.encode_mask(moved)}
+    if POLYGONS_KEY not in out:
+        return out
+    try:
+        polygons = _parse(out[POLYGONS_KEY])
+    except ValueError:
+        return out
+    return {**out, POLYGONS_KEY: [p.to_json() for p in transform_polygons(polygons, to_new[:2])]}
 
 
 # --- DeepFaceLab ----------------------------------------------------------------------------------------

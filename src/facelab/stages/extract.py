@@ -470,7 +470,7 @@ def smooth_faces(ws: Workspace, side: str, settings: ExtractSettings, pool: Thre
                     source_landmarks=lm,
                     landmarks=align.transform_points(lm, mat),
                     image_to_face_mat=mat,
-                    extra={**remap_extra(rec.extra, rec.image_to_face_mat, mat),  # mask polygons move with the pixels
+                    extra={**remap_extra(rec.extra, rec.image_to_face_mat, mat, rec.size),  # polygons and applied mask move too
                            "raw_landmarks": np.round(lm_raw.astype(np.float64), 3).tolist(), "smoothed": True},
                 )
                 write_face(path, align.warp_image(image, mat, rec.size), new, settings.jpeg_quality)
