@@ -340,3 +340,13 @@ def test_faceset_resize_moves_the_applied_mask_with_the_face(ws):
     moved = store.mask_of(new)
     assert moved.shape == (2 * s, 2 * s)  # follows the new size: training still reads it
     assert moved[4:-4, 4: s - 4].min() == 255 and moved[:, s + 4:].max() == 0
+
+
+def test_train_on_both_sides_uses_the_side_that_has_faces(ws, marker):
+    for p in ws.aligned_paths("dst"):
+        p.unlink()
+    assert _train(ws, marker, iterations=1).counts["faces"] == 30
+    for p in ws.aligned_paths("src"):
+        p.unlink()
+    with pytest.raises(WorkspaceError, match="no faces"):
+        _train(ws, marker, iterations=2)

@@ -51,11 +51,11 @@ from facelab.merge.compose import (
     prepare_faces,
     run_predictor,
 )
+from facelab.merge.masks import uses_segmenter
 from facelab.merge.ranges import FrameRange, MergePlan
 from facelab.merge.session import MergeSession, markable
 from facelab.merge.sources import frame_number as _frame_number
 from facelab.merge.sources import group_records, resolve_model
-from facelab.merge.masks import uses_segmenter
 from facelab.merge.sources import load_enhancer as _load_enhancer
 from facelab.merge.sources import load_segmenter as _load_segmenter
 from facelab.merge.sources import model_id as _model_id

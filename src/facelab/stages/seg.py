@@ -82,7 +82,15 @@ class SegTrainSettings:
 
 
 def _face_paths(ws: Workspace, side: str) -> dict[str, list[Path]]:
-    return {s: ws.require_aligned(s) for s in sides(side)}
+    """The face files to train on per side; with ``both``, a side without faces is left out (an error only
+    when neither has any)."""
+    if side != "both":
+        return {side: ws.require_aligned(side)}
+    found = {s: ws.aligned_paths(s) or (ws.require_aligned(s) if ws.pack_path(s).is_file() else []) for s in ("src", "dst")}
+    found = {s: p for s, p in found.items() if p}
+    if not found:
+        ws.require_aligned("src")  # raises, saying what to run
+    return found
 
 
 def _majority_face_type(paths: list[Path]) -> str:
