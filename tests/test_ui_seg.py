@@ -92,3 +92,45 @@ def test_uncertainty_order(ws, marker):
     assert [f["uncertainty"] for f in r["faces"][:3]] == [0.7, 0.2, 0.05] and r["faces"][3]["uncertainty"] is None
     bad = c.get("/api/masks/src/faces", params={"order": "random"})
     assert bad.status_code == 400 and "no order" in bad.json()["error"]
+
+
+def test_segmenter_page_trains_applies_and_shows_its_preview(ws, marker):
+    c = client(ws, marker)
+    forms = ok(c.get("/api/seg/forms"))
+    assert {f["name"] for f in forms["train"]} >= {"name", "iterations", "resolution", "batch_size", "device"}
+    assert {f["name"] for f in forms["apply"]} == {"name", "side", "device", "batch_size"}
+    assert ok(c.get("/api/seg/models"))["models"] == []
+    assert c.get("/api/seg/models/segmenter").status_code == 404
+    refused = c.post("/api/seg/train", json={"values": {"resolution": 640}}, headers=ORIGIN)
+    assert refused.status_code == 400 and "resolution" in refused.json()["error"]
+    assert c.post("/api/seg/train", json={"values": {"nope": 1}}, headers=ORIGIN).status_code == 400
+    assert c.post("/api/seg/apply", json={"values": {}}, headers=ORIGIN).status_code == 404  # nothing to apply yet
+
+    job = ok(c.post("/api/seg/train", json={"values": TINY}, headers=ORIGIN))
+    assert job["step"] == "seg-train" and job["writes"] == ["model/segmenter"]
+    done = wait_for(c, job["id"])
+    assert done["state"] == "done", done
+    assert done["summary"]["counts"]["iteration"] == 2 and done["preview_file"] == "model/segmenter/preview.jpg"
+    [m] = ok(c.get("/api/seg/models"))["models"]
+    assert m["name"] == "segmenter" and m["resolution"] == 64 and m["iteration"] == 2
+    assert m["preview"] == "model/segmenter/preview.jpg"
+    img = c.get(f"/files/{m['preview']}")
+    assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
+    preview = cv2.imdecode(np.frombuffer(img.content, np.uint8), cv2.IMREAD_COLOR)
+    assert preview.shape[1] == 8 * 128 and preview.shape[0] > 2 * 128  # the src and dst rows at least
+    d = ok(c.get("/api/seg/models/segmenter"))
+    assert d["loss"]["names"] == ["bce"] and d["save_id"]
+    assert ok(c.get("/api/train/models"))["models"] == []  # not a face-swap model: not on the Training page
+
+    job = ok(c.post("/api/seg/apply", json={"values": {"side": "dst", "device": "cpu"}}, headers=ORIGIN))
+    assert job["step"] == "seg-apply" and job["writes"] == ["data_dst/aligned"]
+    done = wait_for(c, job["id"])
+    assert done["state"] == "done" and done["summary"]["counts"]["applied"] == 30, done
+    a = ok(c.get("/api/seg/applied"))
+    assert a["model"] == d["save_id"] and a["sides"]["dst"] == {"faces": 30, "applied": 30, "current": 30}
+    assert a["sides"]["src"]["applied"] == 0
+    r = c.get("/api/masks/dst/faces/00001_0.jpg/segmask")
+    assert r.headers["x-seg-source"] == "applied" and r.headers["x-seg-model"] == d["save_id"]
+    order = ok(c.get("/api/masks/dst/faces", params={"order": "uncertainty"}))["faces"]
+    figures = [f["uncertainty"] for f in order]
+    assert None not in figures and figures == sorted(figures, reverse=True)
