@@ -96,6 +96,10 @@ def test_uncertainty_order(ws, marker):
 
 def test_segmenter_page_trains_applies_and_shows_its_preview(ws, marker):
     c = client(ws, marker)
+    html = c.get("/segmenter").text
+    assert 'href="/segmenter"' in c.get("/").text and "<title>Segmenter · facelab</title>" in html
+    assert '<script type="module" src="/static/js/segmenter.js"></script>' in html
+    assert "<script>" not in html and " style=" not in html and "onclick=" not in html
     forms = ok(c.get("/api/seg/forms"))
     assert {f["name"] for f in forms["train"]} >= {"name", "iterations", "resolution", "batch_size", "device"}
     assert {f["name"] for f in forms["apply"]} == {"name", "side", "device", "batch_size"}
@@ -134,3 +138,72 @@ def test_segmenter_page_trains_applies_and_shows_its_preview(ws, marker):
     order = ok(c.get("/api/masks/dst/faces", params={"order": "uncertainty"}))["faces"]
     figures = [f["uncertainty"] for f in order]
     assert None not in figures and figures == sorted(figures, reverse=True)
+
+
+# --- in a browser ------------------------------------------------------------------------------------------------
+
+
+def test_browser_mask_editor_overlay_and_least_sure(page, live_ui, marker, tmp_path):
+    ws = live_ui.ws
+    _train(ws, marker)
+    seg.apply(ws, side="dst", device="cpu")
+    figures = {p.name: store.mask_info(read_record(p))["uncertainty"] for p in ws.aligned_paths("dst")}
+    # a 2-iteration segmenter's mask is a grey haze: give the first face a crisp one, to see it in the screenshot
+    first = ws.aligned_dir("dst") / "00001_0.jpg"
+    rec = read_record(first)
+    ellipse = cv2.ellipse(np.zeros((128, 128), np.uint8), (64, 70), (38, 50), 0, 0, 360, 255, -1)
+    info = store.mask_info(rec)
+    rewrite_record(first, store.with_mask(rec, ellipse, info["model"], info["face_type"], uncertainty=info["uncertainty"]))
+    page.goto(live_ui.base + "/masks?side=dst")
+    page.wait_for_function("() => document.getElementById('k-name').textContent === '00001_0.jpg'")
+    page.wait_for_selector("#k-canvas[data-seg=applied][data-seg-shown='1']")
+    facts = page.inner_text("#k-facts")
+    assert "applied mask" in facts and f"{figures['00001_0.jpg']:.3f}" in facts
+    page.screenshot(path=str(tmp_path / "overlay_on.png"))
+    page.keyboard.press("m")
+    page.wait_for_selector("#k-canvas[data-seg-shown='0']")
+    assert not page.is_checked("#k-seg")
+    page.screenshot(path=str(tmp_path / "overlay_off.png"))
+    page.click("#k-seg")  # the checkbox does the same
+    page.wait_for_selector("#k-canvas[data-seg-shown='1']")
+    on, off = (cv2.imread(str(tmp_path / f"overlay_{s}.png")).astype(int) for s in ("on", "off"))
+    v = page.eval_on_selector("#k-canvas", "c => { const r = c.getBoundingClientRect(); "
+                              "return {...c.dataset, left: r.left, top: r.top}; }")
+    at = lambda x, y: (round(float(v["top"]) + float(v["oy"]) + (y + 0.5) * float(v["scale"])),  # noqa: E731
+                       round(float(v["left"]) + float(v["ox"]) + (x + 0.5) * float(v["scale"])))
+    inside, outside = at(64, 70), at(6, 6)
+    blue = lambda im, yx: im[yx][0] - (im[yx][1] + im[yx][2]) / 2  # noqa: E731  (BGR)
+    assert blue(on, inside) - blue(off, inside) > 30  # tinted blue where the mask is
+    assert np.abs(on[outside] - off[outside]).max() <= 2  # untouched outside it
+    # U: the least sure unlabelled face first (00001_0 is where we are: the next in the order after it)
+    order = sorted(figures, key=lambda n: (-figures[n], n))
+    expected = [n for n in order if figures[n] < figures["00001_0.jpg"] or
+                (figures[n] == figures["00001_0.jpg"] and n > "00001_0.jpg")]
+    if not expected:  # 00001_0 was the least sure one: nothing after it
+        return
+    page.keyboard.press("u")
+    page.wait_for_function(f"() => document.getElementById('k-name').textContent === '{expected[0]}'")
+    if len(expected) > 1:
+        page.keyboard.press("u")
+        page.wait_for_function(f"() => document.getElementById('k-name').textContent === '{expected[1]}'")
+
+
+def test_browser_segmenter_page_trains_and_shows_the_preview(page, live_ui, tmp_path):
+    page.goto(live_ui.base + "/segmenter")
+    page.wait_for_selector("#seg-train-form [name=iterations]")
+    assert page.inner_text("#seg-state") == "not trained yet"
+    assert page.is_disabled("#seg-apply") and page.is_disabled("#seg-stop")
+    for name, value in (("iterations", "2"), ("resolution", "64"), ("batch_size", "2")):
+        page.fill(f"#seg-train-form [name={name}]", value)
+    page.select_option("#seg-train-form [name=device]", "cpu") if page.eval_on_selector(
+        "#seg-train-form [name=device]", "e => e.tagName") == "SELECT" else page.fill("#seg-train-form [name=device]", "cpu")
+    page.click("#seg-start")
+    page.wait_for_function("() => document.getElementById('seg-state').textContent === 'finished (saved)'", timeout=120_000)
+    page.wait_for_selector("#sp-img:not([hidden])")
+    page.wait_for_function("() => document.getElementById('sp-img').naturalWidth > 0")
+    assert page.inner_text("#ss-iter") == "2"
+    assert not page.is_disabled("#seg-apply")
+    page.screenshot(path=str(tmp_path / "segmenter.png"), full_page=True)
+    page.click("#seg-apply")
+    page.wait_for_function("() => document.getElementById('ss-applied').textContent === '60 / 60'", timeout=120_000)
+    assert store.has_mask(read_record(live_ui.ws.aligned_paths("src")[0]))
