@@ -118,6 +118,8 @@ def register(app, state, templates) -> None:
                 found = await asyncio.to_thread(live.mask, path)
             except FaceFileError as e:
                 raise FacelabError(e.message, e.hint) from None
+            except FileNotFoundError:
+                raise files.FileIdError(f"{path.name} was moved or deleted meanwhile", "reload the page") from None
             if found is None:
                 raise files.FileIdError(f"{path.name} has no applied mask and the workspace no segmenter (model/segmenter)",
                                         "train one on the Segmenter page (or `facelab seg train`), then apply it")
