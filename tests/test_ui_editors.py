@@ -208,7 +208,8 @@ def test_mask_faces_polygons_preview_and_moves(ws, marker):
     path = ws.aligned_dir("src") / name
     faces = ok(c.get("/api/masks/src/faces"))
     assert faces["counts"] == {"aligned": 30, "confirmed": 0, "skipped": 0}
-    assert faces["faces"][0] == {"name": "00001_0.jpg", "place": "aligned", "id": "data_src/aligned/00001_0.jpg", "polygons": 0}
+    assert faces["faces"][0] == {"name": "00001_0.jpg", "place": "aligned", "id": "data_src/aligned/00001_0.jpg", "polygons": 0,
+                                 "uncertainty": None, "applied": False}  # no segmenter: no figure
 
     face = ok(c.get(f"/api/masks/src/faces/{name}"))
     rec = read_record(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ("faces", "manual", "masks", "train", "merge")
+MODULES: tuple[str, ...] = ("faces", "manual", "masks", "train", "segmenter", "merge")
 """The page modules under :mod:`facelab.ui.routes`, in navigation order."""
 
 

@@ -7,10 +7,17 @@ segmentation reads them; the seed's moves to ``aligned_confirmed`` and ``aligned
 API (``side`` is ``src`` or ``dst``; a face is named by its file name, found in whichever of ``aligned``,
 ``aligned_confirmed`` and ``aligned_skipped`` holds it):
 
-- ``GET  /api/masks/{side}/faces?place=aligned|confirmed|skipped|all``: the faces, each with its place,
-  image id and number of polygons, and how many faces each place holds.
-- ``GET  /api/masks/{side}/faces/{name}``: one face: image id, size, face type, landmarks (face pixels)
-  and polygons.
+- ``GET  /api/masks/{side}/faces?place=aligned|confirmed|skipped|all&order=name|uncertainty``: the faces, each
+  with its place, image id, number of polygons and the segmenter's uncertainty about it (from the mask
+  ``facelab seg apply`` wrote, else from a live mask this server already computed, else null), and how many
+  faces each place holds. ``order=uncertainty``: least sure first, faces without a figure last (by name).
+- ``GET  /api/masks/{side}/faces/{name}``: one face: image id, size, face type, landmarks (face pixels),
+  polygons, and ``seg``: its applied mask's model id and uncertainty (``applied``, or null) and the save id of
+  the workspace's segmenter (``segmenter``, or null).
+- ``GET  /api/masks/{side}/faces/{name}/segmask``: the segmenter's mask of the face (PNG, white = face, the
+  face's size): the applied one, else computed live with ``model/segmenter`` (:mod:`facelab.ui.seglive`);
+  headers ``x-seg-source`` (``applied`` or ``live``), ``x-seg-model``, ``x-seg-uncertainty``. 404 when the
+  face has no applied mask and the workspace no segmenter.
 - ``PUT  /api/masks/{side}/faces/{name}/polygons`` ``{polygons: [{kind, points}]}``: store them (``[]``
   removes them).
 - ``POST /api/masks/{side}/faces/{name}/move`` ``{to: confirmed|skipped|aligned}``.
@@ -35,16 +42,20 @@ from facelab.face_checks import safe_name
 from facelab.faceimage import read_record
 from facelab.masks.polygons import Polygon, polygons_of, rasterize, write_polygons
 from facelab.stages.mask_editor import PLACES, move_face, review_dirs
+from facelab.seg.store import mask_info, mask_of
 from facelab.ui import files
 from facelab.ui.app import json_body
+from facelab.ui.seglive import LiveSegmenter
 from facelab.workspace import Workspace, check_side
 
 MAX_PREVIEW = 2048  # px: the largest mask preview drawn (faces are 8192 at most; the page shows it small)
+ORDERS = ("name", "uncertainty")
 
 
 def register(app, state, templates) -> None:
     ws: Workspace = state.ws
     locks = {"src": threading.Lock(), "dst": threading.Lock()}
+    live = state.seg_live = getattr(state, "seg_live", None) or LiveSegmenter(ws)
     state.pages.append(("/masks", "masks", "Mask editor"))
 
     @app.get("/masks", include_in_schema=False)
@@ -62,10 +73,12 @@ def register(app, state, templates) -> None:
         return asyncio.to_thread(run)
 
     @app.get("/api/masks/{side}/faces")
-    async def list_faces(side: str, place: str = "aligned"):
+    async def list_faces(side: str, place: str = "aligned", order: str = "name"):
         if place not in (*PLACES, "all"):
             raise SettingsError(f"no place {place!r}", f"places: {', '.join(PLACES)}, all")
-        return await locked(side, lambda: _list(ws, side, place))
+        if order not in ORDERS:
+            raise SettingsError(f"no order {order!r}", f"orders: {', '.join(ORDERS)}")
+        return await locked(side, lambda: _list(ws, side, place, order, live))
 
     @app.get("/api/masks/{side}/faces/{name}")
     async def get_face(side: str, name: str):
@@ -80,9 +93,44 @@ def register(app, state, templates) -> None:
             return {"name": path.name, "place": place, "id": files.file_id(ws, path), "version": path.stat().st_mtime_ns,
                     "size": rec.size, "face_type": rec.face_type, "source": rec.source_filename,
                     "landmarks": np.round(np.asarray(rec.landmarks, np.float64), 2).tolist(),
-                    "polygons": polygons, "broken": broken}
+                    "polygons": polygons, "broken": broken,
+                    "seg": {"applied": _info(rec), "segmenter": live.model_id()}}
 
         return await locked(side, read)
+
+    @app.get("/api/masks/{side}/faces/{name}/segmask")
+    async def segmask(side: str, name: str):
+        def find():
+            _, path = _find(ws, side, name)
+            rec = _record(path)
+            try:
+                mask = mask_of(rec)
+            except FaceFileError as e:
+                raise FacelabError(e.message, e.hint) from None
+            return path, rec, mask
+
+        path, rec, mask = await locked(side, find)
+        if mask is not None:
+            info = mask_info(rec) or {}
+            source, model, unsure = "applied", str(info.get("model", "")), info.get("uncertainty")
+        else:
+            try:
+                found = await asyncio.to_thread(live.mask, path)
+            except FaceFileError as e:
+                raise FacelabError(e.message, e.hint) from None
+            except FileNotFoundError:
+                raise files.FileIdError(f"{path.name} was moved or deleted meanwhile", "reload the page") from None
+            if found is None:
+                raise files.FileIdError(f"{path.name} has no applied mask and the workspace no segmenter (model/segmenter)",
+                                        "train one on the Segmenter page (or `facelab seg train`), then apply it")
+            source, model, unsure, mask = "live", found.model_id, found.uncertainty, found.mask
+
+        def encode() -> bytes:
+            return cv2.imencode(".png", mask)[1].tobytes()
+
+        headers = {"cache-control": "no-store", "x-seg-source": source, "x-seg-model": model,
+                   "x-seg-uncertainty": "" if unsure is None else str(unsure)}
+        return Response(await asyncio.to_thread(encode), media_type="image/png", headers=headers)
 
     @app.put("/api/masks/{side}/faces/{name}/polygons")
     async def put_polygons(side: str, name: str, request: Request):
@@ -123,20 +171,41 @@ def register(app, state, templates) -> None:
         return Response(await asyncio.to_thread(draw), media_type="image/png", headers={"cache-control": "no-store"})
 
 
-def _list(ws: Workspace, side: str, place: str) -> dict[str, Any]:
+def _info(rec) -> dict[str, Any] | None:
+    info = mask_info(rec)
+    if info is None:
+        return None
+    u = info.get("uncertainty")
+    return {"model": str(info.get("model", "")), "face_type": info.get("face_type"),
+            "uncertainty": float(u) if isinstance(u, (int, float)) and not isinstance(u, bool) else None}
+
+
+def _list(ws: Workspace, side: str, place: str, order: str = "name", live: LiveSegmenter | None = None) -> dict[str, Any]:
     dirs = review_dirs(ws, side)
     listed = {p: _face_files(ws, side, p, d) for p, d in dirs.items()}
+    model_id = live.model_id() if live is not None else None
     out = []
     for p in PLACES if place == "all" else (place,):
         for path in listed[p]:
+            unsure, applied = None, False
             try:
-                n = len(polygons_of(read_record(path)))
+                rec = read_record(path)
+                info = _info(rec)
+                if info is not None:
+                    applied, unsure = True, info["uncertainty"]
+                n = len(polygons_of(rec))
             except (FaceFileError, ValueError):
                 n = None  # not a face, or polygons facelab cannot read: the editor says so when it opens it
-            out.append({"name": path.name, "place": p, "id": files.file_id(ws, path), "polygons": n})
+            if unsure is None and live is not None and model_id is not None:
+                unsure = live.cached_uncertainty(path, path.stat().st_mtime_ns, model_id=model_id)
+            out.append({"name": path.name, "place": p, "id": files.file_id(ws, path), "polygons": n,
+                        "uncertainty": unsure, "applied": applied})
     if place == "all":
         out.sort(key=lambda f: f["name"])
-    return {"side": side, "faces": out, "counts": {p: len(v) for p, v in listed.items()}}
+    if order == "uncertainty":  # least sure first; faces without a figure after, by name (stable)
+        out.sort(key=lambda f: (f["uncertainty"] is None, -(f["uncertainty"] or 0.0)))
+    return {"side": side, "faces": out, "counts": {p: len(v) for p, v in listed.items()}, "order": order,
+            "segmenter": model_id}
 
 
 def _face_files(ws: Workspace, side: str, place: str, folder: Path) -> list[Path]:

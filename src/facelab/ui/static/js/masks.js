@@ -21,17 +21,21 @@ const HELP = [
   ["Q / Z", "previous face (back to aligned)"],
   ["Shift", "with Q Z C X E W: 10 faces"],
   ["Esc", "drop the polygon being drawn"],
+  ["M", "segmenter's mask over the face on / off"],
+  ["U", "next unlabelled face the segmenter is least sure of"],
   ["H", "hide / show this help"],
 ];
 const PLACES = { aligned: "aligned", confirmed: "aligned_confirmed", skipped: "aligned_skipped", all: "all three" };
 const COLOR = { include: "#4cc38a", exclude: "#ef6461", fill: "rgb(76, 195, 138)", hover: "#ffffff" };
+const SEG_RGB = [91, 140, 255];  // the segmenter's mask: blue, apart from the polygons' green
 const $ = (id) => document.getElementById(id);
 
 const canvas = $("k-canvas");
 const view = new View(canvas);
 const overlay = document.createElement("canvas");  // the mask at face resolution, tinted over the face
 const S = {
-  side: "src", place: "aligned", list: [], counts: {}, index: 0,
+  side: "src", place: "aligned", order: "name", list: [], counts: {}, index: 0,
+  seg: { show: localStorage.getItem("facelab.masks.seg") !== "hidden", key: null, canvas: null, info: null },
   face: null,                        // {name, place, id, size, img, saved (JSON of the stored polygons), ...}
   doc: { polys: [], drawing: null }, // polys: [{kind, points: [[x, y], ...]}]; drawing: the open polygon
   hist: [], hi: 0,                   // snapshots of doc for undo/redo
@@ -93,6 +97,14 @@ function paint() {
   const f = S.face;
   if (!f) return;
   view.drawImage(f.img);
+  const seg = S.seg;
+  if (seg.show && seg.canvas && seg.key === segKey(f)) {  // the segmenter's mask, under the polygons
+    ctx.save();
+    ctx.globalAlpha = 0.45;
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(seg.canvas, view.ox, view.oy, f.size * view.scale, f.size * view.scale);
+    ctx.restore();
+  }
   // the mask: includes add, excludes cut away, in drawing order (as the trainer rasterizes them)
   const o = overlay.getContext("2d");
   o.clearRect(0, 0, overlay.width, overlay.height);
@@ -295,11 +307,13 @@ document.addEventListener("keydown", (e) => {
     },
     Delete: () => { if (S.hover && S.hover.type === "vertex") deletePoint(S.hover.p, S.hover.i); },
     KeyH: toggleHelp,
+    KeyM: toggleSeg,
+    KeyU: nextUnsure,
     Space: () => { S.space = true; },
   }[e.code];
   if (!act) return;
   e.preventDefault();
-  const once = ["KeyX", "KeyE", "KeyC", "KeyW", "KeyH", "Space"];
+  const once = ["KeyX", "KeyE", "KeyC", "KeyW", "KeyH", "KeyM", "KeyU", "Space"];
   if (!(e.repeat && once.includes(e.code))) act();
 });
 document.addEventListener("keyup", (e) => { if (e.code === "Space") S.space = false; });
@@ -416,9 +430,73 @@ function showFace(f) {
     overlay.width = overlay.height = f.size;
     view.resize();
     fit();
+    if (S.seg.show) loadSeg().catch(showError);
   }
   changed();
   strip();
+}
+
+// --- the segmenter's mask (M) and the faces it is least sure of (U) ---------------------------------------------
+
+const segKey = (f) => `${S.side}/${f.name}@${f.version}`;
+
+// the face's mask from the server (the applied one, else computed live), tinted into S.seg.canvas
+async function loadSeg() {
+  const f = S.face;
+  if (!f || S.seg.key === segKey(f)) return;
+  const key = segKey(f);
+  const res = await fetch(`/api/masks/${S.side}/faces/${encodeURIComponent(f.name)}/segmask?v=${f.version}`);
+  if (!S.face || segKey(S.face) !== key) return;  // another face meanwhile
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    Object.assign(S.seg, { key, canvas: null, info: { source: "none", error: body.error || res.statusText } });
+    $("k-canvas").dataset.seg = "none";
+    return status();
+  }
+  const bitmap = await createImageBitmap(await res.blob());
+  const c = document.createElement("canvas");
+  c.width = bitmap.width; c.height = bitmap.height;
+  const g = c.getContext("2d");
+  g.drawImage(bitmap, 0, 0);
+  const px = g.getImageData(0, 0, c.width, c.height);
+  const d = px.data;
+  for (let i = 0; i < d.length; i += 4) { d[i + 3] = d[i]; d[i] = SEG_RGB[0]; d[i + 1] = SEG_RGB[1]; d[i + 2] = SEG_RGB[2]; }
+  g.putImageData(px, 0, 0);
+  const u = res.headers.get("x-seg-uncertainty");
+  const info = { source: res.headers.get("x-seg-source"), model: res.headers.get("x-seg-model"), uncertainty: u ? parseFloat(u) : null };
+  if (!S.face || segKey(S.face) !== key) return;
+  Object.assign(S.seg, { key, canvas: c, info });
+  const item = S.list.find((x) => x.name === f.name);
+  if (item && item.uncertainty == null && info.uncertainty != null) item.uncertainty = info.uncertainty;
+  $("k-canvas").dataset.seg = info.source;
+  status();
+  draw();
+}
+
+function toggleSeg() {
+  S.seg.show = !S.seg.show;
+  $("k-seg").checked = S.seg.show;
+  localStorage.setItem("facelab.masks.seg", S.seg.show ? "shown" : "hidden");
+  $("k-canvas").dataset.segShown = S.seg.show ? "1" : "0";
+  if (S.seg.show) loadSeg().catch(showError);
+  status();
+  draw();
+}
+
+// U: the next face without drawn polygons, least sure first (the segmenter's uncertainty, from `seg apply` or a
+// live mask seen here); faces without a figure come after, in list order
+function nextUnsure() {
+  if (!S.list.length) return;
+  const rank = (item, i) => [item.uncertainty == null ? 1 : 0, -(item.uncertainty ?? 0), i];
+  const after = (a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+  const here = rank(S.list[S.index], S.index);
+  const todo = S.list.map((item, i) => [item, i]).filter(([item, i]) => item.polygons === 0 && i !== S.index)
+    .map(([item, i]) => rank(item, i)).filter((r) => after(r, here) > 0).sort(after);
+  if (!todo.length) return toast("no unlabelled face further down the least-sure order", "Q goes back; the order restarts from the top after a reload");
+  const target = S.list[todo[0][2]];
+  openFace(todo[0][2]).then(() => {
+    if (target.uncertainty != null) toast(`${target.name}: uncertainty ${target.uncertainty.toFixed(3)}`, "the segmenter is least sure of it");
+  }).catch(showError);
 }
 
 function status() {
@@ -436,8 +514,22 @@ function status() {
   $("k-save").disabled = !f;
   const facts = !f ? [] : [["face", `${S.index + 1} of ${S.list.length}`], ["in", PLACES[f.place]], ["frame", f.source],
     ["size", `${f.size} px, ${f.face_type}`], ["saved polygons", JSON.parse(f.saved).length],
+    ["segmenter", segText(f)], ["uncertainty", segUncertainty(f)],
     ["unsaved faces", S.drafts.size + (dirty() && !S.drafts.has(f.name) ? 1 : 0)]];
   $("k-facts").replaceChildren(...facts.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))]).flat());
+}
+
+function segText(f) {
+  const i = S.seg.key === segKey(f) ? S.seg.info : null;
+  if (i) return i.source === "none" ? "none" : `${i.source} mask${S.seg.show ? "" : " (hidden, M)"}`;
+  if (f.seg && f.seg.applied) return "applied mask";
+  return f.seg && f.seg.segmenter ? (S.seg.show ? "computing…" : "live (M to show)") : "none";
+}
+
+function segUncertainty(f) {
+  const i = S.seg.key === segKey(f) ? S.seg.info : null;
+  const u = i && i.uncertainty != null ? i.uncertainty : f.seg && f.seg.applied ? f.seg.applied.uncertainty : null;
+  return u == null ? "–" : u.toFixed(3);
 }
 
 // the strip of neighbouring faces under the canvas
@@ -475,7 +567,7 @@ async function preview() {
 // --- the side and the list --------------------------------------------------------------------------------
 
 async function load() {
-  const r = await api(`/api/masks/${S.side}/faces?place=${S.place}`);
+  const r = await api(`/api/masks/${S.side}/faces?place=${S.place}&order=${S.order}`);
   S.list = r.faces;
   S.counts = r.counts;
   S.drafts.clear();
@@ -516,11 +608,23 @@ async function main() {
     S.place = $("k-place").value;
     load().catch(showError);
   });
+  if (params.get("order") === "uncertainty") S.order = "uncertainty";
+  $("k-order").value = S.order;
+  $("k-order").addEventListener("change", () => {
+    $("k-order").blur();
+    if (!mayDrop()) { $("k-order").value = S.order; return; }
+    S.order = $("k-order").value;
+    load().catch(showError);
+  });
+  $("k-seg").checked = S.seg.show;
+  $("k-canvas").dataset.segShown = S.seg.show ? "1" : "0";
+  $("k-seg").addEventListener("change", () => { $("k-seg").blur(); if ($("k-seg").checked !== S.seg.show) toggleSeg(); });
   $("k-help").append(h("h3", {}, "Keys"), keyTable(HELP));
   $("k-help").hidden = localStorage.getItem("facelab.masks.help") === "hidden";
   $("k-nav").append(navButton("Q", "previous", () => back(1)), navButton("C", "skip", () => skipAnd(null, 1)),
     navButton("X", "save", () => saveAnd(null, 1)), navButton("E", "confirm", () => saveAnd("confirmed", 1)),
-    navButton("W", "skip aside", () => skipAnd("skipped", 1)), navButton("H", "help", toggleHelp));
+    navButton("W", "skip aside", () => skipAnd("skipped", 1)), navButton("U", "least sure", nextUnsure),
+    navButton("H", "help", toggleHelp));
   $("k-undo").addEventListener("click", () => travel(S.hi - 1));
   $("k-redo").addEventListener("click", () => travel(S.hi + 1));
   $("k-save").addEventListener("click", async (e) => {
