@@ -93,12 +93,27 @@ def test_color_transfer_convention(name, faces):
 # --- merge masks -----------------------------------------------------------------------------------------------
 
 
+def _face_everywhere_segmenter():
+    """A real (untrained, 64 px, whole-face) segmenter whose output is biased to "face": the segmentation masks
+    run their whole path (re-cut to the segmenter's face type, network, back) and give a face-sized mask."""
+    import torch
+
+    from facelab.seg.model import SegmenterRunner, create_segmenter
+
+    torch.manual_seed(0)
+    net = create_segmenter(resolution=64, face_type="whole").eval()
+    with torch.no_grad():
+        net.head.bias.fill_(4.0)
+    return SegmenterRunner(net)
+
+
 @pytest.mark.parametrize("name", MASKS.names())
 def test_mask_provider_convention(name, faces):
     (src, src_hull, _), (dst, dst_hull, dst_lm) = faces["src"], faces["dst"]
     inputs = MaskInputs(dst_faces=dst[None], pred_faces=src[None], pred_masks=src_hull[None],
                         dst_masks=np.clip(dst_hull[None] * 0.9, 0, 1), hulls=dst_hull[None],
-                        landmarks=dst_lm[None], face_type="full")
+                        landmarks=dst_lm[None], face_type="full",
+                        segmenter=_face_everywhere_segmenter() if name.startswith("segmentation") else None)
     copies = {k: v.copy() for k, v in vars(inputs).items() if isinstance(v, np.ndarray)}
     out = MASKS.get(name)(inputs)
     for k, v in copies.items():

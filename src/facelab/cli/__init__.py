@@ -31,7 +31,7 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 # `facelab --help` lists the workflow steps in the order they are run, then the tools
-COMMAND_ORDER = ("workspace", "frames", "extract", "train", "merge", "video", "export", "eval", "demo", "verify", "train-enhancer",
+COMMAND_ORDER = ("workspace", "frames", "extract", "seg", "train", "merge", "video", "export", "eval", "demo", "verify", "train-enhancer",
                  "cut", "denoise", "sort", "faceset", "ui")
 
 

@@ -58,12 +58,13 @@ def fused(net: nn.Module) -> nn.Module:
 
 
 def uncertainty(prob: np.ndarray) -> float:
-    """How unsure a mask is: the share of its face area in undecided pixels (probability 0.1..0.9).
+    """How unsure a mask is, 0..1: the share of undecided pixels (probability 0.1..0.9) among those that are
+    face or undecided (above 0.1).
 
-    ``prob`` ``(R, R) float32 [0, 1]``; 0 for a crisp mask, larger where the segmenter hesitates
-    (an occluder it does not know, a lighting it never saw): the faces worth labelling next."""
-    area = max(float((prob > 0.5).sum()), 1.0)
-    return float(((prob > 0.1) & (prob < 0.9)).sum()) / area
+    ``prob`` ``(R, R) float32 [0, 1]``; 0 for a crisp mask, 1 when nothing is decided (an occluder or a
+    lighting the segmenter never saw): the faces worth labelling next."""
+    seen = float((prob > 0.1).sum())
+    return float(((prob > 0.1) & (prob < 0.9)).sum()) / seen if seen else 0.0
 
 
 class SegmenterRunner:

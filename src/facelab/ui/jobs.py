@@ -257,5 +257,7 @@ def writes_of(step: str, side: str | None, values: dict[str, Any]) -> set[str]:
         "extract": {f"data_{side}/aligned"}, "sort": {f"data_{side}/aligned"}, "faceset": {f"data_{side}/aligned"},
         "train": {f"model/{name}"}, "train-enhancer": {f"model/{values.get('name') or 'enhancer'}"},
         "merge": {"data_dst/merged"}, "video": {"result"}, "eval": {"eval"}, "demo": {"*"},
+        # `facelab seg train|apply|...` from the command line: its segmenter and (apply, remove) both face sets
+        "seg": {f"model/{values.get('name') or 'segmenter'}", "data_src/aligned", "data_dst/aligned"},
     }.get(step, {step})
     return keys
