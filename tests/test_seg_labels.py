@@ -36,7 +36,7 @@ def test_splits():
     held_frames = [frame(f) for f in held]
     for f in train:
         clip, n = frame(f)
-        assert f["source"] not in {h["source"] for h in held}
+        assert (f["source"], tuple(f["box"])) not in {(h["source"], tuple(h["box"])) for h in held}
         if n is not None:
             assert all(not (c == clip and m is not None and abs(m - n) <= 40) for c, m in held_frames), f["source"]
 
