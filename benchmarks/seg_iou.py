@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--no-pseudo", action="store_true", help="train on the drawn labels only")
     ap.add_argument("--keep", type=Path, default=None, help="workspace folder to keep (and resume from)")
+    ap.add_argument("--eval-only", action="store_true", help="measure the segmenter saved in --keep, no training")
     args = ap.parse_args()
     if args.iterations is None and args.minutes is None:
         args.minutes = 20.0
@@ -98,16 +99,18 @@ def main() -> None:
         ws.create()
         if not args.no_pseudo:
             _pseudo_faces(ws, ft, r)
-        for i, f in enumerate(train):  # the drawn labels travel in the face files, as the mask editor stores them
-            write_face(ws.aligned_dir("src") / f"label_{i:03d}.jpg", f.image, f.record, jpeg_quality=95)
-    marker = default_marker(root / "home")
-    settings = seg.SegTrainSettings(iterations=args.iterations, minutes=args.minutes, resolution=r, face_type=ft,
-                                    batch_size=args.batch_size, device="cpu", pseudo_labels=not args.no_pseudo,
-                                    save_every_minutes=10, preview_every_minutes=5)
-    t1 = time.time()
-    summary = seg.train(ws, settings, log=print, marker=marker)
-    seconds = time.time() - t1
-    print(summary.line())
+    for i, f in enumerate(train):  # the drawn labels travel in the face files, as the mask editor stores them
+        write_face(ws.aligned_dir("src") / f"label_{i:03d}.jpg", f.image, f.record, jpeg_quality=95)
+    if not args.eval_only:
+        marker = default_marker(root / "home")
+        settings = seg.SegTrainSettings(iterations=args.iterations, minutes=args.minutes, resolution=r, face_type=ft,
+                                        batch_size=args.batch_size, device="cpu", pseudo_labels=not args.no_pseudo,
+                                        save_every_minutes=5, preview_every_minutes=5)
+        t1 = time.time()
+        summary = seg.train(ws, settings, log=print, marker=marker)
+        print(summary.line())
+        print(f"trained to iteration {summary.counts['iteration']} in {(time.time() - t1) / 60:.1f} min on {len(train)} "
+              f"labelled faces (+ pseudo-labels: {not args.no_pseudo}); workspace {root}")
 
     runner = load_segmenter(ws.model_dir("segmenter"))
     probs = runner.predict(np.stack([f.image for f in held]))
@@ -122,8 +125,6 @@ def main() -> None:
     seg_iou, hull_iou = np.mean([x[0] for x in rows]), np.mean([x[1] for x in rows])
     print(f"held-out IoU: segmenter {seg_iou:.3f}, hull {hull_iou:.3f} (target >= 0.90); segmenter better than the hull "
           f"on {sum(wins)}/{len(wins)} occluded faces")
-    print(f"trained {summary.counts['iteration']} iterations in {seconds / 60:.1f} min on {len(train)} labelled faces "
-          f"(+ pseudo-labels: {not args.no_pseudo}); workspace {root}")
 
 
 if __name__ == "__main__":

@@ -350,3 +350,29 @@ def test_train_on_both_sides_uses_the_side_that_has_faces(ws, marker):
         p.unlink()
     with pytest.raises(WorkspaceError, match="no faces"):
         _train(ws, marker, iterations=2)
+
+
+def test_the_label_set_lands_on_the_faces_it_was_drawn_on():
+    """facelab's own labels (tests/data/seg_labels, drawn on source images) cut onto real faces: on faces
+    with nothing in front of them the landmark hull agrees closely with the drawing (the polygons moved with
+    the face), on occluded ones it does not (what the segmenter is for)."""
+    from pathlib import Path
+
+    from facelab.align import hull_mask
+    from facelab.seg.labelset import load_labelled
+
+    root = Path(__file__).resolve().parents[1]
+    faces_root = root.parent / "shared" / "data" / "faces"
+    if not faces_root.is_dir():
+        pytest.skip("the shared real-face data is not beside the project")
+    faces, missed = load_labelled(root / "tests" / "data" / "seg_labels" / "labels.json", faces_root, "whole", 64,
+                                  splits=("heldout",))
+    assert not missed and len(faces) >= 12
+    plain = [f for f in faces if not f.occlusion]
+    hands = [f for f in faces if "hand" in f.occlusion]
+    assert plain and hands
+    for f in faces:
+        assert f.truth.shape == (64, 64) and polygons_of(f.record) and 0.1 < f.truth.mean() < 0.9
+    hull_iou = {id(f): iou(hull_mask(f.record.landmarks, (64, 64), "whole"), f.truth) for f in faces}
+    assert min(hull_iou[id(f)] for f in plain) > 0.88
+    assert max(hull_iou[id(f)] for f in hands) < 0.9

@@ -159,8 +159,9 @@ def remap_extra(extra: dict[str, Any], old_mat: np.ndarray, new_mat: np.ndarray,
     from facelab.seg import store
 
     to_new = np.vstack([check_affine(new_mat), [0, 0, 1]]) @ np.linalg.inv(np.vstack([check_affine(old_mat), [0, 0, 1]]))
-    out = dict(extra)
+    out = extra  # unchanged (the same object) unless there is something to move
     if store.KEY in out:
+        out = dict(extra)
         entry = out.pop(store.KEY)
         if new_size is not None and isinstance(entry, dict) and isinstance(entry.get("png"), str):
             try:

@@ -70,14 +70,13 @@ def load_labelled(label_file: Path, root: Path, face_type: str = "whole", size: 
     """Cut every labelled face of ``label_file`` (sources under ``root``); also the labels that could not be
     used (source missing, no face found at the box), one message each."""
     from facelab.detect import create_detector
-    from facelab.find_faces import find_faces, make_face
+    from facelab.find_faces import FindOptions, find_faces, make_face
     from facelab.landmarks import create_landmarker
-    from facelab.stages.extract import ExtractSettings
 
     doc = json.loads(Path(label_file).read_text())
-    settings = ExtractSettings(face_type=face_type, size=size)
-    detector = create_detector(settings.detector, score_threshold=0.3)
-    landmarker = create_landmarker(settings.landmarks)
+    settings = FindOptions(face_type=face_type, size=size)  # extract's defaults
+    detector = create_detector("retinaface", score_threshold=0.3)
+    landmarker = create_landmarker("dlib68")
     out, missed = [], []
     for entry in doc["faces"]:
         if entry["split"] not in splits:
