@@ -102,7 +102,7 @@ def test_segmenter_page_trains_applies_and_shows_its_preview(ws, marker):
     assert "<script>" not in html and " style=" not in html and "onclick=" not in html
     forms = ok(c.get("/api/seg/forms"))
     assert {f["name"] for f in forms["train"]} >= {"name", "iterations", "resolution", "batch_size", "device"}
-    assert {f["name"] for f in forms["apply"]} == {"name", "side", "device", "batch_size"}
+    assert {f["name"] for f in forms["apply"]} == {"name", "side", "device", "batch_size", "force"}
     assert ok(c.get("/api/seg/models"))["models"] == []
     assert c.get("/api/seg/models/segmenter").status_code == 404
     refused = c.post("/api/seg/train", json={"values": {"resolution": 640}}, headers=ORIGIN)
