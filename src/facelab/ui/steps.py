@@ -45,19 +45,7 @@ class Step:
 
     def values(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The form's values, checked against the declarations (unknown keys refused, empty ones dropped)."""
-        by = {o.name: o for o in self.options()}
-        unknown = sorted(set(raw) - set(by))
-        if unknown:
-            raise SettingsError(f"{self.name}: unknown option(s) {', '.join(unknown)}", f"known: {', '.join(by)}")
-        out = {}
-        for key, value in raw.items():
-            if value is None or value == "":
-                continue
-            o = by[key]
-            if o.kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            out[key] = o.check(value, f"{self.name}.")
-        return out
+        return checked_values(self.options(), raw, self.name, f"{self.name}.")
 
 
 def _frames(ws, side, v, job, log, marker):
@@ -141,3 +129,21 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("eval", "Evaluate", (), _eval, leave_out=("model",)),
 )}
 """The steps in workflow order."""
+
+
+def checked_values(options: tuple[Option, ...] | list[Option], raw: dict[str, Any], what: str, where: str) -> dict[str, Any]:
+    """A form's values checked against ``options`` (unknown keys refused, empty ones dropped, a whole number
+    given for a float option taken as that number); errors name ``what`` / ``where`` + the key."""
+    by = {o.name: o for o in options}
+    unknown = sorted(set(raw) - set(by))
+    if unknown:
+        raise SettingsError(f"{what}: unknown option(s) {', '.join(unknown)}", f"known: {', '.join(by)}")
+    out = {}
+    for key, value in raw.items():
+        if value is None or value == "":
+            continue
+        o = by[key]
+        if o.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[key] = o.check(value, where)
+    return out

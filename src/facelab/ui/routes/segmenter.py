@@ -20,7 +20,6 @@ API:
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,13 @@ from fastapi import Request
 
 from facelab.errors import FaceFileError, SettingsError
 from facelab.faceimage import read_record
-from facelab.options import Option, form_fields
+from facelab.options import form_fields
 from facelab.seg.options import OPTIONS
 from facelab.train.checkpoint import CONFIG, PREVIEW, STATE, save_id
 from facelab.ui import files
 from facelab.ui.app import json_body
-from facelab.ui.routes.train import MAX_POINTS, loss_window, parse_range
+from facelab.ui.routes.train import MAX_POINTS, _json, loss_window, parse_range
+from facelab.ui.steps import checked_values
 from facelab.workspace import Workspace
 
 TRAIN, APPLY = "seg-train", "seg-apply"  # the jobs' step names
@@ -120,30 +120,10 @@ def check_values(command: str, raw: Any) -> dict[str, Any]:
     """A form's values checked against ``OPTIONS[command]`` (unknown keys refused, empty ones dropped)."""
     if not isinstance(raw, dict):
         raise SettingsError("values: expected an object of option values", "send {values: {...}}")
-    by: dict[str, Option] = {o.name: o for o in OPTIONS[command]}
-    unknown = sorted(set(raw) - set(by))
-    if unknown:
-        raise SettingsError(f"seg {command}: unknown option(s) {', '.join(unknown)}", f"known: {', '.join(by)}")
-    out = {}
-    for key, value in raw.items():
-        if value is None or value == "":
-            continue
-        o = by[key]
-        if o.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        out[key] = o.check(value, f"seg {command}: ")
-    return out
+    return checked_values(OPTIONS[command], raw, f"seg {command}", f"seg {command}: ")
 
 
 # -- reading segmenter folders
-
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def segmenter_folder(ws: Workspace, name: str) -> Path:
