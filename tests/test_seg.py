@@ -133,14 +133,14 @@ def test_augment_keeps_shapes_and_inputs(ws):
     f0, t0 = data.faces[0].copy(), data.targets[0].copy()
     rng = np.random.default_rng(1)
     for _ in range(5):
-        f, t = augment(data.faces[0], data.targets[0], rng, lambda: (data.faces[1], data.targets[1]))
+        f, t = augment(data.faces[0], data.target(0), rng, lambda: (data.faces[1], data.target(1)))
         assert f.shape == f0.shape and f.dtype == np.uint8 and t.shape == t0.shape and t.dtype == np.float32
         assert 0 <= t.min() and t.max() <= 1
     assert np.array_equal(data.faces[0], f0) and np.array_equal(data.targets[0], t0)
-    f, t = augment(data.faces[0], data.targets[0], rng, lambda: (data.faces[1], data.targets[1]), SegAugment.off())
-    assert np.array_equal(f, f0) and np.allclose(t, t0)
+    f, t = augment(data.faces[0], data.target(0), rng, lambda: (data.faces[1], data.target(1)), SegAugment.off())
+    assert np.array_equal(f, f0) and np.allclose(t, t0 / 255)
     with pytest.raises(ValueError, match="expected"):
-        augment(data.faces[0][..., 0], data.targets[0], rng, lambda: (data.faces[1], data.targets[1]))
+        augment(data.faces[0][..., 0], data.target(0), rng, lambda: (data.faces[1], data.target(1)))
 
 
 def test_occluders_are_cut_out_of_the_target(ws):
@@ -149,8 +149,8 @@ def test_occluders_are_cut_out_of_the_target(ws):
     rng = np.random.default_rng(3)
     lost = []
     for _ in range(8):
-        f, t = augment(data.faces[0], data.targets[0], rng, lambda: (data.faces[2], data.targets[2]), only)
-        gone = (data.targets[0] > 0.5) & (t < 0.5)
+        f, t = augment(data.faces[0], data.target(0), rng, lambda: (data.faces[2], data.target(2)), only)
+        gone = (data.target(0) > 0.5) & (t < 0.5)
         if gone.any():  # where the target lost face, the pixels changed: something covers it
             assert np.abs(f[gone].astype(int) - data.faces[0][gone].astype(int)).mean() > 5
         lost.append(gone.mean())
@@ -376,3 +376,15 @@ def test_the_label_set_lands_on_the_faces_it_was_drawn_on():
     hull_iou = {id(f): iou(hull_mask(f.record.landmarks, (64, 64), "whole"), f.truth) for f in faces}
     assert min(hull_iou[id(f)] for f in plain) > 0.88
     assert max(hull_iou[id(f)] for f in hands) < 0.9
+
+
+def test_unlabelled_faces_are_capped_and_spread(ws, monkeypatch):
+    monkeypatch.setattr(seg, "MAX_PSEUDO_FACES", 5)
+    paths = ws.aligned_paths("src")
+    labelled = paths[7]
+    rewrite_record(labelled, with_polygons(read_record(labelled), [Polygon("include", [[1, 1], [20, 1], [20, 20]])]))
+    kept, left_out = seg._spread_unlabelled(paths)
+    assert left_out == 24 and len(kept) == 6 and labelled in kept
+    assert kept[1] == paths[0] and kept[-1] == paths[-1]  # spread over the whole set
+    data = load_faces(kept, "full", 64)
+    assert data.targets.dtype == np.uint8 and data.target(0).dtype == np.float32 and data.target(0).max() == 1.0

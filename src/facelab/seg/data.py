@@ -60,7 +60,8 @@ def target_of(record: FaceRecord, mat: np.ndarray, face_type: str, resolution: i
 
 @dataclass
 class SegFaces:
-    """The faces of a training set, loaded: ``faces (N, R, R, 3) uint8``, ``targets (N, R, R) float32``,
+    """The faces of a training set, loaded: ``faces (N, R, R, 3) uint8``, ``targets (N, R, R) uint8`` (255 =
+    face; a quarter of float32's memory, which counts for 10,000 faces: :meth:`target` gives one as float32),
     ``labelled (N,) bool`` (drawn polygons vs hull), ``paths`` and ``skipped`` (unreadable files, one message each)."""
 
     faces: np.ndarray
@@ -72,6 +73,10 @@ class SegFaces:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def target(self, i: int) -> np.ndarray:
+        """Face ``i``'s target as ``(R, R) float32 [0, 1]``."""
+        return self.targets[i].astype(np.float32) / 255
+
 
 def _load(path: Path, face_type: str, resolution: int):
     try:
@@ -80,7 +85,7 @@ def _load(path: Path, face_type: str, resolution: int):
         return e
     face, mat = cut_face(image, record, face_type, resolution)
     target, labelled = target_of(record, mat, face_type, resolution)
-    return face, target, labelled
+    return face, (target * 255 + 0.5).astype(np.uint8), labelled
 
 
 def load_faces(paths: list[Path], face_type: str, resolution: int) -> SegFaces:

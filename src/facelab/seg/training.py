@@ -53,9 +53,9 @@ def make_batch(data: SegFaces, opts: SegLoopOptions, iteration: int) -> tuple[np
 
     def donor():
         j = int(rng.integers(n))
-        return data.faces[j], data.targets[j]
+        return data.faces[j], data.target(j)
 
-    out = [augment(data.faces[i], data.targets[i], rng, donor, opts.augment) for i in idx]
+    out = [augment(data.faces[i], data.target(i), rng, donor, opts.augment) for i in idx]
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
 

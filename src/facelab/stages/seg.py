@@ -40,6 +40,7 @@ from facelab.stages import Summary
 from facelab.workspace import Workspace
 
 PREVIEW_FACES = 4  # faces per preview row (training, src, dst)
+MAX_PSEUDO_FACES = 3000  # unlabelled faces trained on at most (about 0.8 GB of faces and targets at 256 px)
 EVAL_FACES = 32  # labelled faces measured at the end of a training run
 
 
@@ -101,6 +102,23 @@ def _majority_face_type(paths: list[Path]) -> str:
         except FaceFileError:
             continue
     return counts.most_common(1)[0][0] if counts else "full"
+
+
+def _spread_unlabelled(paths: list[Path]) -> tuple[list[Path], int]:
+    """Every face with drawn polygons, and at most :data:`MAX_PSEUDO_FACES` of the others (evenly spread, so
+    every part of a sorted or frame-ordered set is there); how many were left out. Unreadable files stay in
+    (loading names them)."""
+    others = []
+    labelled = []
+    for p in paths:
+        try:
+            (labelled if polygons_of(read_record(p)) else others).append(p)
+        except FaceFileError:
+            others.append(p)
+    if len(others) <= MAX_PSEUDO_FACES:
+        return paths, 0
+    keep = np.linspace(0, len(others) - 1, MAX_PSEUDO_FACES).round().astype(int)
+    return labelled + [others[i] for i in keep], len(others) - MAX_PSEUDO_FACES
 
 
 def _build(settings: SegTrainSettings, model_dir: Path, paths: list[Path], device):
@@ -174,10 +192,16 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     r, face_type = net.resolution, net.face_type
     batch_size = settings.batch_size or int(saved.get("batch_size", DEFAULTS["batch_size"]))
 
-    # data: every face with its target; without pseudo-labels only the labelled ones
+    # data: every labelled face, and (pseudo-labels) at most MAX_PSEUDO_FACES others spread over the set
+    warnings: list[str] = []
+    if settings.pseudo_labels:
+        paths, left_out = _spread_unlabelled(paths)
+        if left_out:
+            warnings.append(f"{left_out} faces without labels were left out (at most {MAX_PSEUDO_FACES} hull pseudo-labels,"
+                            " spread over the set, keep the memory bounded)")
     log(f"loading {len(paths)} faces at {r} px ({face_type})")
     data = load_faces(paths, face_type, r)
-    warnings = [f"skipped (not trained on): {m}" for m in data.skipped]
+    warnings += [f"skipped (not trained on): {m}" for m in data.skipped]
     n_labelled = int(data.labelled.sum())
     if not settings.pseudo_labels:
         if not n_labelled:
@@ -221,7 +245,7 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     labelled = np.flatnonzero(data.labelled)[:EVAL_FACES]
     if len(labelled):  # how well it fits the drawn labels (training faces: an upper bound, not a test)
         probs = predict(net, data.faces[labelled], device, EVAL_BATCH)
-        counts["label_iou"] = round(float(np.mean([iou(p, data.targets[i]) for p, i in zip(probs, labelled)])), 4)
+        counts["label_iou"] = round(float(np.mean([iou(p, data.target(i)) for p, i in zip(probs, labelled)])), 4)
     if state.get("stopped") == "interrupted":
         warnings.append("training was interrupted; the segmenter was saved and continues from here next time")
     return Summary(step="seg train", counts=counts, seconds=time.monotonic() - t0, outputs=[str(model_dir)], warnings=warnings)
