@@ -61,15 +61,15 @@ def main() -> None:
     print(f"network alone: {len(faces) / (time.perf_counter() - t):.1f} faces/s")
 
     save_checkpoint(ws.model_dir("segmenter_bench"), net, None, {}, {"iteration": 0})
-    seg.remove(ws, side="dst")
+    seg.remove(ws, side="both")
     t = time.perf_counter()
-    s = seg.apply(ws, side="dst", name="segmenter_bench", device="cpu")
+    s = seg.apply(ws, side="both", name="segmenter_bench", device="cpu")
     el = time.perf_counter() - t
-    print(f"seg apply (dst, {s.counts['applied']} faces of 512 px, load included): {s.counts['applied'] / el:.1f} faces/s")
+    print(f"seg apply (src and dst, {s.counts['applied']} faces of 512 px, load included): {s.counts['applied'] / el:.1f} faces/s")
     sizes = [len(__import__("facelab.faceimage", fromlist=["read_record"]).read_record(p).extra["seg_mask"]["png"])
              for p in ws.aligned_paths("dst")]
     print(f"stored mask (untrained net): {np.mean(sizes) / 1024:.1f} KB of base64 per face")
-    seg.remove(ws, side="dst")
+    seg.remove(ws, side="both")
 
     net.train()
     opt = make_optimizer(net)

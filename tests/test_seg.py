@@ -47,6 +47,34 @@ def test_default_segmenter_size():
     assert 8e6 < n < 20e6  # the XSeg class (about 17.6 M), narrower at full resolution to run on CPUs
 
 
+@pytest.mark.parametrize("skips,pad", [("add", "zero"), ("concat", "replicate")])
+def test_both_decoder_joins_run_and_fuse(skips, pad):
+    torch.manual_seed(0)
+    net = create_segmenter(resolution=64, skips=skips, pad=pad).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = torch.sigmoid(net(x))[:, 0].numpy()
+    assert np.abs(SegmenterRunner(net).predict(x.permute(0, 2, 3, 1).numpy()) - want).max() < 1e-4
+    with pytest.raises(ValueError, match="skips"):
+        create_segmenter(resolution=64, skips="sum")
+
+
+def test_a_segmenter_saved_before_the_skip_choice_loads_as_it_was(tmp_path):
+    from facelab.train.checkpoint import CONFIG, save_checkpoint
+
+    torch.manual_seed(0)
+    old = create_segmenter(resolution=64, skips="concat", pad="replicate").eval()
+    save_checkpoint(tmp_path / "seg", old, None, {}, {"iteration": 3})
+    cfg = json.loads((tmp_path / "seg" / CONFIG).read_text())
+    for key in ("skips", "pad"):  # what a folder written by the first segmenter release holds
+        del cfg["config"][key]
+    (tmp_path / "seg" / CONFIG).write_text(json.dumps(cfg))
+    x = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+    with torch.no_grad():
+        want = torch.sigmoid(old(torch.from_numpy(x).permute(0, 3, 1, 2)))[:, 0].numpy()
+    assert np.abs(load_segmenter(tmp_path / "seg").predict(x) - want).max() < 1e-4
+
+
 def test_fused_runner_matches_the_network():
     torch.manual_seed(0)
     net = create_segmenter(resolution=64)
@@ -82,10 +110,50 @@ def test_mask_round_trip_in_a_face_file(ws):
     back = store.mask_of(read_record(path))
     assert back.shape == (size, size) and back.dtype == np.uint8
     assert np.abs(back / 255 - mask).max() <= 1 / 32 + 1 / 255  # 17 levels, stored as 8 bits
-    assert store.mask_info(read_record(path)) == {"model": "abc", "face_type": "full", "uncertainty": 0.1}
+    assert store.mask_info(read_record(path)) == {"face_size": size, "model": "abc", "face_type": "full", "uncertainty": 0.1}
     assert np.array_equal(read_face(path)[0], image)  # pixels untouched
     assert store.remove_mask_file(path) and not store.has_mask(read_record(path))
     assert not store.remove_mask_file(path)
+
+
+def test_a_mask_stored_smaller_than_its_face_reads_back_at_the_face_size(ws):
+    path = ws.aligned_paths("src")[0]
+    record = read_record(path)
+    size = record.size
+    yy, xx = np.mgrid[:size, :size]
+    full = np.clip((size * 0.35 - np.hypot(xx - size * 0.45, yy - size * 0.55)) / 3, 0, 1).astype(np.float32)
+    half = cv2.resize(full, (size // 2, size // 2), interpolation=cv2.INTER_AREA)
+    rewrite_record(path, store.with_mask(record, half, "abc", "full"))
+    back = store.mask_of(read_record(path)) / 255
+    assert back.shape == (size, size)
+    assert np.abs(back - full).mean() < 0.01 and iou(back, full) > 0.97  # the same place: no half-pixel shift
+    with pytest.raises(ValueError, match="smaller"):
+        store.with_mask(record, np.zeros((size // 3, size // 3)), "abc", "full")
+
+
+def test_a_big_face_is_read_smaller_for_a_small_segmenter_with_the_same_cut(ws):
+    from facelab.faceimage import image_from_bytes, record_from_bytes
+    from facelab.seg.data import reduction_for
+
+    path = ws.aligned_paths("dst")[0]
+    data = path.read_bytes()
+    record = record_from_bytes(data)
+    r = record.size // 4
+    assert reduction_for(record, record.face_type, r) == 4 and reduction_for(record, record.face_type, record.size) == 1
+    assert reduction_for(record, record.face_type, record.size // 2 + 1) == 1
+    image = image_from_bytes(data, record)
+    mat = cut_face(image, record, record.face_type, r)[1]
+    small_image = image_from_bytes(data, record, reduce=4)
+    assert small_image.shape[0] == -(-record.size // 4)
+    small, mat4 = cut_face(small_image, record, record.face_type, r, reduce=4)
+    assert np.array_equal(mat, mat4)  # the matrix stays the full file's
+    # the full image, low-passed as the decoder's scaling does, cut with the same matrix
+    want = cv2.warpAffine(cv2.GaussianBlur(image, (0, 0), 2.4), mat, (r, r), borderMode=cv2.BORDER_REPLICATE).astype(int)
+    errs = [np.abs(np.roll(small, shift, axis=ax).astype(int) - want)[2:-2, 2:-2].mean() for ax in (0, 1) for shift in (-1, 1)]
+    err = np.abs(small.astype(int) - want)[2:-2, 2:-2].mean()
+    assert err < 1.5 and err < 0.5 * min(errs)  # the same pixels, and not shifted by a pixel either way
+    with pytest.raises(ValueError, match="reduce"):
+        image_from_bytes(data, record, reduce=3)
 
 
 def test_a_broken_stored_mask_is_a_clear_error(ws):
@@ -155,6 +223,25 @@ def test_occluders_are_cut_out_of_the_target(ws):
             assert np.abs(f[gone].astype(int) - data.faces[0][gone].astype(int)).mean() > 5
         lost.append(gone.mean())
     assert max(lost) > 0.01
+
+
+def test_glasses_stay_in_the_target_and_sit_on_the_eyes(ws):
+    from facelab.seg.augment import add_glasses, template_eyes
+
+    data = load_faces(ws.aligned_paths("src")[:2], "whole", 64)
+    eyes = template_eyes("whole", 64)
+    assert eyes[0, 0] < 32 < eyes[1, 0] and 15 < eyes[:, 1].mean() < 35 and abs(eyes[0, 1] - eyes[1, 1]) < 2
+    only = SegAugment(**{**SegAugment.off().__dict__, "glasses": 1.0})
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        f, t = augment(data.faces[0], data.target(0), rng, lambda: (data.faces[1], data.target(1)), only, eyes)
+        assert np.array_equal(t, data.target(0))  # glasses belong to the face: the target keeps them
+        changed = np.abs(f.astype(int) - data.faces[0].astype(int)).sum(2) > 30
+        ys, xs = np.nonzero(changed)
+        assert len(ys) > 20 and abs(np.median(ys) - eyes[:, 1].mean()) < 8  # drawn over the eyes
+    f, _ = augment(data.faces[0], data.target(0), rng, lambda: (data.faces[1], data.target(1)), only)
+    assert np.array_equal(f, data.faces[0])  # no eye positions: no glasses
+    assert not np.array_equal(add_glasses(data.faces[0], eyes, rng), data.faces[0])
 
 
 # --- the stages ------------------------------------------------------------------------------------
@@ -340,6 +427,11 @@ def test_faceset_resize_moves_the_applied_mask_with_the_face(ws):
     moved = store.mask_of(new)
     assert moved.shape == (2 * s, 2 * s)  # follows the new size: training still reads it
     assert moved[4:-4, 4: s - 4].min() == 255 and moved[:, s + 4:].max() == 0
+    new = read_record(path)  # a mask stored at half the face's size moves as well
+    rewrite_record(path, store.with_mask(new, cv2.resize(moved, (s, s), interpolation=cv2.INTER_AREA), "m", "full"))
+    faceset.resize(ws, "src", s, None, 95)
+    again = store.mask_of(read_record(path))
+    assert again.shape == (s, s) and again[4:-4, 4: s // 2 - 4].min() >= 250 and again[:, s // 2 + 4:].max() <= 5
 
 
 def test_train_on_both_sides_uses_the_side_that_has_faces(ws, marker):

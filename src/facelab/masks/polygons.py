@@ -169,8 +169,10 @@ def remap_extra(extra: dict[str, Any], old_mat: np.ndarray, new_mat: np.ndarray,
             except ValueError:
                 old = None
             if old is not None:
-                moved = cv2.warpAffine(old, to_new[:2], (int(new_size), int(new_size)), flags=cv2.INTER_LINEAR, borderValue=0)
-                out[store.KEY] = {**entry, "png": store.encode_mask(moved)}
+                k = float(entry.get("face_size") or old.shape[0]) / old.shape[0]  # a mask stored smaller than its face
+                from_mask = to_new @ np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1]])
+                moved = cv2.warpAffine(old, from_mask[:2], (int(new_size), int(new_size)), flags=cv2.INTER_LINEAR, borderValue=0)
+                out[store.KEY] = {**entry, "png": store.encode_mask(moved), "face_size": int(new_size)}
     if POLYGONS_KEY not in out:
         return out
     try:

@@ -6,12 +6,16 @@ together; only the face gets the photometric changes):
 
 1. background borrowing: outside its (softened) target the face is replaced by
    another face of the set, so "not face" is never one fixed backdrop;
-2. synthetic occluders: blobs and finger-like capsules textured with another
+2. glasses: a pair of lenses on the eyes (sunglasses, tinted or clear, with
+   a frame, a bridge and the arms), drawn at the eye positions of the face
+   type's template; they stay *in* the target, the labelling convention (glasses
+   belong to the face), so a dark pair of lenses is not taken for an occluder;
+3. synthetic occluders: blobs and finger-like capsules textured with another
    face's *skin*, and thin dark hair strands, pasted over the face and cut out
    of the target; this is how the segmenter learns that a skin-coloured hand in
    front of the chin is not chin, before the user labels a single hand;
-3. geometry: rotation, scale, shift, mirror flip and a smooth elastic warp;
-4. photometry: hue/saturation/brightness, levels (gamma, contrast), blur (gaussian
+4. geometry: rotation, scale, shift, mirror flip and a smooth elastic warp;
+5. photometry: hue/saturation/brightness, levels (gamma, contrast), blur (gaussian
    or motion), a lens flare, sensor noise and JPEG artefacts.
 
 Faces ``(R, R, 3) uint8`` BGR, targets ``(R, R) float32 [0, 1]``; inputs are not modified.
@@ -37,6 +41,7 @@ class SegAugment:
     background: float = 0.4
     occluder: float = 0.5
     hair: float = 0.15
+    glasses: float = 0.15
     rotation: float = 20.0
     scale: float = 0.15
     shift: float = 0.06
@@ -50,7 +55,9 @@ class SegAugment:
 
     @classmethod
     def off(cls) -> "SegAugment":
-        return cls(0, 0, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0)
+        from dataclasses import fields
+
+        return cls(**{f.name: False if f.name == "flip" else 0 for f in fields(cls)})
 
 
 def _soft(mask: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -141,6 +148,77 @@ def add_hair(face: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> 
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), target * (1 - alpha)
 
 
+def template_eyes(face_type: str, size: int) -> np.ndarray:
+    """``(2, 2)`` pixel centres of the two eyes (image left first) in a ``size`` face of ``face_type``, from the
+    canonical face the faces are aligned to (an aligned face's eyes sit within a few pixels of them)."""
+    from facelab.align import FACE_TYPE_CROPS, MEAN_FACE_68
+    from facelab.types import FaceType
+
+    cx, cy, r = FACE_TYPE_CROPS[FaceType.parse(face_type)]
+    k = size / (2 * r)
+    eyes = np.stack([MEAN_FACE_68[36:42].mean(0), MEAN_FACE_68[42:48].mean(0)])
+    return (eyes - [cx - r, cy - r]) * k
+
+
+def add_glasses(face: np.ndarray, eyes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A pair of glasses drawn over the eyes at ``eyes`` (``(2, 2)`` pixels): sunglasses (dark or mirrored
+    lenses), tinted or clear lenses, round or rectangular, with a frame, a bridge and the arms towards the
+    ears. Only the face changes: glasses belong to the face (the labels' convention)."""
+    size = face.shape[0]
+    eyes = eyes + rng.normal(0, size * 0.008, (2, 2))
+    left, right = eyes
+    span = float(np.linalg.norm(right - left))
+    angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+    half_w = span * rng.uniform(0.36, 0.5)
+    half_h = half_w * rng.uniform(0.55, 0.85)
+    lens = np.zeros((size, size), np.float32)
+    frame = np.zeros((size, size), np.float32)
+    thick = max(1, int(round(size * rng.uniform(0.004, 0.02))))
+    rect = rng.random() < 0.5
+    for c in eyes:
+        c = c + np.array([0.0, half_h * rng.uniform(-0.1, 0.25)])
+        if rect:
+            box = cv2.boxPoints(((float(c[0]), float(c[1])), (2 * half_w, 2 * half_h), angle))
+            pts = np.round(box * 16).astype(np.int32)
+            cv2.fillPoly(lens, [pts], 1.0, cv2.LINE_AA, shift=4)
+            cv2.polylines(frame, [pts], True, 1.0, thick, cv2.LINE_AA, shift=4)
+        else:
+            centre, axes = (int(round(c[0])), int(round(c[1]))), (int(half_w), int(half_h))
+            cv2.ellipse(lens, centre, axes, angle, 0, 360, 1.0, -1, cv2.LINE_AA)
+            cv2.ellipse(frame, centre, axes, angle, 0, 360, 1.0, thick, cv2.LINE_AA)
+    d = (right - left) / max(span, 1e-6)
+    inner_l, inner_r = left + d * half_w, right - d * half_w
+    cv2.line(frame, tuple(np.round(inner_l).astype(int)), tuple(np.round(inner_r).astype(int)), 1.0, thick, cv2.LINE_AA)
+    for c, sign in ((left, -1), (right, 1)):  # the arms, from the outer edge of each lens towards the ear
+        start = c + sign * d * half_w
+        cv2.line(frame, tuple(np.round(start).astype(int)), tuple(np.round(start + sign * d * span * 0.6).astype(int)),
+                 1.0, thick, cv2.LINE_AA)
+    out = face.astype(np.float32)
+    kind = rng.random()
+    if kind < 0.5:  # sunglasses: dark or mirrored, a sheen across
+        colour = rng.uniform(5, 60) * rng.uniform(0.7, 1.3, 3)
+        if rng.random() < 0.3:
+            colour = rng.uniform(40, 200, 3)
+        opacity = rng.uniform(0.85, 1.0)
+    elif kind < 0.75:  # tinted
+        colour, opacity = rng.uniform(30, 200, 3), rng.uniform(0.25, 0.6)
+    else:  # clear
+        colour, opacity = rng.uniform(150, 255, 3), rng.uniform(0.0, 0.15)
+    yy = np.linspace(rng.uniform(0.7, 1.2), rng.uniform(0.7, 1.2), size, dtype=np.float32)[:, None, None]
+    alpha = (lens * opacity)[..., None]
+    out = out * (1 - alpha) + np.clip(colour * yy, 0, 255) * alpha
+    if kind < 0.5 and rng.random() < 0.7:  # a highlight across the lenses
+        glint = np.zeros((size, size), np.float32)
+        p0 = left + np.array([-half_w * 0.6, -half_h * rng.uniform(0, 0.6)])
+        cv2.line(glint, tuple(np.round(p0).astype(int)), tuple(np.round(p0 + np.array([half_w, half_h * 0.8])).astype(int)),
+                 1.0, max(1, int(half_h * 0.25)), cv2.LINE_AA)
+        glint = cv2.GaussianBlur(glint, (0, 0), max(1.0, half_h * 0.1)) * lens * rng.uniform(0.2, 0.6)
+        out = out + glint[..., None] * 255
+    frame_colour = rng.uniform(0, 80, 3) if rng.random() < 0.7 else rng.uniform(80, 255, 3)
+    out = out * (1 - frame[..., None]) + frame_colour * frame[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def geometry(face: np.ndarray, target: np.ndarray, rng: np.random.Generator, opts: SegAugment) -> tuple[np.ndarray, np.ndarray]:
     """The same random similarity (+ flip, + elastic warp) applied to face and target."""
     size = face.shape[0]
@@ -197,13 +275,16 @@ def photometry(face: np.ndarray, rng: np.random.Generator, opts: SegAugment) -> 
 
 
 def augment(face: np.ndarray, target: np.ndarray, rng: np.random.Generator, donor: Donor,
-            opts: SegAugment = SegAugment()) -> tuple[np.ndarray, np.ndarray]:
-    """One training sample (see the module docstring); new arrays, same shapes and dtypes."""
+            opts: SegAugment = SegAugment(), eyes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One training sample (see the module docstring); new arrays, same shapes and dtypes. ``eyes``: the
+    template eye positions (:func:`template_eyes`) for the glasses; None leaves glasses out."""
     if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8 or target.shape != face.shape[:2]:
         raise ValueError(f"augment: expected (R, R, 3) uint8 face and (R, R) target, got {face.shape} {face.dtype}, {target.shape}")
     target = target.astype(np.float32)
     if rng.random() < opts.background:
         face = borrow_background(face, target, donor()[0], rng)
+    if eyes is not None and rng.random() < opts.glasses:  # before the occluders: a hand goes in front of glasses
+        face = add_glasses(face, eyes, rng)
     if rng.random() < opts.occluder:
         face, target = add_occluders(face, target, donor(), rng)
     if rng.random() < opts.hair:

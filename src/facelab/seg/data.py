@@ -40,12 +40,32 @@ def cut_matrix(record: FaceRecord, face_type: str, resolution: int) -> np.ndarra
     return mat * (resolution / size)
 
 
-def cut_face(image: np.ndarray, record: FaceRecord, face_type: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+def from_reduced(mat: np.ndarray, reduce: int) -> np.ndarray:
+    """``mat`` (from a face file's pixels) taking the pixels of the file decoded at ``1/reduce`` instead
+    (:func:`facelab.faceimage.face_from_bytes`: pixel ``q`` is at ``reduce * q + (reduce - 1) / 2``)."""
+    k = float(reduce)
+    return np.asarray(mat, np.float64) @ np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1]])
+
+
+def reduction_for(record: FaceRecord, face_type: str, resolution: int) -> int:
+    """How much smaller (1, 2, 4 or 8) a face file may be decoded and still give at least one of its pixels
+    per pixel of the ``face_type`` cut at ``resolution``: the cheap way to read big faces for a small net."""
+    scale = abs(float(np.linalg.det(cut_matrix(record, face_type, resolution)[:, :2]))) ** 0.5  # cut px per file px
+    k = 1
+    while k < 8 and 2 * k * scale <= 1.0:
+        k *= 2
+    return k
+
+
+def cut_face(image: np.ndarray, record: FaceRecord, face_type: str, resolution: int,
+             reduce: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """A face file's image cut to ``face_type`` at ``resolution`` px (edges replicated where the new
-    crop reaches outside the old one), and the ``(2, 3)`` face-file -> cut matrix."""
+    crop reaches outside the old one), and the ``(2, 3)`` face-file -> cut matrix. ``reduce``: the image
+    was decoded at ``1/reduce`` of the file's size (the matrix is still the full file's)."""
     mat = cut_matrix(record, face_type, resolution)
-    interp = cv2.INTER_AREA if record.size > resolution * 1.5 else cv2.INTER_LINEAR
-    return cv2.warpAffine(image, mat, (resolution, resolution), flags=interp, borderMode=cv2.BORDER_REPLICATE), mat
+    interp = cv2.INTER_AREA if image.shape[0] > resolution * 1.5 else cv2.INTER_LINEAR
+    warp = from_reduced(mat, reduce) if reduce != 1 else mat
+    return cv2.warpAffine(image, warp, (resolution, resolution), flags=interp, borderMode=cv2.BORDER_REPLICATE), mat
 
 
 def target_of(record: FaceRecord, mat: np.ndarray, face_type: str, resolution: int) -> tuple[np.ndarray, bool]:
@@ -62,13 +82,15 @@ def target_of(record: FaceRecord, mat: np.ndarray, face_type: str, resolution: i
 class SegFaces:
     """The faces of a training set, loaded: ``faces (N, R, R, 3) uint8``, ``targets (N, R, R) uint8`` (255 =
     face; a quarter of float32's memory, which counts for 10,000 faces: :meth:`target` gives one as float32),
-    ``labelled (N,) bool`` (drawn polygons vs hull), ``paths`` and ``skipped`` (unreadable files, one message each)."""
+    ``labelled (N,) bool`` (drawn polygons vs hull), ``paths``, ``skipped`` (unreadable files, one message each)
+    and the ``face_type`` they are cut to."""
 
     faces: np.ndarray
     targets: np.ndarray
     labelled: np.ndarray
     paths: list[Path]
     skipped: list[str]
+    face_type: str = "whole"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -100,4 +122,4 @@ def load_faces(paths: list[Path], face_type: str, resolution: int) -> SegFaces:
     if not kept:
         raise WorkspaceError(f"none of the {len(paths)} faces can be read (e.g. {skipped[0]})", "re-run `facelab extract`")
     return SegFaces(np.stack([x[0] for _, x in kept]), np.stack([x[1] for _, x in kept]),
-                    np.array([x[2] for _, x in kept], bool), [p for p, _ in kept], skipped)
+                    np.array([x[2] for _, x in kept], bool), [p for p, _ in kept], skipped, str(face_type))

@@ -26,7 +26,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from facelab.align import face_matrix
 from facelab.faceimage import FaceRecord
-from facelab.seg.data import cut_face
+from facelab.seg.data import cut_face, from_reduced, reduction_for
 from facelab.seg.net import Segmenter
 from facelab.train.checkpoint import load_checkpoint, save_id
 
@@ -42,6 +42,14 @@ def create_segmenter(name: str = ARCHITECTURE, **config: Any) -> Segmenter:
     if name != ARCHITECTURE:
         raise ValueError(f"unknown segmenter architecture {name!r} (known: {ARCHITECTURE})")
     return Segmenter(**config)
+
+
+def saved_segmenter(name: str = ARCHITECTURE, **config: Any) -> Segmenter:
+    """:func:`create_segmenter` for a saved config: a segmenter saved before the ``skips`` and ``pad`` choices
+    existed was built with ``"concat"`` and ``"replicate"``, so its weights load into that shape."""
+    config.setdefault("skips", "concat")
+    config.setdefault("pad", "replicate")
+    return create_segmenter(name, **config)
 
 
 def fused(net: nn.Module) -> nn.Module:
@@ -98,14 +106,21 @@ class SegmenterRunner:
                 out[i:i + batch] = torch.sigmoid(self.net(x))[:, 0].float().cpu().numpy()
         return out
 
-    def cut(self, image: np.ndarray, record: FaceRecord) -> tuple[np.ndarray, np.ndarray]:
-        """A face file's image cut to the segmenter's face type and size, and the face-file -> cut matrix."""
-        return cut_face(image, record, self.face_type, self.resolution)
+    def cut(self, image: np.ndarray, record: FaceRecord, reduce: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """A face file's image (decoded at ``1/reduce``) cut to the segmenter's face type and size, and the
+        face-file -> cut matrix."""
+        return cut_face(image, record, self.face_type, self.resolution, reduce)
 
-    def back_to_face(self, prob: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
-        """A ``(R, R)`` probability of a cut (``mat`` from :meth:`cut`) as ``(size, size) float32`` in the face file's pixels."""
-        return cv2.warpAffine(prob, mat, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    def reduction_for(self, record: FaceRecord) -> int:
+        """How much smaller a face file can be decoded for this segmenter (see :func:`reduction_for`)."""
+        return reduction_for(record, self.face_type, self.resolution)
+
+    def back_to_face(self, prob: np.ndarray, mat: np.ndarray, size: int, reduce: int = 1) -> np.ndarray:
+        """A ``(R, R)`` probability of a cut (``mat`` from :meth:`cut`) as ``float32`` in the face file's
+        pixels: ``(size, size)``, or the ``1/reduce`` grid of :func:`facelab.faceimage.face_from_bytes`."""
+        side = size if reduce == 1 else -(-size // reduce)
+        return cv2.warpAffine(prob, from_reduced(mat, reduce) if reduce != 1 else mat, (side, side),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
     def mask_for_face(self, image: np.ndarray, record: FaceRecord) -> np.ndarray:
         """The face probability ``(S, S) float32`` of one face file (``(S, S, 3) uint8`` image and its record)."""
@@ -136,6 +151,6 @@ class SegmenterRunner:
 def load_segmenter(model_dir: str | Path, device: str | torch.device = "cpu") -> SegmenterRunner:
     """Load a segmenter folder for inference (``ModelError`` naming the file if it is broken, ``WrongKindError``
     if the folder holds another kind of model)."""
-    ckpt = load_checkpoint(model_dir, device, with_optimizer=False, factory=create_segmenter, kind=KIND)
+    ckpt = load_checkpoint(model_dir, device, with_optimizer=False, factory=saved_segmenter, kind=KIND)
     return SegmenterRunner(ckpt.model, device, save_id(model_dir) or "")
 

@@ -2,11 +2,16 @@
 
 ``facelab seg apply`` writes, for each face, ``record.extra["seg_mask"]``::
 
-    {"png": "<base64 of an 8-bit grayscale PNG, the face image's size>",
-     "model": "<the segmenter's save id>", "face_type": "<the segmenter's face type>"}
+    {"png": "<base64 of an 8-bit grayscale PNG>", "face_size": <the face image's side>,
+     "model": "<the segmenter's save id>", "face_type": "<the segmenter's face type>",
+     "uncertainty": <0..1>}
 
-The mask is in the face image's own pixels (255 = face), so any reader can use
-it without knowing the segmenter. ``facelab seg remove`` takes the key out.
+The mask covers the face image (255 = face), so any reader can use it without
+knowing the segmenter: at the image's size, or at ``1/2``, ``1/4`` or ``1/8`` of
+it when the segmenter saw no more detail than that (a 256 px segmenter on a 512
+px face: a quarter of the pixels to warp and compress). :func:`mask_of` always
+returns it at the face's size; pixel ``q`` of a mask ``k`` times smaller is
+centred on ``k * q + (k - 1) / 2`` of the face (cv2's resize convention). ``facelab seg remove`` takes the key out.
 Training uses it in place of the landmark hull; the polygons the user drew
 (:mod:`facelab.masks.polygons`) are separate and never touched by apply/remove.
 """
@@ -72,7 +77,12 @@ def mask_of(record: FaceRecord) -> np.ndarray | None:
     try:
         if not isinstance(entry, dict) or not isinstance(entry.get("png"), str):
             raise ValueError("the stored segmentation mask entry is malformed")
-        return decode_mask(entry["png"], int(record.size))
+        size = int(record.size)
+        mask = decode_mask(entry["png"])
+        side = mask.shape[0]
+        if mask.shape[1] != side or not any(side == -(-size // k) or side == size // k for k in (1, 2, 4, 8)):
+            raise ValueError(f"the stored segmentation mask is {mask.shape[1]}x{side}, the face is {size}x{size}")
+        return mask if side == size else cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
     except ValueError as e:
         raise FaceFileError(f"face {record.source_filename} #{record.face_index}: {e}",
                             "run `facelab seg remove` and `facelab seg apply` on this side again") from None
@@ -85,12 +95,14 @@ def mask_info(record: FaceRecord) -> dict[str, Any] | None:
 
 
 def with_mask(record: FaceRecord, mask: np.ndarray, model_id: str, face_type: str, **info: Any) -> FaceRecord:
-    """A copy of ``record`` holding ``mask`` (``(S, S)``, the face's size) as its applied mask; ``info``:
-    further JSON values kept with it (``uncertainty``)."""
-    if mask.shape != (record.size, record.size):
-        raise ValueError(f"with_mask: expected a ({record.size}, {record.size}) mask, got {mask.shape}")
+    """A copy of ``record`` holding ``mask`` (``(S, S)``, the face's size ``S`` or ``S / k`` for ``k`` in 2, 4,
+    8: see the module docstring) as its applied mask; ``info``: further JSON values kept with it (``uncertainty``)."""
+    size = int(record.size)
+    if mask.ndim != 2 or mask.shape[0] != mask.shape[1] or not any(
+            mask.shape[0] in (size // k, -(-size // k)) for k in (1, 2, 4, 8)):
+        raise ValueError(f"with_mask: expected a ({size}, {size}) mask or one 2, 4 or 8 times smaller, got {mask.shape}")
     extra = dict(record.extra)
-    extra[KEY] = {"png": encode_mask(mask), "model": str(model_id), "face_type": str(face_type), **info}
+    extra[KEY] = {"png": encode_mask(mask), "face_size": size, "model": str(model_id), "face_type": str(face_type), **info}
     return record.replace(extra=extra)
 
 

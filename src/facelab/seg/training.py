@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from facelab.provenance.marker import Marker
-from facelab.seg.augment import SegAugment, augment
+from facelab.seg.augment import SegAugment, augment, template_eyes
 from facelab.seg.data import SegFaces
 from facelab.train.loop import to_tensor
 
@@ -55,7 +55,8 @@ def make_batch(data: SegFaces, opts: SegLoopOptions, iteration: int) -> tuple[np
         j = int(rng.integers(n))
         return data.faces[j], data.target(j)
 
-    out = [augment(data.faces[i], data.target(i), rng, donor, opts.augment) for i in idx]
+    eyes = template_eyes(data.face_type, data.faces.shape[1])
+    out = [augment(data.faces[i], data.target(i), rng, donor, opts.augment, eyes) for i in idx]
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
 

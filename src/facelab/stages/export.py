@@ -82,10 +82,10 @@ def default_out(folder: Path, prefix: str, settings: ExportSettings) -> Path:
 def _export_segmenter(folder: Path, out: Path, settings: ExportSettings, start: float) -> Summary:
     """The segmenter (``facelab seg train``) as a mask model: ``in_face:0`` -> ``out_mask:0``."""
     from facelab.export.onnx import export_mask_model
-    from facelab.seg.model import KIND, create_segmenter
+    from facelab.seg.model import KIND, saved_segmenter
     from facelab.train.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(folder, "cpu", with_optimizer=False, factory=create_segmenter, kind=KIND)
+    ckpt = load_checkpoint(folder, "cpu", with_optimizer=False, factory=saved_segmenter, kind=KIND)
     net = ckpt.model
     done = export_mask_model(net, net.resolution, out, fp16=settings.fp16,
                              metadata={"facelab.architecture": ckpt.architecture, "facelab.face_type": net.face_type,

@@ -29,7 +29,7 @@ import numpy as np
 
 from facelab import jobs
 from facelab.errors import FaceFileError, ModelError, SettingsError
-from facelab.faceimage import read_face, read_record, rewrite_record
+from facelab.faceimage import image_from_bytes, read_face, read_record, record_from_bytes, rewrite_record
 from facelab.fileio import atomic_write_bytes
 from facelab.masks.polygons import polygons_of, with_polygons
 from facelab.pipeline import prefetch
@@ -125,7 +125,7 @@ def _build(settings: SegTrainSettings, model_dir: Path, paths: list[Path], devic
     """The segmenter (new or resumed), its state, saved options and the optimizer state to restore."""
     import torch
 
-    from facelab.seg.model import KIND, create_segmenter
+    from facelab.seg.model import KIND, create_segmenter, saved_segmenter
     from facelab.train.checkpoint import CONFIG, WEIGHTS, load_checkpoint
 
     if not ((model_dir / CONFIG).is_file() or (model_dir / WEIGHTS).is_file()):
@@ -133,7 +133,7 @@ def _build(settings: SegTrainSettings, model_dir: Path, paths: list[Path], devic
         net = create_segmenter(resolution=settings.resolution or DEFAULTS["resolution"],
                                face_type=settings.face_type or _majority_face_type(paths))
         return net.to(device), {}, {}, None
-    ckpt = load_checkpoint(model_dir, device, factory=create_segmenter, kind=KIND)
+    ckpt = load_checkpoint(model_dir, device, factory=saved_segmenter, kind=KIND)
     changed = [k for k in ("resolution", "face_type") if getattr(settings, k) is not None and getattr(settings, k) != ckpt.config[k]]
     if changed:
         raise SettingsError(
@@ -260,27 +260,42 @@ def _segmenter_dir(ws: Workspace, name: str) -> Path:
     return folder
 
 
-def _load_batch(paths: list[Path], runner) -> tuple[list, list[str]]:
-    """Faces of ``paths`` read and cut for the segmenter: ``[(path, record, cut face, matrix)]`` and the
-    messages of the faces that could not be read."""
-    loaded, errors = [], []
+def _load_batch(paths: list[Path], runner, force: bool) -> tuple[list, list[str], int]:
+    """Faces of ``paths`` read and cut for the segmenter: ``[(path, record, cut face, matrix, reduce)]``, the
+    messages of the faces that could not be read, and how many were skipped (masked by these weights
+    already, unless ``force``). Each file is read once; a face much bigger than the segmenter's input is
+    decoded at a half, quarter or eighth of its size (:func:`facelab.faceimage.image_from_bytes`)."""
+    from facelab.seg.store import mask_info
+
+    loaded, errors, skipped = [], [], 0
     for p in paths:
         try:
-            image, record = read_face(p)
+            try:
+                data = p.read_bytes()
+            except OSError as e:
+                raise FaceFileError(f"cannot read face file {p}: {e.strerror}") from None
+            record = record_from_bytes(data, str(p))
+            info = mask_info(record)
+            if info and info.get("model") == runner.model_id and not force:
+                skipped += 1
+                continue
+            k = runner.reduction_for(record)
+            image = image_from_bytes(data, record, str(p), k)
         except FaceFileError as e:
             errors.append(e.message)
             continue
-        loaded.append((p, record, *runner.cut(image, record)))
-    return loaded, errors
+        loaded.append((p, record, *runner.cut(image, record, k), k))
+    return loaded, errors, skipped
 
 
 def _write_batch(loaded: list, probs: np.ndarray, runner) -> int:
-    """Each face's mask, back in its own pixels, into its file (atomic: a kill leaves the old record or the new)."""
+    """Each face's mask, back in its own pixels (at the size it was read), into its file (atomic: a kill
+    leaves the old record or the new)."""
     from facelab.seg.model import uncertainty
     from facelab.seg.store import with_mask
 
-    for (p, record, _face, mat), prob in zip(loaded, probs):
-        mask = runner.back_to_face(prob, mat, int(record.size))
+    for (p, record, _face, mat, k), prob in zip(loaded, probs):
+        mask = runner.back_to_face(prob, mat, int(record.size), k)
         rewrite_record(p, with_mask(record, mask, runner.model_id, runner.face_type, uncertainty=round(uncertainty(prob), 4)))
     return len(loaded)
 
@@ -291,7 +306,6 @@ def apply(ws: Workspace, side: str = "both", name: str = "segmenter", device: st
     """Write the segmenter's mask into every face file of ``side`` (skipping faces masked by these weights)."""
     from facelab.device import resolve_device
     from facelab.seg.model import load_segmenter
-    from facelab.seg.store import mask_info
 
     _check("apply", {"name": name, "side": side, "device": device, "batch_size": batch_size, "force": force})
     t0 = time.monotonic()
@@ -301,25 +315,14 @@ def apply(ws: Workspace, side: str = "both", name: str = "segmenter", device: st
     warnings = []
     for s in sides(side):
         paths = ws.require_aligned(s)
-        todo = []
-        for p in paths:
-            try:
-                info = mask_info(read_record(p))
-            except FaceFileError as e:
-                counts["unreadable"] += 1
-                warnings.append(f"{s}: not masked: {e.message}")
-                continue
-            if info and info.get("model") == runner_.model_id and not force:
-                counts["skipped (already applied)"] += 1
-            else:
-                todo.append(p)
-        batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
         # reading and cutting the next batch, and writing the last one, overlap the network on the current one
         with ThreadPoolExecutor(2) as pool:
             writes = []
-            for _, (loaded, errors) in track(prefetch(lambda b: _load_batch(b, runner_), batches, pool, 2), len(batches),
-                                             f"seg apply {s}"):
+            for _, (loaded, errors, skipped) in track(prefetch(lambda b: _load_batch(b, runner_, force), batches, pool, 2),
+                                                      len(batches), f"seg apply {s}"):
                 counts["unreadable"] += len(errors)
+                counts["skipped (already applied)"] += skipped
                 warnings.extend(f"{s}: not masked: {e}" for e in errors)
                 if loaded:
                     probs = runner_.predict(np.stack([x[2] for x in loaded]))
