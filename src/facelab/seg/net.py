@@ -15,7 +15,7 @@ probability). The layout follows the shape of XSeg, written anew:
 
 Channels are narrow at full resolution and wide deep down: the cost of a
 convolution grows with pixels x channels^2, so 8 and 16 channels at 256 and
-128 px keep the full-resolution stages cheap (1.47 GFLOP a face: apply runs on
+128 px keep the full-resolution stages cheap (1.02 GFLOP a face: apply runs on
 CPUs), while the deep stages and the bottleneck hold most of the 10.5 M
 parameters (XSeg: about 17.6 M, at several times the cost per face).
 
@@ -24,7 +24,7 @@ Two choices are there for speed on CPUs, measured on 2 cores at 256 px
 to the upsampled ones (``skips="add"``) instead of concatenating them, which
 halves the decoder's convolutions and saves the copy; and the blur pads with
 zeros inside the convolution (``pad="zero"``) instead of a separate
-edge-replicating pad. Together 69 -> 104 faces/s for the network. Segmenters
+edge-replicating pad. Together: 69 -> 104 faces/s for the bare network at batch 16. Segmenters
 saved before these options existed load with the old choices (``"concat"``,
 ``"replicate"``; see :func:`facelab.seg.model.saved_segmenter`).
 """
