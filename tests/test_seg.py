@@ -244,6 +244,33 @@ def test_glasses_stay_in_the_target_and_sit_on_the_eyes(ws):
     assert not np.array_equal(add_glasses(data.faces[0], eyes, rng), data.faces[0])
 
 
+def test_what_a_label_cuts_out_is_pasted_over_other_faces(ws):
+    from facelab.seg.augment import paste_occluder
+    from facelab.seg.data import occluder_of
+
+    path = ws.aligned_paths("src")[0]
+    image, record = read_face(path)
+    s = record.size
+    face_poly = Polygon("include", [[s * 0.2, s * 0.1], [s * 0.8, s * 0.1], [s * 0.8, s * 0.95], [s * 0.2, s * 0.95]])
+    hand = Polygon("exclude", [[s * 0.3, s * 0.7], [s * 0.7, s * 0.7], [s * 0.7, s], [s * 0.3, s]])
+    rewrite_record(path, with_polygons(record, [face_poly, hand]))
+    others = ws.aligned_paths("src")[1:4]
+    data = load_faces([path, *others], "full", 64)
+    assert data.labelled.tolist() == [True, False, False, False] and len(data.occluders) == 1
+    patch, alpha, (y, x) = data.occluders[0]
+    assert patch.shape[:2] == alpha.shape and 0.6 * 64 - 2 <= y <= 0.7 * 64 + 1 and 0.3 * 64 - 2 <= x <= 0.3 * 64 + 1
+    assert occluder_of(data.faces[1], read_record(others[0]), np.eye(3)[:2], data.target(1)) is None  # no label, none
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        f, t = paste_occluder(data.faces[1], data.target(1), data.occluders[0], rng)
+        lost = (data.target(1) > 0.5) & (t < 0.5)
+        assert lost.sum() > 20  # the face lost what the occluder covers ...
+        assert np.abs(f[lost].astype(int) - data.faces[1][lost].astype(int)).mean() > 5  # ... and it shows there
+    only = SegAugment(**{**SegAugment.off().__dict__, "pasted": 1.0})
+    f, t = augment(data.faces[1], data.target(1), rng, lambda: (data.faces[2], data.target(2)), only, None, data.occluders)
+    assert t.sum() < data.target(1).sum()
+
+
 # --- the stages ------------------------------------------------------------------------------------
 
 

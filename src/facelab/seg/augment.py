@@ -10,10 +10,13 @@ together; only the face gets the photometric changes):
    a frame, a bridge and the arms), drawn at the eye positions of the face
    type's template; they stay *in* the target, the labelling convention (glasses
    belong to the face), so a dark pair of lenses is not taken for an occluder;
-3. synthetic occluders: blobs and finger-like capsules textured with another
-   face's *skin*, and thin dark hair strands, pasted over the face and cut out
-   of the target; this is how the segmenter learns that a skin-coloured hand in
-   front of the chin is not chin, before the user labels a single hand;
+3. occluders, cut out of the target: the real ones the labels cut out (a
+   labelled hand, fringe or microphone, :attr:`facelab.seg.data.SegFaces.occluders`),
+   pasted at their own place or anywhere on the face, moved, turned, mirrored
+   and re-tinted; and synthetic ones: blobs and finger-like capsules textured
+   with another face's *skin*, and thin dark hair strands; this is how the
+   segmenter learns that a skin-coloured hand in front of the chin is not
+   chin, before the user labels a single hand;
 4. geometry: rotation, scale, shift, mirror flip and a smooth elastic warp;
 5. photometry: hue/saturation/brightness, levels (gamma, contrast), blur (gaussian
    or motion), a lens flare, sensor noise and JPEG artefacts.
@@ -23,7 +26,7 @@ Faces ``(R, R, 3) uint8`` BGR, targets ``(R, R) float32 [0, 1]``; inputs are not
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -42,6 +45,7 @@ class SegAugment:
     occluder: float = 0.5
     hair: float = 0.15
     glasses: float = 0.15
+    pasted: float = 0.3  # a real occluder cut from a label (when the labels have any)
     rotation: float = 20.0
     scale: float = 0.15
     shift: float = 0.06
@@ -128,6 +132,36 @@ def add_occluders(face: np.ndarray, target: np.ndarray, donor: tuple[np.ndarray,
         out = out * (1 - alpha[..., None]) + tex * alpha[..., None]
         tgt = tgt * (1 - alpha)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), tgt
+
+
+def paste_occluder(face: np.ndarray, target: np.ndarray, occluder: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one real occluder (``(patch, alpha, (y, x))`` from :func:`facelab.seg.data.occluder_of`) over the
+    face: at its own place (faces are aligned, so a fringe lands on the forehead) or on a random point of
+    the face, scaled, turned, maybe mirrored, re-tinted; the target loses what it covers."""
+    size = face.shape[0]
+    patch, alpha, (y0, x0) = occluder
+    h, w = alpha.shape
+    canvas = np.zeros((size, size, 3), np.float32)
+    cover = np.zeros((size, size), np.float32)
+    y1, x1 = min(size, y0 + h), min(size, x0 + w)
+    canvas[y0:y1, x0:x1] = patch[: y1 - y0, : x1 - x0]
+    cover[y0:y1, x0:x1] = alpha[: y1 - y0, : x1 - x0]
+    centre = np.array([x0 + w / 2, y0 + h / 2])
+    if rng.random() < 0.5:
+        to = centre + rng.normal(0, size * 0.05, 2)
+    else:
+        ys, xs = np.nonzero(target > 0.5)
+        i = rng.integers(len(xs)) if len(xs) else None
+        to = np.array([xs[i], ys[i]], np.float64) if i is not None else centre
+    mat = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), rng.uniform(-25, 25), rng.uniform(0.75, 1.25))
+    if rng.random() < 0.5:  # mirrored about its own centre
+        mat = mat @ np.array([[-1, 0, 2 * centre[0]], [0, 1, 0], [0, 0, 1]])
+    mat[:, 2] += to - centre
+    canvas = cv2.warpAffine(canvas, mat, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    cover = cv2.warpAffine(cover, mat, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    canvas *= rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    out = face.astype(np.float32) * (1 - cover[..., None]) + canvas * cover[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), target * (1 - cover)
 
 
 def add_hair(face: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -275,9 +309,11 @@ def photometry(face: np.ndarray, rng: np.random.Generator, opts: SegAugment) -> 
 
 
 def augment(face: np.ndarray, target: np.ndarray, rng: np.random.Generator, donor: Donor,
-            opts: SegAugment = SegAugment(), eyes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            opts: SegAugment = SegAugment(), eyes: np.ndarray | None = None,
+            occluders: Sequence[tuple] = ()) -> tuple[np.ndarray, np.ndarray]:
     """One training sample (see the module docstring); new arrays, same shapes and dtypes. ``eyes``: the
-    template eye positions (:func:`template_eyes`) for the glasses; None leaves glasses out."""
+    template eye positions (:func:`template_eyes`) for the glasses; None leaves glasses out. ``occluders``:
+    the real occluders to paste (:func:`paste_occluder`)."""
     if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8 or target.shape != face.shape[:2]:
         raise ValueError(f"augment: expected (R, R, 3) uint8 face and (R, R) target, got {face.shape} {face.dtype}, {target.shape}")
     target = target.astype(np.float32)
@@ -285,6 +321,8 @@ def augment(face: np.ndarray, target: np.ndarray, rng: np.random.Generator, dono
         face = borrow_background(face, target, donor()[0], rng)
     if eyes is not None and rng.random() < opts.glasses:  # before the occluders: a hand goes in front of glasses
         face = add_glasses(face, eyes, rng)
+    if len(occluders) and rng.random() < opts.pasted:
+        face, target = paste_occluder(face, target, occluders[int(rng.integers(len(occluders)))], rng)
     if rng.random() < opts.occluder:
         face, target = add_occluders(face, target, donor(), rng)
     if rng.random() < opts.hair:

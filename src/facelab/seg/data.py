@@ -11,13 +11,19 @@ The target of a face is, in order of trust:
    something in front of the face is not face; the user's labels then fix the
    cases the hull gets wrong.
 
+What the user cut out of a label (the parts of its exclude polygons that end
+up not face: a hand, a fringe, a microphone) is also kept as an *occluder*
+(:attr:`SegFaces.occluders`): the augmentation pastes these real occluders over
+other faces, so one labelled hand teaches every face of the set what a hand in
+front of it looks like.
+
 Faces ``(R, R, 3) uint8`` BGR, targets ``(R, R) float32 [0, 1]``.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -26,7 +32,7 @@ import numpy as np
 from facelab.align import face_matrix, hull_mask, transform_points
 from facelab.errors import FaceFileError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_face
-from facelab.masks.polygons import polygons_of, rasterize, transform_polygons
+from facelab.masks.polygons import EXCLUDE, INCLUDE, Polygon, polygons_of, rasterize, transform_polygons
 from facelab.types import FaceType
 
 
@@ -78,12 +84,34 @@ def target_of(record: FaceRecord, mat: np.ndarray, face_type: str, resolution: i
     return hull_mask(pts, (resolution, resolution), face_type), False
 
 
+MIN_OCCLUDER_SHARE = 0.004  # an occluder smaller than this share of the face is a slip of the pen, not kept
+
+
+Occluder = tuple[np.ndarray, np.ndarray, tuple[int, int]]  # patch (h, w, 3) uint8, alpha (h, w) float32, (y, x) in the face
+
+
+def occluder_of(face: np.ndarray, record: FaceRecord, mat: np.ndarray, target: np.ndarray) -> Occluder | None:
+    """What a labelled face's exclude polygons cut out (inside an exclude polygon and not face in the end):
+    ``(patch, alpha, (y, x))`` cropped to it, with where it was in the face, or None when there is none."""
+    excludes = [Polygon(INCLUDE, p.points) for p in polygons_of(record) if p.kind == EXCLUDE]
+    if not excludes:
+        return None
+    r = face.shape[0]
+    alpha = rasterize(transform_polygons(excludes, mat), r) * (target < 0.5)
+    if alpha.mean() < MIN_OCCLUDER_SHARE:
+        return None
+    ys, xs = np.nonzero(alpha)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    alpha = cv2.GaussianBlur(alpha, (3, 3), 0)[y0:y1, x0:x1]  # a soft edge, not a cut-out outline
+    return face[y0:y1, x0:x1].copy(), alpha.astype(np.float32), (int(y0), int(x0))
+
+
 @dataclass
 class SegFaces:
     """The faces of a training set, loaded: ``faces (N, R, R, 3) uint8``, ``targets (N, R, R) uint8`` (255 =
     face; a quarter of float32's memory, which counts for 10,000 faces: :meth:`target` gives one as float32),
-    ``labelled (N,) bool`` (drawn polygons vs hull), ``paths``, ``skipped`` (unreadable files, one message each)
-    and the ``face_type`` they are cut to."""
+    ``labelled (N,) bool`` (drawn polygons vs hull), ``paths``, ``skipped`` (unreadable files, one message each),
+    the ``face_type`` they are cut to, and the real ``occluders`` the labels cut out (:func:`occluder_of`)."""
 
     faces: np.ndarray
     targets: np.ndarray
@@ -91,6 +119,7 @@ class SegFaces:
     paths: list[Path]
     skipped: list[str]
     face_type: str = "whole"
+    occluders: list[Occluder] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -107,7 +136,8 @@ def _load(path: Path, face_type: str, resolution: int):
         return e
     face, mat = cut_face(image, record, face_type, resolution)
     target, labelled = target_of(record, mat, face_type, resolution)
-    return face, (target * 255 + 0.5).astype(np.uint8), labelled
+    occluder = occluder_of(face, record, mat, target) if labelled else None
+    return face, (target * 255 + 0.5).astype(np.uint8), labelled, occluder
 
 
 def load_faces(paths: list[Path], face_type: str, resolution: int) -> SegFaces:
@@ -122,4 +152,5 @@ def load_faces(paths: list[Path], face_type: str, resolution: int) -> SegFaces:
     if not kept:
         raise WorkspaceError(f"none of the {len(paths)} faces can be read (e.g. {skipped[0]})", "re-run `facelab extract`")
     return SegFaces(np.stack([x[0] for _, x in kept]), np.stack([x[1] for _, x in kept]),
-                    np.array([x[2] for _, x in kept], bool), [p for p, _ in kept], skipped, str(face_type))
+                    np.array([x[2] for _, x in kept], bool), [p for p, _ in kept], skipped, str(face_type),
+                    [x[3] for _, x in kept if x[3] is not None])

@@ -56,7 +56,7 @@ def make_batch(data: SegFaces, opts: SegLoopOptions, iteration: int) -> tuple[np
         return data.faces[j], data.target(j)
 
     eyes = template_eyes(data.face_type, data.faces.shape[1])
-    out = [augment(data.faces[i], data.target(i), rng, donor, opts.augment, eyes) for i in idx]
+    out = [augment(data.faces[i], data.target(i), rng, donor, opts.augment, eyes, data.occluders) for i in idx]
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
 
