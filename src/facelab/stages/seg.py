@@ -225,7 +225,8 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     options = {"batch_size": batch_size, "seed": settings.seed, "device": settings.device, "side": settings.side,
                "pseudo_labels": settings.pseudo_labels}
     log(f"{'resuming' if state else 'new'} segmenter {model_dir.name!r} ({r} px, {face_type}) at iteration "
-        f"{state.get('iteration', 0)} on {device}: {len(data)} faces, {n_labelled} with drawn labels, batch size {batch_size}")
+        f"{state.get('iteration', 0)} on {device}: {len(data)} faces, {n_labelled} with drawn labels"
+        f"{f' ({len(data.occluders)} occluders cut out, pasted over other faces)' if data.occluders else ''}, batch size {batch_size}")
 
     def save(st: dict) -> None:
         save_checkpoint(model_dir, net, optimizer, options, {k: v for k, v in st.items() if k != "stopped"})
