@@ -269,6 +269,9 @@ def test_what_a_label_cuts_out_is_pasted_over_other_faces(ws):
     only = SegAugment(**{**SegAugment.off().__dict__, "pasted": 1.0})
     f, t = augment(data.faces[1], data.target(1), rng, lambda: (data.faces[2], data.target(2)), only, None, data.occluders)
     assert t.sum() < data.target(1).sum()
+    labelled = data.subset(np.flatnonzero(data.labelled))  # what --labels-only trains on keeps the occluders
+    assert len(labelled) == 1 and labelled.face_type == "full" and len(labelled.occluders) == 1
+    assert labelled.paths == [path] and np.array_equal(labelled.target(0), data.target(0))
 
 
 # --- the stages ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ Faces ``(R, R, 3) uint8`` BGR, targets ``(R, R) float32 [0, 1]``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -123,6 +123,13 @@ class SegFaces:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def subset(self, keep: np.ndarray) -> "SegFaces":
+        """The faces at the indices ``keep``; the face type, the skipped files and the occluders (cut from
+        the labels, which a subset of labelled faces keeps) go along."""
+        keep = np.asarray(keep, np.int64)
+        return replace(self, faces=self.faces[keep], targets=self.targets[keep], labelled=self.labelled[keep],
+                       paths=[self.paths[i] for i in keep])
 
     def target(self, i: int) -> np.ndarray:
         """Face ``i``'s target as ``(R, R) float32 [0, 1]``."""

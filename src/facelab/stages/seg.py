@@ -42,6 +42,7 @@ from facelab.workspace import Workspace
 PREVIEW_FACES = 4  # faces per preview row (training, src, dst)
 MAX_PSEUDO_FACES = 3000  # unlabelled faces trained on at most (about 0.8 GB of faces and targets at 256 px)
 EVAL_FACES = 32  # labelled faces measured at the end of a training run
+LABELS_ONLY_HINT = 20  # drawn labels from which the log suggests finishing with --labels-only
 
 
 def sides(side: str) -> tuple[str, ...]:
@@ -208,11 +209,13 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
             raise SettingsError("seg train --labels-only: none of the faces has drawn polygons",
                                 "draw some in `facelab ui` (Mask editor), import a DeepFaceLab set with polygons, "
                                 "or train with pseudo-labels (leave --labels-only out)")
-        keep = np.flatnonzero(data.labelled)
-        data = type(data)(data.faces[keep], data.targets[keep], data.labelled[keep], [data.paths[i] for i in keep], data.skipped)
+        data = data.subset(np.flatnonzero(data.labelled))
     elif not n_labelled:
         warnings.append("no face has drawn polygons: the segmenter learns the landmark hull (plus synthetic occluders); "
                         "draw polygons on the faces it gets wrong and train again")
+    elif n_labelled >= LABELS_ONLY_HINT:
+        log(f"{n_labelled} faces have drawn labels: when this run's masks look right, a run with --labels-only on top "
+            "fits the drawn convention better than the landmark hull's pseudo-labels (docs/segmentation.md, Measured)")
 
     optimizer = make_optimizer(net)
     if opt_state is not None:
