@@ -74,6 +74,9 @@ def rows() -> dict[str, tuple[str, dict, int]]:
     out: dict[str, tuple[str, dict, int]] = {name: (name, {}, b) for name in list_models()}
     out["quick-b4"] = ("quick", {}, 4)
     out["quick96-b4"] = ("quick", {"resolution": 96}, 4)
+    out["quick128"] = ("quick", {"resolution": 128}, b)
+    out["quick128-double"] = ("quick", {"resolution": 128, "double_res": True}, b)  # body at 64 px, face at 128
+    out["quick96-double"] = ("quick", {"resolution": 96, "double_res": True}, b)
     out["sae-df-ud"] = ("sae", {**SAEHD_128, "archi": "df-ud"}, 8)
     out["sae-liae-ud"] = ("sae", {**SAEHD_128, "archi": "liae-ud"}, 8)
     for label in BF16_ROWS:

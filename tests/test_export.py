@@ -18,7 +18,9 @@ from facelab.inference import Predictor
 from facelab.models import list_models
 
 # every registered model, plus the sae archis whose graph differs (liae: morph input; -ud: pixel-shuffle output)
-CASES = [(name, {}) for name in list_models()] + [("sae", {"archi": "liae-ud"}), ("sae", {"learn_mask": False})]
+# and quick with its extra full-size level
+CASES = [(name, {}) for name in list_models()] + [("sae", {"archi": "liae-ud"}), ("sae", {"learn_mask": False}),
+                                                  ("quick", {"double_res": True})]
 TOLERANCE = {False: 1e-4, True: 5e-3}  # fp32, fp16 (float16 keeps ~3 decimal digits)
 
 

@@ -110,3 +110,51 @@ def test_loss_falls_on_real_faces(name, faces32):
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
+
+
+# ---- quick's double_res: the face at twice the size of the network body (DeepFaceLab's "d")
+
+
+def test_quick_double_res_paints_the_full_size_face_from_a_half_size_body(tiny_model):
+    torch.manual_seed(0)
+    plain, double = tiny_model("quick", e_dims=8), tiny_model("quick", e_dims=8, double_res=True)
+    assert "double_res" not in plain.config  # earlier models' configs (and save ids) are unchanged
+    assert double.config["double_res"] is True
+    x = torch.rand(2, 3, 32, 32)
+    s_face, s_mask, d_face, d_mask = double(x, x)
+    assert s_face.shape == d_face.shape == (2, 3, 32, 32) and s_mask.shape == (2, 1, 32, 32)
+    # the body works at half size: the bottleneck's map is half as wide as the plain model's
+    assert double.inter.side * 2 == plain.inter.side
+    # one more level in the encoder and in each decoder branch, all narrower than the body
+    assert len(double.encoder) == len(plain.encoder) + 1
+    assert double.encoder[0][0].out_channels < double.encoder[1][0].out_channels
+    again = create_model("quick", **double.config)
+    assert [p.shape for p in again.parameters()] == [p.shape for p in double.parameters()]
+    face, mask = double.swap(x)
+    assert face.shape == (2, 3, 32, 32) and mask.shape == (2, 1, 32, 32)
+
+
+def test_quick_double_res_needs_a_multiple_of_32():
+    with pytest.raises(SettingsError, match="double_res") as e:
+        create_model("quick", resolution=48, double_res=True)
+    assert "32" in e.value.hint
+    assert create_model("quick", resolution=48).config["resolution"] == 48
+
+
+def test_quick_double_res_learns_real_faces(real_faces):
+    from facelab.train.losses import face_loss
+
+    torch.manual_seed(0)
+    faces = torch.from_numpy(real_faces(8, 64)).permute(0, 3, 1, 2).contiguous()
+    model = create_model("quick", resolution=64, ae_dims=64, e_dims=8, d_dims=8, d_mask_dims=2, double_res=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    ones = torch.ones(4, 1, 64, 64)
+    losses = []
+    for _ in range(40):
+        s, _, d, _ = model(faces[:4], faces[4:])
+        loss = face_loss(s, faces[:4], ones) + face_loss(d, faces[4:], ones)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses

@@ -27,6 +27,9 @@ def test_architecture_questions_follow_the_model():
     assert {"lightweight", "pixel_loss", "resolution"} <= {q.key for q in train_questions({"resolution", "lightweight"}, {},
                                                                                            training=("pixel_loss",))}
     assert "lightweight" not in {q.key for q in train_questions({"resolution", "ae_dims"}, {})}
+    double = next(q for q in train_questions({"resolution", "double_res"}, {}) if q.key == "double_res")
+    assert double.default is False and double.parse("y") is True  # quick's question
+    assert "double_res" not in {q.key for q in train_questions({"resolution", "lightweight"}, {})}
 
 
 def test_a_terminal_first_run_asks_and_saves_the_answers(sample_faces_ws, tmp_path):

@@ -282,6 +282,28 @@ def test_architecture_options_are_fixed_at_the_first_run(ws, marker):
         stage.run(ws, stage.TrainSettings(model="quick", name="q", iterations=1, device="cpu", architecture=(("lightweight", True),)), log=lambda s: None, marker=marker)
 
 
+def test_quick_double_res_is_saved_fixed_and_only_for_quick(ws, marker):
+    from facelab.stages import train as stage
+
+    def run(**kw):
+        return stage.run(ws, stage.TrainSettings(device="cpu", batch_size=2, **kw), log=lambda s: None, marker=marker)
+
+    tiny = (("resolution", 64), ("e_dims", 8), ("d_dims", 4), ("d_mask_dims", 2), ("ae_dims", 32))
+    run(model="quick", name="d", iterations=1, architecture=tiny + (("double_res", True),))
+    assert json.loads((ws.model_dir("d") / "config.json").read_text())["config"]["double_res"] is True
+    assert run(model="quick", name="d", iterations=2).counts["iteration"] == 2  # continues as saved
+    with pytest.raises(SettingsError, match="fixed at the first run.*double_res"):
+        run(model="quick", name="d", iterations=3, architecture=(("double_res", False),))
+    # a plain model: --no-double-res is what it is (no change), --double-res a change
+    run(model="quick", name="p", iterations=1, architecture=tiny)
+    assert "double_res" not in json.loads((ws.model_dir("p") / "config.json").read_text())["config"]
+    assert run(model="quick", name="p", iterations=2, architecture=(("double_res", False),)).counts["iteration"] == 2
+    with pytest.raises(SettingsError, match="fixed at the first run"):
+        run(model="quick", name="p", iterations=3, architecture=(("double_res", True),))
+    with pytest.raises(SettingsError, match="has no option double_res"):
+        run(model="h64", iterations=1, architecture=(("double_res", True),))
+
+
 def test_quick_starts_without_random_warp_and_other_models_with_it(ws, marker):
     from facelab.stages.train import TrainSettings, run
 

@@ -130,6 +130,8 @@ def train_questions(model_params: set[str], model_defaults: dict[str, Any], gpu_
                        explain=f"Face size in pixels the model works at: a multiple of 16 from {lo} to {hi}. Fixed after the first run."))
     if "lightweight" in model_params:
         qs.append(_ask("lightweight", False))
+    if "double_res" in model_params:  # quick
+        qs.append(_ask("double_res", False))
     if sae:  # DeepFaceLab's SAE/SAEHD questions, with their defaults
         qs += [_ask(k, DEFAULTS[k]) for k in ("face_type", "archi", "ae_dims", "e_dims", "d_dims", "d_mask_dims")]
         qs.append(_ask("d_res_blocks", DEFAULTS["d_res_blocks"], parse_res_blocks))

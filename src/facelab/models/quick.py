@@ -28,6 +28,17 @@ cores, warp (as fixed on 2026-12-04) -> none: sharpness ratio 0.43 -> 0.47,
 mouth correlation 0.86 -> 0.91, 0.82 -> 0.82, 0.02 -> 0.67; the warp was better
 only on jitter (1.00 against 1.04 on average) and on the demo's identity
 (0.43 against 0.45). Its remap also costs CPU (4,200 -> 4,900 iterations).
+
+``double_res`` (DeepFaceLab's ``d`` letter, off by default) paints the face at
+``resolution`` from a network body at half of it: one narrow stride-2 level
+(``e_dims / 2`` channels) before the encoder, and one narrow level
+(``d_dims / 2`` channels, ``d_mask_dims / 2`` for the mask) after each decoder.
+``resolution`` must then be a multiple of 32. Measured on 2 AVX2 cores in
+float32, batch 8 (``benchmarks/bench_models.py``): 64 px 204 ms/step, 128 px
+710, 128 px double 362, 96 px double 204. In ``benchmarks/bench_quality.py``
+(2026-12-05) it made the swap sharper (demo 0.42 -> 0.47 at 96 px after 5
+minutes) but learned the mouth later (mouth correlation -0.12 against +0.81;
++0.85 against +0.89 after 10 minutes), so it is not the default.
 """
 
 from __future__ import annotations
@@ -53,9 +64,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 
 class Encoder(nn.Sequential):
-    def __init__(self, e_dims: int) -> None:
+    """Face ``(N, 3, R, R)`` -> ``(N, 8 * e_dims, R / 16, R / 16)``; with ``double_res`` one narrow
+    stride-2 level first (``e_dims / 2`` channels at full size), so the rest works at ``R / 2``."""
+
+    def __init__(self, e_dims: int, double_res: bool = False) -> None:
+        first = [Downscale(3, max(e_dims // 2, 4))] if double_res else []
+        c0 = max(e_dims // 2, 4) if double_res else 3
         super().__init__(
-            Downscale(3, e_dims),
+            *first,
+            Downscale(c0, e_dims),
             Downscale(e_dims, e_dims * 2),
             Downscale(e_dims * 2, e_dims * 4),
             Downscale(e_dims * 4, e_dims * 8),
@@ -65,17 +82,22 @@ class Encoder(nn.Sequential):
 class Decoder(nn.Module):
     """Bottleneck map ``(N, C, R/8, R/8)`` -> face ``(N, 3, R, R)`` and mask ``(N, 1, R, R)``."""
 
-    def __init__(self, c_in: int, d_dims: int, d_mask_dims: int) -> None:
+    def __init__(self, c_in: int, d_dims: int, d_mask_dims: int, double_res: bool = False) -> None:
         super().__init__()
         d, m = d_dims, d_mask_dims
+        # double_res: one more, narrow level (half the channels) paints the full-size face
+        top_face = [Upscale(d, max(d // 2, 4)), ResidualBlock(max(d // 2, 4))] if double_res else []
+        top_mask = [Upscale(m, max(m // 2, 2))] if double_res else []
         self.face = nn.Sequential(
             Upscale(c_in, d * 4), ResidualBlock(d * 4),
             Upscale(d * 4, d * 2), ResidualBlock(d * 2),
             Upscale(d * 2, d), ResidualBlock(d),
-            nn.Conv2d(d, 3, 3, padding=1),
+            *top_face,
+            nn.Conv2d(max(d // 2, 4) if double_res else d, 3, 3, padding=1),
         )
         self.mask = nn.Sequential(
-            Upscale(c_in, m * 4), Upscale(m * 4, m * 2), Upscale(m * 2, m), nn.Conv2d(m, 1, 3, padding=1),
+            Upscale(c_in, m * 4), Upscale(m * 4, m * 2), Upscale(m * 2, m), *top_mask,
+            nn.Conv2d(max(m // 2, 2) if double_res else m, 1, 3, padding=1),
         )
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,22 +110,36 @@ class Quick(SwapModel):
     # better without it. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min on 2 cores, three pairs).
     TRAINING_DEFAULTS = {"random_warp": False}
 
+    @staticmethod
+    def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
+        """The config as a model built from it stores it: ``double_res`` only when on (so ``--no-double-res``
+        on a model made before the option existed is no change)."""
+        out = dict(config)
+        if not out.get("double_res"):
+            out.pop("double_res", None)
+        return out
+
     def __init__(self, resolution: int = 64, face_type: str = "full", ae_dims: int = 128, e_dims: int = 32,
-                 d_dims: int = 16, d_mask_dims: int = 8) -> None:
+                 d_dims: int = 16, d_mask_dims: int = 8, double_res: bool = False) -> None:
         super().__init__()
         if resolution % 16 or not 16 <= resolution <= 512:
             raise SettingsError(f"quick: resolution {resolution} is not allowed", "use a multiple of 16 from 16 to 512")
+        if double_res and resolution % 32:
+            raise SettingsError(f"quick: resolution {resolution} is not allowed with double_res",
+                                "use a multiple of 32 (double_res adds a fifth halving)")
         for key, value, lo, hi in (("ae_dims", ae_dims, 4, 1024), ("e_dims", e_dims, 2, 256),
                                    ("d_dims", d_dims, 2, 256), ("d_mask_dims", d_mask_dims, 1, 256)):
             if not lo <= int(value) <= hi:
                 raise SettingsError(f"quick: {key}={value} is out of range", f"use {lo}..{hi}")
         self.config = {"resolution": int(resolution), "face_type": str(face_type), "ae_dims": int(ae_dims),
                        "e_dims": int(e_dims), "d_dims": int(d_dims), "d_mask_dims": int(d_mask_dims)}
-        side = resolution // 16
-        self.encoder = Encoder(e_dims)
+        if double_res:  # written only when on, so the configs (and save ids) of earlier models are unchanged
+            self.config["double_res"] = True
+        side = resolution // (32 if double_res else 16)
+        self.encoder = Encoder(e_dims, bool(double_res))
         self.inter = DenseBottleneck(e_dims * 8 * side * side, ae_dims, side, ae_dims)
-        self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims)
-        self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims)
+        self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims, bool(double_res))
+        self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims, bool(double_res))
 
     def forward(self, src: torch.Tensor, dst: torch.Tensor):
         """Reconstruct each side with its own decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""

@@ -166,7 +166,7 @@ def _check_fixed(model, settings: TrainSettings, model_dir) -> None:
     given = dict(settings.architecture)
     resolve = getattr(type(model), "resolve_config", None)
     merged = resolve({**model.config, **given}) if resolve else {**model.config, **given}
-    changed = {k: merged[k] for k in given if merged.get(k) != model.config.get(k)}
+    changed = {k: merged.get(k, given[k]) for k in given if merged.get(k) != model.config.get(k)}
     if changed:
         raise SettingsError(
             f"{model_dir.name}: architecture options are fixed at the first run ({', '.join(f'{k}={v}' for k, v in changed.items())} asked, "

@@ -258,6 +258,13 @@ ARCHITECTURE: tuple[Option, ...] = (
            fixed=True, group=_ARCH, shown_default="on", question="Learn mask",
            explain="Predict a face mask beside the face, used by merge's learned mask modes. Fixed after the first run.",
            doc="predict a face mask beside the face, for merge's learned mask modes"),
+    Option("double_res", bool, None, "quick: the face at twice the size the network body works at (DeepFaceLab's d).",
+           flags=("--double-res/--no-double-res",), fixed=True, group=_ARCH, shown_default="off",
+           question="Double resolution (face at twice the network body's size)",
+           explain="A narrow extra level at the full face size in the encoder and decoders: the face is painted at "
+                   "--resolution while the rest of the network works at half of it. Fixed after the first run.",
+           doc="a narrow extra level at the face size in the encoder and decoders, so the rest of the network "
+               "works at half the resolution (DeepFaceLab's `d` letter; `quick` only)"),
     Option("lightweight_encoder", bool, None, "Fewer encoder channels.", flags=("--lightweight-encoder",), fixed=True,
            group=_ARCH, question="Use lightweight encoder",
            explain="Fewer channels in the deeper encoder levels: faster and smaller, a little less detail. Fixed after "
