@@ -51,6 +51,10 @@ CANDIDATES: dict[str, list[str]] = {
     "fp32-warp": ["--no-amp", "--random-warp"],
     "r96": ["--resolution", "96"],
     "r128": ["--resolution", "128"],
+    "r96d": ["--resolution", "96", "--double-res"],  # a 96 px face from a 48 px network body
+    "r128d": ["--resolution", "128", "--double-res"],  # a 128 px face from a 64 px network body
+    "b4": ["--batch-size", "4"],  # twice the updates per minute, half the faces per update
+    "r96d-b4": ["--resolution", "96", "--double-res", "--batch-size", "4"],
     "d32": ["--d-dims", "32"],  # a decoder twice as wide
     "emp": ["--eyes-mouth-priority"],
     "rct": ["--color-transfer", "rct"],  # src samples recoloured towards dst faces
