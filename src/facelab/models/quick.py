@@ -12,7 +12,7 @@ one person. Swapping = encode a dst face, decode it with the src decoder.
 
 Shapes: input ``(N, 3, R, R)`` float32 BGR in ``[0, 1]``; outputs faces
 ``(N, 3, R, R)`` and masks ``(N, 1, R, R)`` in ``[0, 1]``. ``R`` must be a
-multiple of 16 (four halvings in the encoder).
+multiple of 16 (four halvings in the encoder; 32 with ``double_res``).
 
 The defaults (64 px, small dims) are chosen to learn a recognisable face on
 two CPU cores in about five minutes. Measured on 2 cores, batch 8, real faces:
@@ -65,7 +65,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 class Encoder(nn.Sequential):
     """Face ``(N, 3, R, R)`` -> ``(N, 8 * e_dims, R / 16, R / 16)``; with ``double_res`` one narrow
-    stride-2 level first (``e_dims / 2`` channels at full size), so the rest works at ``R / 2``."""
+    stride-2 level first (``e_dims / 2`` channels at full size), so the rest works at ``R / 2`` and the
+    output is ``R / 32`` wide."""
 
     def __init__(self, e_dims: int, double_res: bool = False) -> None:
         first = [Downscale(3, max(e_dims // 2, 4))] if double_res else []
@@ -80,7 +81,8 @@ class Encoder(nn.Sequential):
 
 
 class Decoder(nn.Module):
-    """Bottleneck map ``(N, C, R/8, R/8)`` -> face ``(N, 3, R, R)`` and mask ``(N, 1, R, R)``."""
+    """Bottleneck map ``(N, C, R/8, R/8)`` (``R/16`` with ``double_res``) -> face ``(N, 3, R, R)`` and mask
+    ``(N, 1, R, R)``."""
 
     def __init__(self, c_in: int, d_dims: int, d_mask_dims: int, double_res: bool = False) -> None:
         super().__init__()
