@@ -69,11 +69,11 @@ class Encoder(nn.Sequential):
     output is ``R / 32`` wide."""
 
     def __init__(self, e_dims: int, double_res: bool = False) -> None:
-        first = [Downscale(3, max(e_dims // 2, 4))] if double_res else []
-        c0 = max(e_dims // 2, 4) if double_res else 3
+        top = max(e_dims // 2, 4)
+        first = [Downscale(3, top)] if double_res else []
         super().__init__(
             *first,
-            Downscale(c0, e_dims),
+            Downscale(top if double_res else 3, e_dims),
             Downscale(e_dims, e_dims * 2),
             Downscale(e_dims * 2, e_dims * 4),
             Downscale(e_dims * 4, e_dims * 8),
@@ -88,18 +88,19 @@ class Decoder(nn.Module):
         super().__init__()
         d, m = d_dims, d_mask_dims
         # double_res: one more, narrow level (half the channels) paints the full-size face
-        top_face = [Upscale(d, max(d // 2, 4)), ResidualBlock(max(d // 2, 4))] if double_res else []
-        top_mask = [Upscale(m, max(m // 2, 2))] if double_res else []
+        d_top, m_top = (max(d // 2, 4), max(m // 2, 2)) if double_res else (d, m)
+        top_face = [Upscale(d, d_top), ResidualBlock(d_top)] if double_res else []
+        top_mask = [Upscale(m, m_top)] if double_res else []
         self.face = nn.Sequential(
             Upscale(c_in, d * 4), ResidualBlock(d * 4),
             Upscale(d * 4, d * 2), ResidualBlock(d * 2),
             Upscale(d * 2, d), ResidualBlock(d),
             *top_face,
-            nn.Conv2d(max(d // 2, 4) if double_res else d, 3, 3, padding=1),
+            nn.Conv2d(d_top, 3, 3, padding=1),
         )
         self.mask = nn.Sequential(
             Upscale(c_in, m * 4), Upscale(m * 4, m * 2), Upscale(m * 2, m), *top_mask,
-            nn.Conv2d(max(m // 2, 2) if double_res else m, 1, 3, padding=1),
+            nn.Conv2d(m_top, 1, 3, padding=1),
         )
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,8 +115,8 @@ class Quick(SwapModel):
 
     @staticmethod
     def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-        """The config as a model built from it stores it: ``double_res`` only when on (so ``--no-double-res``
-        on a model made before the option existed is no change)."""
+        """The config as a model built from it stores it: ``double_res`` only when on, so the configs (and save
+        ids) of models made before the option existed are unchanged and ``--no-double-res`` on them is no change."""
         out = dict(config)
         if not out.get("double_res"):
             out.pop("double_res", None)
@@ -124,6 +125,7 @@ class Quick(SwapModel):
     def __init__(self, resolution: int = 64, face_type: str = "full", ae_dims: int = 128, e_dims: int = 32,
                  d_dims: int = 16, d_mask_dims: int = 8, double_res: bool = False) -> None:
         super().__init__()
+        double_res = bool(double_res)
         if resolution % 16 or not 16 <= resolution <= 512:
             raise SettingsError(f"quick: resolution {resolution} is not allowed", "use a multiple of 16 from 16 to 512")
         if double_res and resolution % 32:
@@ -133,15 +135,14 @@ class Quick(SwapModel):
                                    ("d_dims", d_dims, 2, 256), ("d_mask_dims", d_mask_dims, 1, 256)):
             if not lo <= int(value) <= hi:
                 raise SettingsError(f"quick: {key}={value} is out of range", f"use {lo}..{hi}")
-        self.config = {"resolution": int(resolution), "face_type": str(face_type), "ae_dims": int(ae_dims),
-                       "e_dims": int(e_dims), "d_dims": int(d_dims), "d_mask_dims": int(d_mask_dims)}
-        if double_res:  # written only when on, so the configs (and save ids) of earlier models are unchanged
-            self.config["double_res"] = True
+        self.config = self.resolve_config({
+            "resolution": int(resolution), "face_type": str(face_type), "ae_dims": int(ae_dims), "e_dims": int(e_dims),
+            "d_dims": int(d_dims), "d_mask_dims": int(d_mask_dims), "double_res": double_res})
         side = resolution // (32 if double_res else 16)
-        self.encoder = Encoder(e_dims, bool(double_res))
+        self.encoder = Encoder(e_dims, double_res)
         self.inter = DenseBottleneck(e_dims * 8 * side * side, ae_dims, side, ae_dims)
-        self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims, bool(double_res))
-        self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims, bool(double_res))
+        self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims, double_res)
+        self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims, double_res)
 
     def forward(self, src: torch.Tensor, dst: torch.Tensor):
         """Reconstruct each side with its own decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""
