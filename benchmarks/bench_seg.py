@@ -4,7 +4,8 @@ Builds (once, cached) the demo's face sets (306 src + 75 dst real faces, 512 px 
 frames and extract steps), then prints:
 
 - network alone: faces/s of the inference runner (batch norm folded, channels-last) at the resolution;
-- ``seg apply`` on the dst set: faces/s of the whole step (read, cut, segment, write the mask into each file);
+- ``seg apply`` on the dst set: faces/s of the whole step (read, cut, segment, write the mask into each file),
+  plain and with ``--flip-average``;
 - training: ms/iteration at the batch size (augmentation + forward + backward + Adam), peak RSS.
 
     PYTHONPATH=src python benchmarks/bench_seg.py [--resolution 256] [--batch 8] [--iters 20] [--threads N]
@@ -66,6 +67,9 @@ def main() -> None:
     s = seg.apply(ws, side="both", name="segmenter_bench", device="cpu")
     el = time.perf_counter() - t
     print(f"seg apply (src and dst, {s.counts['applied']} faces of 512 px, load included): {s.counts['applied'] / el:.1f} faces/s")
+    t = time.perf_counter()
+    s = seg.apply(ws, side="both", name="segmenter_bench", device="cpu", flip_average=True)
+    print(f"seg apply --flip-average: {s.counts['applied'] / (time.perf_counter() - t):.1f} faces/s")
     sizes = [len(__import__("facelab.faceimage", fromlist=["read_record"]).read_record(p).extra["seg_mask"]["png"])
              for p in ws.aligned_paths("dst")]
     print(f"stored mask (untrained net): {np.mean(sizes) / 1024:.1f} KB of base64 per face")

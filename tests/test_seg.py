@@ -90,6 +90,18 @@ def test_fused_runner_matches_the_network():
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
 
 
+def test_flip_average_is_the_mean_with_the_mirrored_face_and_mirror_symmetric(ws):
+    torch.manual_seed(0)
+    net = create_segmenter(resolution=64)
+    faces = np.stack([cv2.resize(read_face(p)[0], (64, 64), interpolation=cv2.INTER_AREA) for p in ws.aligned_paths("src")[:3]])
+    plain, both = SegmenterRunner(net, model_id="abc"), SegmenterRunner(net, model_id="abc", flip_average=True)
+    a, m = plain.predict(faces), plain.predict(faces[:, :, ::-1])[:, :, ::-1]
+    assert np.abs(a - m).max() > 1e-3  # an untrained net is not mirror-symmetric, so the test can fail
+    assert np.abs(both.predict(faces) - (a + m) / 2).max() < 1e-5
+    assert np.abs(both.predict(faces[:, :, ::-1])[:, :, ::-1] - both.predict(faces)).max() < 1e-5
+    assert plain.model_id == "abc" and both.model_id == "abc" + store.FLIP_SUFFIX
+
+
 def test_uncertainty_is_zero_for_a_crisp_mask():
     crisp = np.zeros((32, 32), np.float32)
     crisp[8:24, 8:24] = 1
@@ -301,6 +313,10 @@ def test_train_resume_apply_remove(ws, marker):
         assert store.mask_info(rec)["model"] == runner.model_id and store.mask_of(rec).shape == (rec.size, rec.size)
     assert not store.has_mask(read_record(ws.aligned_paths("dst")[0]))
     assert seg.apply(ws, side="src", device="cpu").counts["skipped (already applied)"] == 30
+    # the mirror-averaged masks are other masks: applied again, then skipped in that mode
+    assert seg.apply(ws, side="src", device="cpu", flip_average=True).counts["applied"] == 30
+    assert store.mask_info(read_record(ws.aligned_paths("src")[0]))["model"] == runner.model_id + store.FLIP_SUFFIX
+    assert seg.apply(ws, side="src", device="cpu", flip_average=True).counts["skipped (already applied)"] == 30
     assert seg.remove(ws, side="both").counts["removed"] == 30
     assert not any(store.has_mask(read_record(p)) for p in ws.aligned_paths("src"))
 

@@ -102,7 +102,7 @@ def test_segmenter_page_trains_applies_and_shows_its_preview(ws, marker):
     assert "<script>" not in html and " style=" not in html and "onclick=" not in html
     forms = ok(c.get("/api/seg/forms"))
     assert {f["name"] for f in forms["train"]} >= {"name", "iterations", "resolution", "batch_size", "device"}
-    assert {f["name"] for f in forms["apply"]} == {"name", "side", "device", "batch_size", "force"}
+    assert {f["name"] for f in forms["apply"]} == {"name", "side", "device", "batch_size", "force", "flip_average"}
     assert ok(c.get("/api/seg/models"))["models"] == []
     assert c.get("/api/seg/models/segmenter").status_code == 404
     refused = c.post("/api/seg/train", json={"values": {"resolution": 640}}, headers=ORIGIN)
@@ -138,6 +138,11 @@ def test_segmenter_page_trains_applies_and_shows_its_preview(ws, marker):
     order = ok(c.get("/api/masks/dst/faces", params={"order": "uncertainty"}))["faces"]
     figures = [f["uncertainty"] for f in order]
     assert None not in figures and figures == sorted(figures, reverse=True)
+    # applied again with the mirror pass: other masks of the same weights, still counted as current
+    job = ok(c.post("/api/seg/apply", json={"values": {"side": "dst", "device": "cpu", "flip_average": True}}, headers=ORIGIN))
+    assert wait_for(c, job["id"])["summary"]["counts"]["applied"] == 30
+    assert ok(c.get("/api/seg/applied"))["sides"]["dst"] == {"faces": 30, "applied": 30, "current": 30}
+    assert c.get("/api/masks/dst/faces/00001_0.jpg/segmask").headers["x-seg-model"] == d["save_id"] + "+flip"
 
 
 # --- in a browser ------------------------------------------------------------------------------------------------

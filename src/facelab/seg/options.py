@@ -60,7 +60,12 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
               Option("batch_size", int, 16, "Faces per batch (default 16).", flags=("--batch-size",), lo=1, hi=1024,
                      metavar="B", doc="Faces run through the segmenter at once."),
               Option("force", bool, False, "Apply again to faces that already hold this segmenter's mask.",
-                     flags=("--force",), doc="Also faces already masked by these weights (they are skipped otherwise).")),
+                     flags=("--force",), doc="Also faces already masked by these weights (they are skipped otherwise)."),
+              Option("flip_average", bool, False,
+                     "Average each mask with that of the mirrored face: steadier masks at half the speed.",
+                     flags=("--flip-average",),
+                     doc="Run every face twice, as is and mirrored, and keep the mean mask: fewer stray blobs and "
+                         "holes, at half the faces per second. Faces masked without it are masked again.")),
     "remove": (_side("both", "take the applied masks out of"),),
     "fetch": (_side("both", "copy labelled faces from"),
               Option("to", str, None, "Folder to copy them to (default: workspace/aligned_xseg).", flags=("--to",),

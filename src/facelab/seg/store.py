@@ -3,7 +3,7 @@
 ``facelab seg apply`` writes, for each face, ``record.extra["seg_mask"]``::
 
     {"png": "<base64 of an 8-bit grayscale PNG>", "face_size": <the face image's side>,
-     "model": "<the segmenter's save id>", "face_type": "<the segmenter's face type>",
+     "model": "<the segmenter's save id>[+flip]", "face_type": "<the segmenter's face type>",
      "uncertainty": <0..1>}
 
 The mask covers the face image (255 = face), so any reader can use it without
@@ -30,6 +30,7 @@ from facelab.faceimage import FaceRecord, read_record, rewrite_record
 
 KEY = "seg_mask"
 LEVELS = 16
+FLIP_SUFFIX = "+flip"  # after the save id in "model": applied with `seg apply --flip-average` (mirror pass averaged in)
 
 
 def encode_mask(mask: np.ndarray) -> str:

@@ -306,15 +306,17 @@ def _write_batch(loaded: list, probs: np.ndarray, runner) -> int:
 
 @jobs.step
 def apply(ws: Workspace, side: str = "both", name: str = "segmenter", device: str = "auto", batch_size: int = 16,
-          force: bool = False) -> Summary:
-    """Write the segmenter's mask into every face file of ``side`` (skipping faces masked by these weights)."""
+          force: bool = False, flip_average: bool = False) -> Summary:
+    """Write the segmenter's mask into every face file of ``side`` (skipping faces masked by these weights, in
+    the same ``flip_average`` mode)."""
     from facelab.device import resolve_device
     from facelab.seg.model import load_segmenter
 
-    _check("apply", {"name": name, "side": side, "device": device, "batch_size": batch_size, "force": force})
+    _check("apply", {"name": name, "side": side, "device": device, "batch_size": batch_size, "force": force,
+                     "flip_average": flip_average})
     t0 = time.monotonic()
     ws.require_exists()
-    runner_ = load_segmenter(_segmenter_dir(ws, name), resolve_device(device))
+    runner_ = load_segmenter(_segmenter_dir(ws, name), resolve_device(device), flip_average)
     counts = {"applied": 0, "skipped (already applied)": 0, "unreadable": 0}
     warnings = []
     for s in sides(side):

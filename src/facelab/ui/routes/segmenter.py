@@ -170,8 +170,9 @@ def read_segmenter(ws: Workspace, folder: Path, span: int | None, until: int | N
 
 
 def applied_counts(ws: Workspace, model_id: str | None) -> dict[str, Any]:
-    """Per side: faces, faces with an applied mask, and those whose mask is of the weights ``model_id``."""
-    from facelab.seg.store import mask_info
+    """Per side: faces, faces with an applied mask, and those whose mask is of the weights ``model_id`` (applied
+    with or without ``--flip-average``)."""
+    from facelab.seg.store import FLIP_SUFFIX, mask_info
 
     out = {}
     for side in ("src", "dst"):
@@ -184,6 +185,6 @@ def applied_counts(ws: Workspace, model_id: str | None) -> dict[str, Any]:
                 continue
             if info is not None:
                 applied += 1
-                current += info.get("model") == model_id
+                current += str(info.get("model", "")).removesuffix(FLIP_SUFFIX) == model_id
         out[side] = {"faces": faces, "applied": applied, "current": current}
     return {"model": model_id, "sides": out}
