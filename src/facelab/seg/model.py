@@ -30,6 +30,7 @@ from facelab.seg.data import cut_face, from_reduced, reduction_for
 from facelab.seg.net import Segmenter
 from facelab.seg.store import FLIP_SUFFIX
 from facelab.train.checkpoint import load_checkpoint, save_id
+from facelab.train.ema import use_average
 
 KIND = "segmenter"
 ARCHITECTURE = "segnet"
@@ -163,8 +164,9 @@ class SegmenterRunner:
 
 def load_segmenter(model_dir: str | Path, device: str | torch.device = "cpu",
                    flip_average: bool = False) -> SegmenterRunner:
-    """Load a segmenter folder for inference (``ModelError`` naming the file if it is broken, ``WrongKindError``
-    if the folder holds another kind of model); ``flip_average``: see :class:`SegmenterRunner`."""
+    """Load a segmenter folder for inference, with the moving average of its weights where it has one
+    (``ModelError`` naming the file if it is broken, ``WrongKindError`` if the folder holds another kind of
+    model); ``flip_average``: see :class:`SegmenterRunner`."""
     ckpt = load_checkpoint(model_dir, device, with_optimizer=False, factory=saved_segmenter, kind=KIND)
-    return SegmenterRunner(ckpt.model, device, save_id(model_dir) or "", flip_average)
+    return SegmenterRunner(use_average(ckpt.model, ckpt.extras), device, save_id(model_dir) or "", flip_average)
 
