@@ -85,8 +85,8 @@ class SegmenterRunner:
         model_id: the save id of the weights (stored with every applied mask), plus ``+flip`` with
             ``flip_average``.
         flip_average: each mask is the mean of the face's and its mirror image's (twice the work; on the
-            held-out labels of ``benchmarks/seg_iou.py`` it raised the IoU of every checkpoint measured by
-            0.008-0.014).
+            held-out labels of ``benchmarks/seg_iou.py`` it raised the IoU of every segmenter measured by
+            0.008-0.016).
     """
 
     def __init__(self, net: Segmenter, device: torch.device | str = "cpu", model_id: str = "",

@@ -28,7 +28,7 @@ from facelab.train.loop import to_tensor
 LR = 3e-4
 EVAL_BATCH = 8
 # the moving average of the weights that inference uses (facelab.train.ema): on the held-out labels it was
-# 0.008-0.010 IoU above the last weights of two 10-minute labels-only runs (2026-12-05)
+# 0.003-0.010 IoU above the last weights of three 10-minute labels-only runs (2026-12-05, docs/segmentation.md)
 EMA_DECAY = 0.998
 BETAS = (0.9, 0.999)
 
