@@ -30,7 +30,6 @@ from facelab.seg.data import cut_face, from_reduced, reduction_for
 from facelab.seg.net import Segmenter
 from facelab.seg.store import FLIP_SUFFIX
 from facelab.train.checkpoint import load_checkpoint, save_id
-from facelab.train.ema import use_average
 
 KIND = "segmenter"
 ARCHITECTURE = "segnet"
@@ -86,7 +85,7 @@ class SegmenterRunner:
             ``flip_average``.
         flip_average: each mask is the mean of the face's and its mirror image's (twice the work; on the
             held-out labels of ``benchmarks/seg_iou.py`` it raised the IoU of every segmenter measured by
-            0.008-0.016).
+            0.006-0.016).
     """
 
     def __init__(self, net: Segmenter, device: torch.device | str = "cpu", model_id: str = "",
@@ -164,9 +163,8 @@ class SegmenterRunner:
 
 def load_segmenter(model_dir: str | Path, device: str | torch.device = "cpu",
                    flip_average: bool = False) -> SegmenterRunner:
-    """Load a segmenter folder for inference, with the moving average of its weights where it has one
-    (``ModelError`` naming the file if it is broken, ``WrongKindError`` if the folder holds another kind of
-    model); ``flip_average``: see :class:`SegmenterRunner`."""
+    """Load a segmenter folder for inference (``ModelError`` naming the file if it is broken, ``WrongKindError``
+    if the folder holds another kind of model); ``flip_average``: see :class:`SegmenterRunner`."""
     ckpt = load_checkpoint(model_dir, device, with_optimizer=False, factory=saved_segmenter, kind=KIND)
-    return SegmenterRunner(use_average(ckpt.model, ckpt.extras), device, save_id(model_dir) or "", flip_average)
+    return SegmenterRunner(ckpt.model, device, save_id(model_dir) or "", flip_average)
 

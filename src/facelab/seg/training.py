@@ -3,8 +3,7 @@
 Each step draws a batch (a pure function of seed and iteration, so a resumed
 run sees the batches an uninterrupted one would), augments every face
 (:mod:`facelab.seg.augment`) and takes one Adam step on the pixel-wise binary
-cross entropy between the predicted logits and the target mask, then moves the
-moving average of the weights (:mod:`facelab.train.ema`) that inference uses. When some faces
+cross entropy between the predicted logits and the target mask. When some faces
 carry drawn labels, at least half of each batch comes from them: a few dozen
 labels then steer training as much as hundreds of hull pseudo-labels.
 """
@@ -22,14 +21,10 @@ from torch.nn import functional as F
 from facelab.provenance.marker import Marker
 from facelab.seg.augment import SegAugment, augment, template_eyes
 from facelab.seg.data import SegFaces
-from facelab.train.ema import WeightAverage
 from facelab.train.loop import to_tensor
 
 LR = 3e-4
 EVAL_BATCH = 8
-# the moving average of the weights that inference uses (facelab.train.ema): on the held-out labels it was
-# 0.003-0.010 IoU above the last weights of three 10-minute labels-only runs (2026-12-05, docs/segmentation.md)
-EMA_DECAY = 0.998
 BETAS = (0.9, 0.999)
 
 
@@ -134,10 +129,9 @@ class SegTask:
     loss_names = ("bce",)
 
     def __init__(self, net, optimizer, data: SegFaces, preview_rows: dict[str, np.ndarray], model_dir: Path,
-                 opts: SegLoopOptions, device: torch.device, marker: Marker, average: WeightAverage | None = None) -> None:
+                 opts: SegLoopOptions, device: torch.device, marker: Marker) -> None:
         self.net, self.optimizer, self.data, self.rows = net, optimizer, data, preview_rows
         self.model_dir, self.opts, self.device, self.marker = model_dir, opts, device, marker
-        self.average = average
 
     def start(self, state: dict) -> None:
         torch.set_flush_denormal(True)  # denormals early in training slow x86 CPUs down many times (see train/loop.py)
@@ -145,10 +139,7 @@ class SegTask:
 
     def step(self, iteration: int) -> tuple[float]:
         faces, targets = make_batch(self.data, self.opts, iteration)
-        loss = train_step(self.net, self.optimizer, faces, targets, self.device)
-        if self.average is not None:
-            self.average.update(self.net)
-        return (loss,)
+        return (train_step(self.net, self.optimizer, faces, targets, self.device),)
 
     def checked(self, iteration: int, loss: float) -> None:
         return None
@@ -158,8 +149,7 @@ class SegTask:
         from facelab.train.preview import preview_jpeg
 
         history = state.get("loss_history") or []
-        net = self.net if self.average is None else self.average.averaged(self.net)  # the masks apply will write
-        image = render_preview(net, self.rows, self.device, state["iteration"], history[-1][1] if history else None)
+        image = render_preview(self.net, self.rows, self.device, state["iteration"], history[-1][1] if history else None)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.model_dir / "preview.jpg", preview_jpeg(image, self.marker))
         return self.model_dir / "preview.jpg"

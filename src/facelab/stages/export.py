@@ -84,10 +84,9 @@ def _export_segmenter(folder: Path, out: Path, settings: ExportSettings, start: 
     from facelab.export.onnx import export_mask_model
     from facelab.seg.model import KIND, saved_segmenter
     from facelab.train.checkpoint import load_checkpoint
-    from facelab.train.ema import use_average
 
     ckpt = load_checkpoint(folder, "cpu", with_optimizer=False, factory=saved_segmenter, kind=KIND)
-    net = use_average(ckpt.model, ckpt.extras)  # the weights apply and the merge run
+    net = ckpt.model
     done = export_mask_model(net, net.resolution, out, fp16=settings.fp16,
                              metadata={"facelab.architecture": ckpt.architecture, "facelab.face_type": net.face_type,
                                        "facelab.config": json.dumps(net.config, sort_keys=True),

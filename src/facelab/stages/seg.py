@@ -123,8 +123,7 @@ def _spread_unlabelled(paths: list[Path]) -> tuple[list[Path], int]:
 
 
 def _build(settings: SegTrainSettings, model_dir: Path, paths: list[Path], device):
-    """The segmenter (new or resumed), its state, saved options, the optimizer state to restore and the saved
-    extra parts (the weight average)."""
+    """The segmenter (new or resumed), its state, saved options and the optimizer state to restore."""
     import torch
 
     from facelab.seg.model import KIND, create_segmenter, saved_segmenter
@@ -134,7 +133,7 @@ def _build(settings: SegTrainSettings, model_dir: Path, paths: list[Path], devic
         torch.manual_seed(settings.seed)
         net = create_segmenter(resolution=settings.resolution or DEFAULTS["resolution"],
                                face_type=settings.face_type or _majority_face_type(paths))
-        return net.to(device), {}, {}, None, {}
+        return net.to(device), {}, {}, None
     ckpt = load_checkpoint(model_dir, device, factory=saved_segmenter, kind=KIND)
     changed = [k for k in ("resolution", "face_type") if getattr(settings, k) is not None and getattr(settings, k) != ckpt.config[k]]
     if changed:
@@ -142,7 +141,7 @@ def _build(settings: SegTrainSettings, model_dir: Path, paths: list[Path], devic
             f"{', '.join(f'{k}: {getattr(settings, k)} asked, {ckpt.config[k]} saved' for k in changed)} "
             f"(model/{model_dir.name} is fixed at its first run)",
             "leave it out to continue this segmenter, or use --name <other> for a new one")
-    return ckpt.model, ckpt.state, ckpt.options, ckpt.optimizer_state, ckpt.extras
+    return ckpt.model, ckpt.state, ckpt.options, ckpt.optimizer_state
 
 
 def _preview_rows(data, by_side: dict[str, list[Path]], face_type: str, resolution: int) -> dict[str, np.ndarray]:
@@ -177,10 +176,9 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
 
     from facelab.device import resolve_device
     from facelab.seg.data import load_faces
-    from facelab.seg.training import EMA_DECAY, EVAL_BATCH, SegLoopOptions, SegTask, iou, make_optimizer, predict
+    from facelab.seg.training import EVAL_BATCH, SegLoopOptions, SegTask, iou, make_optimizer, predict
     from facelab.train import runner
     from facelab.train.checkpoint import save_checkpoint
-    from facelab.train.ema import EXTRA as EMA, WeightAverage
 
     marker = require_marker(marker, "seg train")  # it marks the previews
     t0 = time.monotonic()
@@ -191,7 +189,7 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     if device.type == "cpu":  # every core, unless OMP_NUM_THREADS says fewer (a machine shared with other jobs)
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1))
     model_dir = ws.model_dir(settings.name)
-    net, state, saved, opt_state, extras = _build(settings, model_dir, paths, device)
+    net, state, saved, opt_state = _build(settings, model_dir, paths, device)
     r, face_type = net.resolution, net.face_type
     batch_size = settings.batch_size or int(saved.get("batch_size", DEFAULTS["batch_size"]))
 
@@ -233,16 +231,12 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
         f"{state.get('iteration', 0)} on {device}: {len(data)} faces, {n_labelled} with drawn labels"
         f"{f' ({len(data.occluders)} occluders cut out, pasted over other faces)' if data.occluders else ''}, batch size {batch_size}")
 
-    average = WeightAverage(net, EMA_DECAY, extras.get(EMA))  # what apply, the merge and export run
-
     def save(st: dict) -> None:
-        save_checkpoint(model_dir, net, optimizer, options, {k: v for k, v in st.items() if k != "stopped"},
-                        extras={EMA: average.to_extra()})
+        save_checkpoint(model_dir, net, optimizer, options, {k: v for k, v in st.items() if k != "stopped"})
 
     schedule = runner.Schedule(settings.iterations, settings.minutes, settings.save_every_minutes,
                                settings.preview_every_minutes)
-    task = SegTask(net, optimizer, data, _preview_rows(data, by_side, face_type, r), model_dir, opts, device, marker,
-                   average)
+    task = SegTask(net, optimizer, data, _preview_rows(data, by_side, face_type, r), model_dir, opts, device, marker)
     try:
         state = runner.run(task, state, schedule, save=save, log=log)
     except torch.OutOfMemoryError as e:
@@ -254,7 +248,7 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
         counts["loss"] = round(state["loss_history"][-1][1], 5)
     labelled = np.flatnonzero(data.labelled)[:EVAL_FACES]
     if len(labelled):  # how well it fits the drawn labels (training faces: an upper bound, not a test)
-        probs = predict(average.averaged(net), data.faces[labelled], device, EVAL_BATCH)
+        probs = predict(net, data.faces[labelled], device, EVAL_BATCH)
         counts["label_iou"] = round(float(np.mean([iou(p, data.target(i)) for p, i in zip(probs, labelled)])), 4)
     if state.get("stopped") == "interrupted":
         warnings.append("training was interrupted; the segmenter was saved and continues from here next time")

@@ -8,8 +8,7 @@
       optimizer.safetensors  Adam state tensors; param groups and the key map in the metadata
       state.json             iteration, loss history, elapsed seconds, options, save id (written last)
       <extra>.safetensors    optional training parts beside the model (adversarial: the GAN and
-                             true-face discriminators and their optimizers; ema: the segmenter's
-                             moving average of its weights, facelab.train.ema), same save id
+                             true-face discriminators and their optimizers), same save id
       preview.jpg            latest preview;  previews/<iteration>.jpg  history
 
 Saving writes every file under a temporary name, fsyncs it, then renames, with
