@@ -62,10 +62,11 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
               Option("force", bool, False, "Apply again to faces that already hold this segmenter's mask.",
                      flags=("--force",), doc="Also faces already masked by these weights (they are skipped otherwise)."),
               Option("flip_average", bool, False,
-                     "Average each mask with that of the mirrored face: steadier masks at half the speed.",
+                     "Average each mask with that of the mirrored face: a little more accurate, half the speed.",
                      flags=("--flip-average",),
-                     doc="Run every face twice, as is and mirrored, and keep the mean mask: fewer stray blobs and "
-                         "holes, at half the faces per second. Faces masked without it are masked again.")),
+                     doc="Run every face twice, as is and mirrored, and keep the mean mask: 0.006-0.016 higher "
+                         "held-out IoU where measured (below), at half the faces per second. Faces masked without "
+                         "it are masked again.")),
     "remove": (_side("both", "take the applied masks out of"),),
     "fetch": (_side("both", "copy labelled faces from"),
               Option("to", str, None, "Folder to copy them to (default: workspace/aligned_xseg).", flags=("--to",),
