@@ -95,8 +95,8 @@ class SegmenterRunner:
         self.resolution = int(net.config["resolution"])
         self.face_type = str(net.config["face_type"])
         self.flip_average = bool(flip_average)
-        # masks made with the mirror pass differ from single-pass ones: the id says so, so `seg apply` and the
-        # merge's frame fingerprints tell the two apart
+        # masks made with the mirror pass differ from single-pass ones: the id says so, so `seg apply` re-masks
+        # faces made in the other mode (the merge always runs one pass)
         self.model_id = model_id + FLIP_SUFFIX if flip_average and model_id else model_id
 
     def predict(self, faces: np.ndarray, batch: int = 16) -> np.ndarray:
