@@ -11,6 +11,15 @@ sharpness ratio for it (:func:`facelab.eval.metrics.sharpness`, inner face =
 landmarks 17-67). No model is involved, so the figure is a ceiling: no training
 at R px can score above it on that footage.
 
+Sharpness of the src footage (``src``). A swap shows src's face, so it can
+be no more detailed than src's own frames are. For each dst face this takes
+the src face nearest in (yaw, pitch), cut from its src frame at full detail,
+gives it the dst face's colours the way the merge does (Reinhard in Lab inside
+the landmark hulls), warps it onto the dst face and measures the same ratio;
+again at R px. A src clip shot softer than dst (a webcam against a studio
+camera) caps the ratio below the resolution ceiling, however long a model
+trains.
+
 Pose coverage. For each dst face, the (yaw, pitch) distance to the nearest src
 face, by the estimator eval uses (:func:`facelab.eval.metrics.head_pose` on the
 stored landmarks). A decoder that never saw src at a dst pose has to invent it;
@@ -42,7 +51,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facelab.align import face_matrix, unwarp_image, warp_image
+from facelab.align import face_matrix, hull_mask, transform_points, unwarp_image, warp_image
+from facelab.color import rct
 from facelab.errors import FaceFileError
 from facelab.eval import metrics as M
 from facelab.faceimage import read_record
@@ -77,6 +87,59 @@ def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[in
     if not ratios[resolutions[0]]:
         raise SystemExit(f"{workspace}: no dst faces in data_dst/aligned (run `facelab extract dst` first)")
     return {r: float(np.mean(v)) for r, v in ratios.items()}
+
+
+def _faces(folder: Path) -> list:
+    """The first face of each frame in an aligned folder, as face records."""
+    records = []
+    for path in sorted(folder.glob("*.*")):
+        try:
+            rec = read_record(path)
+        except FaceFileError:
+            continue
+        if not rec.face_index:
+            records.append(rec)
+    return records
+
+
+def _cut(workspace: Path, side: str, rec, face_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A face's frame, its frame-to-crop matrix, its crop (float32 BGR) at WORK_SIZE, and its hull in the crop."""
+    frame = read_image(workspace / f"data_{side}" / rec.source_filename)
+    landmarks = np.asarray(rec.source_landmarks, np.float64)
+    mat = face_matrix(landmarks, face_type, WORK_SIZE)
+    crop = warp_image(frame, mat, WORK_SIZE).astype(np.float32) / 255.0
+    hull = hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE))
+    return frame, mat, crop, hull
+
+
+def src_ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[str, float]:
+    """Mean sharpness ratio over the dst faces when each is replaced by the src face nearest in pose, at the
+    src footage's own detail (key ``"src"``) and at each model resolution R (keys ``"R"``)."""
+    src, dst = _faces(workspace / "data_src" / "aligned"), _faces(workspace / "data_dst" / "aligned")
+    if not src or not dst:
+        raise SystemExit(f"{workspace}: needs aligned faces on both sides")
+    src_pose = np.array([M.head_pose(np.asarray(r.source_landmarks, np.float64))[:2] for r in src])
+    ratios: dict[str, list[float]] = {k: [] for k in ("src", *map(str, resolutions))}
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for rec in dst:
+        frame, mat, crop, hull = _cut(workspace, "dst", rec, face_type)
+        landmarks = np.asarray(rec.source_landmarks, np.float64)
+        region = M.inner_face(landmarks, frame.shape)
+        reference = M.sharpness(frame, region)
+        j = int(np.linalg.norm(src_pose - M.head_pose(landmarks)[:2], axis=1).argmin())
+        if j not in cache:
+            _, _, s_crop, s_hull = _cut(workspace, "src", src[j], face_type)
+            cache[j] = (s_crop, s_hull)
+        s_crop, s_hull = cache[j]
+        face = rct(s_crop, crop, s_hull, hull)
+        for key in ratios:
+            x = face if key == "src" else cv2.resize(cv2.resize(face, (int(key),) * 2, interpolation=cv2.INTER_AREA),
+                                                     (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
+            u8 = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+            out = frame.copy()
+            out[region] = unwarp_image(u8, mat, frame.shape[:2])[region]
+            ratios[key].append(M.sharpness(out, region) / reference)
+    return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
 def _poses(folder: Path) -> np.ndarray:
@@ -144,6 +207,12 @@ def main() -> None:
     for ws in a.workspaces:
         c = ceiling(ws, a.face_type)
         print(f"{str(ws)[-40:]:<40} " + " ".join(f"{c[r]:>9.3f}" for r in RESOLUTIONS))
+    print("\nthe same with each dst face replaced by the src face nearest in pose (colour matched): what the src "
+          "footage's own detail allows")
+    print(f"{'workspace':<40} {'src':>9} " + " ".join(f"{r:>6} px" for r in RESOLUTIONS))
+    for ws in a.workspaces:
+        c = src_ceiling(ws, a.face_type)
+        print(f"{str(ws)[-40:]:<40} {c['src']:>9.3f} " + " ".join(f"{c[str(r)]:>9.3f}" for r in RESOLUTIONS))
     print("\npose coverage: (yaw, pitch) distance from each dst face to the nearest src face, degrees")
     for ws in a.workspaces:
         p = pose_coverage(ws)
