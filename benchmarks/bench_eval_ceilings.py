@@ -16,9 +16,10 @@ be no more detailed than src's own frames are. For each dst face this takes
 the src face nearest in (yaw, pitch), cut from its src frame at full detail,
 gives it the dst face's colours the way the merge does (Reinhard in Lab inside
 the landmark hulls), warps it onto the dst face and measures the same ratio;
-again at R px. A src clip shot softer than dst (a webcam against a studio
-camera) caps the ratio below the resolution ceiling, however long a model
-trains.
+again at R px. A src clip shot softer than dst caps the ratio below the
+resolution ceiling, however long a model trains; a noisier or more textured
+one lifts this line above it (noise no model reproduces counts as detail
+here, so it is a guide, not a bound).
 
 Pose coverage. For each dst face, the (yaw, pitch) distance to the nearest src
 face, by the estimator eval uses (:func:`facelab.eval.metrics.head_pose` on the
@@ -65,13 +66,7 @@ WORK_SIZE = 512  # the crop is cut at this size first, so the downscale to R is 
 def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[int, float]:
     """Mean sharpness ratio per resolution over the workspace's dst faces (first face of each frame)."""
     ratios: dict[int, list[float]] = {r: [] for r in resolutions}
-    for path in sorted((workspace / "data_dst" / "aligned").glob("*.*")):
-        try:
-            rec = read_record(path)
-        except FaceFileError:
-            continue
-        if rec.face_index:
-            continue
+    for rec in _faces(workspace / "data_dst" / "aligned"):
         frame = read_image(workspace / "data_dst" / rec.source_filename)
         landmarks = np.asarray(rec.source_landmarks, np.float64)
         mat = face_matrix(landmarks, face_type, WORK_SIZE)
