@@ -62,11 +62,11 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
               Option("force", bool, False, "Apply again to faces that already hold this segmenter's mask.",
                      flags=("--force",), doc="Also faces already masked by these weights (they are skipped otherwise)."),
               Option("flip_average", bool, False,
-                     "Average each mask with that of the mirrored face: a little more accurate, half the speed.",
+                     "Average each mask with that of the mirrored face: a little more accurate, about 2/3 of the speed.",
                      flags=("--flip-average",),
                      doc="Run every face twice, as is and mirrored, and keep the mean mask: 0.006-0.016 higher "
-                         "held-out IoU where measured (below), at half the faces per second. Faces masked without "
-                         "it are masked again.")),
+                         "held-out IoU where measured (below), at about two thirds of the faces per second (the "
+                         "network runs twice). Faces masked without it are masked again.")),
     "remove": (_side("both", "take the applied masks out of"),),
     "fetch": (_side("both", "copy labelled faces from"),
               Option("to", str, None, "Folder to copy them to (default: workspace/aligned_xseg).", flags=("--to",),
