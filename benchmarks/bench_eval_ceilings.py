@@ -63,27 +63,6 @@ RESOLUTIONS = (64, 96, 128, 160, 192, 256)
 WORK_SIZE = 512  # the crop is cut at this size first, so the downscale to R is the only loss of detail
 
 
-def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[int, float]:
-    """Mean sharpness ratio per resolution over the workspace's dst faces (first face of each frame)."""
-    ratios: dict[int, list[float]] = {r: [] for r in resolutions}
-    for rec in _faces(workspace / "data_dst" / "aligned"):
-        frame = read_image(workspace / "data_dst" / rec.source_filename)
-        landmarks = np.asarray(rec.source_landmarks, np.float64)
-        mat = face_matrix(landmarks, face_type, WORK_SIZE)
-        crop = warp_image(frame, mat, WORK_SIZE)
-        region = M.inner_face(landmarks, frame.shape)
-        reference = M.sharpness(frame, region)
-        for r in resolutions:
-            low = cv2.resize(crop, (r, r), interpolation=cv2.INTER_AREA)
-            face = cv2.resize(low, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
-            out = frame.copy()
-            out[region] = unwarp_image(face, mat, frame.shape[:2])[region]
-            ratios[r].append(M.sharpness(out, region) / reference)
-    if not ratios[resolutions[0]]:
-        raise SystemExit(f"{workspace}: no dst faces in data_dst/aligned (run `facelab extract dst` first)")
-    return {r: float(np.mean(v)) for r, v in ratios.items()}
-
-
 def _faces(folder: Path) -> list:
     """The first face of each frame in an aligned folder, as face records."""
     records = []
@@ -98,13 +77,38 @@ def _faces(folder: Path) -> list:
 
 
 def _cut(workspace: Path, side: str, rec, face_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A face's frame, its frame-to-crop matrix, its crop (float32 BGR) at WORK_SIZE, and its hull in the crop."""
+    """A face's frame, its landmarks in the frame, its frame-to-crop matrix and its crop (uint8 BGR, WORK_SIZE)."""
     frame = read_image(workspace / f"data_{side}" / rec.source_filename)
     landmarks = np.asarray(rec.source_landmarks, np.float64)
     mat = face_matrix(landmarks, face_type, WORK_SIZE)
-    crop = warp_image(frame, mat, WORK_SIZE).astype(np.float32) / 255.0
-    hull = hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE))
-    return frame, mat, crop, hull
+    return frame, landmarks, mat, warp_image(frame, mat, WORK_SIZE)
+
+
+def _through(face: np.ndarray, r: int) -> np.ndarray:
+    """A WORK_SIZE face after a trip through ``r x r`` pixels: what a model of resolution ``r`` can paint at best."""
+    low = cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)
+    return cv2.resize(low, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
+
+
+def _pasted_sharpness(frame: np.ndarray, region: np.ndarray, mat: np.ndarray, face: np.ndarray) -> float:
+    """Eval's sharpness of ``frame`` with the uint8 WORK_SIZE ``face`` warped back into ``region``."""
+    out = frame.copy()
+    out[region] = unwarp_image(face, mat, frame.shape[:2])[region]
+    return M.sharpness(out, region)
+
+
+def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[int, float]:
+    """Mean sharpness ratio per resolution over the workspace's dst faces (first face of each frame)."""
+    ratios: dict[int, list[float]] = {r: [] for r in resolutions}
+    for rec in _faces(workspace / "data_dst" / "aligned"):
+        frame, landmarks, mat, crop = _cut(workspace, "dst", rec, face_type)
+        region = M.inner_face(landmarks, frame.shape)
+        reference = M.sharpness(frame, region)
+        for r in resolutions:
+            ratios[r].append(_pasted_sharpness(frame, region, mat, _through(crop, r)) / reference)
+    if not ratios[resolutions[0]]:
+        raise SystemExit(f"{workspace}: no dst faces in data_dst/aligned (run `facelab extract dst` first)")
+    return {r: float(np.mean(v)) for r, v in ratios.items()}
 
 
 def src_ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[str, float]:
@@ -114,26 +118,25 @@ def src_ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dic
     if not src or not dst:
         raise SystemExit(f"{workspace}: needs aligned faces on both sides")
     src_pose = np.array([M.head_pose(np.asarray(r.source_landmarks, np.float64))[:2] for r in src])
+
+    def float_and_hull(landmarks: np.ndarray, mat: np.ndarray, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return crop.astype(np.float32) / 255.0, hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE))
+
     ratios: dict[str, list[float]] = {k: [] for k in ("src", *map(str, resolutions))}
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for rec in dst:
-        frame, mat, crop, hull = _cut(workspace, "dst", rec, face_type)
-        landmarks = np.asarray(rec.source_landmarks, np.float64)
+        frame, landmarks, mat, crop = _cut(workspace, "dst", rec, face_type)
         region = M.inner_face(landmarks, frame.shape)
         reference = M.sharpness(frame, region)
         j = int(np.linalg.norm(src_pose - M.head_pose(landmarks)[:2], axis=1).argmin())
         if j not in cache:
-            _, _, s_crop, s_hull = _cut(workspace, "src", src[j], face_type)
-            cache[j] = (s_crop, s_hull)
-        s_crop, s_hull = cache[j]
-        face = rct(s_crop, crop, s_hull, hull)
+            cache[j] = float_and_hull(*_cut(workspace, "src", src[j], face_type)[1:])
+        (s_face, s_hull), (d_face, d_hull) = cache[j], float_and_hull(landmarks, mat, crop)
+        face = rct(s_face, d_face, s_hull, d_hull)
+        u8 = (np.clip(face, 0, 1) * 255 + 0.5).astype(np.uint8)
         for key in ratios:
-            x = face if key == "src" else cv2.resize(cv2.resize(face, (int(key),) * 2, interpolation=cv2.INTER_AREA),
-                                                     (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
-            u8 = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
-            out = frame.copy()
-            out[region] = unwarp_image(u8, mat, frame.shape[:2])[region]
-            ratios[key].append(M.sharpness(out, region) / reference)
+            x = u8 if key == "src" else _through(u8, int(key))
+            ratios[key].append(_pasted_sharpness(frame, region, mat, x) / reference)
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
