@@ -200,7 +200,7 @@ def test_gan_and_true_face_train_save_and_resume(ws, marker):
     assert any(not torch.equal(after[k], adv["tensors"][k]) for k in after if k.startswith("patch."))
     with pytest.raises(SettingsError, match="true_face_power"):
         stage.run(ws, stage.TrainSettings(**{**kw, "iterations": 4, "architecture": ()}, name="q").__class__(
-            model="quick", name="q", iterations=1, device="cpu", true_face_power=0.01), log=_quiet, marker=marker)
+            model="liaef128", name="q", iterations=1, device="cpu", true_face_power=0.01), log=_quiet, marker=marker)
 
 
 def test_pretraining_then_the_pair_restarts_the_count(ws, sample_faces_ws, tmp_path, marker):

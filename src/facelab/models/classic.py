@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from facelab.errors import SettingsError
-from facelab.models.base import SwapModel
+from facelab.models.base import SharedInterModel
 from facelab.models.layers import DenseBottleneck, Downscale, ResidualBlock, Upscale
 
 DIM_RANGES = {"ae_dims": (4, 1024), "e_dims": (2, 256), "d_dims": (2, 256), "d_mask_dims": (1, 256)}
@@ -91,12 +91,10 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.face(z)), torch.sigmoid(self.mask(z))
 
 
-class TwoDecoderAE(SwapModel):
+class TwoDecoderAE(SharedInterModel):
     """Shared encoder + bottleneck, one decoder per identity (H64, H128, DF).
 
     Subclasses call :meth:`build` with a config from :func:`resolve_config`.
-    Swapping = encode a dst face, decode it with the src decoder: the shared
-    code carries pose/expression/light, the decoder paints the identity.
     """
 
     config: dict[str, Any]
@@ -110,20 +108,6 @@ class TwoDecoderAE(SwapModel):
         self.inter = DenseBottleneck(c["e_dims"] * 8 * side * side, c["ae_dims"], side, c["ae_dims"])
         self.decoder_src = Decoder(c["ae_dims"], c["d_dims"], c["d_mask_dims"], res_blocks)
         self.decoder_dst = Decoder(c["ae_dims"], c["d_dims"], c["d_mask_dims"], res_blocks)
-
-    def forward(self, src: torch.Tensor, dst: torch.Tensor):
-        """Reconstruct each side with its own decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""
-        # one encoder pass over both halves: better use of the cores than two small passes
-        z = self.inter(self.encoder(torch.cat([src, dst])))
-        return (*self.decoder_src(z[: len(src)]), *self.decoder_dst(z[len(src):]))
-
-    def swap(self, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """dst faces ``(N, 3, R, R)`` -> src-looking faces ``(N, 3, R, R)`` and masks ``(N, 1, R, R)``."""
-        return self.decoder_src(self.inter(self.encoder(dst)))
-
-    def reconstruct(self, x: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-        decoder = self.decoder_src if side == "src" else self.decoder_dst
-        return decoder(self.inter(self.encoder(x)))
 
 
 class HalfFaceAE(TwoDecoderAE):

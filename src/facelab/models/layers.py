@@ -59,7 +59,13 @@ class DenseBottleneck(nn.Module):
         self.fc2 = nn.Linear(dims, side * side * out_ch)
         self.up = Upscale(out_ch, out_ch)
 
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features -> the ``(N, dims)`` code (what the true-face discriminator judges)."""
+        return self.fc1(torch.flatten(x, 1))
+
+    def expand(self, code: torch.Tensor) -> torch.Tensor:
+        """``(N, dims)`` code -> the decoder's input map ``(N, out_ch, 2 * side, 2 * side)``."""
+        return self.up(self.fc2(code).view(-1, self.out_ch, self.side, self.side))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc2(self.fc1(torch.flatten(x, 1)))
-        x = x.view(-1, self.out_ch, self.side, self.side)
-        return self.up(x)
+        return self.expand(self.code(x))

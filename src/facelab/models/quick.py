@@ -50,7 +50,7 @@ from torch import nn
 
 from facelab.errors import SettingsError
 from facelab.models import register_model
-from facelab.models.base import SwapModel
+from facelab.models.base import SharedInterModel
 from facelab.models.layers import DenseBottleneck, Downscale, ResidualBlock, Upscale
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -108,7 +108,7 @@ class Decoder(nn.Module):
 
 
 @register_model("quick")
-class Quick(SwapModel):
+class Quick(SharedInterModel):
     # Random warp off: at the budgets this model is for, the swap is sharper and follows dst's pose and mouth
     # better without it. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min on 2 cores, three pairs).
     TRAINING_DEFAULTS = {"random_warp": False}
@@ -143,18 +143,3 @@ class Quick(SwapModel):
         self.inter = DenseBottleneck(e_dims * 8 * side * side, ae_dims, side, ae_dims)
         self.decoder_src = Decoder(ae_dims, d_dims, d_mask_dims, double_res)
         self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims, double_res)
-
-    def forward(self, src: torch.Tensor, dst: torch.Tensor):
-        """Reconstruct each side with its own decoder: ``(src_face, src_mask, dst_face, dst_mask)``."""
-        # one encoder pass over both halves: better use of the cores than two small passes
-        z = self.inter(self.encoder(torch.cat([src, dst])))
-        z_src, z_dst = z[: len(src)], z[len(src):]
-        return (*self.decoder_src(z_src), *self.decoder_dst(z_dst))
-
-    def swap(self, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """dst faces -> src-looking faces ``(N, 3, R, R)`` and their masks ``(N, 1, R, R)``."""
-        return self.decoder_src(self.inter(self.encoder(dst)))
-
-    def reconstruct(self, x: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-        decoder = self.decoder_src if side == "src" else self.decoder_dst
-        return decoder(self.inter(self.encoder(x)))

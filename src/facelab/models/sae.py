@@ -162,13 +162,6 @@ class Inter(DenseBottleneck):
         z = self.fc1(torch.flatten(x, 1))
         return z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8) if self.norm else z
 
-    def expand(self, code: torch.Tensor) -> torch.Tensor:
-        """``(N, ae_dims)`` code -> the decoder's input map."""
-        return self.up(self.fc2(code).view(-1, self.out_ch, self.side, self.side))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.expand(self.code(x))
-
 
 class Branch(nn.Module):
     """A chain of upscales (+ residual blocks) ending in a ``out_ch`` prediction, pre-sigmoid.
@@ -282,6 +275,11 @@ class SAE(SwapModel):
         return getattr(self, inter).code(self.encode(x))
 
     # ---- the model interface
+
+    @property
+    def shares_code(self) -> bool:
+        """df archis: src and dst share ``inter``, whose codes true-face training compares."""
+        return self.base == "df"
 
     def forward_scales(self, src: torch.Tensor, dst: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """Like :meth:`forward`, one ``(src_face, src_mask, dst_face, dst_mask)`` per scale:

@@ -235,9 +235,9 @@ def _chosen_options(r: _Run, model, saved_opts: dict) -> dict:
     defaults = {**OPTION_DEFAULTS, **type(model).TRAINING_DEFAULTS}
     chosen = {k: getattr(r.settings, k) if getattr(r.settings, k) is not None else saved_opts.get(k, default)
               for k, default in defaults.items()}
-    if chosen["true_face_power"] and not (r.settings.model == "sae" and model.config["archi"].startswith("df")):
-        raise SettingsError("true_face_power: only the sae model with a df archi has it",
-                            "leave it at 0, or train --model sae --archi df (or df-ud, ...)")
+    if chosen["true_face_power"] and not model.shares_code:
+        raise SettingsError(f"true_face_power: {r.settings.model} has no bottleneck code shared by src and dst",
+                            "leave it at 0, or train a model with one: quick, h64, h128, df, or sae with a df archi")
     return chosen
 
 

@@ -89,7 +89,8 @@ def wants(model, opts: LossOptions, adversarial=None) -> dict[str, bool]:
 
 
 def model_outputs(model, src: torch.Tensor, dst: torch.Tensor, codes: bool = False, swap: bool = False) -> dict:
-    """``model.train_outputs`` where the model has it (SAE), else its plain forward as one scale."""
+    """``model.train_outputs`` (every :class:`facelab.models.base.SwapModel` has it), else, for a bare module,
+    its plain forward as one scale."""
     if hasattr(model, "train_outputs"):
         return model.train_outputs(src, dst, codes=codes, swap=swap)
     return {"scales": [model(src, dst)]}

@@ -127,11 +127,13 @@ TRAINER: tuple[Option, ...] = (
            doc="0..10: a patch discriminator (one logit per ~R/5 patch) judges the src reconstructions against the real "
                "src faces; its loss is added with weight P. Turn it on (0.1) only once the faces are sharp; `--clip-grad` "
                "steadies it. The discriminator is saved as `adversarial.safetensors`"),
-    Option("true_face_power", float, 0.0, "sae df only: code discriminator weight 0..1, 0 = off; try 0.01 for a swap "
-                                          "closer to src (saved).", lo=0, hi=1, saved=True, group=_SAMPLING,
+    Option("true_face_power", float, 0.0, "Code discriminator weight 0..1, 0 = off (quick, h64, h128, df, sae df); try "
+                                          "0.01 for a swap closer to src (saved).", lo=0, hi=1, saved=True, group=_SAMPLING,
            hint="use a number from 0 (off) to 1", question="True face power",
-           explain="0..1; 0 = off (df archi only). Makes the swap lean further to the src face; try 0.01.",
-           doc="0..1, `sae` with a `df` archi only: a code discriminator learns to tell src codes from dst codes and the "
+           explain="0..1; 0 = off (models with one bottleneck for both faces: df archi, not liae). Makes the swap lean "
+                   "further to the src face; try 0.01.",
+           doc="0..1, models whose src and dst share one bottleneck (`quick`, `h64`, `h128`, `df`, `sae` with a `df` "
+               "archi; not the liae ones): a code discriminator learns to tell src codes from dst codes and the "
                "model learns to fool it, so the swap leans further towards the src face. Try 0.01"),
     Option("identity_power", float, 0.0, "Identity loss weight 0..10, 0 = off: pulls the swap's dlib face descriptor "
                                          "towards src's (any model; saved; docs/training.md).", lo=0, hi=10, saved=True,
