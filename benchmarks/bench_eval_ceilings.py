@@ -21,6 +21,11 @@ resolution ceiling, however long a model trains; a noisier or more textured
 one lifts this line above it (noise no model reproduces counts as detail
 here, so it is a guide, not a bound).
 
+Through a model (``--model DIR``). The same src line through R px, then the trained model's own
+reconstruction of those src faces, then its swap of the dst faces, each colour-matched and pasted alike: the
+first step is what the decoder loses painting faces it trained on, the second what the swap path (a dst code
+into the src decoder) loses on top of that. With ``--model`` only this table is printed.
+
 Pose coverage. For each dst face, the (yaw, pitch) distance to the nearest src
 face, by the estimator eval uses (:func:`facelab.eval.metrics.head_pose` on the
 stored landmarks). A decoder that never saw src at a dst pose has to invent it;
@@ -40,7 +45,7 @@ Usage (a workspace with data_dst frames and data_dst/aligned faces, e.g. the
 one `facelab demo` makes, or bench_quality.py's ``<root>/<pair>/_faces``; and
 any videos of one person each)::
 
-    python benchmarks/bench_eval_ceilings.py WORKSPACE [WORKSPACE ...] [--face-type full]
+    python benchmarks/bench_eval_ceilings.py WORKSPACE [WORKSPACE ...] [--face-type full] [--model WORKSPACE/model/quick]
     python benchmarks/bench_eval_ceilings.py --people ../shared/data/faces/grid_av/*.mpg
 """
 
@@ -58,6 +63,8 @@ from facelab.errors import FaceFileError
 from facelab.eval import metrics as M
 from facelab.faceimage import read_record
 from facelab.fileio import read_image
+from facelab.merge.blend import erode_blur_mask
+from facelab.merge.compose import feather_width
 
 RESOLUTIONS = (64, 96, 128, 160, 192, 256)
 WORK_SIZE = 512  # the crop is cut at this size first, so the downscale to R is the only loss of detail
@@ -90,11 +97,15 @@ def _through(face: np.ndarray, r: int) -> np.ndarray:
     return cv2.resize(low, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
 
 
-def _pasted_sharpness(frame: np.ndarray, region: np.ndarray, mat: np.ndarray, face: np.ndarray) -> float:
-    """Eval's sharpness of ``frame`` with the uint8 WORK_SIZE ``face`` warped back into ``region``."""
-    out = frame.copy()
-    out[region] = unwarp_image(face, mat, frame.shape[:2])[region]
-    return M.sharpness(out, region)
+def _pasted_sharpness(frame: np.ndarray, region: np.ndarray, mat: np.ndarray, face: np.ndarray, hull: np.ndarray) -> float:
+    """Eval's sharpness in ``region`` of ``frame`` with the uint8 WORK_SIZE ``face`` blended in as the merge's
+    overlay mode does: inside the dst face's landmark ``hull`` (WORK_SIZE, {0, 1}) feathered inward by the
+    merge's default edge. (Pasted with a hard edge on ``region`` itself, as before 2026-12-06, the step between
+    two faces along the region's border counted as detail: +0.1-0.2 on the src lines.)"""
+    soft = erode_blur_mask(hull, 0, feather_width(0))
+    m = np.clip(unwarp_image(soft, mat, frame.shape[:2]), 0.0, 1.0)[..., None]
+    out = frame.astype(np.float32) * (1 - m) + unwarp_image(face, mat, frame.shape[:2]).astype(np.float32) * m
+    return M.sharpness(np.clip(out + 0.5, 0, 255).astype(np.uint8), region)
 
 
 def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[int, float]:
@@ -104,39 +115,78 @@ def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[in
         frame, landmarks, mat, crop = _cut(workspace, "dst", rec, face_type)
         region = M.inner_face(landmarks, frame.shape)
         reference = M.sharpness(frame, region)
+        hull = hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE), face_type)
         for r in resolutions:
-            ratios[r].append(_pasted_sharpness(frame, region, mat, _through(crop, r)) / reference)
+            ratios[r].append(_pasted_sharpness(frame, region, mat, _through(crop, r), hull) / reference)
     if not ratios[resolutions[0]]:
         raise SystemExit(f"{workspace}: no dst faces in data_dst/aligned (run `facelab extract dst` first)")
     return {r: float(np.mean(v)) for r, v in ratios.items()}
 
 
-def src_ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[str, float]:
-    """Mean sharpness ratio over the dst faces when each is replaced by the src face nearest in pose, at the
-    src footage's own detail (key ``"src"``) and at each model resolution R (keys ``"R"``)."""
+def _nearest_src(workspace: Path, face_type: str):
+    """For each dst face (first of each frame): ``(frame, region, reference, mat, dst, src)``, where ``dst`` and
+    ``src`` are ``(float crop, hull)`` at WORK_SIZE of that dst face and of the src face nearest to it in
+    (yaw, pitch), ``region`` the inner face in the frame and ``reference`` the frame's own sharpness there."""
     src, dst = _faces(workspace / "data_src" / "aligned"), _faces(workspace / "data_dst" / "aligned")
     if not src or not dst:
         raise SystemExit(f"{workspace}: needs aligned faces on both sides")
     src_pose = np.array([M.head_pose(np.asarray(r.source_landmarks, np.float64))[:2] for r in src])
 
     def float_and_hull(landmarks: np.ndarray, mat: np.ndarray, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return crop.astype(np.float32) / 255.0, hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE))
+        return crop.astype(np.float32) / 255.0, hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE), face_type)
 
-    ratios: dict[str, list[float]] = {k: [] for k in ("src", *map(str, resolutions))}
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for rec in dst:
         frame, landmarks, mat, crop = _cut(workspace, "dst", rec, face_type)
         region = M.inner_face(landmarks, frame.shape)
-        reference = M.sharpness(frame, region)
         j = int(np.linalg.norm(src_pose - M.head_pose(landmarks)[:2], axis=1).argmin())
         if j not in cache:
             cache[j] = float_and_hull(*_cut(workspace, "src", src[j], face_type)[1:])
-        (s_face, s_hull), (d_face, d_hull) = cache[j], float_and_hull(landmarks, mat, crop)
-        face = rct(s_face, d_face, s_hull, d_hull)
-        u8 = (np.clip(face, 0, 1) * 255 + 0.5).astype(np.uint8)
+        yield frame, region, M.sharpness(frame, region), mat, float_and_hull(landmarks, mat, crop), cache[j]
+
+
+def _u8(face: np.ndarray) -> np.ndarray:
+    return (np.clip(face, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def src_ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[str, float]:
+    """Mean sharpness ratio over the dst faces when each is replaced by the src face nearest in pose, at the
+    src footage's own detail (key ``"src"``) and at each model resolution R (keys ``"R"``)."""
+    ratios: dict[str, list[float]] = {k: [] for k in ("src", *map(str, resolutions))}
+    for frame, region, reference, mat, (d_face, d_hull), (s_face, s_hull) in _nearest_src(workspace, face_type):
+        u8 = _u8(rct(s_face, d_face, s_hull, d_hull))
         for key in ratios:
             x = u8 if key == "src" else _through(u8, int(key))
-            ratios[key].append(_pasted_sharpness(frame, region, mat, x) / reference)
+            ratios[key].append(_pasted_sharpness(frame, region, mat, x, d_hull) / reference)
+    return {k: float(np.mean(v)) for k, v in ratios.items()}
+
+
+def model_lines(workspace: Path, model_dir: Path) -> dict[str, float]:
+    """Where a trained swap model loses detail. Each dst face is replaced, colour-matched and pasted as in
+    :func:`src_ceiling`, by: the nearest-pose src face through R px with no model (``"through"``); the model's
+    reconstruction of that src face (``"src_recon"``); and the model's swap of the dst face itself (``"swap"``).
+    ``through`` -> ``src_recon`` is what the src decoder loses painting a face it was trained on; ``src_recon``
+    -> ``swap`` is what the swap path (a dst code into the src decoder) loses on top of that."""
+    import torch
+
+    from facelab.train.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(model_dir, with_optimizer=False)
+    model, r = ck.model.eval(), int(ck.config["resolution"])
+
+    def through_model(fn, face: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            y = fn(x)[0][0].permute(1, 2, 0).float().numpy()
+        return cv2.resize(y, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
+
+    ratios: dict[str, list[float]] = {"through": [], "src_recon": [], "swap": []}
+    for frame, region, reference, mat, (d_face, d_hull), (s_face, s_hull) in _nearest_src(workspace, ck.config["face_type"]):
+        faces = {"through": _through(_u8(rct(s_face, d_face, s_hull, d_hull)), r),
+                 "src_recon": _u8(rct(through_model(lambda t: model.reconstruct(t, "src"), _u8(s_face)), d_face, s_hull, d_hull)),
+                 "swap": _u8(rct(through_model(model.swap, _u8(d_face)), d_face, d_hull, d_hull))}
+        for key, face in faces.items():
+            ratios[key].append(_pasted_sharpness(frame, region, mat, face, d_hull) / reference)
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
@@ -190,6 +240,8 @@ def main() -> None:
     ap.add_argument("--face-type", default="full", help="the model's face type (quick: full)")
     ap.add_argument("--people", nargs="+", type=Path, default=[], metavar="CLIP",
                     help="videos of one person each: print the pose estimator's mean reading of each")
+    ap.add_argument("--model", type=Path, default=None, metavar="DIR",
+                    help="a trained swap model's folder (e.g. WORKSPACE/model/quick): where it loses detail")
     a = ap.parse_args()
     if not a.workspaces and not a.people:
         ap.error("give workspaces, --people clips, or both")
@@ -200,6 +252,13 @@ def main() -> None:
             print(f"{clip.name:<24} yaw {yaw:+6.1f}  pitch {pitch:+6.1f}  roll {roll:+6.1f}  ({n} frames)", flush=True)
         if not a.workspaces:
             return
+    if a.model:  # only this table: the ceilings do not depend on a model
+        print(f"through the model {a.model}: the nearest-pose src face through R px without it, its reconstruction"
+              " by the model, and the model's swap of the dst face, each colour-matched and pasted alike")
+        for ws in a.workspaces:
+            c = model_lines(ws, a.model)
+            print(f"{str(ws)[-40:]:<40} through {c['through']:.3f}  src_recon {c['src_recon']:.3f}  swap {c['swap']:.3f}")
+        return
     print("sharpness ratio a perfect model of each resolution would score (eval target: >= 0.70)")
     print(f"{'workspace':<40} " + " ".join(f"{r:>6} px" for r in RESOLUTIONS))
     for ws in a.workspaces:
