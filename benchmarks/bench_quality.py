@@ -59,6 +59,9 @@ CANDIDATES: dict[str, list[str]] = {
     "emp": ["--eyes-mouth-priority"],
     "rct": ["--color-transfer", "rct"],  # src samples recoloured towards dst faces
     "id02": ["--identity-power", "0.2"],  # identity loss (it harmed every figure at 5 minutes: docs/eval.md)
+    "gan01": ["--gan-power", "0.1"],  # patch discriminator on the src reconstructions, from the first step
+    "tf01": ["--true-face-power", "0.01"],  # code discriminator: dst codes pulled towards src codes
+    "tf1": ["--true-face-power", "0.1"],
     # with random warp on. Rows measured before 2026-12-04's fix of the warp (whose maps shrank every
     # input face to 83 %) are kept in results.json as "*shrinkwarp*": they cannot be re-run.
     "d32-warp": ["--random-warp", "--d-dims", "32"],
