@@ -57,14 +57,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facelab.align import face_matrix, hull_mask, transform_points, unwarp_image, warp_image
+from facelab.align import face_matrix, hull_mask, transform_points, warp_image
 from facelab.color import rct
 from facelab.errors import FaceFileError
 from facelab.eval import metrics as M
+from facelab.eval.src_line import blend_in
 from facelab.faceimage import read_record
 from facelab.fileio import read_image
-from facelab.merge.blend import erode_blur_mask
-from facelab.merge.compose import feather_width
 
 RESOLUTIONS = (64, 96, 128, 160, 192, 256)
 WORK_SIZE = 512  # the crop is cut at this size first, so the downscale to R is the only loss of detail
@@ -102,10 +101,7 @@ def _pasted_sharpness(frame: np.ndarray, region: np.ndarray, mat: np.ndarray, fa
     overlay mode does: inside the dst face's landmark ``hull`` (WORK_SIZE, {0, 1}) feathered inward by the
     merge's default edge. (Pasted with a hard edge on ``region`` itself, as before 2026-12-06, the step between
     two faces along the region's border counted as detail: +0.1-0.2 on the src lines.)"""
-    soft = erode_blur_mask(hull, 0, feather_width(0))
-    m = np.clip(unwarp_image(soft, mat, frame.shape[:2]), 0.0, 1.0)[..., None]
-    out = frame.astype(np.float32) * (1 - m) + unwarp_image(face, mat, frame.shape[:2]).astype(np.float32) * m
-    return M.sharpness(np.clip(out + 0.5, 0, 255).astype(np.uint8), region)
+    return M.sharpness(blend_in(frame, face, mat, hull), region)
 
 
 def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[int, float]:

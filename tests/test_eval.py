@@ -439,3 +439,52 @@ def test_chip_embeddings_match_facelab_identity(face_pair):
         a, b = local.submit(frame, lm).result(), pooled.submit(frame, lm).result()
     np.testing.assert_array_equal(a, ref)
     np.testing.assert_array_equal(b, ref)
+
+
+# --- the src footage's line ----------------------------------------------------------
+
+
+def test_src_line_known_answers(sample_faces_ws):
+    """dst's own faces as the "src" footage give back nearly the dst frame's own sharpness (0.89-0.92: the fixture
+    stores them at 128 px); a trip through
+    64 px loses detail; another person's footage gives another, finite line."""
+    from facelab.eval.src_line import SrcLine
+
+    records = sorted((read_record(p) for p in sample_faces_ws.aligned_paths("dst")), key=lambda r: r.source_filename)[:6]
+    own = SrcLine(sample_faces_ws.aligned_paths("dst"), "full", 64)
+    other = SrcLine(sample_faces_ws.aligned_paths("src"), "full", 64)
+    no_size = SrcLine(sample_faces_ws.aligned_paths("src"))
+    for rec in records:
+        frame = read_image(sample_faces_ws.root / "data_dst" / rec.source_filename)
+        ld = np.asarray(rec.source_landmarks, np.float64)
+        reference = M.sharpness(frame, M.inner_face(ld, frame.shape))
+        as_shot, at_64 = own.ratio(frame, ld, reference)
+        assert 0.8 < as_shot < 1.1 and at_64 < as_shot - 0.15
+        as_shot, at_64 = other.ratio(frame, ld, reference)
+        assert 0.2 < at_64 < as_shot < 3.0
+        assert no_size.ratio(frame, ld, reference)[0] == pytest.approx(as_shot)
+        assert np.isnan(no_size.ratio(frame, ld, reference)[1])
+    assert all(np.isnan(v) for v in SrcLine([]).ratio(frame, ld, reference))
+
+
+def test_src_line_is_reported_and_does_not_depend_on_the_output(results):
+    lines = {k: results[k]["summary"]["sharpness_src_line"] for k in ("identical", "blurred", "swapped")}
+    assert 0.2 < lines["identical"] < 3.0 and len(set(lines.values())) == 1
+    assert results["identical"]["summary"]["sharpness_src_line_model"] is None  # no model in this workspace
+    assert all(np.isfinite(f["sharpness_src_line"]) for f in results["identical"]["frames"] if f["face"])
+
+
+def test_src_line_note_says_what_caps_the_sharpness():
+    from facelab.eval.report import EvalResult
+    from facelab.stages.eval import _src_line_note
+
+    def note(ratio, line, at_model):
+        return _src_line_note(EvalResult({"sharpness_ratio": ratio, "sharpness_src_line": line,
+                                          "sharpness_src_line_model": at_model}, [], {}))
+
+    assert note(0.9, 0.8, 0.7) is None  # the target is met
+    assert "no model of this src footage reaches it" in note(0.4, 0.6, 0.5)
+    assert "the model's size caps it" in note(0.44, 0.79, 0.55) and "80%" in note(0.44, 0.79, 0.55)
+    assert "the training, not the footage" in note(0.5, 1.0, 0.9)
+    assert "the training, not the footage" in note(0.5, 1.0, None)
+    assert note(0.5, None, None) is None

@@ -99,7 +99,8 @@ def charts(result: EvalResult) -> list[str]:
     return [
         _svg_chart("Identity: embedding distance of the output face", [("to mean src", _col(f, "identity_distance"), out),
                    ("to this frame's dst face", _col(f, "identity_dst_distance"), dst)], [(0.5, "target 0.5"), (0.6, "same person 0.6")]),
-        _svg_chart("Sharpness: output / dst (inner face)", [("output / dst", _col(f, "sharpness_ratio"), out)], [(0.7, "target 0.7"), (1.0, "1")]),
+        _svg_chart("Sharpness: output / dst (inner face)", [("output / dst", _col(f, "sharpness_ratio"), out),
+                   ("src footage / dst", _col(f, "sharpness_src_line"), other)], [(0.7, "target 0.7"), (1.0, "1")]),
         _svg_chart("Yaw (deg)", [("dst", _col(f, "yaw_dst"), dst), ("output", _col(f, "yaw_out"), out)]),
         _svg_chart("Pitch (deg)", [("dst", _col(f, "pitch_dst"), dst), ("output", _col(f, "pitch_out"), out)]),
         _svg_chart("Head pose error (deg)", [("output vs dst", _col(f, "pose_error_deg"), out),

@@ -23,6 +23,7 @@ from facelab.detect import Detection
 from facelab.eval import metrics as M
 from facelab.eval.embed import Embedder, EmbeddingCache
 from facelab.eval.frames import FramePairs
+from facelab.eval.src_line import FACE_TYPE, SrcLine
 from facelab.errors import FacelabError
 from facelab.faceimage import FaceRecord, read_face
 from facelab.progress import track
@@ -123,7 +124,8 @@ def src_identity(paths: list, embedder: Embedder, sample: int = SRC_SAMPLE) -> l
 
 def _nan_row(name: str, face: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"frame": name, "face": face, "found": False}
-    for key in ("sharpness_dst", "sharpness_out", "sharpness_ratio", "expression_error", "expression_floor",
+    for key in ("sharpness_dst", "sharpness_out", "sharpness_ratio", "sharpness_src_line", "sharpness_src_line_model",
+                "expression_error", "expression_floor",
                 "yaw_dst", "pitch_dst", "roll_dst", "yaw_out", "pitch_out", "roll_out", "pose_error_deg", "pose_floor_deg",
                 "pose_tracking_deg", "expression_tracking", "identity_distance", "identity_dst_distance",
                 "mouth_dst", "mouth_out", "eye_dst", "eye_out",
@@ -143,19 +145,22 @@ def _read_blend_mask(mask_dir, name: str, shape: tuple[int, ...]) -> np.ndarray 
 
 
 def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinder, src_faces: list,
-            workers: int = 2, mask_dir=None, progress: bool = True, cache: EmbeddingCache | None = None) -> Measured:
+            workers: int = 2, mask_dir=None, progress: bool = True, cache: EmbeddingCache | None = None,
+            model_size: tuple[str, int] | None = None) -> Measured:
     """Measure every frame pair, then the clip.
 
     Args:
         pairs: dst and output frames (:func:`facelab.eval.frames.pair_frames`).
         records: the swapped dst face of each frame, by frame file name.
         finder: face detection and landmarks.
-        src_faces: the src aligned face files (the src identity is their mean embedding).
+        src_faces: the src aligned face files (the src identity is their mean embedding; the nearest-pose
+            one to each dst face gives ``sharpness_src_line``, :mod:`facelab.eval.src_line`).
         workers: processes for identity embeddings (0: in this process).
         mask_dir: ``data_dst/merged_mask`` (the blend masks, for the seam); None or missing masks: the
             68-point hull's edge is used instead.
         progress: draw a progress bar (on a terminal).
         cache: embeddings of unchanged dst frames and src faces from earlier runs; saved back when done.
+        model_size: the model's ``(face_type, resolution)``, for ``sharpness_src_line_model``; None: not measured.
     """
     rows: list[dict[str, Any]] = []
     boxes: list[tuple[float, ...] | None] = []
@@ -166,6 +171,7 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
     residual = np.full((len(pairs), len(M.INNER), 2), np.nan)
     pending: list[tuple[int, Any, Any]] = []
     seam_from_hull = 0
+    src_line = SrcLine(list(src_faces), *(model_size or (FACE_TYPE, None)))
     with Embedder(workers, cache) as embedder:
         # the src faces go first, so the workers embed them while the first frames are read
         src_futures = src_identity(src_faces, embedder)
@@ -198,6 +204,7 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
             # pixel measures over the dst face's regions (they do not need the output face to be found)
             pixels, offsets[i] = _face_pixels(dst, out, ld, blend)
             row.update(pixels)
+            row["sharpness_src_line"], row["sharpness_src_line_model"] = src_line.ratio(dst, ld, row["sharpness_dst"])
             lo, _ = finder.find(out, dbox)
             if lo is None:
                 continue
@@ -318,6 +325,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
         "faces": len(faces),
         "face_found_share": len(found) / len(faces) if faces else float("nan"),
         "sharpness_ratio": _nanmean(col("sharpness_ratio", faces)),
+        "sharpness_src_line": _nanmean(col("sharpness_src_line", faces)),
+        "sharpness_src_line_model": _nanmean(col("sharpness_src_line_model", faces)),
         "expression_error": _nanmean(col("expression_error")),
         "expression_floor": _nanmean(col("expression_floor", faces)),
         "pose_error_deg": _nanmean(col("pose_error_deg")),

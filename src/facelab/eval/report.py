@@ -25,7 +25,8 @@ VERSION = 1
 
 SUMMARY_KEYS = (
     "frames", "faces", "face_found_share",
-    "sharpness_ratio", "expression_error", "expression_floor", "pose_error_deg", "pose_floor_deg",
+    "sharpness_ratio", "sharpness_src_line", "sharpness_src_line_model",
+    "expression_error", "expression_floor", "pose_error_deg", "pose_floor_deg",
     "pose_tracking_deg", "pose_offset_yaw_deg", "pose_offset_pitch_deg", "pose_offset_roll_deg",
     "expression_tracking", "expression_offset",
     "identity_distance", "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio",
@@ -64,7 +65,8 @@ BETTER: dict[str, str] = {
 
 LABELS: dict[str, str] = {
     "frames": "frames measured", "faces": "frames with a swapped face", "face_found_share": "face found in output",
-    "sharpness_ratio": "sharpness, output / dst", "expression_error": "expression error / inter-ocular",
+    "sharpness_ratio": "sharpness, output / dst", "sharpness_src_line": "sharpness the src footage allows, / dst",
+    "sharpness_src_line_model": "the same through the model's resolution", "expression_error": "expression error / inter-ocular",
     "expression_floor": "expression noise floor", "pose_error_deg": "head pose error (deg)",
     "pose_floor_deg": "head pose noise floor (deg)",
     "pose_tracking_deg": "head pose error, clip offset removed (deg)",

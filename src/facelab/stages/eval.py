@@ -28,8 +28,8 @@ from facelab.workspace import Workspace
 
 CACHE_FILE = "eval_embeddings.json"
 # the figures shown in the one-line summary (all are in the JSON)
-LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "expression_error", "pose_error_deg", "pose_floor_deg",
-             "pose_tracking_deg", "pose_offset_pitch_deg", "expression_tracking", "identity_distance",
+LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "sharpness_src_line", "sharpness_src_line_model",
+             "expression_error", "pose_error_deg", "pose_floor_deg", "pose_tracking_deg", "pose_offset_pitch_deg", "expression_tracking", "identity_distance",
              "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
              "seam_ratio", "color_flicker", "color_diff_mean", "color_diff_p95",
              "recon_src_ssim", "recon_src_psnr", "recon_dst_ssim", "recon_dst_psnr")
@@ -121,6 +121,18 @@ def _reconstruction(ws: Workspace, settings: EvalSettings) -> tuple[dict[str, fl
     return summary, warnings + more
 
 
+def _model_size(ws: Workspace, model: str) -> tuple[str, int] | None:
+    """The model's ``(face_type, resolution)`` from its config.json, or None where there is no readable one."""
+    import json
+
+    try:
+        config = json.loads((ws.model_dir(model) / "config.json").read_text()).get("config", {})
+        face_type, resolution = str(config["face_type"]), int(config["resolution"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return (face_type, resolution) if resolution > 0 else None
+
+
 def _identity_trained(ws: Workspace, model: str) -> list[str]:
     """A warning when the model was trained with the identity loss: it optimised the very descriptor that
     measures identity here, so those figures flatter it (docs/eval.md)."""
@@ -184,7 +196,7 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marke
         finder = FaceFinder(create_detector("retinaface", threads=1, device="cpu"), create_landmarker("dlib68"))
         cache = EmbeddingCache(ws.state_dir("dst") / CACHE_FILE if settings.cache else None)
         measured = measure(pairs, records, finder, src_faces, workers=_workers(settings), mask_dir=ws.merged_mask_dir,
-                           progress=settings.progress, cache=cache)
+                           progress=settings.progress, cache=cache, model_size=_model_size(ws, settings.name))
         summary.update(measured.summary)
         rows, boxes = measured.rows, measured.boxes
         warnings += measured.warnings
@@ -201,9 +213,7 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marke
     missed = result.missed()
     if missed:
         warnings.append("targets missed: " + "; ".join(missed))
-    steady = _steady_pose_note(result)
-    if steady:
-        warnings.append(steady)
+    warnings += [note for note in (_steady_pose_note(result), _src_line_note(result)) if note]
     outputs = []
     if settings.json is not None:
         write_json(result, Path(settings.json))
@@ -230,6 +240,26 @@ def _steady_pose_note(result: EvalResult) -> str | None:
     return (f"pose_error_deg is a steady offset ({offsets} deg over the clip); with it taken out the head follows "
             f"dst to {tracking:.2f} deg. A steady pitch offset between two people is mostly their face shapes "
             f"(see 'Pose between two people' in docs/eval.md)")
+
+
+def _src_line_note(result: EvalResult) -> str | None:
+    """Where the sharpness target is missed, say how much of it the src footage itself allows: a src line under
+    the target means no model of this src reaches it (docs/eval.md, "What the footage allows")."""
+    s, target = result.summary, result.targets.get("sharpness_ratio", {})
+    ratio, line, limit = s.get("sharpness_ratio"), s.get("sharpness_src_line"), target.get("value")
+    at_model = s.get("sharpness_src_line_model")
+    if target.get("met") is not False or ratio is None or line is None or limit is None or not line > 0:
+        return None
+    text = (f"the src footage itself scores {line:.3g} (the nearest-pose src face, colour-matched and blended in)"
+            + (f", {at_model:.3g} through the model's resolution" if at_model is not None and at_model > 0 else ""))
+    if line < limit:
+        verdict = f"under the {limit:g} target: no model of this src footage reaches it"
+    elif at_model is not None and at_model < limit:
+        verdict = (f"so the model's size caps it under the {limit:g} target; the swap paints {ratio / at_model:.0%} "
+                   "of what that size allows")
+    else:
+        verdict = f"so the training, not the footage, holds the swap back ({ratio / (at_model or line):.0%} of it)"
+    return f"sharpness_ratio {ratio:.3g}: {text}, {verdict} (see 'What the footage allows' in docs/eval.md)"
 
 
 def _shown(v) -> float | int | str:
