@@ -34,12 +34,16 @@ def _faces(ws, side: str, n: int = 2) -> torch.Tensor:
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
 
 
+def _setup(key: str, ws):
+    """Model ``key`` of :data:`MODELS` (seeded, eval mode), and two real src and dst faces."""
+    name, config, _ = MODELS[key]
+    torch.manual_seed(0)
+    return create_model(name, **config).eval(), _faces(ws, "src"), _faces(ws, "dst")
+
+
 @pytest.mark.parametrize("key", list(MODELS))
 def test_train_outputs_match_the_models_own_forward_and_swap(key, sample_faces_ws):
-    name, config, shares = MODELS[key]
-    torch.manual_seed(0)
-    model = create_model(name, **config).eval()
-    src, dst = _faces(sample_faces_ws, "src"), _faces(sample_faces_ws, "dst")
+    model, src, dst = _setup(key, sample_faces_ws)
     with torch.no_grad():
         out = model.train_outputs(src, dst, swap=True)
         for got, want in zip(out["scales"][0], model(src, dst)):
@@ -49,15 +53,12 @@ def test_train_outputs_match_the_models_own_forward_and_swap(key, sample_faces_w
         torch.testing.assert_close(out["swap"][1], swap_mask, atol=1e-5, rtol=1e-4)
         # the swap is not dst's own reconstruction: the src decoder painted it
         assert not torch.equal(out["swap"][0], out["scales"][0][2])
-    assert model.shares_code is shares
+    assert model.shares_code is MODELS[key][2]
 
 
 @pytest.mark.parametrize("key", [k for k, (_, _, shares) in MODELS.items() if shares])
 def test_shared_code_models_return_the_bottleneck_codes(key, sample_faces_ws):
-    name, config, _ = MODELS[key]
-    torch.manual_seed(0)
-    model = create_model(name, **config).eval()
-    src, dst = _faces(sample_faces_ws, "src"), _faces(sample_faces_ws, "dst")
+    model, src, dst = _setup(key, sample_faces_ws)
     with torch.no_grad():
         out = model.train_outputs(src, dst, codes=True)
         assert out["src_code"].shape == out["dst_code"].shape == (2, SMALL["ae_dims"])
