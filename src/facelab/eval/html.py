@@ -25,7 +25,7 @@ from facelab.provenance.marker import Marker
 
 WORST = 6
 CROP_HEIGHT = 200
-_COLOURS = {"dst": "#1f77b4", "output": "#d62728", "other": "#2ca02c"}
+_COLOURS = {"dst": "#1f77b4", "output": "#d62728", "other": "#2ca02c", "fourth": "#9467bd"}
 
 
 def _svg_chart(title: str, series: list[tuple[str, list[float], str]], lines: list[tuple[float, str]] = (),
@@ -61,7 +61,7 @@ def _svg_chart(title: str, series: list[tuple[str, list[float], str]], lines: li
     for v, label in lines:
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#888" stroke-dasharray="4 3"/>'
                    f'<text x="{left + pw - 2}" y="{y(v) - 3:.1f}" font-size="10" text-anchor="end" fill="#666">{html.escape(label)}</text>')
-    legend_x = left + 260
+    legend_x = left + max(260, round(7.5 * len(title)) + 16)  # clear of the bold title
     for name, ys, colour in series:
         segments, cur = [], []
         for i, v in enumerate(ys):
@@ -100,7 +100,9 @@ def charts(result: EvalResult) -> list[str]:
         _svg_chart("Identity: embedding distance of the output face", [("to mean src", _col(f, "identity_distance"), out),
                    ("to this frame's dst face", _col(f, "identity_dst_distance"), dst)], [(0.5, "target 0.5"), (0.6, "same person 0.6")]),
         _svg_chart("Sharpness: output / dst (inner face)", [("output / dst", _col(f, "sharpness_ratio"), out),
-                   ("src footage / dst", _col(f, "sharpness_src_line"), other)], [(0.7, "target 0.7"), (1.0, "1")]),
+                   ("src footage / dst", _col(f, "sharpness_src_line"), other),
+                   ("through the model's size", _col(f, "sharpness_src_line_model"), _COLOURS["fourth"])],
+                   [(0.7, "target 0.7"), (1.0, "1")]),
         _svg_chart("Yaw (deg)", [("dst", _col(f, "yaw_dst"), dst), ("output", _col(f, "yaw_out"), out)]),
         _svg_chart("Pitch (deg)", [("dst", _col(f, "pitch_dst"), dst), ("output", _col(f, "pitch_out"), out)]),
         _svg_chart("Head pose error (deg)", [("output vs dst", _col(f, "pose_error_deg"), out),
