@@ -62,6 +62,8 @@ CANDIDATES: dict[str, list[str]] = {
     "gan01": ["--gan-power", "0.1"],  # patch discriminator on the src reconstructions, from the first step
     "tf01": ["--true-face-power", "0.01"],  # code discriminator: dst codes pulled towards src codes
     "tf1": ["--true-face-power", "0.1"],
+    "fsp10": ["--face-style-power", "10"],  # the swap pulled towards dst's colours (works on quick since 2026-12-06)
+    "fsp1": ["--face-style-power", "1"],
     # with random warp on. Rows measured before 2026-12-04's fix of the warp (whose maps shrank every
     # input face to 83 %) are kept in results.json as "*shrinkwarp*": they cannot be re-run.
     "d32-warp": ["--random-warp", "--d-dims", "32"],

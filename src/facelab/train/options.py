@@ -171,12 +171,17 @@ TRAINER: tuple[Option, ...] = (
                    "border. Changeable later.",
            doc="pixels of a face that lay outside its frame (filled in when a face is cut at the frame edge) are left "
                "out of the loss, so the model does not learn to paint the fill"),
-    Option("face_style_power", float, 0.0, "0-100: pull the swapped face towards dst's colours and light; try 10, then lower (saved).",
+    Option("face_style_power", float, 0.0, "0-100: pull the swapped face towards dst's colours and light; only on a "
+                                           "trained model, low, watching the preview: it can take over the swap (saved).",
            lo=0, hi=100, saved=True, group=_LOSSES, question="Face style power",
-           explain="0-100: pull the swapped face towards dst's colours and light.",
+           explain="0-100: pull the swapped face towards dst's colours and light. Only on a trained model, low: from "
+                   "the start it can take over the swap.",
            doc="0-100: the dst face decoded as src (the swap) is pulled towards dst's colour statistics inside the face "
-               "(mean and spread per channel of a blurred copy), to fit the swap to the scene's light. Try 10, lower it "
-               "once the colours fit: high values make the swap look like dst"),
+               "(mean and spread per channel of a blurred copy), to fit the swap to the scene's light. Nothing else "
+               "supervises the swap, so this term can take it over: on `quick` from the first step (demo pair, 5 "
+               "minutes, 2026-12-06) power 10 painted a grid-patterned face and power 1 a blurred blob, closer to src "
+               "in 57 % and 0 % of frames against 100 %. If you use it, use it late, on a trained model, at a low value, "
+               "and watch the preview; the merge's colour transfer (`--color`) is the safer tool for colour"),
     Option("bg_style_power", float, 0.0, "0-100: pull the swap's surroundings towards dst's background (saved).", lo=0,
            hi=100,
            saved=True, group=_LOSSES, question="Background style power",
