@@ -102,3 +102,13 @@ def test_quick_trains_with_true_face_and_saves_the_code_discriminator(ws, marker
     assert state["extras"] == ["adversarial"] and state["options"]["true_face_power"] == 0.01
     tensors = load_checkpoint(folder).extras["adversarial"]["tensors"]
     assert any(k.startswith("code.") for k in tensors) and not any(k.startswith("patch.") for k in tensors)
+
+
+def test_style_power_on_a_young_model_warns(ws, marker):
+    from facelab.stages import train as stage
+
+    kw = dict(model="quick", batch_size=2, device="cpu", architecture=(("resolution", 32),))
+    plain = stage.run(ws, stage.TrainSettings(iterations=1, **kw), log=lambda s: None, marker=marker)
+    assert not any("style power" in w for w in plain.warnings)
+    styled = stage.run(ws, stage.TrainSettings(iterations=2, face_style_power=1.0, **kw), log=lambda s: None, marker=marker)
+    assert any("style power on a model at iteration 1" in w and "take the swap over" in w for w in styled.warnings)

@@ -64,6 +64,8 @@ DEFAULT_BATCH_SIZE = TrainOptions.batch_size
 # model's own TRAINING_DEFAULTS over them); every option is declared in facelab.train.options
 OPTION_DEFAULTS = train_options.SAVED_DEFAULTS
 COLOR_TRANSFERS = train_options.COLOR_TRANSFERS
+STYLE_EARLY = 5000
+"""Below this iteration a style power draws a warning: measured from the first step, it took the swap over."""
 
 
 @dataclass(frozen=True)
@@ -427,6 +429,10 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     # -- options, optimizer, discriminators
     chosen, cfg = _chosen_options(r, model, saved_opts), model.config
     state, restart, target = _resume_state(r, state, saved_opts)
+    if (chosen["face_style_power"] or chosen["bg_style_power"]) and state.get("iteration", 0) < STYLE_EARLY:
+        r.warnings.append(f"style power on a model at iteration {state.get('iteration', 0)}: early in training it can take the "
+                          "swap over (on quick from the first step, power 1 and 10 turned the face into a blob and a grid; "
+                          "docs/training.md); train without it first, then turn it on low and watch the preview")
     opts = _train_options(r, chosen, saved_opts)
     model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(r, model, opts, ckpt, state, resumed and not restart, int(chosen["optimizer_mode"]))

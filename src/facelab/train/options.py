@@ -181,7 +181,8 @@ TRAINER: tuple[Option, ...] = (
                "supervises the swap, so this term can take it over: on `quick` from the first step (demo pair, 5 "
                "minutes, 2026-12-06) power 10 painted a grid-patterned face and power 1 a blurred blob, closer to src "
                "in 57 % and 0 % of frames against 100 %. If you use it, use it late, on a trained model, at a low value, "
-               "and watch the preview; the merge's colour transfer (`--color`) is the safer tool for colour"),
+               "and watch the preview (a run under 5,000 iterations with a style power warns); the merge's colour transfer "
+               "(`--color`) is the safer tool for colour"),
     Option("bg_style_power", float, 0.0, "0-100: pull the swap's surroundings towards dst's background (saved).", lo=0,
            hi=100,
            saved=True, group=_LOSSES, question="Background style power",
