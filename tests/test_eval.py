@@ -488,3 +488,14 @@ def test_src_line_note_says_what_caps_the_sharpness():
     assert "the training, not the footage" in note(0.5, 1.0, 0.9)
     assert "the training, not the footage" in note(0.5, 1.0, None)
     assert note(0.5, None, None) is None
+
+
+def test_src_line_model_size_comes_from_the_trained_model(ws, marker):
+    from facelab.stages import train
+    from facelab.stages.eval import _model_size
+
+    assert _model_size(ws, EvalSettings()) is None  # no model yet: the model line is not measured
+    train.run(ws, train.TrainSettings(model="quick", iterations=1, batch_size=2, device="cpu",
+                                      architecture=(("resolution", 32),)), log=lambda s: None, marker=marker)
+    assert _model_size(ws, EvalSettings()) == ("full", 32)
+    assert _model_size(ws, EvalSettings(gpu=1)) is None  # no gpu1_ variant was trained

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from facelab import __version__
 from facelab import jobs
-from facelab.errors import SettingsError, WorkspaceError
+from facelab.errors import FacelabError, SettingsError, WorkspaceError
 from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
 from facelab.eval.report import EvalResult, fmt, write_json
 from facelab.options import Option
@@ -29,8 +29,8 @@ from facelab.workspace import Workspace
 CACHE_FILE = "eval_embeddings.json"
 # the figures shown in the one-line summary (all are in the JSON)
 LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "sharpness_src_line", "sharpness_src_line_model",
-             "expression_error", "pose_error_deg", "pose_floor_deg", "pose_tracking_deg", "pose_offset_pitch_deg", "expression_tracking", "identity_distance",
-             "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
+             "expression_error", "pose_error_deg", "pose_floor_deg", "pose_tracking_deg", "pose_offset_pitch_deg",
+             "expression_tracking", "identity_distance", "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
              "seam_ratio", "color_flicker", "color_diff_mean", "color_diff_p95",
              "recon_src_ssim", "recon_src_psnr", "recon_dst_ssim", "recon_dst_psnr")
 
@@ -121,14 +121,15 @@ def _reconstruction(ws: Workspace, settings: EvalSettings) -> tuple[dict[str, fl
     return summary, warnings + more
 
 
-def _model_size(ws: Workspace, model: str) -> tuple[str, int] | None:
-    """The model's ``(face_type, resolution)`` from its config.json, or None where there is no readable one."""
-    import json
+def _model_size(ws: Workspace, settings: EvalSettings) -> tuple[str, int] | None:
+    """The model's ``(face_type, resolution)`` from its config (``--gpu`` picks the variant), or None where
+    there is no readable one: then ``sharpness_src_line_model`` is not measured."""
+    from facelab.train.checkpoint import read_config, variant_prefix
 
     try:
-        config = json.loads((ws.model_dir(model) / "config.json").read_text()).get("config", {})
+        config = read_config(ws.model_dir(settings.name), variant_prefix(settings.gpu))["config"]
         face_type, resolution = str(config["face_type"]), int(config["resolution"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (FacelabError, KeyError, TypeError, ValueError):
         return None
     return (face_type, resolution) if resolution > 0 else None
 
@@ -196,7 +197,7 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marke
         finder = FaceFinder(create_detector("retinaface", threads=1, device="cpu"), create_landmarker("dlib68"))
         cache = EmbeddingCache(ws.state_dir("dst") / CACHE_FILE if settings.cache else None)
         measured = measure(pairs, records, finder, src_faces, workers=_workers(settings), mask_dir=ws.merged_mask_dir,
-                           progress=settings.progress, cache=cache, model_size=_model_size(ws, settings.name))
+                           progress=settings.progress, cache=cache, model_size=_model_size(ws, settings))
         summary.update(measured.summary)
         rows, boxes = measured.rows, measured.boxes
         warnings += measured.warnings
