@@ -61,12 +61,14 @@ SAEHD_128 = {"resolution": 128, "face_type": "full", "ae_dims": 256, "e_dims": 6
              "d_res_blocks": 1}
 
 
-BF16_ROWS = ("quick-b4", "quick96-b4", "sae-df-ud", "sae-liae-ud")  # also run with CPU bfloat16 autocast (--cpu-bf16)
+# also run with CPU bfloat16 autocast by default (--cpu-bf16); any row can be asked for with "+bf16"
+BF16_ROWS = ("quick", "quick-b4", "quick96-b4", "sae-df-ud", "sae-liae-ud")
 
 
 def rows() -> dict[str, tuple[str, dict, int]]:
     """``label -> (model name, config, batch size)`` in print order; a label ending in ``+bf16`` is the row
-    without it, run under ``torch.autocast("cpu", torch.bfloat16)`` (an experiment: not a trainer option)."""
+    without it, run under ``torch.autocast("cpu", torch.bfloat16)`` (what ``facelab train`` does by default on
+    a CPU with native bfloat16)."""
     from facelab.models import list_models
     from facelab.train.loop import TrainOptions
 
@@ -79,7 +81,7 @@ def rows() -> dict[str, tuple[str, dict, int]]:
     out["quick96-double"] = ("quick", {"resolution": 96, "double_res": True}, b)
     out["sae-df-ud"] = ("sae", {**SAEHD_128, "archi": "df-ud"}, 8)
     out["sae-liae-ud"] = ("sae", {**SAEHD_128, "archi": "liae-ud"}, 8)
-    for label in BF16_ROWS:
+    for label in list(out):
         out[label + "+bf16"] = out[label]
     return out
 
