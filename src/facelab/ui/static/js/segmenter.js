@@ -56,8 +56,11 @@ async function loadApplied() {
 }
 
 function currentIteration() {
-  if (S.job && S.job.state === "running" && S.job.done) return S.job.done;
-  return (S.detail && S.detail.iteration) || 0;
+  // the job (S.job is this model's: picking another model clears it) knows its iteration before the model's
+  // detail is fetched again, also the one it saved at when it ends
+  const saved = (S.detail && S.detail.iteration) || 0;
+  if (S.job && S.job.done) return S.job.state === "running" ? S.job.done : Math.max(S.job.done, saved);
+  return saved;
 }
 
 // ---------------------------------------------------------------- jobs and figures
