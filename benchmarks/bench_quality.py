@@ -47,6 +47,8 @@ PAIRS = {
 # candidate -> extra `facelab train` arguments (the model is always `quick`, the demo's model)
 CANDIDATES: dict[str, list[str]] = {
     "base": [],  # the demo's defaults: bfloat16 where the CPU has it natively, no random warp (quick, since 2026-12-04)
+    "seed1": ["--seed", "1"],  # the defaults with other seeds: the run-to-run spread every other row is read against
+    "seed2": ["--seed", "2"],
     "warp": ["--random-warp"],  # random warp as fixed on 2026-12-04 (the default of every other model)
     "fp32-warp": ["--no-amp", "--random-warp"],
     "r96": ["--resolution", "96"],
