@@ -54,6 +54,8 @@ CANDIDATES: dict[str, list[str]] = {
     "r96": ["--resolution", "96"],
     "r128": ["--resolution", "128"],
     "r96d": ["--resolution", "96", "--double-res"],  # a 96 px face from a 48 px network body
+    "r96d-seed1": ["--resolution", "96", "--double-res", "--seed", "1"],
+    "r96d-seed2": ["--resolution", "96", "--double-res", "--seed", "2"],
     "r128d": ["--resolution", "128", "--double-res"],  # a 128 px face from a 64 px network body
     "b4": ["--batch-size", "4"],  # twice the updates per minute, half the faces per update
     "r96d-b4": ["--resolution", "96", "--double-res", "--batch-size", "4"],
