@@ -61,7 +61,7 @@ from facelab.align import face_matrix, hull_mask, transform_points, warp_image
 from facelab.color import rct
 from facelab.errors import FaceFileError
 from facelab.eval import metrics as M
-from facelab.eval.src_line import blend_in
+from facelab.eval.src_line import blend_in, through
 from facelab.faceimage import read_record
 from facelab.fileio import read_image
 
@@ -90,12 +90,6 @@ def _cut(workspace: Path, side: str, rec, face_type: str) -> tuple[np.ndarray, n
     return frame, landmarks, mat, warp_image(frame, mat, WORK_SIZE)
 
 
-def _through(face: np.ndarray, r: int) -> np.ndarray:
-    """A WORK_SIZE face after a trip through ``r x r`` pixels: what a model of resolution ``r`` can paint at best."""
-    low = cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)
-    return cv2.resize(low, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
-
-
 def _pasted_sharpness(frame: np.ndarray, region: np.ndarray, mat: np.ndarray, face: np.ndarray, hull: np.ndarray) -> float:
     """Eval's sharpness in ``region`` of ``frame`` with the uint8 WORK_SIZE ``face`` blended in as the merge's
     overlay mode does: inside the dst face's landmark ``hull`` (WORK_SIZE, {0, 1}) feathered inward by the
@@ -113,7 +107,7 @@ def ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dict[in
         reference = M.sharpness(frame, region)
         hull = hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE), face_type)
         for r in resolutions:
-            ratios[r].append(_pasted_sharpness(frame, region, mat, _through(crop, r), hull) / reference)
+            ratios[r].append(_pasted_sharpness(frame, region, mat, through(crop, r), hull) / reference)
     if not ratios[resolutions[0]]:
         raise SystemExit(f"{workspace}: no dst faces in data_dst/aligned (run `facelab extract dst` first)")
     return {r: float(np.mean(v)) for r, v in ratios.items()}
@@ -152,7 +146,7 @@ def src_ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dic
     for frame, region, reference, mat, (d_face, d_hull), (s_face, s_hull) in _nearest_src(workspace, face_type):
         u8 = _u8(rct(s_face, d_face, s_hull, d_hull))
         for key in ratios:
-            x = u8 if key == "src" else _through(u8, int(key))
+            x = u8 if key == "src" else through(u8, int(key))
             ratios[key].append(_pasted_sharpness(frame, region, mat, x, d_hull) / reference)
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
@@ -178,7 +172,7 @@ def model_lines(workspace: Path, model_dir: Path) -> dict[str, float]:
 
     ratios: dict[str, list[float]] = {"through": [], "src_recon": [], "swap": []}
     for frame, region, reference, mat, (d_face, d_hull), (s_face, s_hull) in _nearest_src(workspace, ck.config["face_type"]):
-        faces = {"through": _through(_u8(rct(s_face, d_face, s_hull, d_hull)), r),
+        faces = {"through": through(_u8(rct(s_face, d_face, s_hull, d_hull)), r),
                  "src_recon": _u8(rct(through_model(lambda t: model.reconstruct(t, "src"), _u8(s_face)), d_face, s_hull, d_hull)),
                  "swap": _u8(rct(through_model(model.swap, _u8(d_face)), d_face, d_hull, d_hull))}
         for key, face in faces.items():

@@ -39,6 +39,13 @@ SAMPLE = 400
 """Src faces (evenly spaced over the set) the nearest pose is chosen from."""
 
 
+def through(face: np.ndarray, r: int) -> np.ndarray:
+    """``face`` (square, uint8) after a trip through ``r x r`` pixels and back to its own size: the most a model
+    of resolution ``r`` can paint of it."""
+    small = cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, face.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+
+
 def blend_in(frame: np.ndarray, face: np.ndarray, mat: np.ndarray, hull: np.ndarray) -> np.ndarray:
     """``frame`` (uint8 BGR) with the aligned ``face`` (uint8, ``(S, S, 3)``, frame -> face affine ``mat``)
     blended inside ``hull`` (``(S, S)`` {0, 1}, the dst face's landmark hull) feathered inward by the merge's
@@ -111,7 +118,4 @@ class SrcLine:
         as_shot = M.sharpness(blend_in(dst, face, mat, d_hull), inner) / reference
         if not self.resolution:
             return as_shot, nan
-        r = int(self.resolution)
-        small = cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)
-        through = cv2.resize(small, (WORK, WORK), interpolation=cv2.INTER_CUBIC)
-        return as_shot, M.sharpness(blend_in(dst, through, mat, d_hull), inner) / reference
+        return as_shot, M.sharpness(blend_in(dst, through(face, int(self.resolution)), mat, d_hull), inner) / reference
