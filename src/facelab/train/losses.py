@@ -8,7 +8,7 @@
   The window stays 11 px at every size, where DeepFaceLab scales it to the
   face (resolution / 11.6): at 64 px a 5 px window, the mean of 5 and 11 px,
   or an added Laplacian-pyramid L1 all gave the same swap sharpness after
-  3,000 iterations (README, 2026-12-06).
+  3,000 iterations (docs/quality.md, 2026-12-06).
 - :func:`mask_loss`: MSE between the learned mask and the landmark-hull mask.
 
 All take ``(N, C, H, W)`` float tensors in ``[0, 1]``.
