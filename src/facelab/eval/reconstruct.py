@@ -57,7 +57,7 @@ def measure_reconstruction(predictor: Any, held: dict[str, list[Path]], batch_si
             warnings.append(f"no held-out {side} face is left in the workspace: {side} reconstruction not measured")
             continue
         try:
-            data = FaceDataset(present, predictor.resolution, predictor.face_type)
+            data = FaceDataset(present, predictor.resolution, predictor.face_type, detail=False)
         except WorkspaceError as e:
             warnings.append(f"held-out {side} faces could not be read: {e}")
             continue

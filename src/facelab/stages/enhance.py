@@ -156,7 +156,7 @@ def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = p
     # room for random shifts, where the faces are large enough that the targets stay real pixels
     pad = margin(target, scale, degrade) if stored >= target + margin(target, scale, degrade) else 0
     log(f"loading {len(paths)} src faces at {target + pad} px")
-    dataset = FaceDataset(paths, target + pad, face_type=None)  # each face keeps its own crop
+    dataset = FaceDataset(paths, target + pad, face_type=None, detail=False)  # each face keeps its own crop
     faces = dataset.faces
     warnings += [f"src: skipped (not trained on): {m}" for m in dataset.skipped]
     if stored < target:
