@@ -113,3 +113,23 @@ def test_no_2r_copy_beyond_the_budget_or_the_files_detail(sample_faces_ws, monke
     # augmentation without the copy gives the same shapes
     w, t, m = augment_sample(small.faces[0], small.masks[0], np.random.default_rng(0))
     assert w.shape == t.shape == (64, 64, 3)
+
+
+def test_training_says_when_its_targets_are_resampled(sample_faces_ws, tmp_path, marker):
+    """A 128 px model on 128 px face files has no finer copy: the run says so and how to get one."""
+    import shutil
+
+    from facelab.stages.train import TrainSettings, run
+    from facelab.workspace import Workspace
+
+    shutil.copytree(sample_faces_ws.root, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    tiny = (("resolution", 128), ("ae_dims", 16), ("e_dims", 4), ("d_dims", 4), ("d_mask_dims", 2))
+    lines: list[str] = []
+    run(ws, TrainSettings(iterations=1, batch_size=2, device="cpu", name="big", architecture=tiny), log=lines.append, marker=marker)
+    said = [x for x in lines if "training targets are resampled" in x]
+    assert len(said) == 2 and "at 128 px" in said[0] and "--size 256" in said[0]
+    lines.clear()
+    run(ws, TrainSettings(iterations=1, batch_size=2, device="cpu", name="small",
+                          architecture=(("resolution", 64),) + tiny[1:]), log=lines.append, marker=marker)
+    assert not [x for x in lines if "resampled" in x]

@@ -55,7 +55,7 @@ from facelab.train.checkpoint import (
     read_config,
     save_checkpoint,
 )
-from facelab.train.dataset import FaceDataset
+from facelab.train.dataset import DETAIL_BUDGET_BYTES, FaceDataset
 from facelab.train.loop import TrainOptions, make_optimizer, train
 from facelab.workspace import Workspace
 
@@ -336,6 +336,11 @@ def _datasets(r: _Run, chosen: dict, cfg: dict, src_paths: list[Path], dst_paths
             r.say(f"{side}: re-cut {ds.recropped} faces to the model's face type {face_type!r}")
         if ds.segmented:
             r.say(f"{side}: {ds.segmented} of {len(ds.paths)} faces use the segmenter's mask (`facelab seg apply`), the rest the landmark hull")
+        if ds.detail is None:  # targets a little softer than the faces (docs/training.md, "sharp targets")
+            need = len(ds.paths) * (2 * resolution) ** 2 * 3
+            why = (f"copies at {2 * resolution} px would take {need / 2**30:.1f} GiB, over {DETAIL_BUDGET_BYTES / 2**30:.0f} GiB"
+                   if need > DETAIL_BUDGET_BYTES else f"the face files are smaller than {2 * resolution} px (extract with --size {2 * resolution} for sharper targets)")
+            r.say(f"{side}: training targets are resampled at {resolution} px: {why}")
         if ds.outside:
             r.warnings.append(f"{ds.outside} {side} faces are cut tighter than {face_type!r}: their {face_type!r} crop reaches"
                               f" outside the aligned image and the border is filled in; extract with --face-type {face_type} for a clean set")
