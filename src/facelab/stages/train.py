@@ -55,7 +55,7 @@ from facelab.train.checkpoint import (
     read_config,
     save_checkpoint,
 )
-from facelab.train.dataset import DETAIL_BUDGET_BYTES, FaceDataset
+from facelab.train.dataset import DETAIL_BUDGET_BYTES, FaceDataset, detail_bytes
 from facelab.train.loop import TrainOptions, make_optimizer, train
 from facelab.workspace import Workspace
 
@@ -337,7 +337,7 @@ def _datasets(r: _Run, chosen: dict, cfg: dict, src_paths: list[Path], dst_paths
         if ds.segmented:
             r.say(f"{side}: {ds.segmented} of {len(ds.paths)} faces use the segmenter's mask (`facelab seg apply`), the rest the landmark hull")
         if ds.detail is None:  # targets a little softer than the faces (docs/training.md, "sharp targets")
-            need = len(ds.paths) * (2 * resolution) ** 2 * 3
+            need = detail_bytes(len(ds.paths), resolution)
             why = (f"copies at {2 * resolution} px would take {need / 2**30:.1f} GiB, over {DETAIL_BUDGET_BYTES / 2**30:.0f} GiB"
                    if need > DETAIL_BUDGET_BYTES else f"the face files are smaller than {2 * resolution} px (extract with --size {2 * resolution} for sharper targets)")
             r.say(f"{side}: training targets are resampled at {resolution} px: {why}")

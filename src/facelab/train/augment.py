@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facelab.align import warp_image
 from facelab.checks import check_image, describe
 
 
@@ -96,9 +97,8 @@ def transform_face(image: np.ndarray, mat: np.ndarray, detail: np.ndarray | None
     """
     size = image.shape[0]
     if detail is None:
-        return cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    big = cv2.warpAffine(detail, doubled(mat), (2 * size, 2 * size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+        return warp_image(image, mat, size)
+    return cv2.resize(warp_image(detail, doubled(mat), 2 * size), (size, size), interpolation=cv2.INTER_AREA)
 
 
 def augment_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, opts: AugmentOptions = AugmentOptions(),

@@ -118,6 +118,11 @@ def _load_or_error(path: Path, resolution: int, face_type: str | None, detail: b
 DETAIL_BUDGET_BYTES = 1 << 30
 
 
+def detail_bytes(count: int, resolution: int) -> int:
+    """Memory of ``count`` faces kept at twice ``resolution`` (``FaceDataset.detail``)."""
+    return count * (2 * resolution) ** 2 * 3
+
+
 class FaceDataset:
     """Faces ``(N, R, R, 3) uint8`` BGR and hull masks ``(N, R, R) float32`` of one side.
 
@@ -149,7 +154,7 @@ class FaceDataset:
         self.resolution = resolution
         self.augment = augment
         if detail is None:
-            detail = len(self.paths) * (2 * resolution) ** 2 * 3 <= DETAIL_BUDGET_BYTES
+            detail = detail_bytes(len(self.paths), resolution) <= DETAIL_BUDGET_BYTES
         with ThreadPoolExecutor(4) as pool:  # cv2 decoding releases the GIL
             loaded = list(pool.map(lambda p: _load_or_error(p, resolution, face_type, detail), self.paths))
         # a face file that cannot be read is left out, named once in `skipped`; the rest trains
