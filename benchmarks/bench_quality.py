@@ -42,6 +42,10 @@ PAIRS = {
     # a third pair, added 2026-12-04 to check changes of defaults: only 72 src frames (2.4 s of one man)
     "pyfeat-grid": {"src": SHARED / "person_d_pyfeat_man" / "video" / "single_face.mp4",
                     "dst": SHARED / "grid_av" / "sbia1a.mpg", "src_fps": 30.0},
+    # a fourth pair, added 2026-12-06: a dst with large faces (960x540 HEVC, the face ~7 frame pixels per
+    # pixel of a 64 px model; its last 97 frames are a title card with no face), src the franck clip
+    "franck-pyfeat": {"src": SHARED / "person_a_franck" / "video" / "franck.mp4",
+                      "dst": SHARED / "person_d_pyfeat_man" / "video" / "face_noface.mov", "src_fps": 2.0},
 }
 
 # candidate -> extra `facelab train` arguments (the model is always `quick`, the demo's model)
@@ -149,6 +153,19 @@ def row(r: dict) -> str:
     return f"{r['pair']:<12} {r['candidate']:<10} {r['minutes']:>5g} min  it {r['iteration']:>6}  {figures}"
 
 
+def target(key: str, rows: list[dict]) -> float | None:
+    """Issue 10's target for ``key`` (pose: the pair's estimator floor + 1 degree), or None."""
+    from facelab.eval.report import TARGETS
+
+    if key not in TARGETS:
+        return None
+    value = TARGETS[key][1]
+    if isinstance(value, (int, float)):
+        return float(value)
+    floors = [r["pose_floor_deg"] for r in rows if isinstance(r.get("pose_floor_deg"), (int, float))]
+    return sum(floors) / len(floors) + 1.0 if floors and key == "pose_error_deg" else None
+
+
 def plot(results: dict, path: Path) -> None:
     """Curves of the main figures against minutes: one panel per (pair, figure), one line per candidate."""
     import cv2
@@ -170,12 +187,19 @@ def plot(results: dict, path: Path) -> None:
             vals = [r[key] for r in results.values() if r["pair"] == pair and isinstance(r.get(key), (int, float))]
             if not vals:
                 continue
-            lo, hi = min(vals), max(vals)
+            goal = target(key, [r for r in results.values() if r["pair"] == pair])
+            lo, hi = min(vals + [goal] * (goal is not None)), max(vals + [goal] * (goal is not None))
             hi = hi if hi > lo else lo + 1e-6
             cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + ph), (180, 180, 180), 1)
             cv2.putText(img, f"{pair}: {key}", (x0, y0 - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
             cv2.putText(img, f"{hi:.3g}", (x0 + 2, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (90, 90, 90), 1, cv2.LINE_AA)
             cv2.putText(img, f"{lo:.3g}", (x0 + 2, y0 + ph - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (90, 90, 90), 1, cv2.LINE_AA)
+            if goal is not None:  # issue 10's target, dashed
+                gy = int(y0 + ph - (ph - 8) * (goal - lo) / (hi - lo) - 4)
+                for gx in range(x0, x0 + pw, 8):
+                    cv2.line(img, (gx, gy), (min(gx + 4, x0 + pw), gy), (120, 120, 120), 1)
+                cv2.putText(img, f"target {goal:.3g}", (x0 + pw - 80, gy - 3 if gy > y0 + 14 else gy + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (90, 90, 90),
+                            1, cv2.LINE_AA)
             for ci, cand in enumerate(cands):
                 pts = sorted((r["minutes"], r[key]) for r in results.values()
                              if r["pair"] == pair and r["candidate"] == cand and isinstance(r.get(key), (int, float)))
