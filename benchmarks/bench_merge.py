@@ -95,7 +95,8 @@ def main() -> None:
     args = ap.parse_args()
     frame, rec = make_frame()
     pred = IdentityPredictor()
-    configs = {"overlay+rct": MergeSettings(mode="overlay", color="rct"), "seamless": MergeSettings()}
+    configs = {"overlay+rct": MergeSettings(mode="overlay", color="rct"), "seamless": MergeSettings(),
+               "seamless + suppress-jitter": MergeSettings(suppress_jitter=True)}  # steadied in the stage only
 
     print("\nmerge_frame, 1 thread, no I/O, model time excluded (identity predictor, 96 px):")
     for name, s in configs.items():
