@@ -1,4 +1,4 @@
-"""Quality per CPU-minute: train candidate settings on two real pairs, evaluate at 2, 5, 10, 20 minutes.
+"""Quality per CPU-minute: train candidate settings on real pairs, evaluate at 2, 5, 10, 20 minutes.
 
 Pairs (real faces only):
 
