@@ -156,16 +156,12 @@ def row(r: dict) -> str:
 
 
 def target(key: str, rows: list[dict]) -> float | None:
-    """Issue 10's target for ``key`` (pose: the pair's estimator floor + 1 degree), or None."""
-    from facelab.eval.report import TARGETS
+    """Issue 10's target for ``key`` as ``facelab eval`` resolves it for these runs (pose: each run's floor
+    + the margin; their mean), or None where ``key`` has no target."""
+    from facelab.eval.report import resolve_targets
 
-    if key not in TARGETS:
-        return None
-    value = TARGETS[key][1]
-    if isinstance(value, (int, float)):
-        return float(value)
-    floors = [r["pose_floor_deg"] for r in rows if isinstance(r.get("pose_floor_deg"), (int, float))]
-    return sum(floors) / len(floors) + 1.0 if floors and key == "pose_error_deg" else None
+    values = [t[key]["value"] for t in map(resolve_targets, rows) if key in t and t[key]["value"] is not None]
+    return sum(values) / len(values) if values else None
 
 
 def plot(results: dict, path: Path) -> None:

@@ -339,7 +339,7 @@ def _datasets(r: _Run, chosen: dict, cfg: dict, src_paths: list[Path], dst_paths
         if ds.detail is None:  # targets a little softer than the faces (docs/training.md, "sharp targets")
             need = detail_bytes(len(ds.paths), resolution)
             why = (f"copies at {2 * resolution} px would take {need / 2**30:.1f} GiB, over {DETAIL_BUDGET_BYTES / 2**30:.0f} GiB"
-                   if need > DETAIL_BUDGET_BYTES else f"the face files are smaller than {2 * resolution} px (extract with --size {2 * resolution} for sharper targets)")
+                   if need > DETAIL_BUDGET_BYTES else f"not every face file is {2 * resolution} px or larger (extract with --size {2 * resolution} for sharper targets)")
             r.say(f"{side}: training targets are resampled at {resolution} px: {why}")
         if ds.outside:
             r.warnings.append(f"{ds.outside} {side} faces are cut tighter than {face_type!r}: their {face_type!r} crop reaches"
