@@ -267,10 +267,33 @@ def test_two_processes_with_torchrun_stay_in_step(ws):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "facelab",
            "-w", str(ws.root), "train", "--model", "quick", "--resolution", "32", "--iterations", "4", "--batch-size", "2", "--device", "cpu"]
     r = subprocess.run(cmd, cwd=ws.root, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[:4000]  # a worker's own message comes first
     assert "2 processes" in r.stdout and "different weights" not in r.stdout + r.stderr
     assert r.stdout.count("train: iteration: 4") == 1  # one report, from the first process
     assert json.loads((ws.model_dir("quick") / "state.json").read_text())["iteration"] == 4
+
+
+def test_settle_waits_for_the_backend_to_let_go_of_the_last_collectives(tmp_path):
+    """Dist.settle (called before leaving the group): True once Gloo's threads have dropped the tensors of
+    the last collectives, False after its timeout while something else still holds one."""
+    import torch.distributed as torch_dist
+
+    from facelab.train.distributed import Dist
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        d = Dist(0, 1, torch.device("cpu"))
+        assert d.agree("minutes", True, False) == ("minutes", True, False)
+        assert d.same_weights(torch.nn.Linear(3, 2))
+        assert len(d._recent) == 3 and d.settle(timeout=10.0) and not d._recent
+        held = torch.zeros(1, requires_grad=True)
+        product = held * held  # autograd keeps its own reference to ``held``
+        d._recent.append(held)
+        assert held._use_count() > 1 and not d.settle(timeout=0.05)
+        del product
+        assert d.settle(timeout=1.0)
+    finally:
+        torch_dist.destroy_process_group()
 
 
 def test_quick_learns_both_sides_in_the_first_hundred_iterations(sets):
