@@ -214,6 +214,44 @@ def test_suppress_jitter_steadies_the_face_colour_over_time(ws, marker):
         assert diff < 3  # a steadier tint, not another picture
 
 
+def test_suppress_jitter_frames_do_not_depend_on_the_number_of_workers(ws, marker):
+    """The filter's ordered step runs on the main thread and the rest on workers that finish out of order:
+    one worker and three give the same frames, byte for byte."""
+    stage.run(ws, "quick", MergeSettings(suppress_jitter=True), device="cpu", marker=marker, workers=1, batch_size=1)
+    one = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
+    stage.run(ws, "quick", MergeSettings(suppress_jitter=True), device="cpu", marker=marker, workers=3, batch_size=1, force=True)
+    three = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
+    assert len(one) == len(ws.frame_paths("dst")) and one.keys() == three.keys()
+    for name in one:
+        assert np.array_equal(one[name], three[name]), name
+
+
+def test_jitter_filter_parts_run_out_of_order(ws):
+    """measure and correct are pure: done for the frames in any order around update in frame order, they
+    give what apply gives frame after frame."""
+    from facelab.merge.compose import prepare_faces
+    from facelab.merge.temporal import JitterFilter
+    from facelab.stages.merge import group_records
+
+    path = ws.frame_paths("dst")[0]
+    frame = cv2.imread(str(path))
+    recs = group_records(ws.require_aligned("dst"))[0][path.name]
+    mats = prepare_faces(frame, recs, 64, "full").mats
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.asarray(recs[0].source_landmarks, np.int32)), 255)
+    frames = [np.clip(frame.astype(int) + (5 * t % 11 - 5) * (mask[..., None] > 0), 0, 255).astype(np.uint8)
+              for t in range(6)]
+    serial = JitterFilter()
+    expected = [serial.apply(f, mask, mats, [0], 64, t + 1) for t, f in enumerate(frames)]
+    order = [3, 0, 5, 1, 4, 2]
+    lows = {t: JitterFilter.measure(frames[t], mask, mats, 64) for t in order}
+    parts = JitterFilter()
+    fixes = {t: parts.update(lows[t], [0], t + 1) for t in range(6)}
+    for t in order:
+        assert np.array_equal(JitterFilter.correct(frames[t], mask, mats, 64, fixes[t]), expected[t])
+    assert not np.array_equal(expected[3], frames[3])  # the filter did change the frames
+
+
 def test_jitter_filter_removes_flicker_but_follows_a_cut(ws):
     """A real frame whose face brightness flickers by +-6 grey levels from frame to frame: the filter cuts
     the flicker; a cut to another frame (a large change) is passed at once."""

@@ -119,9 +119,10 @@ class _Job:
 
 
 def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = True,
-            segmenter=None) -> tuple[np.ndarray, np.ndarray] | None:
+            segmenter=None) -> tuple[np.ndarray, np.ndarray, list | None] | None:
     """Blend (when there are faces) and write one frame; runs on a worker thread. With ``write=False``
-    the merged frame and mask are returned instead (for the in-order ``suppress_jitter`` pass)."""
+    the merged frame, its mask and the faces' :meth:`JitterFilter.measure` (None without faces) are returned
+    instead, for ``suppress_jitter``'s in-order step."""
     st = job.settings
     if st.mode == "raw-predict":
         raw_dir = ws.merged_raw_dir
@@ -139,9 +140,19 @@ def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = Tr
         merged, mask = compose_faces(job.frame, job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks,
                                      motion=job.motion, enhancer=enhancer, segmenter=segmenter)
     if not write:
-        return merged, mask
+        lows = JitterFilter.measure(merged, mask, job.prepared.mats, job.prepared.faces.shape[1]) if job.prepared is not None else None
+        return merged, mask, lows
     _write_frame(ws, job.path, merged, mask, marker)
     return None
+
+
+def _correct_and_write(ws: Workspace, job: _Job, merged: np.ndarray, mask: np.ndarray, fixes: list | None,
+                       marker: Marker) -> None:
+    """``suppress_jitter``'s last step (the corrections found in frame order added) and the write; runs on a
+    worker thread."""
+    if fixes is not None:
+        merged = JitterFilter.correct(merged, mask, job.prepared.mats, job.prepared.faces.shape[1], fixes)
+    _write_frame(ws, job.path, merged, mask, marker)
 
 
 def _write_frame(ws: Workspace, path: Path, merged: np.ndarray, mask: np.ndarray, marker: Marker) -> None:
@@ -218,24 +229,37 @@ def gpu_choices(ws: Workspace, name: str) -> list[int]:
 def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted,
             marker, segmenter=None) -> None:
     """The render loop: frames decoded ahead, the model run on batches of faces over consecutive frames,
-    blending and writing on worker threads, each finished frame journaled."""
+    blending and writing on worker threads, each finished frame journaled.
+
+    ``suppress_jitter`` frames take one more turn: the blend's worker also measures the faces' coarse colour,
+    the main thread folds it into the running averages in frame order (the only ordered part, a few small
+    arrays), and a worker adds the corrections and writes the frame."""
     in_flight = 2 * workers
     with ThreadPoolExecutor(workers, thread_name_prefix="merge") as pool:
-        pending: deque[tuple[Future, _Job]] = deque()
+        pending: deque[tuple[Future, _Job]] = deque()  # blending
+        writing: deque[tuple[Future, Path]] = deque()  # written (or being written), in frame order
         batch: list[_Job] = []
         jitter = JitterFilter()
+
+        def journal(block: bool) -> None:
+            while writing and (block or len(writing) > in_flight or writing[0][0].done()):
+                fut, p = writing.popleft()
+                fut.result()
+                record.done(p.stem, wanted(p))  # journaled and flushed: a kill -9 loses no finished frame
 
         def collect(block: bool) -> None:
             while pending and (block or len(pending) > in_flight or pending[0][0].done()):
                 fut, job = pending.popleft()
-                p, result = job.path, fut.result()
-                if result is not None:  # suppress_jitter: steadied here, in frame order, then written
-                    merged, mask = result
-                    if job.prepared is not None:
-                        merged = jitter.apply(merged, mask, job.prepared.mats, [r.face_index for r in job.recs],
-                                              predictor.resolution, _frame_number(p.stem))
-                    _write_frame(ws, p, merged, mask, marker)
-                record.done(p.stem, wanted(p))  # journaled and flushed: a kill -9 loses no finished frame
+                result = fut.result()
+                if result is not None:  # suppress_jitter: the running averages, in frame order
+                    merged, mask, lows = result
+                    fixes = None if lows is None else \
+                        jitter.update(lows, [r.face_index for r in job.recs], _frame_number(job.path.stem))
+                    fut = pool.submit(_correct_and_write, ws, job, merged, mask, fixes, marker)
+                writing.append((fut, job.path))
+                journal(False)
+            if block:
+                journal(True)
 
         def flush() -> None:
             with_faces = [j for j in batch if j.prepared is not None]
