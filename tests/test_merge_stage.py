@@ -202,7 +202,7 @@ def test_suppress_jitter_steadies_the_face_colour_over_time(ws, marker):
             lows.append((img * m).sum((0, 1)) / max(m.sum(), 1e-6))
         return float(np.abs(np.diff(np.array(lows), axis=0)).mean())
 
-    stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker)
+    stage.run(ws, "quick", MergeSettings(suppress_jitter=False), device="cpu", marker=marker)
     plain = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
     plain_steps = coarse_steps()
     stage.run(ws, "quick", MergeSettings(suppress_jitter=True), device="cpu", marker=marker)
@@ -250,6 +250,46 @@ def test_jitter_filter_parts_run_out_of_order(ws):
     for t in order:
         assert np.array_equal(JitterFilter.correct(frames[t], mask, mats, 64, fixes[t]), expected[t])
     assert not np.array_equal(expected[3], frames[3])  # the filter did change the frames
+
+
+def test_jitter_tracks_are_kept_without_pickle_and_a_bad_file_means_a_cold_start(tmp_path):
+    from facelab.merge.temporal import SIZE, load_tracks, save_tracks
+
+    rng = np.random.default_rng(0)
+    tracks = {0: (12, rng.random((SIZE, SIZE, 3), dtype=np.float32)), 3: (None, rng.random((SIZE, SIZE, 3), dtype=np.float32))}
+    path = tmp_path / "merge_jitter.npz"
+    save_tracks(path, tracks, "00012", "abc123")
+    after, fingerprint, back = load_tracks(path)
+    assert (after, fingerprint) == ("00012", "abc123") and back.keys() == tracks.keys()
+    for k in tracks:
+        assert back[k][0] == tracks[k][0] and np.array_equal(back[k][1], tracks[k][1])
+    with np.load(path, allow_pickle=False) as z:  # plain arrays only
+        assert all(z[name].dtype != object for name in z.files)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    assert load_tracks(path) is None
+    assert load_tracks(tmp_path / "missing.npz") is None
+
+
+def test_a_resumed_steadied_merge_starts_from_the_kept_averages_only_after_a_finished_frame(ws, marker):
+    """The first five frames merged, then the rest: the same frames as one run; averages kept after another frame, or
+    made with other settings, are not used."""
+    frames = ws.frame_paths("dst")
+    stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker, batch_size=1)
+    whole = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}
+    first5 = FrameRange(int(frames[0].stem), int(frames[4].stem))
+    stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker, batch_size=1, force=True,
+              only=first5)  # the averages are now those after the fifth frame
+    for p in sorted(ws.merged_dir.glob("*.png"))[5:]:
+        p.unlink()  # as if the run had stopped after the fifth frame
+    rest = stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker, batch_size=1)
+    assert rest.counts["skipped"] == 5 and rest.counts["merged"] + rest.counts["passthrough"] == len(frames) - 5
+    for p in ws.merged_dir.glob("*.png"):
+        assert np.array_equal(cv2.imread(str(p)), whole[p.name]), p.name
+    from facelab.stages.merge import _resume_tracks, _tracks_path
+
+    assert _tracks_path(ws).is_file()
+    assert _resume_tracks(ws, frames, frames[5:], lambda p: "another fingerprint") is None
+    assert _resume_tracks(ws, frames, frames, lambda p: "x") is None  # from the first frame: a cold start
 
 
 def test_jitter_filter_removes_flicker_but_follows_a_cut(ws):

@@ -154,7 +154,8 @@ class MergeSettings:
         alpha: the merged frame gets the mask as alpha: ``(H, W, 4)`` BGRA. Default False.
         suppress_jitter: steady the merged face's low-frequency colour and light from frame to frame
             (the render loop's :class:`facelab.merge.temporal.JitterFilter`; seamless blending's
-            per-frame colour shifts are its main source). Default False.
+            per-frame colour shifts are its main source). Default True (the stage applies it; one frame
+            merged alone, as :func:`merge_frame` or the UI's preview does, cannot show it).
         enhancer: name of a face enhancer model (DeepFaceLab's "super resolution"), or None (default). The
             enhancer itself is passed to :func:`compose_faces` by the caller.
     """
@@ -175,7 +176,7 @@ class MergeSettings:
     denoise_frame: int = 0
     alpha: bool = False
     enhancer: str | None = None
-    suppress_jitter: bool = False
+    suppress_jitter: bool = True
     super_resolution: InitVar[str | None] = None  # the old name of ``enhancer``: still accepted, with a DeprecationWarning
 
     def __post_init__(self, super_resolution: str | None) -> None:

@@ -73,9 +73,10 @@ SETTINGS: tuple[Option, ...] = (
            doc="DeepFaceLab's super resolution: enhance the predicted face with an enhancer trained by `facelab "
                "train-enhancer --name NAME` (see [enhancer.md](enhancer.md)) before blending. `--super-resolution NAME`, "
                "its old spelling, still works"),
-    Option("suppress_jitter", bool, False, "Steady the seamless blend's colour from frame to frame.",
+    Option("suppress_jitter", bool, True, "Steady the face's colour and light from frame to frame (default on).",
            flags=("--suppress-jitter/--no-suppress-jitter",), group=_COLOR,
-           doc="steady the face's coarse colour and light from frame to frame (see below)"),
+           doc="steady the face's coarse colour and light from frame to frame (see below); `--no-suppress-jitter` "
+               "turns it off"),
 )
 
 RUN: tuple[Option, ...] = (

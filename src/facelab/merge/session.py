@@ -33,8 +33,8 @@ When the model folder gets a new save (training saved a checkpoint), the next
 render loads it and predicts again; decoded frames and records are kept.
 :meth:`MergeSession.refresh` forgets everything (new frames or faces on disk).
 
-Where a render can differ from ``facelab merge``: ``suppress_jitter`` is a
-running average over the frames before (the render loop's
+Where a render can differ from ``facelab merge``: ``suppress_jitter`` (on by
+default) is a running average over the frames before (the render loop's
 :class:`~facelab.merge.temporal.JitterFilter`), which one frame alone cannot
 show (:attr:`Rendered.notes` says so); and the merge runs the model on batches
 of faces from several frames (``--batch-size``, default 8), whose arithmetic

@@ -25,9 +25,18 @@ parts: :meth:`JitterFilter.measure` (step 1) and :meth:`JitterFilter.correct`
 blending; :meth:`JitterFilter.update` (step 2, a few 32x32 arrays per face)
 must see the frames in order and runs on its main thread.
 :meth:`JitterFilter.apply` is the three in a row.
+
+A merge that stops (a cancel, a kill) and resumes must give the frames of one
+uninterrupted run, so the render loop keeps the tracks after each frame it
+journals (:func:`save_tracks`, a few kilobytes per face) and a resumed run
+starts from them (:func:`load_tracks`).
 """
 
 from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -92,6 +101,16 @@ class JitterFilter:
             return [np.zeros((SIZE, SIZE, 3), np.float32) for _ in mats]
         return [cls._low(rgb, weight, cls._in_box(mat, box), resolution) for mat in mats]
 
+    @property
+    def tracks(self) -> dict[int, tuple[int | None, np.ndarray]]:
+        """``face index -> (frame number, running average)``: a snapshot (the averages are never changed in
+        place, so a copy of the dict is one)."""
+        return dict(self._tracks)
+
+    @tracks.setter
+    def tracks(self, value: dict[int, tuple[int | None, np.ndarray]]) -> None:
+        self._tracks = dict(value)
+
     def update(self, lows: list[np.ndarray], face_indices: list[int], frame_number: int | None) -> list[np.ndarray]:
         """Step 2, frames in order: fold each face's ``L_t`` into its track's running average ``E_t`` and
         return the corrections ``E_t - L_t`` (zero where a track starts or restarts)."""
@@ -139,3 +158,31 @@ class JitterFilter:
         """
         lows = self.measure(merged, mask, mats, resolution)
         return self.correct(merged, mask, mats, resolution, self.update(lows, face_indices, frame_number))
+
+
+def save_tracks(path: Path, tracks: dict[int, tuple[int | None, np.ndarray]], after: str, fingerprint: str) -> None:
+    """Keep ``tracks`` (:attr:`JitterFilter.tracks`) as they were after frame ``after`` (its stem), made with
+    ``fingerprint``: an ``.npz`` of plain arrays (no pickle), replaced atomically."""
+    from facelab.fileio import atomic_write_bytes
+
+    keys = sorted(tracks)
+    buf = io.BytesIO()
+    np.savez(buf, after=np.array(after), fingerprint=np.array(fingerprint), indices=np.array(keys, np.int64),
+             numbers=np.array([-1 if tracks[k][0] is None else tracks[k][0] for k in keys], np.int64),
+             averages=np.array([tracks[k][1] for k in keys], np.float32).reshape(len(keys), SIZE, SIZE, 3))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_tracks(path: Path) -> tuple[str, str, dict[int, tuple[int | None, np.ndarray]]] | None:
+    """``(frame stem, fingerprint, tracks)`` as :func:`save_tracks` kept them; None when there is no such file or
+    it cannot be read (the filter then starts afresh, as at the first frame)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            after, fingerprint = str(z["after"]), str(z["fingerprint"])
+            indices, numbers, averages = z["indices"], z["numbers"], z["averages"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if averages.shape != (len(indices), SIZE, SIZE, 3) or numbers.shape != indices.shape:
+        return None
+    tracks = {int(i): (None if n < 0 else int(n), a.copy()) for i, n, a in zip(indices, numbers, averages)}
+    return after, fingerprint, tracks

@@ -60,7 +60,7 @@ from facelab.merge.sources import load_enhancer as _load_enhancer
 from facelab.merge.sources import load_segmenter as _load_segmenter
 from facelab.merge.sources import model_id as _model_id
 from facelab.merge.sources import motions as _motions
-from facelab.merge.temporal import JitterFilter
+from facelab.merge.temporal import JitterFilter, load_tracks, save_tracks
 from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
@@ -226,37 +226,68 @@ def gpu_choices(ws: Workspace, name: str) -> list[int]:
     return [v for v in variants if v is not None] if len(variants) > 1 and None not in variants else []
 
 
+def _tracks_path(ws: Workspace) -> Path:
+    """Where the merge keeps ``suppress_jitter``'s running averages after the last frame it journaled."""
+    return ws.state_dir("dst") / "merge_jitter.npz"
+
+
+def _resume_tracks(ws: Workspace, chosen: list[Path], todo: list[Path], wanted) -> dict | None:
+    """The ``suppress_jitter`` tracks to start from: those kept after the frame just before the first one left
+    to render, if that frame is finished with the same model and settings (a resumed run then gives the
+    frames of an uninterrupted one); else None (a cold start, as at a clip's first frame)."""
+    first = chosen.index(todo[0]) if todo else 0
+    if first == 0:
+        return None
+    before = chosen[first - 1]
+    kept = load_tracks(_tracks_path(ws))
+    if kept is None or kept[0] != before.stem or kept[1] != wanted(before) or before in todo:
+        return None
+    return kept[2]
+
+
 def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted,
-            marker, segmenter=None) -> None:
+            marker, segmenter=None, tracks: dict | None = None) -> None:
     """The render loop: frames decoded ahead, the model run on batches of faces over consecutive frames,
     blending and writing on worker threads, each finished frame journaled.
 
     ``suppress_jitter`` frames take one more turn: the blend's worker also measures the faces' coarse colour,
     the main thread folds it into the running averages in frame order (the only ordered part, a few small
-    arrays), and a worker adds the corrections and writes the frame."""
+    arrays), and a worker adds the corrections and writes the frame. The running averages after each such
+    frame are kept when it is journaled, so that a resumed run starts from ``tracks``."""
     in_flight = 2 * workers
     with ThreadPoolExecutor(workers, thread_name_prefix="merge") as pool:
         pending: deque[tuple[Future, _Job]] = deque()  # blending
-        writing: deque[tuple[Future, Path]] = deque()  # written (or being written), in frame order
+        writing: deque[tuple[Future, Path, dict | None]] = deque()  # written (or being written), in frame order
         batch: list[_Job] = []
         jitter = JitterFilter()
+        if tracks:
+            jitter.tracks = tracks
+
+        def journal_one() -> None:
+            fut, p, kept = writing.popleft()
+            fut.result()
+            record.done(p.stem, wanted(p))  # journaled and flushed: a kill -9 loses no finished frame
+            if kept is not None:
+                try:
+                    save_tracks(_tracks_path(ws), kept, p.stem, wanted(p))
+                except OSError:
+                    pass  # only a resume's exactness depends on it: it then starts the averages afresh
 
         def journal(block: bool) -> None:
             while writing and (block or len(writing) > in_flight or writing[0][0].done()):
-                fut, p = writing.popleft()
-                fut.result()
-                record.done(p.stem, wanted(p))  # journaled and flushed: a kill -9 loses no finished frame
+                journal_one()
 
         def collect(block: bool) -> None:
             while pending and (block or len(pending) > in_flight or pending[0][0].done()):
                 fut, job = pending.popleft()
-                result = fut.result()
+                result, kept = fut.result(), None
                 if result is not None:  # suppress_jitter: the running averages, in frame order
                     merged, mask, lows = result
                     fixes = None if lows is None else \
                         jitter.update(lows, [r.face_index for r in job.recs], _frame_number(job.path.stem))
+                    kept = jitter.tracks
                     fut = pool.submit(_correct_and_write, ws, job, merged, mask, fixes, marker)
-                writing.append((fut, job.path))
+                writing.append((fut, job.path, kept))
                 journal(False)
             if block:
                 journal(True)
@@ -280,24 +311,28 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
             batch.clear()
             collect(False)
 
-        for path, frame in track(prefetch(read_image, todo, pool, workers), len(todo), "merge"):
-            number = _frame_number(path.stem)
-            st = plan.settings_for(number)
-            recs = by_frame.get(path.name, [])
-            job = _Job(path, frame, st, recs)
-            if recs:
-                job.prepared = prepare_faces(frame, recs, predictor.resolution, predictor.face_type)
-                job.motion = _motions(recs, number, by_number) if st.motion_blur else None
-                counts["merged"] += 1
-                counts["faces"] += len(recs)
-            else:
-                counts["passthrough"] += 1
-            batch.append(job)
-            if sum(len(j.recs) for j in batch) >= batch_size or len(batch) >= in_flight:
+        try:
+            for path, frame in track(prefetch(read_image, todo, pool, workers), len(todo), "merge"):
+                number = _frame_number(path.stem)
+                st = plan.settings_for(number)
+                recs = by_frame.get(path.name, [])
+                job = _Job(path, frame, st, recs)
+                if recs:
+                    job.prepared = prepare_faces(frame, recs, predictor.resolution, predictor.face_type)
+                    job.motion = _motions(recs, number, by_number) if st.motion_blur else None
+                    counts["merged"] += 1
+                    counts["faces"] += len(recs)
+                else:
+                    counts["passthrough"] += 1
+                batch.append(job)
+                if sum(len(j.recs) for j in batch) >= batch_size or len(batch) >= in_flight:
+                    flush()
+            if batch:
                 flush()
-        if batch:
-            flush()
-        collect(True)
+            collect(True)
+        finally:  # a cancel or an error: the frames already on their way to disk are journaled, none is lost
+            while writing and writing[0][0].exception() is None:
+                journal_one()
 
 
 @jobs.step
@@ -398,7 +433,7 @@ def run(
     workers = workers or min(max(os.cpu_count() or 1, 2), 8)
     try:
         _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, batch_size, counts, record, wanted, marker,
-                segmenter)
+                segmenter, tracks=_resume_tracks(ws, chosen, todo, wanted))
     finally:
         record.save()  # also after an error: the frames finished so far stay recorded
     if any(plan.settings_for(_frame_number(p.stem)).mode == "raw-predict" for p in chosen):
