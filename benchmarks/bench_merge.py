@@ -95,8 +95,11 @@ def main() -> None:
     args = ap.parse_args()
     frame, rec = make_frame()
     pred = IdentityPredictor()
-    configs = {"overlay+rct": MergeSettings(mode="overlay", color="rct"), "seamless": MergeSettings(),
-               "seamless + suppress-jitter": MergeSettings(suppress_jitter=True)}  # steadied in the stage only
+    # overlay and plain seamless without the steadying, to show its cost; "seamless (default)" is steadied
+    # (suppress_jitter, on by default), in the stage only: merge_frame renders one frame alone
+    configs = {"overlay+rct": MergeSettings(mode="overlay", color="rct", suppress_jitter=False),
+               "seamless": MergeSettings(suppress_jitter=False),
+               "seamless (default)": MergeSettings()}
 
     print("\nmerge_frame, 1 thread, no I/O, model time excluded (identity predictor, 96 px):")
     for name, s in configs.items():
@@ -145,7 +148,7 @@ def main() -> None:
         torch.manual_seed(0)
         quick = Predictor(create_model("quick"), torch.device("cpu"))  # untrained weights: the same cost
         runs = [(name, s, pred, (1, 2)) for name, s in configs.items()]
-        runs.append(("seamless + quick model (64 px)", MergeSettings(), quick, (2,)))
+        runs.append(("seamless (default) + quick model (64 px)", MergeSettings(), quick, (2,)))
         for name, s, predictor, threads in runs:
             for workers in threads:
                 rates = {True: 0.0, False: 0.0}
