@@ -94,3 +94,15 @@ def test_hull_mask_against_polygon_area():
     assert mask.dtype == np.float32 and mask.shape == (300, 300)
     assert abs(mask.sum() - cv2.contourArea(hull)) / cv2.contourArea(hull) < 0.02
     assert align.hull_mask(pts, (300, 300), "whole").sum() > mask.sum() * 1.1
+
+
+def test_crop_matrix_maps_a_crop_as_the_frame(astronaut):
+    """A frame point and the same point in a crop cornered at (x0, y0) land on the same face pixel, and the crop
+    of a real picture warps to the same face as the whole picture."""
+    rng = np.random.default_rng(1)
+    mat = np.array([[0.25, 0.02, -30.0], [-0.02, 0.25, -22.0]])  # the face: frame x 92-367, y 97-372
+    pts = rng.uniform(100, 300, (20, 2))
+    cropped = align.crop_matrix(mat, 50, 20)  # the face lies inside the crop
+    assert np.allclose(align.transform_points(pts - (50, 20), cropped), align.transform_points(pts, mat), atol=1e-4)
+    whole, part = align.warp_image(astronaut, mat, 64), align.warp_image(astronaut[20:, 50:], cropped, 64)
+    assert np.abs(whole.astype(int) - part).max() <= 1

@@ -166,6 +166,13 @@ def transform_points(points: np.ndarray, mat: Affine) -> np.ndarray:
     return (points @ mat[:, :2].T + mat[:, 2]).astype(np.float32)
 
 
+def crop_matrix(mat: Affine, x0: float, y0: float) -> Affine:
+    """The same frame -> face alignment for a crop of the frame whose top-left corner is ``(x0, y0)``."""
+    out = np.array(check_affine(mat), np.float64)
+    out[:, 2] += out[:, :2] @ np.array([x0, y0], np.float64)
+    return out
+
+
 def scale_matrix(mat: Affine, factor: float) -> Affine:
     """The same alignment for an output scaled by ``factor`` (e.g. 512 px face -> 128 px model input)."""
     return check_affine(mat) * factor

@@ -48,7 +48,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from facelab.align import face_matrix, hull_mask, scale_matrix, transform_points, unwarp_image, warp_image
+from facelab.align import crop_matrix, face_matrix, hull_mask, scale_matrix, transform_points, unwarp_image, warp_image
 from facelab.checks import check_image
 from facelab.color import color_transfer
 from facelab.errors import SettingsError
@@ -519,8 +519,7 @@ def compose_faces(
         if roi is None:
             continue
         x0, y0, x1, y1 = roi
-        roi_mat = mat.copy()
-        roi_mat[:, 2] += mat[:, :2] @ np.array([x0, y0], np.float64)
+        roi_mat = crop_matrix(mat, x0, y0)
         shape = (y1 - y0, x1 - x0)
         frame_mask = np.clip(unwarp_image(mask, scale_matrix(roi_mat, work / r), shape), 0.0, 1.0)
         frame_mask[frame_mask < 1.0 / 255.0] = 0.0

@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facelab.align import scale_matrix, unwarp_image
+from facelab.align import crop_matrix, scale_matrix, unwarp_image
 from facelab.checks import check_image, check_mask
 
 SIZE = 32  # side of the aligned square the low frequencies are kept at
@@ -85,13 +85,6 @@ class JitterFilter:
         rgb = merged[y:y + h, x:x + w, :3].astype(np.float32) / 255.0
         return rgb, mask[y:y + h, x:x + w].astype(np.float32) / 255.0, (x, y, w, h)
 
-    @staticmethod
-    def _in_box(mat: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        """A frame -> face affine re-based on the box's corner."""
-        out = np.array(mat, np.float64)
-        out[:, 2] += out[:, :2] @ np.array(box[:2], np.float64)
-        return out
-
     @classmethod
     def measure(cls, merged: np.ndarray, mask: np.ndarray, mats: np.ndarray, resolution: int) -> list[np.ndarray]:
         """Step 1, for any frame in any order: each face's coarse colour and light ``L_t``
@@ -99,7 +92,7 @@ class JitterFilter:
         rgb, weight, box = cls._region(merged, mask)
         if weight.size == 0:  # an empty mask: nothing of the face shows
             return [np.zeros((SIZE, SIZE, 3), np.float32) for _ in mats]
-        return [cls._low(rgb, weight, cls._in_box(mat, box), resolution) for mat in mats]
+        return [cls._low(rgb, weight, crop_matrix(mat, *box[:2]), resolution) for mat in mats]
 
     @property
     def tracks(self) -> dict[int, tuple[int | None, np.ndarray]]:
@@ -137,7 +130,7 @@ class JitterFilter:
             return result
         for mat, fix in zip(mats, fixes):
             big = cv2.resize(fix, (resolution, resolution), interpolation=cv2.INTER_CUBIC)
-            rgb += unwarp_image(big, cls._in_box(mat, (x, y, w, h)), (h, w)) * weight[..., None]
+            rgb += unwarp_image(big, crop_matrix(mat, x, y), (h, w)) * weight[..., None]
         result[y:y + h, x:x + w, :3] = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         return result
 

@@ -140,7 +140,8 @@ def _finish(job: _Job, ws: Workspace, enhancer, marker: Marker, write: bool = Tr
         merged, mask = compose_faces(job.frame, job.prepared, job.faces, job.masks, st, dst_masks=job.dst_masks,
                                      motion=job.motion, enhancer=enhancer, segmenter=segmenter)
     if not write:
-        lows = JitterFilter.measure(merged, mask, job.prepared.mats, job.prepared.faces.shape[1]) if job.prepared is not None else None
+        lows = None if job.prepared is None else \
+            JitterFilter.measure(merged, mask, job.prepared.mats, job.prepared.faces.shape[1])
         return merged, mask, lows
     _write_frame(ws, job.path, merged, mask, marker)
     return None
@@ -240,7 +241,7 @@ def _resume_tracks(ws: Workspace, chosen: list[Path], todo: list[Path], wanted) 
         return None
     before = chosen[first - 1]
     kept = load_tracks(_tracks_path(ws))
-    if kept is None or kept[0] != before.stem or kept[1] != wanted(before) or before in todo:
+    if kept is None or kept[0] != before.stem or kept[1] != wanted(before):
         return None
     return kept[2]
 
@@ -266,10 +267,11 @@ def _render(todo, plan, predictor, by_frame, by_number, ws, enhancers, workers, 
         def journal_one() -> None:
             fut, p, kept = writing.popleft()
             fut.result()
-            record.done(p.stem, wanted(p))  # journaled and flushed: a kill -9 loses no finished frame
+            fingerprint = wanted(p)
+            record.done(p.stem, fingerprint)  # journaled and flushed: a kill -9 loses no finished frame
             if kept is not None:
                 try:
-                    save_tracks(_tracks_path(ws), kept, p.stem, wanted(p))
+                    save_tracks(_tracks_path(ws), kept, p.stem, fingerprint)
                 except OSError:
                     pass  # only a resume's exactness depends on it: it then starts the averages afresh
 
