@@ -271,10 +271,13 @@ def test_a_training_job_saves_and_backs_up_when_asked_and_a_cancel_saves_it(ws, 
 def test_stopping_the_server_cancels_the_running_jobs_and_waits_for_them(ws, marker, monkeypatch):
     from facelab.ui import steps
 
+    seen = []
+
     def slow(ws_, side, values, job, log, marker_):
         from facelab.progress import track
 
-        for _ in track(range(1000), 1000, "slow"):
+        for i in track(range(1000), 1000, "slow"):
+            seen.append(i)
             time.sleep(0.01)
 
     monkeypatch.setitem(steps.STEPS, "sort", steps.Step("sort", "Sort faces", ("src", "dst"), slow))
@@ -283,3 +286,4 @@ def test_stopping_the_server_cancels_the_running_jobs_and_waits_for_them(ws, mar
     manager = c.app.app.state.ui.jobs
     assert manager.stop_all(timeout=30) == []
     assert manager.get(job["id"]).state == "cancelled"
+    assert len(seen) < 1000  # the loop stopped at the cancel, not at its end

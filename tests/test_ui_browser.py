@@ -71,4 +71,5 @@ def test_cancel_a_running_job_from_the_jobs_page(page, live_ui, monkeypatch):
     page.wait_for_function("() => document.querySelector('.job pre.log') && document.querySelector('.job pre.log').textContent.includes('item 3')")
     page.click(".job button[data-cancel]")
     page.wait_for_selector(".job .state.cancelled", timeout=20_000)
+    assert "item 199" not in page.inner_text(".job pre.log")  # stopped where the cancel came, not at the end
     hold.set()

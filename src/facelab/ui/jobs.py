@@ -111,7 +111,8 @@ class JobManager:
     def _run(self, job: UIJob, work) -> None:
         handle = job.handle = jobs.Job(on_event=lambda e: self._event(job, e), cancel=job.token, min_interval=0.2)
         try:
-            summary = work(handle, lambda line: self._log(job, line))
+            with jobs.running(handle):  # a loop that reaches the job only through jobs.current() stops at a cancel too
+                summary = work(handle, lambda line: self._log(job, line))
             state = "cancelled" if job.token.cancelled else "done"
             self._finish(job, state, summary=summary)
         except jobs.Cancelled:
