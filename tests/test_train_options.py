@@ -183,36 +183,37 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _run_child(folder: Path, die_after: int, delay: float | None) -> None:
+def _start_child(folder: Path, die_after: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(die_after)], stdout=subprocess.PIPE, env=env)
-    assert proc.stdout.readline().strip() == b"ready"
-    if delay is not None:
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(die_after)], stdout=subprocess.PIPE, env=env)
 
 
 def test_kill_9_during_save_leaves_a_loadable_model(tmp_path):
     model, opt = _tiny()
-    folder = tmp_path / "m"
-    save_checkpoint(folder, model, opt, {}, {"iteration": 100})
-    seen = set()
+    first = tmp_path / "m"
+    save_checkpoint(first, model, opt, {}, {"iteration": 100})
+    # each child gets its own copy of the model, so they run at once (each start imports torch)
+    folders = [first] + [shutil.copytree(first, tmp_path / f"m{i}") for i in range(1, 9)]
     # killed right after each rename of the first save: the commit record, then the four files
-    for die_after in range(1, 6):
-        before = load_checkpoint(folder).state["iteration"]
-        _run_child(folder, die_after, None)
-        ck = load_checkpoint(folder)
-        assert ck.state["iteration"] in (before, 101)
-        seen.add(ck.state["iteration"] == 101)
-        assert not list(folder.glob(".*"))  # recovered: no commit record or temporaries left
+    by_rename = {f: _start_child(f, die_after) for f, die_after in zip(folders[:5], range(1, 6))}
     # killed at random moments during a loop of saves
     rng = np.random.default_rng(0)
-    for delay in rng.uniform(0.0, 0.4, 4):
-        _run_child(folder, 0, float(delay))
+    at_random = {f: (_start_child(f, 0), float(d)) for f, d in zip(folders[5:], rng.uniform(0.0, 0.4, 4))}
+    for proc, delay in at_random.values():
+        assert proc.stdout.readline().strip() == b"ready"
+    start = time.monotonic()
+    for proc, delay in sorted(at_random.values(), key=lambda pd: pd[1]):
+        time.sleep(max(0.0, start + delay - time.monotonic()))
+        proc.send_signal(signal.SIGKILL)
+    for proc in [*by_rename.values(), *(p for p, _ in at_random.values())]:
+        proc.wait(timeout=120)
+        assert proc.returncode == -signal.SIGKILL
+    for folder in by_rename:
+        # every kill after the commit record rolled forward to the new save
+        assert load_checkpoint(folder).state["iteration"] == 101
+        assert not list(folder.glob(".*"))  # recovered: no commit record or temporaries left
+    for folder in at_random:
         assert load_checkpoint(folder).state["iteration"] >= 100
-    assert seen == {True}  # every kill after the commit record rolled forward to the new save
 
 
 # --- the stage with options ----------------------------------------------------------------------
