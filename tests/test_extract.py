@@ -46,6 +46,25 @@ def test_extract_resumes_and_skips(ws):
     assert extract.run(ws, "dst", extract.ExtractSettings(size=128)).counts["frames"] == 0
 
 
+def test_a_deleted_aligned_folder_is_extracted_again(ws):
+    """DeepFaceLab's way to start again: delete the aligned folder. The record of the finished run must not
+    make the frames count as done (it used to end in "no face found in any of the 12 frames")."""
+    extract.run(ws, "dst", extract.ExtractSettings(size=128))
+    shutil.rmtree(ws.aligned_dir("dst"))
+    s = extract.run(ws, "dst", extract.ExtractSettings(size=128))
+    assert s.counts["frames"] == 12 and s.counts["faces in set"] == 12
+    # emptied, then run with other settings: nothing is left to protect, so no --force is needed
+    for p in ws.aligned_paths("dst"):
+        p.unlink()
+    s = extract.run(ws, "dst", extract.ExtractSettings(size=128, face_type="half"))
+    assert s.counts["faces"] == 12 and read_face(ws.aligned_paths("dst")[0])[1].face_type == "half"
+    # a set the user thinned out is kept as it is: deleted faces stay deleted
+    for p in ws.aligned_paths("dst")[3:]:
+        p.unlink()
+    assert extract.run(ws, "dst", extract.ExtractSettings(size=128, face_type="half")).counts["frames"] == 0
+    assert len(ws.aligned_paths("dst")) == 3
+
+
 def test_changed_settings_need_force(ws):
     extract.run(ws, "dst", extract.ExtractSettings(size=128))
     with pytest.raises(SettingsError, match="--force"):

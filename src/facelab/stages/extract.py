@@ -339,7 +339,13 @@ def _resume(ws: Workspace, side: str, settings: ExtractSettings, record: StepRec
             f"{aligned} holds faces extracted with other settings ({_diff(previous.get('settings', {}), settings.output_key())})",
             f"run `facelab extract {side} --force` to extract again with the new settings",
         )
-    return (list(saved.done) if saved is not None and not force else []), previous
+    if saved is None or force:
+        return [], previous
+    if saved.done and not ws.aligned_paths(side):
+        # every face of the earlier run is gone (the folder emptied or deleted, as DeepFaceLab users do to
+        # extract again): nothing is left to keep, so every frame is extracted again, with these settings
+        return [], None
+    return list(saved.done), previous
 
 
 def _clear(ws: Workspace, side: str, record: StepRecord) -> None:
