@@ -464,7 +464,18 @@ def test_src_line_known_answers(sample_faces_ws):
         assert 0.2 < at_64 < as_shot < 3.0
         assert no_size.ratio(frame, ld, reference)[0] == pytest.approx(as_shot)
         assert np.isnan(no_size.ratio(frame, ld, reference)[1])
+        # the paste puts the face where it was: dst's own faces give back the frame, in both regions
+        hull, iod = M.hull_region(ld, frame.shape), M.inter_ocular(ld)
+        changed = {}
+        for line, reach in ((own, 0.3), (own.cut("whole"), 1.2)):  # whole: up over the forehead
+            pasted = line.paste(frame, ld).frame
+            assert np.abs(pasted.astype(int) - frame)[hull].mean() < 6
+            changed[line.face_type] = (pasted != frame).any(2)
+            assert not changed[line.face_type][~M.dilate(hull, reach * iod)].any()
+        assert changed["whole"].sum() > 1.2 * changed["full"].sum()
     assert all(np.isnan(v) for v in SrcLine([]).ratio(frame, ld, reference))
+    assert SrcLine([]).paste(frame, ld) is None
+    assert SrcLine([], "whole").cut("whole") is None and SrcLine([], "head").cut("whole") is None
 
 
 def test_src_line_is_reported_and_does_not_depend_on_the_output(results):
@@ -472,6 +483,36 @@ def test_src_line_is_reported_and_does_not_depend_on_the_output(results):
     assert 0.2 < lines["identical"] < 3.0 and len(set(lines.values())) == 1
     assert results["identical"]["summary"]["sharpness_src_line_model"] is None  # no model in this workspace
     assert all(np.isfinite(f["sharpness_src_line"]) for f in results["identical"]["frames"] if f["face"])
+
+
+def test_identity_src_line_is_reported_and_does_not_depend_on_the_output(results):
+    """The src person's own face, pasted in the model's region, reads as src up to the dst head around it; the
+    forehead too brings it nearer (on this pair, as on every pair measured in docs/quality.md)."""
+    from facelab.eval.measure import LINE_EVERY
+
+    lines = {k: results[k]["summary"]["identity_src_line"] for k in ("identical", "blurred", "swapped")}
+    whole = {k: results[k]["summary"]["identity_src_line_whole"] for k in ("identical", "blurred", "swapped")}
+    assert len(set(lines.values())) == 1 and len(set(whole.values())) == 1
+    assert 0.2 < whole["identical"] < lines["identical"] < results["identical"]["summary"]["identity_distance"]
+    frames = results["identical"]["frames"]
+    measured = [i for i, f in enumerate(frames) if f["identity_src_line"] is not None]
+    assert measured == [i for i, f in enumerate(frames) if f["face"] and i % LINE_EVERY == 0]
+
+
+def test_identity_line_note_says_what_holds_the_identity():
+    from facelab.eval.report import EvalResult
+    from facelab.stages.eval import _identity_line_note
+
+    def note(dist, line, whole):
+        return _identity_line_note(EvalResult({"identity_distance": dist, "identity_src_line": line,
+                                               "identity_src_line_whole": whole}, [], {}))
+
+    assert note(0.45, 0.5, 0.4) is None  # the target is met
+    assert "the training, not the region" in note(0.6, 0.45, 0.35)
+    held = note(0.58, 0.59, 0.45)
+    assert "the dst head around that region holds" in held and "whole-face" in held and "0.45" in held
+    assert "whole-face" not in note(0.58, 0.59, float("nan"))  # a whole-face model: no wider line
+    assert note(0.58, float("nan"), float("nan")) is None
 
 
 def test_src_line_note_says_what_caps_the_sharpness():
@@ -487,6 +528,7 @@ def test_src_line_note_says_what_caps_the_sharpness():
     assert "the model's size caps it" in note(0.44, 0.79, 0.55) and "80%" in note(0.44, 0.79, 0.55)
     assert "the training, not the footage" in note(0.5, 1.0, 0.9)
     assert "the training, not the footage" in note(0.5, 1.0, None)
+    assert "(50% of it)" in note(0.5, 1.0, float("nan"))  # no model to size it by: measured against the footage
     assert note(0.5, None, None) is None
 
 

@@ -23,7 +23,7 @@ from facelab.detect import Detection
 from facelab.eval import metrics as M
 from facelab.eval.embed import Embedder, EmbeddingCache
 from facelab.eval.frames import FramePairs
-from facelab.eval.src_line import FACE_TYPE, SrcLine
+from facelab.eval.src_line import FACE_TYPE, WIDER, Pasted, SrcLine
 from facelab.errors import FacelabError
 from facelab.faceimage import FaceRecord, read_face
 from facelab.progress import track
@@ -36,6 +36,8 @@ PERTURB_BLUR, PERTURB_JPEG = 0.7, 75
 """Noise-floor perturbation of a dst frame: facelab's watermark, Gaussian blur (sigma, px), JPEG quality."""
 SRC_SAMPLE = 40
 """Src faces (evenly spaced over the set) averaged into the src identity."""
+LINE_EVERY = 3
+"""``identity_src_line`` is measured on every third frame (two embeddings each; the median is a guide)."""
 
 # frame columns that rank a frame as bad for the report's "worst frames": how bad each value is (higher = worse)
 WORST_BY: dict[str, Callable[[float], float]] = {
@@ -122,13 +124,19 @@ def src_identity(paths: list, embedder: Embedder, sample: int = SRC_SAMPLE) -> l
     return futures
 
 
+def _line_key(pasted: Pasted, face_type: str, dst_path, landmarks: np.ndarray) -> str:
+    """Cache key of a src line's frame: the dst frame and face, the src face pasted in and the region."""
+    st = pasted.source.stat()
+    return EmbeddingCache.key(f"line-{face_type}-{pasted.source.name}-{st.st_size}-{st.st_mtime_ns}", dst_path, landmarks)
+
+
 def _nan_row(name: str, face: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"frame": name, "face": face, "found": False}
     for key in ("sharpness_dst", "sharpness_out", "sharpness_ratio", "sharpness_src_line", "sharpness_src_line_model",
                 "expression_error", "expression_floor",
                 "yaw_dst", "pitch_dst", "roll_dst", "yaw_out", "pitch_out", "roll_out", "pose_error_deg", "pose_floor_deg",
                 "pose_tracking_deg", "expression_tracking", "identity_distance", "identity_dst_distance",
-                "mouth_dst", "mouth_out", "eye_dst", "eye_out",
+                "identity_src_line", "identity_src_line_whole", "mouth_dst", "mouth_out", "eye_dst", "eye_out",
                 "jitter_dst", "jitter_out", "background_change", "seam_ratio", "color_flicker", "color_diff_mean",
                 "color_diff_p95", "score"):
         row[key] = float("nan")
@@ -154,7 +162,9 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
         records: the swapped dst face of each frame, by frame file name.
         finder: face detection and landmarks.
         src_faces: the src aligned face files (the src identity is their mean embedding; the nearest-pose
-            one to each dst face gives ``sharpness_src_line``, :mod:`facelab.eval.src_line`).
+            one to each dst face, blended into the dst frame, gives ``sharpness_src_line`` and
+            ``identity_src_line``, and cut wider over the forehead ``identity_src_line_whole``:
+            :mod:`facelab.eval.src_line`).
         workers: processes for identity embeddings (0: in this process).
         mask_dir: ``data_dst/merged_mask`` (the blend masks, for the seam); None or missing masks: the
             68-point hull's edge is used instead.
@@ -170,8 +180,10 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
     pose_diff = np.full((len(pairs), 3), np.nan)
     residual = np.full((len(pairs), len(M.INNER), 2), np.nan)
     pending: list[tuple[int, Any, Any]] = []
+    lines: list[tuple[int, Any, Any]] = []  # the src lines' embeddings per frame: the model's region, wider
     seam_from_hull = 0
     src_line = SrcLine(list(src_faces), *(model_size or (FACE_TYPE, None)))
+    wider = src_line.cut(WIDER)
     with Embedder(workers, cache) as embedder:
         # the src faces go first, so the workers embed them while the first frames are read
         src_futures = src_identity(src_faces, embedder)
@@ -204,7 +216,12 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
             # pixel measures over the dst face's regions (they do not need the output face to be found)
             pixels, offsets[i] = _face_pixels(dst, out, ld, blend)
             row.update(pixels)
-            row["sharpness_src_line"], row["sharpness_src_line_model"] = src_line.ratio(dst, ld, row["sharpness_dst"])
+            pasted = src_line.paste(dst, ld)
+            row["sharpness_src_line"], row["sharpness_src_line_model"] = src_line.ratio(dst, ld, row["sharpness_dst"], pasted)
+            if src_futures and pasted is not None and i % LINE_EVERY == 0:  # the line's identity, whatever the output
+                wide = wider.paste(dst, ld) if wider is not None else pasted
+                lines.append((i, *(embedder.submit(p.frame, ld, _line_key(p, line.face_type, pairs.dst[i], ld))
+                                   for p, line in ((pasted, src_line), (wide, wider or src_line)))))
             lo, _ = finder.find(out, dbox)
             if lo is None:
                 continue
@@ -224,6 +241,9 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
             rows[i]["identity_distance"] = float(np.linalg.norm(eo - src_mean))
             rows[i]["identity_dst_distance"] = float(np.linalg.norm(eo - ed))
             rows[i]["closer_to_src"] = bool(rows[i]["identity_distance"] < rows[i]["identity_dst_distance"])
+        for i, fl, fw in lines:
+            rows[i]["identity_src_line"] = float(np.linalg.norm(fl.result() - src_mean))
+            rows[i]["identity_src_line_whole"] = float(np.linalg.norm(fw.result() - src_mean))
     if cache is not None:
         cache.save()
     jd, jo = M.jitter(lm_dst), M.jitter(lm_out)
@@ -308,6 +328,12 @@ def _nanmean(values) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
+def _nanmedian(values) -> float:
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     """The clip's figures from the frame rows (definitions in ``docs/eval.md``)."""
     faces = [r for r in rows if r["face"]]
@@ -316,7 +342,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     def col(key: str, among=found) -> list[float]:
         return [r[key] for r in among]
 
-    dist = np.array([d for d in col("identity_distance") if np.isfinite(d)])
     closer = [r["closer_to_src"] for r in found if r["closer_to_src"] is not None]
     both = [r for r in rows if np.isfinite(r["jitter_dst"]) and np.isfinite(r["jitter_out"])]
     jd, jo = _nanmean(col("jitter_dst", both)), _nanmean(col("jitter_out", both))
@@ -333,8 +358,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
         "pose_floor_deg": _nanmean(col("pose_floor_deg", faces)),
         "pose_tracking_deg": _nanmean(col("pose_tracking_deg")),
         "expression_tracking": _nanmean(col("expression_tracking")),
-        "identity_distance": float(np.median(dist)) if dist.size else float("nan"),
+        "identity_distance": _nanmedian(col("identity_distance")),
         "identity_closer_share": float(np.mean(closer)) if closer else float("nan"),
+        "identity_src_line": _nanmedian(col("identity_src_line", faces)),
+        "identity_src_line_whole": _nanmedian(col("identity_src_line_whole", faces)),
         "mouth_corr": M.correlation(np.array([r["mouth_dst"] for r in rows]), np.array([r["mouth_out"] for r in rows])),
         "eye_corr": M.correlation(np.array([r["eye_dst"] for r in rows]), np.array([r["eye_out"] for r in rows])),
         "jitter_ratio": jo / jd if jd > 0 else float("nan"),

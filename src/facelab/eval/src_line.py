@@ -20,6 +20,8 @@ blocks in the src faces count as detail here, so the line is a guide, not a boun
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -35,6 +37,11 @@ WORK = 256
 """Side of the aligned square the src face is colour-matched at (above a face's size in most footage)."""
 FACE_TYPE = "full"
 """The crop's face type without a model (every face type's crop holds the 68-point hull the face is blended in)."""
+WIDER = "whole"
+"""The wider region ``identity_src_line_whole`` pastes for models of a narrower face type: the face and the
+forehead above the brows (DeepFaceLab's whole face)."""
+NARROW = ("half", "mid", "full")
+"""Face types whose blend region leaves the forehead to dst."""
 SAMPLE = 400
 """Src faces (evenly spaced over the set) the nearest pose is chosen from."""
 
@@ -57,6 +64,19 @@ def blend_in(frame: np.ndarray, face: np.ndarray, mat: np.ndarray, hull: np.ndar
     m = np.clip(unwarp_image(soft, mat, frame.shape[:2]), 0.0, 1.0)[..., None]
     out = frame.astype(np.float32) * (1 - m) + unwarp_image(face, mat, frame.shape[:2]).astype(np.float32) * m
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class Pasted:
+    """A dst frame with the nearest-pose src face blended in (:meth:`SrcLine.paste`): the frame, and the
+    colour-matched src face (uint8, ``WORK`` square), its frame -> face affine, the dst hull it went into and
+    the src face file it came from."""
+
+    frame: np.ndarray
+    face: np.ndarray
+    mat: np.ndarray
+    hull: np.ndarray
+    source: Path
 
 
 class SrcLine:
@@ -89,6 +109,15 @@ class SrcLine:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def cut(self, face_type: str) -> SrcLine | None:
+        """The same src faces cut and blended as ``face_type`` (a wider region than this line's), or None when
+        this line's region is not narrower than ``whole``."""
+        if self.face_type not in NARROW:
+            return None
+        line = copy.copy(self)
+        line.face_type, line.resolution, line._cache = face_type, None, {}
+        return line
+
     def _face(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Src face ``j`` cut to the WORK crop: ``(float32 BGR in [0, 1], hull {0, 1})``."""
         if j not in self._cache:
@@ -99,14 +128,11 @@ class SrcLine:
                               hull_mask(transform_points(lm, mat), (WORK, WORK), self.face_type))
         return self._cache[j]
 
-    def ratio(self, dst: np.ndarray, landmarks: np.ndarray, reference: float) -> tuple[float, float]:
-        """Sharpness, inside the inner face, of ``dst`` (uint8 BGR frame) with its face (``landmarks``,
-        ``(68, 2)`` frame pixels) replaced by the nearest-pose src face, over ``reference`` (the dst frame's
-        own sharpness there): ``(as the src face is, after a trip through the model's R x R)``. NaN without
-        src faces or with a zero reference (the second also without a resolution)."""
-        nan = float("nan")
-        if not len(self) or not reference > 0:
-            return nan, nan
+    def paste(self, dst: np.ndarray, landmarks: np.ndarray) -> Pasted | None:
+        """``dst`` (uint8 BGR frame) with its face (``landmarks``, ``(68, 2)`` frame pixels) replaced by the
+        nearest-pose src face, colour-matched and blended in as the merge does; None without src faces."""
+        if not len(self):
+            return None
         ld = np.asarray(landmarks, np.float64)
         j = int(np.linalg.norm(self.poses - np.asarray(M.head_pose(ld)[:2]), axis=1).argmin())
         s_face, s_hull = self._face(j)
@@ -114,8 +140,21 @@ class SrcLine:
         d_face = warp_image(dst, mat, WORK).astype(np.float32) / 255.0
         d_hull = hull_mask(transform_points(ld, mat), (WORK, WORK), self.face_type)
         face = (np.clip(rct(s_face, d_face, s_hull, d_hull), 0, 1) * 255 + 0.5).astype(np.uint8)
-        inner = M.inner_face(ld, dst.shape)
-        as_shot = M.sharpness(blend_in(dst, face, mat, d_hull), inner) / reference
+        return Pasted(blend_in(dst, face, mat, d_hull), face, mat, d_hull, self.paths[j])
+
+    def ratio(self, dst: np.ndarray, landmarks: np.ndarray, reference: float,
+              pasted: Pasted | None = None) -> tuple[float, float]:
+        """Sharpness, inside the inner face, of ``dst`` (uint8 BGR frame) with its face (``landmarks``,
+        ``(68, 2)`` frame pixels) replaced by the nearest-pose src face, over ``reference`` (the dst frame's
+        own sharpness there): ``(as the src face is, after a trip through the model's R x R)``. NaN without
+        src faces or with a zero reference (the second also without a resolution). ``pasted``: what
+        :meth:`paste` gave for this frame, if the caller has it already."""
+        nan = float("nan")
+        if not len(self) or not reference > 0:
+            return nan, nan
+        p = pasted if pasted is not None else self.paste(dst, landmarks)
+        inner = M.inner_face(np.asarray(landmarks, np.float64), dst.shape)
+        as_shot = M.sharpness(p.frame, inner) / reference
         if not self.resolution:
             return as_shot, nan
-        return as_shot, M.sharpness(blend_in(dst, through(face, int(self.resolution)), mat, d_hull), inner) / reference
+        return as_shot, M.sharpness(blend_in(dst, through(p.face, int(self.resolution)), p.mat, p.hull), inner) / reference

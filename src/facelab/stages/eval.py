@@ -30,7 +30,7 @@ CACHE_FILE = "eval_embeddings.json"
 # the figures shown in the one-line summary (all are in the JSON)
 LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "sharpness_src_line", "sharpness_src_line_model",
              "expression_error", "pose_error_deg", "pose_floor_deg", "pose_tracking_deg", "pose_offset_pitch_deg",
-             "expression_tracking", "identity_distance", "identity_closer_share", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
+             "expression_tracking", "identity_distance", "identity_closer_share", "identity_src_line", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
              "seam_ratio", "color_flicker", "color_diff_mean", "color_diff_p95",
              "recon_src_ssim", "recon_src_psnr", "recon_dst_ssim", "recon_dst_psnr")
 
@@ -214,7 +214,7 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marke
     missed = result.missed()
     if missed:
         warnings.append("targets missed: " + "; ".join(missed))
-    warnings += [note for note in (_steady_pose_note(result), _src_line_note(result)) if note]
+    warnings += [note for note in (_steady_pose_note(result), _src_line_note(result), _identity_line_note(result)) if note]
     outputs = []
     if settings.json is not None:
         write_json(result, Path(settings.json))
@@ -249,10 +249,11 @@ def _src_line_note(result: EvalResult) -> str | None:
     s, target = result.summary, result.targets.get("sharpness_ratio", {})
     ratio, line, limit = s.get("sharpness_ratio"), s.get("sharpness_src_line"), target.get("value")
     at_model = s.get("sharpness_src_line_model")
+    at_model = at_model if at_model is not None and at_model > 0 else None  # NaN: no model to size it by
     if target.get("met") is not False or ratio is None or line is None or limit is None or not line > 0:
         return None
     text = (f"the src footage itself scores {line:.3g} (the nearest-pose src face, colour-matched and blended in)"
-            + (f", {at_model:.3g} through the model's resolution" if at_model is not None and at_model > 0 else ""))
+            + (f", {at_model:.3g} through the model's resolution" if at_model is not None else ""))
     if line < limit:
         verdict = f"under the {limit:g} target: no model of this src footage reaches it"
     elif at_model is not None and at_model < limit:
@@ -261,6 +262,26 @@ def _src_line_note(result: EvalResult) -> str | None:
     else:
         verdict = f"so the training, not the footage, holds the swap back ({ratio / (at_model or line):.0%} of it)"
     return f"sharpness_ratio {ratio:.3g}: {text}, {verdict} (see 'What the footage allows' in docs/eval.md)"
+
+
+def _identity_line_note(result: EvalResult) -> str | None:
+    """Where the identity target is missed, say what a src face itself scores in the same place: the embedding
+    sees the dst head around the blended region (forehead, hair, outline), so a line over the target means no
+    swap of that region reaches it, and the wider line says what replacing the forehead too would allow."""
+    s, target = result.summary, result.targets.get("identity_distance", {})
+    dist, line, whole = (s.get(k) for k in ("identity_distance", "identity_src_line", "identity_src_line_whole"))
+    limit = target.get("value")
+    if target.get("met") is not False or dist is None or line is None or limit is None or not line > 0:
+        return None
+    text = (f"identity_distance {dist:.3g}: a src face itself (the nearest-pose one, colour-matched and blended in "
+            f"the model's region) scores {line:.3g}")
+    if line <= limit:
+        return f"{text}, under the {limit:g} target: the training, not the region, holds the swap back"
+    verdict = f"{text}: the dst head around that region holds the figure over the {limit:g} target"
+    if whole is not None and whole < line - 0.01:
+        verdict += (f"; with the forehead too (a whole-face model, e.g. `train --model sae --face-type whole`) a src "
+                    f"face scores {whole:.3g}")
+    return verdict + " (see 'What the footage allows' in docs/eval.md)"
 
 
 def _shown(v) -> float | int | str:
