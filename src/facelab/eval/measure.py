@@ -322,15 +322,18 @@ def _score(rows: list[dict[str, Any]]) -> None:
         row["score"] = float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
 
 
-def _nanmean(values) -> float:
+def _finite(values) -> np.ndarray:
     v = np.asarray([x for x in values if x is not None], np.float64)
-    v = v[np.isfinite(v)]
+    return v[np.isfinite(v)]
+
+
+def _nanmean(values) -> float:
+    v = _finite(values)
     return float(v.mean()) if v.size else float("nan")
 
 
 def _nanmedian(values) -> float:
-    v = np.asarray([x for x in values if x is not None], np.float64)
-    v = v[np.isfinite(v)]
+    v = _finite(values)
     return float(np.median(v)) if v.size else float("nan")
 
 
