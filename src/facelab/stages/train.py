@@ -185,7 +185,7 @@ def _build(settings: TrainSettings, model_dir, prefix: str, device: torch.device
         unknown = [k for k, _ in settings.architecture if k not in accepted]
         if unknown:
             raise SettingsError(f"model {settings.model!r} has no option {', '.join(unknown)}",
-                                f"its architecture options are: {', '.join(k for k in accepted if k != 'face_type')}")
+                                f"its architecture options are: {', '.join(accepted)}")
         return create_model(settings.model, **dict(settings.architecture)).to(device), {}, {}, None, False
     saved = read_config(model_dir, prefix)
     check_kind(saved, model_dir, SWAP)  # an enhancer folder is not a face-swap model

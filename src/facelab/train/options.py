@@ -232,7 +232,7 @@ ARCHITECTURE: tuple[Option, ...] = (
            flags=("--lightweight",), fixed=True, group=_ARCH, question="Lightweight autoencoder",
            explain="Smaller encoder and decoders: faster, less detail. Fixed after the first run.",
            doc="smaller encoder and decoders (about 4x fewer parameters)"),
-    Option("face_type", str, None, "sae: half, mid, full, whole or head.", choices=("half", "mid", "full", "whole", "head"), metavar="TYPE",
+    Option("face_type", str, None, "half, mid, full, whole or head (architecture: first run only).", choices=("half", "mid", "full", "whole", "head"), metavar="TYPE",
            fixed=True, group=_ARCH, shown_default="the model's", question="Face type (half, mid, full, whole, head)",
            explain="How much of the head the model sees: half = eyes to mouth, full = whole face, whole = with the "
                    "forehead, head = with hair. Fixed after the first run.",
