@@ -24,7 +24,7 @@ from facelab.align import umeyama
 from facelab.cli import app
 from facelab.errors import MediaError, SettingsError, WorkspaceError
 from facelab.eval import metrics as M
-from facelab.eval.report import EvalFileError, compare, load_json, resolve_targets
+from facelab.eval.report import EvalFileError, compare, fmt, load_json, resolve_targets
 from facelab.faceimage import read_face, read_record
 from facelab.fileio import read_image
 from facelab.stages.eval import EvalSettings, run
@@ -497,6 +497,7 @@ def test_identity_src_line_is_reported_and_does_not_depend_on_the_output(results
     frames = results["identical"]["frames"]
     measured = [i for i, f in enumerate(frames) if f["identity_src_line"] is not None]
     assert measured == [i for i, f in enumerate(frames) if f["face"] and i % LINE_EVERY == 0]
+    assert "own face here " + fmt(lines["identical"]) in results["identical"]["_html"]  # drawn on the identity chart
 
 
 def test_identity_line_note_says_what_holds_the_identity():

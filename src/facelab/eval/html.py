@@ -58,9 +58,13 @@ def _svg_chart(title: str, series: list[tuple[str, list[float], str]], lines: li
         out.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{fmt(v)}</text>')
     out.append(f'<text x="{left}" y="{height - 6}" font-size="10">frame 1</text>')
     out.append(f'<text x="{left + pw}" y="{height - 6}" font-size="10" text-anchor="end">frame {n}</text>')
+    placed: dict[str, list[float]] = {"end": [], "start": []}  # label heights on the right and on the left
     for v, label in lines:
+        side = "end" if all(abs(y(v) - other) >= 11 for other in placed["end"]) else "start"  # a near line: left
+        placed[side].append(y(v))
+        tx = left + pw - 2 if side == "end" else left + 2
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#888" stroke-dasharray="4 3"/>'
-                   f'<text x="{left + pw - 2}" y="{y(v) - 3:.1f}" font-size="10" text-anchor="end" fill="#666">{html.escape(label)}</text>')
+                   f'<text x="{tx}" y="{y(v) - 3:.1f}" font-size="10" text-anchor="{side}" fill="#666">{html.escape(label)}</text>')
     legend_x = left + max(260, round(7.5 * len(title)) + 16)  # clear of the bold title
     for name, ys, colour in series:
         segments, cur = [], []
@@ -96,9 +100,16 @@ def _col(frames: list[dict[str, Any]], key: str) -> list[float]:
 def charts(result: EvalResult) -> list[str]:
     f = result.frames
     dst, out, other = _COLOURS["dst"], _COLOURS["output"], _COLOURS["other"]
+    # the src lines are measured on every third frame: drawn as their medians
+    src_lines = [(v, f"src's own face here {fmt(v)}" if key == "identity_src_line" else f"with the forehead {fmt(v)}")
+                 for key in ("identity_src_line", "identity_src_line_whole")
+                 for v in [result.summary.get(key)] if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(src_lines) == 2 and abs(src_lines[0][0] - src_lines[1][0]) < 1e-9:
+        src_lines = src_lines[:1]  # a whole-face model: one region
     return [
         _svg_chart("Identity: embedding distance of the output face", [("to mean src", _col(f, "identity_distance"), out),
-                   ("to this frame's dst face", _col(f, "identity_dst_distance"), dst)], [(0.5, "target 0.5"), (0.6, "same person 0.6")]),
+                   ("to this frame's dst face", _col(f, "identity_dst_distance"), dst)],
+                   [(0.5, "target 0.5"), (0.6, "same person 0.6"), *src_lines]),
         _svg_chart("Sharpness: output / dst (inner face)", [("output / dst", _col(f, "sharpness_ratio"), out),
                    ("src footage / dst", _col(f, "sharpness_src_line"), other),
                    ("through the model's size", _col(f, "sharpness_src_line_model"), _COLOURS["fourth"])],
