@@ -74,6 +74,10 @@ CANDIDATES: dict[str, list[str]] = {
     "tf1": ["--true-face-power", "0.1"],
     "fsp10": ["--face-style-power", "10"],  # the swap pulled towards dst's colours (works on quick since 2026-12-06)
     "fsp1": ["--face-style-power", "1"],
+    # whole face: the forehead swapped too (re-cut from the pair's full-face set; the train run warns that the
+    # crop's corners reach outside it). The identity lever where the full-face region holds identity_src_line
+    # over the target (franck-grid: 0.60); softer at 64 px (docs/quality.md, session 18)
+    "whole": ["--face-type", "whole"],
     # with random warp on. Rows measured before 2026-12-04's fix of the warp (whose maps shrank every
     # input face to 83 %) are kept in results.json as "*shrinkwarp*": they cannot be re-run.
     "d32-warp": ["--random-warp", "--d-dims", "32"],
