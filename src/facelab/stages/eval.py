@@ -279,8 +279,8 @@ def _identity_line_note(result: EvalResult) -> str | None:
         return f"{text}, under the {limit:g} target: the training, not the region, holds the swap back"
     verdict = f"{text}: the dst head around that region holds the figure over the {limit:g} target"
     if whole is not None and whole < line - 0.01:
-        verdict += (f"; with the forehead too (a whole-face model, e.g. `train --model sae --face-type whole`) a src "
-                    f"face scores {whole:.3g}")
+        verdict += (f"; with the forehead too (a whole-face model: `extract --face-type whole`, `train --face-type "
+                    f"whole`, best with a segmentation mask that leaves hair out) a src face scores {whole:.3g}")
     return verdict + " (see 'What the footage allows' in docs/eval.md)"
 
 
