@@ -188,6 +188,16 @@ def _start_child(folder: Path, die_after: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(die_after)], stdout=subprocess.PIPE, env=env)
 
 
+def _kill_at(children: dict) -> None:
+    """SIGKILL each ``(process, delay)`` child ``delay`` seconds after all of them are saving."""
+    for proc, _ in children.values():
+        assert proc.stdout.readline().strip() == b"ready"
+    start = time.monotonic()
+    for proc, delay in sorted(children.values(), key=lambda pd: pd[1]):
+        time.sleep(max(0.0, start + delay - time.monotonic()))
+        proc.send_signal(signal.SIGKILL)
+
+
 def test_kill_9_during_save_leaves_a_loadable_model(tmp_path):
     model, opt = _tiny()
     first = tmp_path / "m"
@@ -199,12 +209,7 @@ def test_kill_9_during_save_leaves_a_loadable_model(tmp_path):
     # killed at random moments during a loop of saves
     rng = np.random.default_rng(0)
     at_random = {f: (_start_child(f, 0), float(d)) for f, d in zip(folders[5:], rng.uniform(0.0, 0.4, 4))}
-    for proc, delay in at_random.values():
-        assert proc.stdout.readline().strip() == b"ready"
-    start = time.monotonic()
-    for proc, delay in sorted(at_random.values(), key=lambda pd: pd[1]):
-        time.sleep(max(0.0, start + delay - time.monotonic()))
-        proc.send_signal(signal.SIGKILL)
+    _kill_at(at_random)
     for proc in [*by_rename.values(), *(p for p, _ in at_random.values())]:
         proc.wait(timeout=120)
         assert proc.returncode == -signal.SIGKILL
@@ -213,6 +218,13 @@ def test_kill_9_during_save_leaves_a_loadable_model(tmp_path):
         assert load_checkpoint(folder).state["iteration"] == 101
         assert not list(folder.glob(".*"))  # recovered: no commit record or temporaries left
     for folder in at_random:
+        assert load_checkpoint(folder).state["iteration"] >= 100
+    # a second kill at a random moment on each folder a kill during the commit left behind (recovered above)
+    again = {f: (_start_child(f, 0), float(d)) for f, d in zip(by_rename, rng.uniform(0.0, 0.4, len(by_rename)))}
+    _kill_at(again)
+    for folder, (proc, _) in again.items():
+        proc.wait(timeout=120)
+        assert proc.returncode == -signal.SIGKILL
         assert load_checkpoint(folder).state["iteration"] >= 100
 
 
