@@ -112,6 +112,7 @@ def test_identical_video_known_answers(results):
     assert s["color_flicker"] == pytest.approx(0.0, abs=1e-9)
     assert s["seam_ratio"] == pytest.approx(1.0, abs=1e-9)
     assert s["mouth_corr"] == pytest.approx(1.0, abs=1e-9) and s["eye_corr"] == pytest.approx(1.0, abs=1e-9)
+    assert s["mouth_gain"] == pytest.approx(1.0, abs=1e-9)
     assert s["jitter_ratio"] == pytest.approx(1.0, abs=1e-9)
     # the output is the dst person: at distance 0 from its own dst face, never closer to src
     assert s["identity_closer_share"] == 0.0
@@ -352,6 +353,16 @@ def test_landmark_measures_known_answers(face_pair):
     a, b = np.sin(np.arange(20.0)), np.cos(np.arange(20.0) * 0.7)
     assert M.correlation(a, b) == pytest.approx(np.corrcoef(a, b)[0, 1])
     assert np.isnan(M.correlation(a, np.ones(20)))
+    # gain: a mouth opening half as wide follows at 0.5, whatever noise rides on it; one shut throughout at 0
+    rng = np.random.default_rng(0)
+    noisy_half = 0.5 * a + rng.normal(0, 0.05, 20)
+    assert M.gain(a, 0.5 * a + 0.3) == pytest.approx(0.5)
+    assert M.gain(a, noisy_half) == pytest.approx(np.polyfit(a, noisy_half, 1)[0])
+    assert M.gain(a, np.zeros(20)) == 0.0 and M.gain(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(M.gain(np.ones(20), a))  # a dst mouth that never moves gives no gain
+    with_gaps = a.copy()
+    with_gaps[[3, 7]] = np.nan  # frames without a face are left out, not counted as shut
+    assert M.gain(with_gaps, 2 * a) == pytest.approx(2.0)
     offsets = np.array([[1.0, 2.0, 3.0]] * 4)
     assert np.nansum(M.color_flicker(offsets)) == 0.0
     offsets[2] += (0, 3, 4)

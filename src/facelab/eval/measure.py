@@ -348,6 +348,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     closer = [r["closer_to_src"] for r in found if r["closer_to_src"] is not None]
     both = [r for r in rows if np.isfinite(r["jitter_dst"]) and np.isfinite(r["jitter_out"])]
     jd, jo = _nanmean(col("jitter_dst", both)), _nanmean(col("jitter_out", both))
+    mouth_dst, mouth_out = (np.array([r[k] for r in rows], np.float64) for k in ("mouth_dst", "mouth_out"))
     return {
         "frames": len(rows),
         "faces": len(faces),
@@ -365,7 +366,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
         "identity_closer_share": float(np.mean(closer)) if closer else float("nan"),
         "identity_src_line": _nanmedian(col("identity_src_line", faces)),
         "identity_src_line_whole": _nanmedian(col("identity_src_line_whole", faces)),
-        "mouth_corr": M.correlation(np.array([r["mouth_dst"] for r in rows]), np.array([r["mouth_out"] for r in rows])),
+        "mouth_corr": M.correlation(mouth_dst, mouth_out),
+        "mouth_gain": M.gain(mouth_dst, mouth_out),
         "eye_corr": M.correlation(np.array([r["eye_dst"] for r in rows]), np.array([r["eye_out"] for r in rows])),
         "jitter_ratio": jo / jd if jd > 0 else float("nan"),
         "background_change": _nanmean(col("background_change", rows)),

@@ -288,6 +288,22 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((x * y).sum() / den) if den > 0 else float("nan")
 
 
+def gain(reference: np.ndarray, follower: np.ndarray) -> float:
+    """Least-squares slope of ``follower`` on ``reference`` (two ``(T,)`` series) over the steps where both are
+    finite: how far the follower moves per unit the reference moves (1 = as far, 0 = not at all, negative =
+    the other way). Noise in the follower does not bias it; ``nan`` with fewer than 3 such steps or a
+    constant reference."""
+    a, b = np.asarray(reference, np.float64), np.asarray(follower, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"gain: expected two (T,) series, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    x, y = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    den = (x * x).sum()
+    return float((x * y).sum() / den) if den > 0 else float("nan")
+
+
 def jitter(tracks: np.ndarray) -> np.ndarray:
     """Landmark jitter per frame: ``(T, 68, 2)`` landmarks (``nan`` where no face) -> ``(T,)``.
 

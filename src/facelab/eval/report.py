@@ -29,7 +29,8 @@ SUMMARY_KEYS = (
     "expression_error", "expression_floor", "pose_error_deg", "pose_floor_deg",
     "pose_tracking_deg", "pose_offset_yaw_deg", "pose_offset_pitch_deg", "pose_offset_roll_deg",
     "expression_tracking", "expression_offset",
-    "identity_distance", "identity_closer_share", "identity_src_line", "identity_src_line_whole", "mouth_corr", "eye_corr", "jitter_ratio",
+    "identity_distance", "identity_closer_share", "identity_src_line", "identity_src_line_whole", "mouth_corr", "mouth_gain", "eye_corr",
+    "jitter_ratio",
     "background_change", "seam_ratio", "color_flicker", "color_diff_mean", "color_diff_p95",
     "src_faces_used",
     "recon_src_ssim", "recon_src_psnr", "recon_dst_ssim", "recon_dst_psnr", "recon_src_faces", "recon_dst_faces",
@@ -59,7 +60,7 @@ BETTER: dict[str, str] = {
     "pose_tracking_deg": "lower", "expression_tracking": "lower", "identity_distance": "lower", "jitter_ratio": "lower",
     "background_change": "lower", "color_flicker": "lower", "color_diff_mean": "lower", "color_diff_p95": "lower",
     "eval_seconds": "lower",
-    "seam_ratio": "nearer 1",
+    "seam_ratio": "nearer 1", "mouth_gain": "nearer 1",
 }
 """Which way each figure improves; figures not listed (counts, noise floors) are context, not quality."""
 
@@ -77,6 +78,7 @@ LABELS: dict[str, str] = {
     "identity_closer_share": "closer to src than to dst",
     "identity_src_line": "identity distance a src face itself scores there (median)",
     "identity_src_line_whole": "the same with the forehead too (whole face)", "mouth_corr": "mouth opening correlation",
+    "mouth_gain": "mouth opening gain (1 = opens as wide as dst)",
     "eye_corr": "eye opening correlation", "jitter_ratio": "landmark jitter, output / dst",
     "background_change": "background change (grey levels)", "seam_ratio": "seam gradient ratio",
     "color_flicker": "face colour flicker (Lab)", "color_diff_mean": "colour difference a*b*, mean",

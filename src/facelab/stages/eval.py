@@ -30,8 +30,9 @@ CACHE_FILE = "eval_embeddings.json"
 # the figures shown in the one-line summary (all are in the JSON)
 LINE_KEYS = ("frames", "face_found_share", "sharpness_ratio", "sharpness_src_line", "sharpness_src_line_model",
              "expression_error", "pose_error_deg", "pose_floor_deg", "pose_tracking_deg", "pose_offset_pitch_deg",
-             "expression_tracking", "identity_distance", "identity_closer_share", "identity_src_line", "mouth_corr", "eye_corr", "jitter_ratio", "background_change",
-             "seam_ratio", "color_flicker", "color_diff_mean", "color_diff_p95",
+             "expression_tracking", "identity_distance", "identity_closer_share", "identity_src_line", "mouth_corr",
+             "mouth_gain", "eye_corr", "jitter_ratio", "background_change", "seam_ratio", "color_flicker",
+             "color_diff_mean", "color_diff_p95",
              "recon_src_ssim", "recon_src_psnr", "recon_dst_ssim", "recon_dst_psnr")
 
 
