@@ -320,18 +320,29 @@ def test_quick_double_res_is_saved_fixed_and_only_for_quick(ws, marker):
 def test_quick_starts_without_random_warp_and_other_models_with_it(ws, marker):
     from facelab.stages.train import TrainSettings, run
 
-    def saved(name: str) -> bool:
-        return json.loads((ws.model_dir(name) / "state.json").read_text())["options"]["random_warp"]
+    def saved(name: str, key: str = "random_warp"):
+        return json.loads((ws.model_dir(name) / "state.json").read_text())["options"][key]
+
+    def priority(name: str) -> tuple[bool, float]:
+        """The saved eyes-and-mouth choice and the weight the loss trained with."""
+        losses = saved(name, "losses")
+        assert losses["eyes_mouth_priority"] is saved(name, "eyes_mouth_priority")
+        return losses["eyes_mouth_priority"], losses["eyes_mouth_weight"]
 
     quiet = {"batch_size": 2, "device": "cpu", "save_every_minutes": 60}
     run(ws, TrainSettings(model="quick", iterations=1, **quiet), log=lambda s: None, marker=marker)
     assert saved("quick") is False  # quick's own default
-    run(ws, TrainSettings(model="quick", name="warped", iterations=1, random_warp=True, **quiet), log=lambda s: None, marker=marker)
-    assert saved("warped") is True
+    assert priority("quick")[0] is False
+    run(ws, TrainSettings(model="quick", name="warped", iterations=1, random_warp=True, eyes_mouth_priority=True, **quiet),
+        log=lambda s: None, marker=marker)
+    assert saved("warped") is True and priority("warped") == (True, 10.0)  # quick's own priority weight
     run(ws, TrainSettings(model="quick", name="warped", iterations=2, **quiet), log=lambda s: None, marker=marker)
-    assert saved("warped") is True  # a resumed model keeps its saved choice, not quick's default
-    run(ws, TrainSettings(model="h64", iterations=1, architecture=(("lightweight", True),), **quiet), log=lambda s: None, marker=marker)
+    assert saved("warped") is True  # a resumed model keeps its saved choices, not quick's defaults
+    assert priority("warped") == (True, 10.0)
+    run(ws, TrainSettings(model="h64", iterations=1, architecture=(("lightweight", True),), eyes_mouth_priority=True, **quiet),
+        log=lambda s: None, marker=marker)
     assert saved("h64") is True  # DeepFaceLab's default for the other models
+    assert priority("h64") == (True, 30.0)  # and the usual priority weight
 
 
 def test_random_warp_off_gives_unwarped_inputs(sample_faces_ws):

@@ -18,6 +18,9 @@ class SwapModel(nn.Module):
     ``TRAINING_QUESTIONS``: the training options DeepFaceLab asked at a new model of this kind, in its order
     (``facelab train`` in a terminal asks them after the architecture).
 
+    ``EYES_MOUTH_WEIGHT``: the weight of the eyes-and-mouth term when ``eyes_mouth_priority`` is on
+    (``None``: :data:`facelab.train.objective.EYES_MOUTH_WEIGHT`, unless a model was measured to want another).
+
     ``RECOMPUTES``: the model can recompute activations in the backward pass instead of keeping them (the
     trainer's optimizer mode 3 sets ``recompute_activations``), trading about 30 % speed for memory.
 
@@ -26,6 +29,7 @@ class SwapModel(nn.Module):
     config: dict
     TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {}
     TRAINING_QUESTIONS: ClassVar[tuple[str, ...]] = ()
+    EYES_MOUTH_WEIGHT: ClassVar[float | None] = None
     RECOMPUTES: ClassVar[bool] = False
     recompute_activations: bool = False
 

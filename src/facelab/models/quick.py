@@ -21,7 +21,8 @@ iteration over the first thousand, so the smaller decoder learns twice as fast
 per second; 96 px costs ~3x more per step. The decoders dominate the cost
 (the encoder works on ever smaller maps). See ``benchmarks/bench_train.py``.
 
-A new ``quick`` model trains without random warp (``TRAINING_DEFAULTS``).
+A new ``quick`` model trains without random warp (``TRAINING_DEFAULTS``); its eyes-and-mouth priority, when
+turned on, weighs 10 instead of 30 (``EYES_MOUTH_WEIGHT``; figures in docs/quality.md, 2026-12-06, session 19).
 Measured with ``benchmarks/bench_quality.py`` on three pairs, 5 minutes on 2
 cores, warp (as fixed on 2026-12-04) -> none: sharpness ratio 0.43 -> 0.47,
 0.53 -> 0.56, 0.57 -> 0.62; pose error 8.6 -> 6.8, 2.1 -> 1.8, 2.2 -> 1.4 deg;
@@ -112,6 +113,10 @@ class Quick(SharedInterModel):
     # Random warp off: at the budgets this model is for, the swap is sharper and follows dst's pose and mouth
     # better without it. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min on 2 cores, three pairs).
     TRAINING_DEFAULTS = {"random_warp": False}
+    # Eyes and mouth priority (off by default) at a third of the usual weight: at 30 it cost franck-grid its
+    # mouth (0.89 -> 0.34 on one seed) and the demo 1.5 deg of pose; at 10 neither, and it still rescued the
+    # demo's bad seeds. Measured 2026-12-06 (docs/quality.md, session 19).
+    EYES_MOUTH_WEIGHT = 10.0
 
     @staticmethod
     def resolve_config(config: dict[str, Any]) -> dict[str, Any]:

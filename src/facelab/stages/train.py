@@ -264,8 +264,8 @@ def _resume_state(r: _Run, state: dict, saved_opts: dict) -> tuple[dict, bool, i
     return state, restart, target
 
 
-def _train_options(r: _Run, chosen: dict, saved_opts: dict) -> TrainOptions:
-    from facelab.train.objective import LossOptions
+def _train_options(r: _Run, model, chosen: dict, saved_opts: dict) -> TrainOptions:
+    from facelab.train.objective import EYES_MOUTH_WEIGHT, LossOptions
 
     s, pretraining = r.settings, bool(r.settings.pretrain)
     workers = s.workers if s.workers is not None else (0 if r.device.type == "cpu" else min(4, os.cpu_count() or 1))
@@ -282,6 +282,7 @@ def _train_options(r: _Run, chosen: dict, saved_opts: dict) -> TrainOptions:
         workers=workers,
         amp=s.amp,
         losses=LossOptions(pixel_loss=bool(chosen["pixel_loss"]), eyes_mouth_priority=bool(chosen["eyes_mouth_priority"]),
+                           eyes_mouth_weight=type(model).EYES_MOUTH_WEIGHT or EYES_MOUTH_WEIGHT,
                            remove_gray_border=bool(chosen["remove_gray_border"]),
                            face_style_power=float(chosen["face_style_power"]), bg_style_power=float(chosen["bg_style_power"])),
     )
@@ -438,7 +439,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         r.warnings.append(f"style power on a model at iteration {state.get('iteration', 0)}: early in training it can take the "
                           "swap over (on quick from the first step, power 1 and 10 turned the face into a blob and a grid; "
                           "docs/training.md); train without it first, then turn it on low and watch the preview")
-    opts = _train_options(r, chosen, saved_opts)
+    opts = _train_options(r, model, chosen, saved_opts)
     model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(r, model, opts, ckpt, state, resumed and not restart, int(chosen["optimizer_mode"]))
     adversarial = _discriminators(r, chosen, cfg, ckpt, resumed and not restart)

@@ -33,7 +33,9 @@ from torch.nn import functional as F
 
 from facelab.train.losses import dssim, face_loss, mask_loss, style_loss
 
-EYES_MOUTH_WEIGHT = 30.0  # ~ DeepFaceLab's 300 against its 10x DSSIM/MSE weights; the regions are ~5 % of the face
+EYES_MOUTH_WEIGHT = 30.0
+"""Weight of the eyes-and-mouth L1 term (~ DeepFaceLab's 300 against its 10x DSSIM/MSE weights; the regions are
+~5 % of the face). A model may set its own (:attr:`facelab.models.base.SwapModel.EYES_MOUTH_WEIGHT`)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class LossOptions:
     mask_weight: float = 1.0
     pixel_loss: bool = False
     eyes_mouth_priority: bool = False
+    eyes_mouth_weight: float = EYES_MOUTH_WEIGHT
     remove_gray_border: bool = False
     face_style_power: float = 0.0
     bg_style_power: float = 0.0
@@ -78,7 +81,7 @@ def _side_loss(face: torch.Tensor, mask: torch.Tensor, b: SideBatch, opts: LossO
     loss = face_loss(face, tgt, weight, opts.pixel_loss)
     if opts.eyes_mouth_priority and b.eyes_mouth is not None:
         em = _down(b.eyes_mouth, size)
-        loss = loss + EYES_MOUTH_WEIGHT * (face * em - tgt * em).abs().mean()
+        loss = loss + opts.eyes_mouth_weight * (face * em - tgt * em).abs().mean()
     return loss, mask_loss(mask, hull)
 
 

@@ -101,11 +101,16 @@ TRAINER: tuple[Option, ...] = (
                "saw into the \"unseen\" set. Not used while pretraining."),
     # sampling, discriminators and pretraining
     Option("eyes_mouth_priority", bool, False, "Extra loss weight on eyes, brows and mouth: sharper details, e.g. eye "
-                                               "direction (saved; default off).",
+                                               "direction, and a mouth that follows dst's (saved; default off).",
            flags=("--eyes-mouth-priority/--no-eyes-mouth-priority",), saved=True, group=_SAMPLING,
            question="Eyes and mouth priority", explain="Extra loss weight on eyes, brows and mouth: sharper eyes and teeth.",
-           doc="an extra L1 loss (weight 30) on the eyes with brows and the mouth (hulls of their landmarks, widened by "
-               "1/32 of the side): these carry expression and gaze and are what a blurry average face loses first"),
+           doc="an extra L1 loss (weight 30; `quick`: 10) on the eyes with brows and the mouth (hulls of their "
+               "landmarks, widened by 1/32 of the side): these carry expression and gaze and are what a blurry average "
+               "face loses first. On `quick`'s minutes-long runs it makes the mouth follow dst's where it otherwise "
+               "depends on the seed (demo pair, five seeds: +0.82 to +0.91 against -0.58 to +0.88), but when the src "
+               "set holds one expression (72 frames of one smile) it turned the mouth the other way (-0.85 and -0.66 "
+               "against +0.13 and +0.84): turn it on when the src faces cover dst's expressions, and check "
+               "`facelab eval`'s `mouth_corr` (docs/quality.md)"),
     Option("uniform_yaw", bool, False, "Sample faces evenly over head turn, so rare profiles train as often as frontal "
                                        "faces (saved; default off).", flags=("--uniform-yaw/--no-uniform-yaw",), saved=True,
            group=_SAMPLING, question="Uniform yaw distribution of samples",
