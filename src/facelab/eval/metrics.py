@@ -274,16 +274,24 @@ def color_difference(out: np.ndarray, dst: np.ndarray, region: np.ndarray, blur:
 # --- per-sequence measures --------------------------------------------------------
 
 
+def _centred_pairs(a: np.ndarray, b: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The steps of two ``(T,)`` series where both are finite, each minus its mean; ``None`` with fewer than 3."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"{name}: expected two (T,) series, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return None
+    return a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two ``(T,)`` series over the steps where both are finite; ``nan`` with fewer
     than 3 such steps or a constant series."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"correlation: expected two (T,) series, got {a.shape} and {b.shape}")
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
+    pairs = _centred_pairs(a, b, "correlation")
+    if pairs is None:
         return float("nan")
-    x, y = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    x, y = pairs
     den = np.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / den) if den > 0 else float("nan")
 
@@ -293,13 +301,10 @@ def gain(reference: np.ndarray, follower: np.ndarray) -> float:
     finite: how far the follower moves per unit the reference moves (1 = as far, 0 = not at all, negative =
     the other way). Noise in the follower does not bias it; ``nan`` with fewer than 3 such steps or a
     constant reference."""
-    a, b = np.asarray(reference, np.float64), np.asarray(follower, np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"gain: expected two (T,) series, got {a.shape} and {b.shape}")
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
+    pairs = _centred_pairs(reference, follower, "gain")
+    if pairs is None:
         return float("nan")
-    x, y = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    x, y = pairs
     den = (x * x).sum()
     return float((x * y).sum() / den) if den > 0 else float("nan")
 
