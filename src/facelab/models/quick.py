@@ -114,8 +114,8 @@ class Quick(SharedInterModel):
     # better without it. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min on 2 cores, three pairs).
     TRAINING_DEFAULTS = {"random_warp": False}
     # Eyes and mouth priority (off by default) at a third of the usual weight: at 30 it cost franck-grid its
-    # mouth (0.89 -> 0.34 on one seed) and the demo 1.5 deg of pose; at 10 neither, and it still rescued the
-    # demo's bad seeds. Measured 2026-12-06 (docs/quality.md, session 19).
+    # mouth (0.89 -> 0.34 on one seed); at 10 franck-grid kept it, the demo's pose was 0.4 deg better than at
+    # 30, and the demo's bad-mouth seeds were rescued as well. Measured 2026-12-06 (docs/quality.md, session 19).
     EYES_MOUTH_WEIGHT = 10.0
 
     @staticmethod

@@ -282,7 +282,8 @@ def _train_options(r: _Run, model, chosen: dict, saved_opts: dict) -> TrainOptio
         workers=workers,
         amp=s.amp,
         losses=LossOptions(pixel_loss=bool(chosen["pixel_loss"]), eyes_mouth_priority=bool(chosen["eyes_mouth_priority"]),
-                           eyes_mouth_weight=type(model).EYES_MOUTH_WEIGHT or EYES_MOUTH_WEIGHT,
+                           eyes_mouth_weight=EYES_MOUTH_WEIGHT if type(model).EYES_MOUTH_WEIGHT is None
+                           else type(model).EYES_MOUTH_WEIGHT,
                            remove_gray_border=bool(chosen["remove_gray_border"]),
                            face_style_power=float(chosen["face_style_power"]), bg_style_power=float(chosen["bg_style_power"])),
     )
