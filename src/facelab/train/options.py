@@ -109,8 +109,8 @@ TRAINER: tuple[Option, ...] = (
                "face loses first. On `quick`'s minutes-long runs it makes the mouth follow dst's where it otherwise "
                "depends on the seed (demo pair, five seeds: +0.82 to +0.91 against -0.58 to +0.88), but when the src "
                "set holds one expression (72 frames of one smile) it turned the mouth the other way (-0.85 and -0.66 "
-               "against +0.13 and +0.84): turn it on when the src faces cover dst's expressions, and check "
-               "`facelab eval`'s `mouth_corr` (docs/quality.md)"),
+               "against +0.13 and +0.84): turn it on when the src faces cover dst's expressions (`facelab faceset "
+               "coverage` compares their mouth openings), and check `facelab eval`'s `mouth_corr` (docs/quality.md)"),
     Option("uniform_yaw", bool, False, "Sample faces evenly over head turn, so rare profiles train as often as frontal "
                                        "faces (saved; default off).", flags=("--uniform-yaw/--no-uniform-yaw",), saved=True,
            group=_SAMPLING, question="Uniform yaw distribution of samples",
