@@ -33,7 +33,7 @@ class FaceStats:
     yaw: float
     pitch: float
     brightness: float
-    mouth: float = float("nan")
+    mouth: float  # nan where the landmarks give no eye distance
 
 
 @dataclass
@@ -92,9 +92,13 @@ def compute(src_paths: list[Path], dst_paths: list[Path]) -> tuple[Coverage, lis
     return cov, warnings
 
 
-def _summary(values: list[float]) -> str:
+def _finite(values: list[float]) -> np.ndarray:
     a = np.asarray(values, np.float64)
-    a = a[np.isfinite(a)]
+    return a[np.isfinite(a)]
+
+
+def _summary(values: list[float]) -> str:
+    a = _finite(values)
     if not a.size:
         return "-"
     return f"{a.min():+.2f} / {np.median(a):+.2f} / {a.max():+.2f}"
@@ -114,8 +118,7 @@ def table(cov: Coverage) -> str:
         dark = sum(s.brightness < lo for s in cov.dst)
         bright = sum(s.brightness > hi for s in cov.dst)
         lines.append(f"dst faces darker than 95% of src: {dark}; brighter than 95% of src: {bright}")
-        src_m, dst_m = (np.array([s.mouth for s in side], np.float64) for side in (cov.src, cov.dst))
-        src_m, dst_m = src_m[np.isfinite(src_m)], dst_m[np.isfinite(dst_m)]
+        src_m, dst_m = (_finite([s.mouth for s in side]) for side in (cov.src, cov.dst))
         if src_m.size and dst_m.size:
             wider = int((dst_m > np.percentile(src_m, 95)).sum())
             lines.append(f"mouth open (> {MOUTH_OPEN:g} of the eye distance): src {np.mean(src_m > MOUTH_OPEN):.0%}, "
