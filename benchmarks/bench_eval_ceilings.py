@@ -24,7 +24,10 @@ here, so it is a guide, not a bound).
 Through a model (``--model DIR``). The same src line through R px, then the trained model's own
 reconstruction of those src faces, then its swap of the dst faces, each colour-matched and pasted alike: the
 first step is what the decoder loses painting faces it trained on, the second what the swap path (a dst code
-into the src decoder) loses on top of that. With ``--model`` only this table is printed.
+into the src decoder) loses on top of that. A second table does the same for the mouth's movement: the
+opening read off each pasted face (eval's detector and landmarks) against the face as shot, for dst through
+R px, the dst decoder's reconstruction, the swap, and the src decoder's reconstruction of src faces. With
+``--model`` only these two tables are printed.
 
 Pose coverage. For each dst face, the (yaw, pitch) distance to the nearest src
 face, by the estimator eval uses (:func:`facelab.eval.metrics.head_pose` on the
@@ -180,6 +183,60 @@ def model_lines(workspace: Path, model_dir: Path) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
+def mouth_lines(workspace: Path, model_dir: Path) -> dict[str, tuple[float, float, float]]:
+    """Where a trained swap model loses the mouth's movement. Each dst face is replaced, colour-matched and
+    pasted as in :func:`model_lines`, by: itself through R px (``"through"``); the dst decoder's reconstruction
+    of it (``"dst_recon"``); and the swap (``"swap"``); each src face (every n-th, about 80) by the src
+    decoder's reconstruction (``"src_recon"``). The mouth opening is then read off the frame the way
+    ``facelab eval`` does (its detector and dlib's 68 points). Returns ``(gain, correlation, median opening)``
+    per key against the faces as shot (``"dst"``, ``"src"``: gain 1, correlation 1, their median): a decoder
+    that paints its own person's mouth but a swap with a low gain means the dst codes sit where the src
+    decoder paints a less open mouth (docs/quality.md, session 20)."""
+    import torch
+
+    from facelab.detect import create_detector
+    from facelab.eval.measure import FaceFinder
+    from facelab.landmarks import create_landmarker
+    from facelab.train.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(model_dir, with_optimizer=False)
+    model, r, face_type = ck.model.eval(), int(ck.config["resolution"]), ck.config["face_type"]
+    finder = FaceFinder(create_detector("retinaface", threads=2, device="cpu"), create_landmarker("dlib68"))
+
+    def through_model(fn, face: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            y = fn(x)[0][0].permute(1, 2, 0).float().numpy()
+        return cv2.resize(y, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
+
+    out: dict[str, tuple[float, float, float]] = {}
+    for side in ("dst", "src"):
+        records = _faces(workspace / f"data_{side}" / "aligned")
+        records = records[:: max(1, len(records) // 80)]
+        kinds = ("through", "dst_recon", "swap") if side == "dst" else ("src_recon",)
+        openings: dict[str, list[float]] = {k: [] for k in (side, *kinds)}
+        for rec in records:
+            frame, landmarks, mat, crop = _cut(workspace, side, rec, face_type)
+            found, box = finder.find(frame, tuple(rec.source_rect))
+            if found is None:
+                continue
+            hull = hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE), face_type)
+            f = crop.astype(np.float32) / 255.0
+            faces = {"through": lambda: through(crop, r), "swap": lambda: through_model(model.swap, crop),
+                     "dst_recon": lambda: through_model(lambda t: model.reconstruct(t, "dst"), crop),
+                     "src_recon": lambda: through_model(lambda t: model.reconstruct(t, "src"), crop)}
+            openings[side].append(M.mouth_opening(found))
+            for k in kinds:
+                face = faces[k]()
+                face = face if face.dtype == np.uint8 else _u8(rct(face, f, hull, hull))
+                openings[k].append(M.mouth_opening(finder.from_box(blend_in(frame, face, mat, hull), box)))
+        ref = np.array(openings[side])
+        for k, v in openings.items():
+            v = np.array(v)
+            out[k] = (M.gain(ref, v), M.correlation(ref, v), float(np.nanmedian(v)))
+    return out
+
+
 def _poses(folder: Path) -> np.ndarray:
     poses = []
     for path in sorted(folder.glob("*.*")):
@@ -248,6 +305,11 @@ def main() -> None:
         for ws in a.workspaces:
             c = model_lines(ws, a.model)
             print(f"{str(ws)[-40:]:<40} through {c['through']:.3f}  src_recon {c['src_recon']:.3f}  swap {c['swap']:.3f}")
+        print("\nmouth opening read off the pasted faces as eval reads it: gain / correlation against the faces as"
+              " shot, and the median opening (/ eye distance)")
+        for ws in a.workspaces:
+            m = mouth_lines(ws, a.model)
+            print(f"{str(ws)[-40:]:<40} " + "  ".join(f"{k} {g:.2f} / {c:.2f} / {med:.3f}" for k, (g, c, med) in m.items()))
         return
     print("sharpness ratio a perfect model of each resolution would score (eval target: >= 0.70)")
     print(f"{'workspace':<40} " + " ".join(f"{r:>6} px" for r in RESOLUTIONS))

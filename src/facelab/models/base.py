@@ -93,6 +93,10 @@ class SharedInterModel(SwapModel):
             out["src_code"], out["dst_code"] = c[:n], c[n:]
         return out
 
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """Faces ``(N, 3, R, R)`` -> their ``(N, ae_dims)`` bottleneck codes (what the decoders are fed, expanded)."""
+        return self.inter.code(self.encoder(x))
+
     def swap(self, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """dst faces ``(N, 3, R, R)`` -> src-looking faces ``(N, 3, R, R)`` and masks ``(N, 1, R, R)``."""
         return self.decoder_src(self.inter(self.encoder(dst)))

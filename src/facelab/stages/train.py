@@ -105,6 +105,7 @@ class TrainSettings:
     gan_power: float | None = None
     true_face_power: float | None = None
     identity_power: float | None = None
+    expression_power: float | None = None
     pretrain: str | None = None
     workers: int | None = None
     amp: bool | None = None
@@ -445,18 +446,28 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     optimizer = _optimizer(r, model, opts, ckpt, state, resumed and not restart, int(chosen["optimizer_mode"]))
     adversarial = _discriminators(r, chosen, cfg, ckpt, resumed and not restart)
     identity_power = 0.0 if settings.pretrain else float(chosen["identity_power"])
-    if identity_power and dist is not None:
-        raise SettingsError("identity_power: not available with several training processes yet",
-                            "train in one process (without torchrun), or set --identity-power 0")
+    expression_power = 0.0 if settings.pretrain else float(chosen["expression_power"])
+    for name, power in (("identity_power", identity_power), ("expression_power", expression_power)):
+        if power and dist is not None:
+            raise SettingsError(f"{name}: not available with several training processes yet",
+                                f"train in one process (without torchrun), or set --{name.replace('_', '-')} 0")
+    if expression_power:
+        from facelab.train.expression_match import ExpressionMatch
+
+        ExpressionMatch.check(model)  # before the faces load
 
     # -- data
     src, dst = _datasets(r, chosen, cfg, src_paths, dst_paths)
-    identity = None
+    extra_terms = []
     if identity_power:
         from facelab.train.identity_loss import IdentityLoss
 
-        identity = IdentityLoss(src_paths, dst, identity_power, device, settings.seed)
-        r.say(f"identity loss: power {identity_power:g}, {identity.faces_per_step} swapped dst faces per step")
+        extra_terms.append(IdentityLoss(src_paths, dst, identity_power, device, settings.seed))
+        r.say(f"identity loss: power {identity_power:g}, {extra_terms[-1].faces_per_step} swapped dst faces per step")
+    if expression_power:
+        extra_terms.append(ExpressionMatch(src, dst, expression_power, device, settings.seed))
+        r.say(f"expression matching: power {expression_power:g}, {extra_terms[-1].faces_per_step} dst faces per step, "
+              f"{len(extra_terms[-1].rows)} of {len(dst)} dst faces matched")
     where = f"{dist.world} processes ({device.type})" if dist else str(device)
     r.say(f"{'resuming' if resumed else 'new'} {settings.model} model {r.model_dir.name!r} at iteration {state.get('iteration', 0)}"
           + (f" (target {target})" if target is not None else "")
@@ -469,7 +480,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     try:
         with jobs.running(job):
             state = train(net, optimizer, src, dst, r.model_dir, opts, state, device, target, settings.minutes, settings.seed,
-                          save=save, log=r.say, prefix=r.prefix, adversarial=adversarial, dist=dist, identity=identity,
+                          save=save, log=r.say, prefix=r.prefix, adversarial=adversarial, dist=dist, extra_terms=extra_terms,
                           marker=marker)
         if dist is not None and not dist.same_weights(model):
             r.warnings.append("the processes ended with different weights: report this as a bug")

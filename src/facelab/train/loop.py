@@ -147,10 +147,11 @@ def _side(batch, device: torch.device) -> SideBatch:
 
 def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mask_weight: float = 1.0,
                clip_grad: bool = False, lr_dropout: float = 0.0, losses: LossOptions | None = None,
-               adversarial=None, amp: AmpState | None = None, identity=None, iteration: int = 0) -> tuple[float, float]:
+               adversarial=None, amp: AmpState | None = None, extra_terms=(), iteration: int = 0) -> tuple[float, float]:
     """One Adam step on a src and a dst batch (each ``(inputs, targets, masks[, eyes_mouth, in_frame])`` from
     :meth:`FaceDataset.sample`), then one step of the discriminators if ``adversarial`` is given.
-    ``identity`` (:class:`facelab.train.identity_loss.IdentityLoss`) adds its term for step ``iteration``.
+    Each of ``extra_terms`` (:class:`facelab.train.identity_loss.IdentityLoss`,
+    :class:`facelab.train.expression_match.ExpressionMatch`) adds its term for step ``iteration``.
 
     The face loss is DSSIM + MSE, or plain MSE when ``losses.pixel_loss`` is set; see :mod:`facelab.train.objective` for the optional terms.
     Returns the (src, dst) face losses as floats.
@@ -163,8 +164,8 @@ def train_step(model, optimizer, src_batch, dst_batch, device: torch.device, mas
     with torch.autocast(device.type, dtype=amp.dtype) if amp is not None else nullcontext():
         out = fwd(src.inputs, dst.inputs, **wants(inner, losses, adversarial))
     loss, src_loss, dst_loss = compute(out, src, dst, losses, adversarial)
-    if identity is not None:
-        loss = loss + identity(inner, iteration, amp)
+    for term in extra_terms:
+        loss = loss + term(inner, iteration, amp)
     optimizer.zero_grad(set_to_none=True)
     scaler = amp.scaler if amp is not None else None
     (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -268,11 +269,11 @@ class SwapTask:
     loss_names = ("src", "dst")
 
     def __init__(self, model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions,
-                 device: torch.device, seed: int = 0, prefix: str = "", adversarial=None, dist=None, identity=None,
+                 device: torch.device, seed: int = 0, prefix: str = "", adversarial=None, dist=None, extra_terms=(),
                  marker: Marker | None = None) -> None:
         self.model, self.optimizer, self.src, self.dst, self.model_dir = model, optimizer, src, dst, model_dir
         self.opts, self.device, self.seed, self.prefix = opts, device, seed, prefix
-        self.adversarial, self.dist, self.identity, self.marker = adversarial, dist, identity, marker
+        self.adversarial, self.dist, self.extra_terms, self.marker = adversarial, dist, tuple(extra_terms), marker
         self.inner = unwrap(model)
         self.feed: BatchFeed | None = None
         self.guard: DivergenceGuard | None = None
@@ -293,7 +294,7 @@ class SwapTask:
         src_batch, dst_batch = self.feed.get(iteration)
         losses = train_step(self.model, self.optimizer, src_batch, dst_batch, self.device, clip_grad=self.opts.clip_grad,
                             lr_dropout=self.opts.lr_dropout, losses=self.opts.losses, adversarial=self.adversarial,
-                            amp=self.amp, identity=self.identity, iteration=iteration)
+                            amp=self.amp, extra_terms=self.extra_terms, iteration=iteration)
         if self.dist is not None and self.adversarial is not None:  # DDP does not wrap the discriminators
             for net in (self.adversarial.patch, self.adversarial.code):
                 if net is not None:
@@ -315,7 +316,7 @@ class SwapTask:
 def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path, opts: TrainOptions, state: dict,
           device: torch.device, target_iteration: int | None = None, minutes: float | None = None, seed: int = 0,
           save: Callable[[dict], None] | None = None, log: Callable[[str], None] = print, prefix: str = "",
-          adversarial=None, dist=None, identity=None, marker: Marker | None = None) -> dict:
+          adversarial=None, dist=None, extra_terms=(), marker: Marker | None = None) -> dict:
     """Train until ``state["iteration"] >= target_iteration`` or ``minutes`` of wall time pass (whichever first;
     neither: until Ctrl+C or the job's cancel). Saves with ``save(state)`` every ``opts.save_every_minutes``
     and on exit; ``marker`` marks the previews (required).
@@ -325,7 +326,7 @@ def train(model, optimizer, src: FaceDataset, dst: FaceDataset, model_dir: Path,
     which also says how several processes (``dist``) stay in step).
     """
     marker = require_marker(marker, "train")  # refused before any step: a preview must never go out unmarked
-    task = SwapTask(model, optimizer, src, dst, model_dir, opts, device, seed, prefix, adversarial, dist, identity, marker)
+    task = SwapTask(model, optimizer, src, dst, model_dir, opts, device, seed, prefix, adversarial, dist, extra_terms, marker)
     schedule = runner.Schedule(target_iteration, minutes, opts.save_every_minutes, opts.preview_every_minutes,
                                opts.log_every_seconds)
     return runner.run(task, state, schedule, save=save, log=log, dist=dist)

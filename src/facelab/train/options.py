@@ -157,6 +157,18 @@ TRAINER: tuple[Option, ...] = (
                "no-warp `quick` P = 0.2 made the distance worse, 0.51 against 0.45, with blotches over eyes and nose; see "
                "docs/eval.md). Try it only on a model whose swap is already sharp, with P <= 0.2, and judge the result by "
                "eye, because `facelab eval`'s identity figures then flatter it (eval warns)"),
+    Option("expression_power", float, 0.0, "Expression matching weight 0..1, 0 = off (quick, h64, h128, df, sae df): "
+                                           "the swap opens mouth and eyes as dst does (saved; docs/training.md).",
+           lo=0, hi=1, saved=True, group=_SAMPLING, hint="use a number from 0 (off) to 1", question="Expression power",
+           explain="0..1; 0 = off (models with one bottleneck for both faces). Pulls each dst face's code towards the "
+                   "codes of the src faces with the same mouth opening, eye opening and head pose, so the swap opens "
+                   "its mouth as wide as dst does instead of keeping src's usual mouth. Try 0.1.",
+           doc="0..1, models whose src and dst share one bottleneck (`quick`, `h64`, `h128`, `df`, `sae` with a `df` "
+               "archi): expression matching. Before training each dst face is matched, by its stored landmarks, to the "
+               "src faces with the nearest mouth opening, eye opening, yaw and pitch; each step P times the distance "
+               "of a few dst faces' codes to their matches' mean code is added to the loss (the gradient moves the "
+               "encoder and bottleneck only). Without it a swap keeps src's usual mouth when the two people hold "
+               "their mouths differently through their clips (docs/quality.md, session 20)"),
     Option("pretrain", Path, None, "Pretrain both sides on this folder of aligned faces of many people; a later run "
                                    "without it continues on the pair from iteration 0.", group=_SAMPLING,
            doc="train both sides on a folder of aligned faces of many people (made by `facelab extract`; any face type, "
@@ -295,7 +307,7 @@ CONFIG_FILE = Option("config", Path, None, "TOML file with any of these options 
 ALL: tuple[Option, ...] = TRAINER + ARCHITECTURE
 _SAVED_ORDER = ("flip", "src_scale", "sort_by_yaw", "preview_history", "backups", "random_warp", "clip_grad", "lr_dropout",
                 "uniform_yaw", "eyes_mouth_priority", "color_transfer", "gan_power", "true_face_power", "identity_power",
-                "pixel_loss", "remove_gray_border", "face_style_power", "bg_style_power", "optimizer_mode")
+                "expression_power", "pixel_loss", "remove_gray_border", "face_style_power", "bg_style_power", "optimizer_mode")
 SAVED_DEFAULTS = {name: next(o.default for o in TRAINER if o.name == name) for name in _SAVED_ORDER}
 """Defaults of the options saved with a model (a model's ``TRAINING_DEFAULTS`` go over them)."""
 
