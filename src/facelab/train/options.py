@@ -158,7 +158,7 @@ TRAINER: tuple[Option, ...] = (
                "docs/eval.md). Try it only on a model whose swap is already sharp, with P <= 0.2, and judge the result by "
                "eye, because `facelab eval`'s identity figures then flatter it (eval warns)"),
     Option("expression_power", float, 0.0, "Expression matching weight 0..1, 0 = off (quick, h64, h128, df, sae df): "
-                                           "the swap opens mouth and eyes as dst does (saved; docs/training.md).",
+                                           "the swap's mouth follows dst's, not src's usual one (saved; docs/training.md).",
            lo=0, hi=1, saved=True, group=_SAMPLING, hint="use a number from 0 (off) to 1", question="Expression power",
            explain="0..1; 0 = off (models with one bottleneck for both faces). Pulls each dst face's code towards the "
                    "codes of the src faces with the same mouth opening, eye opening and head pose, so the swap opens "
