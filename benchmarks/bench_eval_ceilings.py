@@ -154,30 +154,33 @@ def src_ceiling(workspace: Path, face_type: str, resolutions=RESOLUTIONS) -> dic
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
+def _through_model(fn, face: np.ndarray, r: int) -> np.ndarray:
+    """A uint8 WORK_SIZE face area-downscaled to the model's ``r``, through ``fn`` (a model's swap or
+    reconstruction: batch -> ``(faces, masks)``), cubic-upscaled back: float32 BGR in [0, 1]."""
+    import torch
+
+    x = torch.from_numpy(cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y = fn(x)[0][0].permute(1, 2, 0).float().numpy()
+    return cv2.resize(y, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
+
+
 def model_lines(workspace: Path, model_dir: Path) -> dict[str, float]:
     """Where a trained swap model loses detail. Each dst face is replaced, colour-matched and pasted as in
     :func:`src_ceiling`, by: the nearest-pose src face through R px with no model (``"through"``); the model's
     reconstruction of that src face (``"src_recon"``); and the model's swap of the dst face itself (``"swap"``).
     ``through`` -> ``src_recon`` is what the src decoder loses painting a face it was trained on; ``src_recon``
     -> ``swap`` is what the swap path (a dst code into the src decoder) loses on top of that."""
-    import torch
-
     from facelab.train.checkpoint import load_checkpoint
 
     ck = load_checkpoint(model_dir, with_optimizer=False)
     model, r = ck.model.eval(), int(ck.config["resolution"])
 
-    def through_model(fn, face: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None].float() / 255
-        with torch.no_grad():
-            y = fn(x)[0][0].permute(1, 2, 0).float().numpy()
-        return cv2.resize(y, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
-
     ratios: dict[str, list[float]] = {"through": [], "src_recon": [], "swap": []}
     for frame, region, reference, mat, (d_face, d_hull), (s_face, s_hull) in _nearest_src(workspace, ck.config["face_type"]):
         faces = {"through": through(_u8(rct(s_face, d_face, s_hull, d_hull)), r),
-                 "src_recon": _u8(rct(through_model(lambda t: model.reconstruct(t, "src"), _u8(s_face)), d_face, s_hull, d_hull)),
-                 "swap": _u8(rct(through_model(model.swap, _u8(d_face)), d_face, d_hull, d_hull))}
+                 "src_recon": _u8(rct(_through_model(lambda t: model.reconstruct(t, "src"), _u8(s_face), r), d_face, s_hull, d_hull)),
+                 "swap": _u8(rct(_through_model(model.swap, _u8(d_face), r), d_face, d_hull, d_hull))}
         for key, face in faces.items():
             ratios[key].append(_pasted_sharpness(frame, region, mat, face, d_hull) / reference)
     return {k: float(np.mean(v)) for k, v in ratios.items()}
@@ -192,8 +195,6 @@ def mouth_lines(workspace: Path, model_dir: Path) -> dict[str, tuple[float, floa
     per key against the faces as shot (``"dst"``, ``"src"``: gain 1, correlation 1, their median): a decoder
     that paints its own person's mouth but a swap with a low gain means the dst codes sit where the src
     decoder paints a less open mouth (docs/quality.md, session 20)."""
-    import torch
-
     from facelab.detect import create_detector
     from facelab.eval.measure import FaceFinder
     from facelab.landmarks import create_landmarker
@@ -202,12 +203,6 @@ def mouth_lines(workspace: Path, model_dir: Path) -> dict[str, tuple[float, floa
     ck = load_checkpoint(model_dir, with_optimizer=False)
     model, r, face_type = ck.model.eval(), int(ck.config["resolution"]), ck.config["face_type"]
     finder = FaceFinder(create_detector("retinaface", threads=2, device="cpu"), create_landmarker("dlib68"))
-
-    def through_model(fn, face: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(cv2.resize(face, (r, r), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None].float() / 255
-        with torch.no_grad():
-            y = fn(x)[0][0].permute(1, 2, 0).float().numpy()
-        return cv2.resize(y, (WORK_SIZE, WORK_SIZE), interpolation=cv2.INTER_CUBIC)
 
     out: dict[str, tuple[float, float, float]] = {}
     for side in ("dst", "src"):
@@ -222,9 +217,9 @@ def mouth_lines(workspace: Path, model_dir: Path) -> dict[str, tuple[float, floa
                 continue
             hull = hull_mask(transform_points(landmarks, mat), (WORK_SIZE, WORK_SIZE), face_type)
             f = crop.astype(np.float32) / 255.0
-            faces = {"through": lambda: through(crop, r), "swap": lambda: through_model(model.swap, crop),
-                     "dst_recon": lambda: through_model(lambda t: model.reconstruct(t, "dst"), crop),
-                     "src_recon": lambda: through_model(lambda t: model.reconstruct(t, "src"), crop)}
+            faces = {"through": lambda: through(crop, r), "swap": lambda: _through_model(model.swap, crop, r),
+                     "dst_recon": lambda: _through_model(lambda t: model.reconstruct(t, "dst"), crop, r),
+                     "src_recon": lambda: _through_model(lambda t: model.reconstruct(t, "src"), crop, r)}
             openings[side].append(M.mouth_opening(found))
             for k in kinds:
                 face = faces[k]()

@@ -48,6 +48,19 @@ def test_nearest_src_matches_by_mouth_first_on_a_common_scale():
     assert len(rows) == 0 and nearest.shape[0] == 0
 
 
+def test_nearest_src_in_blocks_matches_the_full_table(monkeypatch):
+    import facelab.train.expression_match as em
+
+    rng = np.random.default_rng(7)
+    src, dst = rng.normal(size=(50, 4)) * [0.05, 0.1, 20, 10], rng.normal(size=(11, 4)) * [0.05, 0.1, 20, 10]
+    scale = np.concatenate([src, dst]).std(0)
+    full = (((dst / scale * em.WEIGHTS)[:, None] - (src / scale * em.WEIGHTS)[None]) ** 2).sum(-1)
+    monkeypatch.setattr(em, "MATCH_BLOCK", 4)  # 11 rows: blocks of 4, 4 and 3
+    rows, nearest = nearest_src(src, dst, k=5)
+    assert rows.tolist() == list(range(11))
+    assert (nearest == np.argsort(full, axis=1)[:, :5]).all()
+
+
 @pytest.fixture(scope="module")
 def sets(sample_faces_ws):
     from facelab.train.dataset import FaceDataset

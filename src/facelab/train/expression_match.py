@@ -38,6 +38,8 @@ FACES_PER_STEP = 4
 """dst faces whose codes are pulled each step."""
 NEIGHBOURS = 3
 """src faces each dst face is matched to (their mean code is the target: steadier than one face's)."""
+MATCH_BLOCK = 256
+"""dst faces matched at a time (a block's distance table: MATCH_BLOCK x src faces)."""
 WEIGHTS = np.array([1.0, 0.5, 0.5, 0.5])
 """Weights of (mouth opening, eye opening, yaw, pitch), each first divided by its spread over both sets:
 the mouth decides, the rest picks among src faces with that mouth."""
@@ -64,8 +66,13 @@ def nearest_src(src: np.ndarray, dst: np.ndarray, k: int = NEIGHBOURS, weights: 
     scale = np.concatenate([src[s_ok], dst[d_ok]]).std(0)
     scale[scale <= 0] = 1.0
     a, b = dst[d_ok] / scale * weights, src[s_ok] / scale * weights
-    d = ((a[:, None] - b[None]) ** 2).sum(-1)
-    return d_ok, s_ok[np.argsort(d, axis=1, kind="stable")[:, :k]]
+    b2 = (b * b).sum(1)
+    nearest = []
+    # in blocks of dst rows: a full (dst, src) distance table of two sets of tens of thousands would not fit
+    for i in range(0, len(a), MATCH_BLOCK):
+        d = b2[None] - 2 * a[i:i + MATCH_BLOCK] @ b.T  # squared distance less |a|^2, which does not change the order
+        nearest.append(np.argsort(d, axis=1, kind="stable")[:, :k])
+    return d_ok, s_ok[np.concatenate(nearest)]
 
 
 class ExpressionMatch:
