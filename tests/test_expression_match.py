@@ -11,7 +11,7 @@ import torch
 
 from facelab.errors import SettingsError
 from facelab.eval import metrics as M
-from facelab.train.expression_match import ExpressionMatch, expression_features, nearest_src
+from facelab.train.expression_match import NEIGHBOURS, ExpressionMatch, expression_features, nearest_src
 
 
 def test_features_are_evals_measures_of_the_stored_landmarks(sample_faces_ws):
@@ -76,7 +76,7 @@ def test_the_term_moves_the_dst_codes_and_nothing_else(sets):
     torch.manual_seed(0)
     model = create_model("quick")
     term = ExpressionMatch(src, dst, power=1.0, device=torch.device("cpu"), seed=3)
-    assert len(term.rows) == len(dst) and term.nearest.shape == (len(dst), 3)
+    assert len(term.rows) == len(dst) and term.nearest.shape == (len(dst), min(NEIGHBOURS, len(src)))
     # the two people differ: their codes are apart, so the term is not zero
     value = term(model, iteration=5)
     assert value.ndim == 0 and float(value.detach()) > 0

@@ -317,7 +317,7 @@ def test_quick_double_res_is_saved_fixed_and_only_for_quick(ws, marker):
         run(model="h64", iterations=1, architecture=(("double_res", True),))
 
 
-def test_quick_starts_without_random_warp_and_other_models_with_it(ws, marker):
+def test_quick_starts_without_random_warp_and_with_expression_matching_other_models_not(ws, marker):
     from facelab.stages.train import TrainSettings, run
 
     def saved(name: str, key: str = "random_warp"):
@@ -333,6 +333,7 @@ def test_quick_starts_without_random_warp_and_other_models_with_it(ws, marker):
     run(ws, TrainSettings(model="quick", iterations=1, **quiet), log=lambda s: None, marker=marker)
     assert saved("quick") is False  # quick's own default
     assert priority("quick")[0] is False
+    assert saved("quick", "expression_power") == 0.05  # and its expression matching
     run(ws, TrainSettings(model="quick", name="warped", iterations=1, random_warp=True, eyes_mouth_priority=True, **quiet),
         log=lambda s: None, marker=marker)
     assert saved("warped") is True and priority("warped") == (True, 10.0)  # quick's own priority weight
@@ -342,6 +343,7 @@ def test_quick_starts_without_random_warp_and_other_models_with_it(ws, marker):
     run(ws, TrainSettings(model="h64", iterations=1, architecture=(("lightweight", True),), eyes_mouth_priority=True, **quiet),
         log=lambda s: None, marker=marker)
     assert saved("h64") is True  # DeepFaceLab's default for the other models
+    assert saved("h64", "expression_power") == 0.0
     assert priority("h64") == (True, 30.0)  # and the usual priority weight
 
 

@@ -269,6 +269,7 @@ def test_two_processes_with_torchrun_stay_in_step(ws):
     r = subprocess.run(cmd, cwd=ws.root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[:4000]  # a worker's own message comes first
     assert "2 processes" in r.stdout and "different weights" not in r.stdout + r.stderr
+    assert "expression matching: power 0.05" in r.stdout  # quick's default term runs the same on both processes
     assert r.stdout.count("train: iteration: 4") == 1  # one report, from the first process
     assert json.loads((ws.model_dir("quick") / "state.json").read_text())["iteration"] == 4
 

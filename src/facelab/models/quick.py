@@ -21,7 +21,8 @@ iteration over the first thousand, so the smaller decoder learns twice as fast
 per second; 96 px costs ~3x more per step. The decoders dominate the cost
 (the encoder works on ever smaller maps). See ``benchmarks/bench_train.py``.
 
-A new ``quick`` model trains without random warp (``TRAINING_DEFAULTS``); its eyes-and-mouth priority, when
+A new ``quick`` model trains without random warp and with expression matching at 0.05 (``TRAINING_DEFAULTS``;
+:mod:`facelab.train.expression_match`); its eyes-and-mouth priority, when
 turned on, weighs 10 instead of 30 (``EYES_MOUTH_WEIGHT``; figures in docs/quality.md, 2026-12-06, session 19).
 Measured with ``benchmarks/bench_quality.py`` on three pairs, 5 minutes on 2
 cores, warp (as fixed on 2026-12-04) -> none: sharpness ratio 0.43 -> 0.47,
@@ -112,7 +113,11 @@ class Decoder(nn.Module):
 class Quick(SharedInterModel):
     # Random warp off: at the budgets this model is for, the swap is sharper and follows dst's pose and mouth
     # better without it. Measured 2026-12-04 (benchmarks/bench_quality.py, 5 min on 2 cores, three pairs).
-    TRAINING_DEFAULTS = {"random_warp": False}
+    # Expression matching on at 0.05: without it the swap's mouth depends on the seed and the pair (mouth
+    # correlation -0.58..0.89 over eight runs on three pairs, mean 0.57); with it 0.70..0.91 (mean 0.80), the
+    # demo's pose 1.2-3.8 deg better on four seeds, at a cost on the seeds that already followed the mouth.
+    # Measured 2026-12-07 (docs/quality.md, session 21).
+    TRAINING_DEFAULTS = {"random_warp": False, "expression_power": 0.05}
     # Eyes and mouth priority (off by default) at a third of the usual weight: at 30 it cost franck-grid its
     # mouth (0.89 -> 0.34 on one seed); at 10 franck-grid kept it, the demo's pose was 0.4 deg better than at
     # 30, and the demo's bad-mouth seeds were rescued as well. Measured 2026-12-06 (docs/quality.md, session 19).

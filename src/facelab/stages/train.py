@@ -447,10 +447,9 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     adversarial = _discriminators(r, chosen, cfg, ckpt, resumed and not restart)
     identity_power = 0.0 if settings.pretrain else float(chosen["identity_power"])
     expression_power = 0.0 if settings.pretrain else float(chosen["expression_power"])
-    for name, power in (("identity_power", identity_power), ("expression_power", expression_power)):
-        if power and dist is not None:
-            raise SettingsError(f"{name}: not available with several training processes yet",
-                                f"train in one process (without torchrun), or set --{name.replace('_', '-')} 0")
+    if identity_power and dist is not None:
+        raise SettingsError("identity_power: not available with several training processes yet",
+                            "train in one process (without torchrun), or set --identity-power 0")
     if expression_power:
         from facelab.train.expression_match import ExpressionMatch
 
