@@ -97,13 +97,18 @@ def test_the_term_moves_the_dst_codes_and_nothing_else(sets):
 
 def test_a_model_without_a_shared_code_is_refused(sets):
     from facelab.models import create_model
+    from facelab.stages.train import check_shared_code
 
-    ExpressionMatch.check(create_model("quick"))
-    ExpressionMatch.check(create_model("sae", resolution=64, archi="df", ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4))
+    on = {"expression_power": 0.5}
+    check_shared_code(create_model("quick"), on)
+    check_shared_code(create_model("sae", resolution=64, archi="df", ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4), on)
     for model in (create_model("liaef128", resolution=64, ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4),
                   create_model("sae", resolution=64, archi="liae", ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4)):
+        check_shared_code(model, {"expression_power": 0.0})
         with pytest.raises(SettingsError, match="expression_power"):
-            ExpressionMatch.check(model)
+            check_shared_code(model, on)
+        with pytest.raises(SettingsError, match="true_face_power"):
+            check_shared_code(model, {"true_face_power": 0.01})
 
 
 def test_training_with_expression_power_pulls_codes_and_saves_the_option(sample_faces_ws, tmp_path, marker):

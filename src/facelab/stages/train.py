@@ -238,10 +238,19 @@ def _chosen_options(r: _Run, model, saved_opts: dict) -> dict:
     defaults = {**OPTION_DEFAULTS, **type(model).TRAINING_DEFAULTS}
     chosen = {k: getattr(r.settings, k) if getattr(r.settings, k) is not None else saved_opts.get(k, default)
               for k, default in defaults.items()}
-    if chosen["true_face_power"] and not model.shares_code:
-        raise SettingsError(f"true_face_power: {r.settings.model} has no bottleneck code shared by src and dst",
-                            "leave it at 0, or train a model with one: quick, h64, h128, df, or sae with a df archi")
+    check_shared_code(model, chosen)
     return chosen
+
+
+def check_shared_code(model, chosen: dict) -> None:
+    """A :class:`SettingsError` (before any face loads) when ``chosen`` turns on a term that works on the
+    bottleneck code shared by src and dst (the true-face discriminator, expression matching) for a model
+    without one (the liae models)."""
+    for name in ("true_face_power", "expression_power"):
+        if chosen.get(name) and not model.shares_code:
+            raise SettingsError(f"{name}: {type(model).__name__} has no bottleneck code shared by src and dst",
+                                f"set --{name.replace('_', '-')} 0, or train a model with one: quick, h64, h128, df, "
+                                "or sae with a df archi")
 
 
 def _resume_state(r: _Run, state: dict, saved_opts: dict) -> tuple[dict, bool, int | None]:
@@ -450,10 +459,6 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     if identity_power and dist is not None:
         raise SettingsError("identity_power: not available with several training processes yet",
                             "train in one process (without torchrun), or set --identity-power 0")
-    if expression_power:
-        from facelab.train.expression_match import ExpressionMatch
-
-        ExpressionMatch.check(model)  # before the faces load
 
     # -- data
     src, dst = _datasets(r, chosen, cfg, src_paths, dst_paths)
@@ -464,6 +469,8 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
         extra_terms.append(IdentityLoss(src_paths, dst, identity_power, device, settings.seed))
         r.say(f"identity loss: power {identity_power:g}, {extra_terms[-1].faces_per_step} swapped dst faces per step")
     if expression_power:
+        from facelab.train.expression_match import ExpressionMatch
+
         extra_terms.append(ExpressionMatch(src, dst, expression_power, device, settings.seed))
         r.say(f"expression matching: power {expression_power:g}, {extra_terms[-1].faces_per_step} dst faces per step, "
               f"{len(extra_terms[-1].rows)} of {len(dst)} dst faces matched")

@@ -100,13 +100,6 @@ class ExpressionMatch:
                                 "re-run `facelab extract` for both sides, or set --expression-power 0")
         self.faces_per_step = min(faces_per_step, len(self.rows))
 
-    @staticmethod
-    def check(model) -> None:
-        """A :class:`SettingsError` unless ``model`` has one code shared by src and dst faces."""
-        if not getattr(model, "shares_code", False) or not hasattr(model, "code"):
-            raise SettingsError(f"expression_power: {type(model).__name__} has no code shared by src and dst faces",
-                                "use it with quick, h64, h128, df or sae with a df archi, or set --expression-power 0")
-
     def __call__(self, model, iteration: int, amp=None) -> torch.Tensor:
         """The weighted term for step ``iteration`` (a scalar with gradients into the encoder and bottleneck only)."""
         from facelab.train.loop import to_tensor
