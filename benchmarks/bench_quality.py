@@ -17,6 +17,7 @@ minutes of training) the dst clip is merged with the demo's merge settings and m
 
     python benchmarks/bench_quality.py [--pairs demo,franck-grid] [--candidates base,...]
         [--minutes 2,5,10,20] [--root /tmp/facelab_quality] [--plot docs/images/quality_curve.png]
+        [--also OTHER/results.json:base=LABEL]
 
 Prints one row per (pair, candidate, minutes) with the eval summary figures and the iterations
 reached, writes ``results.json`` under ``--root`` (re-runs reuse finished rows unless ``--fresh``),
@@ -52,7 +53,9 @@ PAIRS = {
 
 # candidate -> extra `facelab train` arguments (the model is always `quick`, the demo's model)
 CANDIDATES: dict[str, list[str]] = {
-    "base": [],  # the demo's defaults: bfloat16 where the CPU has it natively, no random warp (quick, since 2026-12-04)
+    "base": [],  # the demo's defaults: bfloat16 where the CPU has it natively, no random warp (quick, since 2026-12-04),
+    # expression matching at 0.05 (since 2026-12-07)
+    "noexpr": ["--expression-power", "0"],  # the defaults before 2026-12-07 (`base` of the curves measured before then)
     "seed1": ["--seed", "1"],  # the defaults with other seeds: the run-to-run spread every other row is read against
     "seed2": ["--seed", "2"],
     "warp": ["--random-warp"],  # random warp as fixed on 2026-12-04 (the default of every other model)
@@ -221,6 +224,20 @@ def plot(results: dict, path: Path) -> None:
     write_image(path, img)
 
 
+def earlier_rows(specs: list[str], pairs: set[str]) -> dict:
+    """Rows of ``--also FILE:CAND=LABEL[,CAND=LABEL]`` for the pairs this run has, their candidate renamed."""
+    rows = {}
+    for spec in specs:
+        path, _, names = spec.rpartition(":")
+        if not path or "=" not in names:
+            raise SystemExit(f"--also {spec!r}: expected FILE:CAND=LABEL[,CAND=LABEL]")
+        labels = dict(n.split("=", 1) for n in names.split(","))
+        for key, r in json.loads(Path(path).read_text()).items():
+            if r["pair"] in pairs and r["candidate"] in labels:
+                rows[f"{spec}/{key}"] = {**r, "candidate": labels[r["candidate"]]}
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", default=",".join(PAIRS))
@@ -229,6 +246,9 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("/tmp/facelab_quality"))
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--fresh", action="store_true", help="re-run rows already in results.json")
+    ap.add_argument("--also", action="append", default=[], metavar="FILE:CAND=LABEL[,CAND=LABEL]",
+                    help="draw (not re-run) the rows of these candidates from another results.json beside this "
+                         "run's, under LABEL: e.g. an earlier day's defaults")
     a = ap.parse_args()
     minutes = sorted(float(x) for x in a.minutes.split(","))
     a.root.mkdir(parents=True, exist_ok=True)
@@ -244,7 +264,7 @@ def main() -> None:
     for r in sorted(results.values(), key=lambda r: (r["pair"], r["candidate"], r["minutes"])):
         print(row(r))
     if a.plot:
-        plot(results, a.plot)
+        plot({**results, **earlier_rows(a.also, {r["pair"] for r in results.values()})}, a.plot)
         print(f"plot: {a.plot}")
 
 
