@@ -229,9 +229,12 @@ def earlier_rows(specs: list[str], pairs: set[str]) -> dict:
     rows = {}
     for spec in specs:
         path, _, names = spec.rpartition(":")
-        if not path or "=" not in names:
-            raise SystemExit(f"--also {spec!r}: expected FILE:CAND=LABEL[,CAND=LABEL]")
-        labels = dict(n.split("=", 1) for n in names.split(","))
+        items = [n.split("=", 1) for n in names.split(",")]
+        if not path or any(len(i) != 2 or not all(i) for i in items):
+            raise SystemExit(f"--also {spec!r}: expected FILE:CAND=LABEL[,CAND=LABEL] (no comma inside a LABEL)")
+        if not Path(path).is_file():
+            raise SystemExit(f"--also {spec!r}: {path} is not a file (a results.json of an earlier run)")
+        labels = dict(items)
         for key, r in json.loads(Path(path).read_text()).items():
             if r["pair"] in pairs and r["candidate"] in labels:
                 rows[f"{spec}/{key}"] = {**r, "candidate": labels[r["candidate"]]}
