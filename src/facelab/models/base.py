@@ -44,7 +44,9 @@ class SwapModel(nn.Module):
     @property
     def shares_code(self) -> bool:
         """Whether src and dst pass through one bottleneck whose ``(N, ae_dims)`` code :meth:`train_outputs`
-        returns: what true-face training (a discriminator pulling dst codes towards src codes) needs."""
+        returns (and a ``code(faces)`` method gives): what true-face training (a discriminator pulling dst codes
+        towards src codes) and expression matching need (``stages.train.check_shared_code`` refuses both
+        where it is False)."""
         return False
 
     def train_outputs(self, src: torch.Tensor, dst: torch.Tensor, codes: bool = False, swap: bool = False) -> dict:

@@ -18,8 +18,7 @@ and the decoders get no gradient from this term: it moves where dst faces sit in
 region the src decoder already paints with that expression, and that region stays a face (a term that
 instead read the swap's expression from its pixels was gamed into blotches within 3,000 steps).
 
-``quick`` trains with it at 0.05 by default (docs/quality.md, session 21: over eight runs on three pairs the
-swap's mouth correlation -0.58..0.89 without it, 0.70..0.91 with it).
+``quick`` trains with it at 0.05 by default (``Quick.TRAINING_DEFAULTS``, where the figures are).
 
 Cost on 2 CPU cores (quick, demo pair, 400 iterations with start-up, two runs each): with eight matches
 55.9 / 56.6 s against 49.3 / 49.2 s without, about 14 % (three matches: about 12 %). Each step encodes
