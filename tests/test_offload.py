@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from facelab.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-from facelab.train.offload import OffloadAdam, make_adam
+from facelab.train.offload import FusedAdam, OffloadAdam, make_adam
 
 RTOL, ATOL = 1e-5, 1e-6
 HYPER = {"lr": 1e-3, "betas": (0.5, 0.999)}
@@ -199,12 +199,74 @@ def test_bad_hyper_parameters(kwargs, message):
 
 
 def test_make_adam():
-    assert type(make_adam(_net().parameters(), 1e-3, (0.5, 0.999), offload=False)) is torch.optim.Adam
+    opt = make_adam(_net().parameters(), 1e-3, (0.5, 0.999), offload=False)
+    assert type(opt) is FusedAdam and opt.param_groups[0]["fused"] is True  # CPU parameters: the fused kernel
     opt = make_adam(_net().parameters(), 1e-3, [0, 0.999], offload=True)  # integer beta, as JSON may give it
     assert isinstance(opt, OffloadAdam) and opt.param_groups[0]["betas"] == (0.0, 0.999)
-    assert type(make_adam(_net().parameters(), 1e-3, [0, 0.999], offload=False)) is torch.optim.Adam
+    assert type(make_adam(_net().parameters(), 1e-3, [0, 0.999])) is FusedAdam
     with pytest.raises(ValueError, match="-1"):
         make_adam(_net().parameters(), -1, (0.5, 0.999), offload=False)
+
+
+def test_fused_adam_matches_adam():
+    ref, fused = _net(), _net()
+    opt_ref, opt_fused = torch.optim.Adam(ref.parameters(), **HYPER), FusedAdam(fused.parameters(), **HYPER)
+    batches = _batches(10)
+    _train(ref, opt_ref, batches)
+    _train(fused, opt_fused, batches)
+    _assert_same(ref, opt_ref, fused, opt_fused)
+
+
+@pytest.mark.parametrize("first_cls", [torch.optim.Adam, OffloadAdam, FusedAdam])
+def test_fused_adam_resumes_any_adam_checkpoint_and_stays_fused(first_cls):
+    """A checkpoint written by the plain kernel (every model saved before the fused one) continues the
+    same training under the fused kernel, and the fused kernel's checkpoints load into the others."""
+    batches = _batches(8)
+    straight = _net()
+    opt_straight = torch.optim.Adam(straight.parameters(), **HYPER)
+    _train(straight, opt_straight, batches)
+
+    first = _net()
+    opt_first = first_cls(first.parameters(), **HYPER)
+    _train(first, opt_first, batches[:4])
+    second = _net()
+    second.load_state_dict(first.state_dict())
+    opt_second = FusedAdam(second.parameters(), **HYPER)
+    opt_second.load_state_dict(_checkpoint_round_trip(opt_first))
+    assert all(g["fused"] is True and g["foreach"] is None for g in opt_second.param_groups)
+    _train(second, opt_second, batches[4:])
+    _assert_same(straight, opt_straight, second, opt_second)
+
+    third = _net()
+    third.load_state_dict(second.state_dict())
+    opt_third = OffloadAdam(third.parameters(), **HYPER)
+    opt_third.load_state_dict(_checkpoint_round_trip(opt_second))
+    assert opt_third.param_groups[0]["fused"] is None
+
+
+def test_fused_adam_resumes_channels_last_weights_exactly():
+    """The trainers keep convolution weights channels_last; a checkpoint gives the moments back contiguous,
+    and the fused kernel must still pair each weight with its own moments (it did not: drift of 1.8e-3)."""
+    batches = _batches(8)
+    to_cl = lambda m: m.to(memory_format=torch.channels_last)  # noqa: E731
+    straight = to_cl(_net())
+    opt_straight = FusedAdam(straight.parameters(), **HYPER)
+    _train(straight, opt_straight, batches)
+    first = to_cl(_net())
+    opt_first = FusedAdam(first.parameters(), **HYPER)
+    _train(first, opt_first, batches[:4])
+    second = to_cl(_net())
+    second.load_state_dict(first.state_dict())
+    opt_second = FusedAdam(second.parameters(), **HYPER)
+    opt_second.load_state_dict(_checkpoint_round_trip(opt_first))
+    _train(second, opt_second, batches[4:])
+    for a, b in zip(straight.parameters(), second.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_fused_adam_falls_back_where_there_is_no_fused_kernel():
+    ints = [torch.zeros(3, dtype=torch.int64)]  # not floating point: no fused kernel (nor training), but it builds
+    assert FusedAdam(ints, **HYPER).param_groups[0]["fused"] is None
 
 
 @pytest.mark.gpu

@@ -20,6 +20,7 @@ from facelab.enhance.data import DegradeOptions, make_batch, make_pair
 from facelab.provenance.marker import Marker, require_marker
 from facelab.train import runner
 from facelab.train.loop import to_tensor
+from facelab.train.offload import make_adam
 from facelab.train.losses import dssim
 
 LR = 5e-4
@@ -39,7 +40,7 @@ class LoopOptions:
 
 
 def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=LR, betas=BETAS)
+    return make_adam(model.parameters(), lr=LR, betas=BETAS)
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from facelab.provenance.marker import Marker
 from facelab.seg.augment import SegAugment, augment, template_eyes
 from facelab.seg.data import SegFaces
 from facelab.train.loop import to_tensor
+from facelab.train.offload import make_adam
 
 LR = 3e-4
 EVAL_BATCH = 8
@@ -36,7 +37,7 @@ class SegLoopOptions:
 
 
 def make_optimizer(net: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adam(net.parameters(), lr=LR, betas=BETAS)
+    return make_adam(net.parameters(), lr=LR, betas=BETAS)
 
 
 def make_batch(data: SegFaces, opts: SegLoopOptions, iteration: int) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from facelab.errors import SettingsError
 from facelab.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from facelab.train.offload import make_adam
 
 # 0.2, not the models' 0.1 (layers.SLOPE): the usual discriminator slope; a discriminator's
 # gradient must pass back to the generator, so we keep more of the negative side.
@@ -225,10 +226,10 @@ class AdversarialTrainer:
         self.code_opt: torch.optim.Optimizer | None = None
         if self.gan_power > 0:
             self.patch = PatchDiscriminator(resolution, patch_width).to(self.device).train()
-            self.patch_opt = torch.optim.Adam(self.patch.parameters(), lr=lr, betas=tuple(betas))
+            self.patch_opt = make_adam(self.patch.parameters(), lr=lr, betas=tuple(betas))
         if self.true_face_power > 0:
             self.code = CodeDiscriminator(ae_dims, code_width).to(self.device).train()
-            self.code_opt = torch.optim.Adam(self.code.parameters(), lr=lr, betas=tuple(betas))
+            self.code_opt = make_adam(self.code.parameters(), lr=lr, betas=tuple(betas))
 
     @property
     def enabled(self) -> bool:
