@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from facelab.errors import ModelError, SettingsError, WorkspaceError
 from facelab.models import create_model
@@ -16,7 +17,7 @@ from facelab.train.augment import AugmentOptions, augment_sample, random_affine,
 from facelab.inference import load_predictor
 from facelab.train.checkpoint import load_checkpoint, save_checkpoint
 from facelab.train.dataset import FaceDataset
-from facelab.train.losses import C1, C2, dssim, ssim
+from facelab.train.losses import C1, C2, box_mean, dssim, ssim
 from facelab.train.loop import TrainOptions, make_optimizer, train, train_step
 from facelab.workspace import Workspace
 
@@ -78,6 +79,19 @@ def test_ssim_matches_an_opencv_reference(datasets):
     got = ssim(to_t(a), to_t(b))
     assert got.item() == pytest.approx(ref, abs=1e-4)
     assert 0 < dssim(_t(datasets[0].faces[:1]), _t(datasets[1].faces[:1])).item() < 0.5
+
+
+@pytest.mark.parametrize("k", [3, 5, 9])
+def test_box_mean_is_avg_pool_without_padding(datasets, k):
+    """The trainer's box blur (soft masks, style loss) against torch's pooling it replaces, on real faces and
+    their hull masks, in the memory layout the trainer uses (channels_last)."""
+    faces = _t(datasets[0].faces[:4]).contiguous(memory_format=torch.channels_last)
+    masks = torch.from_numpy(datasets[0].masks[:4])[:, None]
+    for x in (faces, masks):
+        ref = F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)
+        torch.testing.assert_close(box_mean(x, k), ref, rtol=0, atol=1e-6)
+    corner = box_mean(torch.ones(1, 1, 8, 8), k)  # edges average only what lies inside
+    torch.testing.assert_close(corner, torch.ones(1, 1, 8, 8))
 
 
 def test_ssim_bad_input():

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from facelab.train.losses import dssim, face_loss, mask_loss, style_loss
+from facelab.train.losses import box_mean, dssim, face_loss, mask_loss, style_loss
 
 EYES_MOUTH_WEIGHT = 30.0
 """Weight of the eyes-and-mouth L1 term (~ DeepFaceLab's 300 against its 10x DSSIM/MSE weights; the regions are
@@ -64,7 +64,7 @@ class SideBatch:
 def soft_mask(mask: torch.Tensor) -> torch.Tensor:
     """Blur and widen the hull mask a little so the loss also covers the face's edge."""
     k = max(3, mask.shape[-1] // 16) | 1
-    return (F.avg_pool2d(mask, k, 1, k // 2, count_include_pad=False) * 2).clamp_(0, 1)
+    return (box_mean(mask, k) * 2).clamp_(0, 1)
 
 
 def _down(x: torch.Tensor, size: int) -> torch.Tensor:
