@@ -20,8 +20,8 @@ from facelab.enhance.data import DegradeOptions, make_batch, make_pair
 from facelab.provenance.marker import Marker, require_marker
 from facelab.train import runner
 from facelab.train.loop import to_tensor
-from facelab.train.offload import make_adam
 from facelab.train.losses import dssim
+from facelab.train.offload import make_adam
 
 LR = 5e-4
 BETAS = (0.9, 0.999)

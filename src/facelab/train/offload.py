@@ -14,8 +14,8 @@ CPU: a step is slower, so use it only when the model would not fit otherwise.
 the other (switching optimizer mode on resume keeps the training state).
 :func:`make_adam` picks one of the two. Where everything stays on the device it returns
 :class:`FusedAdam`: ``torch.optim.Adam`` with its fused kernel wherever torch has one for the parameters'
-device (CPU and CUDA), which on 2 CPU cores takes the step of ``quick``'s 3.8 M parameters from 13.0 to
-2.2 ms (of a ~140 ms training step) and agrees with the plain kernel to 1.5e-8 after 20 steps.
+device (CPU and CUDA), which on 2 CPU cores takes the step of ``quick``'s 3.8 M parameters from 10-13 to
+2-5 ms (of a ~100 ms training step; docs/performance.md) and agrees with the plain kernel to 1.5e-8 after 20 steps.
 """
 
 from __future__ import annotations
