@@ -229,7 +229,7 @@ def test_fused_adam_matches_adam():
     _assert_same(ref, opt_ref, fused, opt_fused)
 
 
-def test_fused_adam_resumes_channels_last_weights_exactly():
+def test_fused_adam_resumes_channels_last_weights():
     """The trainers keep convolution weights channels_last; a checkpoint gives the moments back contiguous,
     and the fused kernel must still pair each weight with its own moments (it did not: drift of 1.8e-3)."""
     straight, _, second, _ = _resumed(FusedAdam, FusedAdam, torch.channels_last)
