@@ -45,11 +45,8 @@ MATCH_BLOCK = 256
 """dst faces matched at a time (a block's distance table: MATCH_BLOCK x src faces)."""
 WEIGHTS = np.array([2.0, 0.5, 0.5, 0.5])
 """Weights of (mouth opening, eye opening, yaw, pitch), each first divided by its spread over both sets:
-the mouth decides, the rest picks among src faces with that mouth. The mouth weighed 1.0 until session 23
-(2026-12-07); at 2.0, four runs of ``quick`` at 2,000 iterations against 1.0 with the same seeds: demo
-seed 0 mouth 0.80 -> 0.87, seed 1 0.82 -> 0.89 (both over issue 10's 0.85), franck-grid 0.834 -> 0.836
-(gain 0.53 -> 0.74, pose 1.86 -> 1.66 deg), pyfeat-grid 0.51 -> 0.46 (expression 0.069 -> 0.054, identity
-0.508 -> 0.479); a target gained on three runs, none lost (docs/quality.md, session 23)."""
+the mouth decides, the rest picks among src faces with that mouth. The mouth weighed 1.0 until 2026-12-07;
+2.0 opened the demo's swapped mouth as wide as dst's (figures: docs/quality.md, session 23)."""
 
 
 def expression_features(landmarks: np.ndarray) -> np.ndarray:

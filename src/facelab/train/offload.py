@@ -261,8 +261,9 @@ class FusedAdam(torch.optim.Adam):
                 for key, value in state.items():
                     if not isinstance(value, torch.Tensor):
                         continue
-                    if key == "step":  # the fused kernel counts steps on the parameter's device
-                        state[key] = value.to(p.device, torch.float32)
+                    if key == "step":
+                        if self._kernel["fused"]:  # the fused kernel counts steps on the parameter's device
+                            state[key] = value.to(p.device, torch.float32)
                     elif value.shape == p.shape and value.stride() != p.stride():
                         # The fused kernel walks a parameter and its moments in memory order, so they must share
                         # a layout: moments read back contiguous for a channels_last weight (every trainer's
