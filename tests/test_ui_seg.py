@@ -197,6 +197,8 @@ def test_browser_segmenter_page_trains_and_shows_the_preview(page, live_ui, tmp_
     page.goto(live_ui.base + "/segmenter")
     page.wait_for_selector("#seg-train-form [name=iterations]")
     assert page.inner_text("#seg-state") == "not trained yet"
+    # each option's help sits in its row (the editors' key-help overlay style once caught every form's help)
+    assert page.eval_on_selector("#seg-train-form .field .help", "e => getComputedStyle(e).position") == "static"
     assert page.is_disabled("#seg-apply") and page.is_disabled("#seg-stop")
     for name, value in (("iterations", "2"), ("resolution", "64"), ("batch_size", "2")):
         page.fill(f"#seg-train-form [name={name}]", value)
