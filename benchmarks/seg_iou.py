@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--face-type", default="whole")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--no-pseudo", action="store_true", help="train on the drawn labels only")
+    ap.add_argument("--iou-loss", action="store_true", help="the Lovász hinge on top of the cross entropy")
     ap.add_argument("--keep", type=Path, default=None, help="workspace folder to keep (and resume from)")
     ap.add_argument("--eval-only", action="store_true", help="measure the segmenter saved in --keep, no training")
     args = ap.parse_args()
@@ -106,6 +107,7 @@ def main() -> None:
         marker = default_marker(root / "home")
         settings = seg.SegTrainSettings(iterations=args.iterations, minutes=args.minutes, resolution=r, face_type=ft,
                                         batch_size=args.batch_size, device="cpu", pseudo_labels=not args.no_pseudo,
+                                        iou_loss=args.iou_loss,
                                         save_every_minutes=5, preview_every_minutes=5)
         t1 = time.time()
         summary = seg.train(ws, settings, log=print, marker=marker)

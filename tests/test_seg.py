@@ -337,8 +337,41 @@ def test_labels_only_needs_labels_then_trains_on_them(ws, marker):
     rec = read_record(p)
     s = rec.size
     rewrite_record(p, with_polygons(rec, [Polygon("include", [[s * .2, s * .2], [s * .8, s * .2], [s * .8, s * .9], [s * .2, s * .9]])]))
-    out = _train(ws, marker, iterations=1, pseudo_labels=False)
+    lines = []
+    settings = seg.SegTrainSettings(resolution=64, batch_size=2, device="cpu", iterations=1, pseudo_labels=False)
+    out = seg.train(ws, settings, log=lines.append, marker=marker)
     assert out.counts["faces"] == 1 and out.counts["labelled"] == 1 and 0 <= out.counts["label_iou"] <= 1
+    config = json.loads((ws.model_dir("segmenter") / "config.json").read_text())
+    assert config["options"]["iou_loss"] is False and not any("Lovász" in line for line in lines)
+    lines.clear()  # with the IoU surrogate: said in the log, kept with the segmenter
+    settings = seg.SegTrainSettings(resolution=64, batch_size=2, device="cpu", iterations=2, pseudo_labels=False,
+                                    iou_loss=True)
+    assert seg.train(ws, settings, log=lines.append, marker=marker).counts["iteration"] == 2
+    assert json.loads((ws.model_dir("segmenter") / "config.json").read_text())["options"]["iou_loss"] is True
+    assert any("Lovász" in line for line in lines)
+
+
+def test_lovasz_hinge_is_one_minus_iou_on_hard_logits_and_trains_towards_it(ws):
+    """On logits of exactly +-s the Lovász hinge is (1 + s) * (1 - IoU); its gradient moves a mask towards the
+    target. Real masks: the landmark hulls of two different faces."""
+    from facelab.align import hull_mask
+    from facelab.seg.training import lovasz_hinge
+
+    recs = [read_record(p) for p in ws.aligned_paths("src")[:1] + ws.aligned_paths("dst")[:1]]
+    a, b = (hull_mask(r.landmarks * 64 / r.size, (64, 64), r.face_type) for r in recs)
+    assert 0.3 < iou(a, b) < 0.95
+    t = torch.from_numpy(np.stack([b, b]))[:, None].float()
+    for s in (1.0, 4.0):
+        logits = torch.from_numpy(np.stack([a, b]) * 2 - 1)[:, None].float() * s
+        expected = (1 + s) * (1 - iou(a, b)) / 2  # the mean of the two faces; the second is exact
+        assert lovasz_hinge(logits, t).item() == pytest.approx(expected, rel=1e-5)
+    z = (torch.from_numpy(a * 2 - 1)[None, None].float() * 0.5).requires_grad_()
+    opt = torch.optim.Adam([z], lr=0.3)
+    for _ in range(10):
+        opt.zero_grad()
+        lovasz_hinge(z, t[:1]).backward()
+        opt.step()
+    assert iou((z.detach()[0, 0] > 0).float().numpy(), b) > 0.97
 
 
 def test_fetch_and_remove_labels_keep_a_backup(ws):

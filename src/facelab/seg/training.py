@@ -3,7 +3,9 @@
 Each step draws a batch (a pure function of seed and iteration, so a resumed
 run sees the batches an uninterrupted one would), augments every face
 (:mod:`facelab.seg.augment`) and takes one Adam step on the pixel-wise binary
-cross entropy between the predicted logits and the target mask. When some faces
+cross entropy between the predicted logits and the target mask, plus (``iou_loss``,
+an option) the Lovász hinge, a surrogate of the IoU the masks are judged by.
+When some faces
 carry drawn labels, at least half of each batch comes from them: a few dozen
 labels then steer training as much as hundreds of hull pseudo-labels.
 """
@@ -61,14 +63,38 @@ def make_batch(data: SegFaces, opts: SegLoopOptions, iteration: int) -> tuple[np
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
 
-def train_step(net, optimizer, faces: np.ndarray, targets: np.ndarray, device: torch.device) -> float:
-    """One Adam step on a batch; the mean binary cross entropy."""
+def lovasz_hinge(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The Lovász hinge (Berman, Triki and Blaschko, CVPR 2018): a convex surrogate of ``1 - IoU``, per face,
+    averaged over the batch. ``logits`` and ``targets`` ``(B, 1, R, R)``; targets count as face above 0.5.
+
+    Each pixel's hinge error ``1 - logit * (+1 face / -1 not face)`` is weighted by how much the IoU would lose
+    if the pixels erring at least as much were wrong: sorted by error, the weights are the increments of the
+    Jaccard loss. With logits of exactly ``+-s`` on a mask ``p`` it equals ``(1 + s) * (1 - IoU(p, targets))``.
+    """
+    b = logits.shape[0]
+    z = logits.reshape(b, -1).float()
+    t = (targets.reshape(b, -1) > 0.5).float()
+    errors, order = torch.sort(1 - z * (2 * t - 1), dim=1, descending=True)
+    t = torch.gather(t, 1, order)
+    total = t.sum(1, keepdim=True)
+    jaccard = 1 - (total - t.cumsum(1)) / (total + (1 - t).cumsum(1))
+    weights = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+    return (F.relu(errors) * weights).sum(1).mean()
+
+
+def train_step(net, optimizer, faces: np.ndarray, targets: np.ndarray, device: torch.device,
+               iou_loss: bool = False) -> tuple[float, ...]:
+    """One Adam step on a batch; the mean binary cross entropy, and with ``iou_loss`` the Lovász hinge added
+    to it (:func:`lovasz_hinge`; both returned)."""
     x, y = to_tensor(faces, device), to_tensor(targets, device)
-    loss = F.binary_cross_entropy_with_logits(net(x), y)
+    logits = net(x)
+    terms = [F.binary_cross_entropy_with_logits(logits, y)]
+    if iou_loss:
+        terms.append(lovasz_hinge(logits, y))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    sum(terms).backward()
     optimizer.step()
-    return loss.item()
+    return tuple(t.item() for t in terms)
 
 
 def predict(net, faces: np.ndarray, device: torch.device, batch: int = 8) -> np.ndarray:
@@ -127,12 +153,12 @@ def render_preview(net, rows: dict[str, np.ndarray], device: torch.device, itera
 class SegTask:
     """Training a segmenter, as :func:`facelab.train.runner.run` drives it."""
 
-    loss_names = ("bce",)
-
     def __init__(self, net, optimizer, data: SegFaces, preview_rows: dict[str, np.ndarray], model_dir: Path,
-                 opts: SegLoopOptions, device: torch.device, marker: Marker) -> None:
+                 opts: SegLoopOptions, device: torch.device, marker: Marker, iou_loss: bool = False) -> None:
         self.net, self.optimizer, self.data, self.rows = net, optimizer, data, preview_rows
         self.model_dir, self.opts, self.device, self.marker = model_dir, opts, device, marker
+        self.iou_loss = iou_loss
+        self.loss_names = ("bce", "lovasz") if iou_loss else ("bce",)
 
     def start(self, state: dict) -> None:
         torch.set_flush_denormal(True)  # denormals early in training slow x86 CPUs down many times (see train/loop.py)
@@ -140,7 +166,7 @@ class SegTask:
 
     def step(self, iteration: int) -> tuple[float]:
         faces, targets = make_batch(self.data, self.opts, iteration)
-        return (train_step(self.net, self.optimizer, faces, targets, self.device),)
+        return train_step(self.net, self.optimizer, faces, targets, self.device, self.iou_loss)
 
     def checked(self, iteration: int, loss: float) -> None:
         return None

@@ -68,6 +68,7 @@ class SegTrainSettings:
     iterations: int | None = None
     side: str = "both"
     pseudo_labels: bool = True
+    iou_loss: bool = False
     resolution: int | None = None
     face_type: str | None = None
     batch_size: int | None = None
@@ -225,18 +226,21 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
             raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the segmenter: {e}",
                              "delete it to restart the optimizer") from e
     opts = SegLoopOptions(batch_size=batch_size, seed=settings.seed)
+    iou_loss = settings.iou_loss
     options = {"batch_size": batch_size, "seed": settings.seed, "device": settings.device, "side": settings.side,
-               "pseudo_labels": settings.pseudo_labels}
+               "pseudo_labels": settings.pseudo_labels, "iou_loss": iou_loss}
     log(f"{'resuming' if state else 'new'} segmenter {model_dir.name!r} ({r} px, {face_type}) at iteration "
         f"{state.get('iteration', 0)} on {device}: {len(data)} faces, {n_labelled} with drawn labels"
-        f"{f' ({len(data.occluders)} occluders cut out, pasted over other faces)' if data.occluders else ''}, batch size {batch_size}")
+        f"{f' ({len(data.occluders)} occluders cut out, pasted over other faces)' if data.occluders else ''}, batch size {batch_size}"
+        f"{', loss: cross entropy + Lovász hinge' if iou_loss else ''}")
 
     def save(st: dict) -> None:
         save_checkpoint(model_dir, net, optimizer, options, {k: v for k, v in st.items() if k != "stopped"})
 
     schedule = runner.Schedule(settings.iterations, settings.minutes, settings.save_every_minutes,
                                settings.preview_every_minutes)
-    task = SegTask(net, optimizer, data, _preview_rows(data, by_side, face_type, r), model_dir, opts, device, marker)
+    task = SegTask(net, optimizer, data, _preview_rows(data, by_side, face_type, r), model_dir, opts, device, marker,
+                   iou_loss=iou_loss)
     try:
         state = runner.run(task, state, schedule, save=save, log=log)
     except torch.OutOfMemoryError as e:
