@@ -5,9 +5,9 @@ run sees the batches an uninterrupted one would), augments every face
 (:mod:`facelab.seg.augment`) and takes one Adam step on the pixel-wise binary
 cross entropy between the predicted logits and the target mask, plus (``iou_loss``,
 an option) the Lovász hinge, a surrogate of the IoU the masks are judged by.
-When some faces
-carry drawn labels, at least half of each batch comes from them: a few dozen
-labels then steer training as much as hundreds of hull pseudo-labels.
+When some faces carry drawn labels, at least half of each batch comes from
+them: a few dozen labels then steer training as much as hundreds of hull
+pseudo-labels.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class SegTask:
         torch.set_flush_denormal(True)  # denormals early in training slow x86 CPUs down many times (see train/loop.py)
         self.net.train()
 
-    def step(self, iteration: int) -> tuple[float]:
+    def step(self, iteration: int) -> tuple[float, ...]:
         faces, targets = make_batch(self.data, self.opts, iteration)
         return train_step(self.net, self.optimizer, faces, targets, self.device, self.iou_loss)
 

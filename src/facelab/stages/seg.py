@@ -226,13 +226,12 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
             raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the segmenter: {e}",
                              "delete it to restart the optimizer") from e
     opts = SegLoopOptions(batch_size=batch_size, seed=settings.seed)
-    iou_loss = settings.iou_loss
     options = {"batch_size": batch_size, "seed": settings.seed, "device": settings.device, "side": settings.side,
-               "pseudo_labels": settings.pseudo_labels, "iou_loss": iou_loss}
+               "pseudo_labels": settings.pseudo_labels, "iou_loss": settings.iou_loss}
     log(f"{'resuming' if state else 'new'} segmenter {model_dir.name!r} ({r} px, {face_type}) at iteration "
         f"{state.get('iteration', 0)} on {device}: {len(data)} faces, {n_labelled} with drawn labels"
         f"{f' ({len(data.occluders)} occluders cut out, pasted over other faces)' if data.occluders else ''}, batch size {batch_size}"
-        f"{', loss: cross entropy + Lovász hinge' if iou_loss else ''}")
+        f"{', loss: cross entropy + Lovász hinge' if settings.iou_loss else ''}")
 
     def save(st: dict) -> None:
         save_checkpoint(model_dir, net, optimizer, options, {k: v for k, v in st.items() if k != "stopped"})
@@ -240,7 +239,7 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     schedule = runner.Schedule(settings.iterations, settings.minutes, settings.save_every_minutes,
                                settings.preview_every_minutes)
     task = SegTask(net, optimizer, data, _preview_rows(data, by_side, face_type, r), model_dir, opts, device, marker,
-                   iou_loss=iou_loss)
+                   iou_loss=settings.iou_loss)
     try:
         state = runner.run(task, state, schedule, save=save, log=log)
     except torch.OutOfMemoryError as e:
