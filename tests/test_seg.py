@@ -289,9 +289,9 @@ def test_what_a_label_cuts_out_is_pasted_over_other_faces(ws):
 # --- the stages ------------------------------------------------------------------------------------
 
 
-def _train(ws, marker, **kw):
+def _train(ws, marker, log=_quiet, **kw):
     settings = seg.SegTrainSettings(**{"resolution": 64, "batch_size": 2, "device": "cpu", **kw})
-    return seg.train(ws, settings, log=_quiet, marker=marker)
+    return seg.train(ws, settings, log=log, marker=marker)
 
 
 def test_train_resume_apply_remove(ws, marker):
@@ -338,15 +338,12 @@ def test_labels_only_needs_labels_then_trains_on_them(ws, marker):
     s = rec.size
     rewrite_record(p, with_polygons(rec, [Polygon("include", [[s * .2, s * .2], [s * .8, s * .2], [s * .8, s * .9], [s * .2, s * .9]])]))
     lines = []
-    settings = seg.SegTrainSettings(resolution=64, batch_size=2, device="cpu", iterations=1, pseudo_labels=False)
-    out = seg.train(ws, settings, log=lines.append, marker=marker)
+    out = _train(ws, marker, lines.append, iterations=1, pseudo_labels=False)
     assert out.counts["faces"] == 1 and out.counts["labelled"] == 1 and 0 <= out.counts["label_iou"] <= 1
     config = json.loads((ws.model_dir("segmenter") / "config.json").read_text())
     assert config["options"]["iou_loss"] is False and not any("Lovász" in line for line in lines)
     lines.clear()  # with the IoU surrogate: said in the log, kept with the segmenter
-    settings = seg.SegTrainSettings(resolution=64, batch_size=2, device="cpu", iterations=2, pseudo_labels=False,
-                                    iou_loss=True)
-    assert seg.train(ws, settings, log=lines.append, marker=marker).counts["iteration"] == 2
+    assert _train(ws, marker, lines.append, iterations=2, pseudo_labels=False, iou_loss=True).counts["iteration"] == 2
     assert json.loads((ws.model_dir("segmenter") / "config.json").read_text())["options"]["iou_loss"] is True
     assert any("Lovász" in line for line in lines)
 
