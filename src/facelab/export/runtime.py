@@ -71,6 +71,10 @@ def player_check(session_or_path, name: str = "") -> PlayerInfo:
         raise ModelError(f"{what}: in_face has shape {shape}, not [N, R, R, 3] with a fixed R", fix)
     r = int(shape[1])
     if len(outs) != 3:
+        if sess.get_modelmeta().custom_metadata_map.get("facelab.kind") == "mask":
+            raise ModelError(f"{what} is an exported face segmenter (in_face:0 -> out_mask:0), not a face-swap model",
+                             "give the file `facelab export` wrote for a face-swap model; the merge's segmentation "
+                             "masks use the segmenter's folder (model/segmenter) directly")
         raise ModelError(f"{what}: {len(outs)} outputs, players expect 3 (face mask, celeb face, celeb mask)", fix)
     for o, channels in zip(outs, (1, 3, 1)):
         s = list(o.shape)
