@@ -245,6 +245,30 @@ def test_the_ui_command_has_its_declared_flags():
     assert r.exit_code == 0 and "--no-browser" in r.output and "--port" in r.output
 
 
+def test_the_servers_own_work_is_not_listed_as_a_command_line_step(ws, monkeypatch):
+    # `facelab ui` runs inside the CLI's job, whose events feed the status file that lists command-line steps;
+    # work done inside a request (measuring a small face list) showed as "(command line, pid <the server>)"
+    import sys
+
+    import uvicorn
+
+    from facelab import cli, jobs
+
+    seen = {}
+
+    def fake_run(app, **kw):  # stands in for the server: a request's work reports to the job it finds
+        list(jobs.current().track(range(3), 3, "face list src"))
+        seen["status files"] = sorted(p.name for p in ws.jobs_dir.glob("*.json")) if ws.jobs_dir.is_dir() else []
+        seen["listed"] = [j["title"] for j in app.app.state.ui.jobs.all()]
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["facelab", "-w", str(ws.root), "ui", "--no-browser", "--port", "7990"])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code in (0, None)
+    assert seen == {"status files": [], "listed": []}
+
+
 def test_a_training_job_saves_and_backs_up_when_asked_and_a_cancel_saves_it(ws, marker):
     c = client(ws, marker)
     job = c.post("/api/steps/train", json={"values": {"batch_size": 2, "iterations": 100000, "device": "cpu",

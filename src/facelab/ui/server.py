@@ -8,6 +8,7 @@ import threading
 import webbrowser
 from collections.abc import Callable
 
+from facelab import jobs as jobs_mod
 from facelab.errors import FacelabError
 from facelab.provenance.marker import Marker
 from facelab.ui.security import new_token
@@ -53,7 +54,10 @@ def serve(ws: Workspace, *, marker: Marker, host: str = "127.0.0.1", port: int =
     if open_browser:
         threading.Timer(0.8, lambda: webbrowser.open(url)).start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # The server's requests report to a job of their own, not to the command line's: that one writes the
+        # status file by which the UI lists steps run from the command line, and the server is not such a step.
+        with jobs_mod.running(jobs_mod.Job()):
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:  # the server stopped (Ctrl+C): running jobs stop as on Ctrl+C, keeping their work
         jobs = app.app.state.ui.jobs
         if any(j["state"] == "running" and not j["external"] for j in jobs.all()):
