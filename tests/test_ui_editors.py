@@ -290,6 +290,8 @@ def test_browser_draw_and_save_a_polygon_and_read_it_back_from_the_file(page, li
     page.goto(live_ui.base + "/masks?side=dst")
     page.wait_for_selector("#k-canvas[data-scale]")
     page.wait_for_function("() => document.getElementById('k-name').textContent === '00001_0.jpg'")
+    # no polygon yet: no black "mask" (seg train takes the hull for such a face), a caption that says so
+    assert page.locator("#k-mask").is_hidden() and "landmark hull" in page.locator("#k-mask-cap").text_content()
     v = _view(page, "#k-canvas")
     wanted = [(22, 30), (104, 26), (112, 96), (64, 122), (18, 100)]  # face pixels, roughly around the face
     clicks = [(round(v["left"] + v["ox"] + (x + 0.5) * v["scale"]), round(v["top"] + v["oy"] + (y + 0.5) * v["scale"])) for x, y in wanted]
@@ -297,6 +299,8 @@ def test_browser_draw_and_save_a_polygon_and_read_it_back_from_the_file(page, li
         page.mouse.click(X, Y)
     page.mouse.click(*clicks[0])  # a click on the first point closes it
     page.wait_for_function("() => document.getElementById('k-mode').textContent === '1 polygon'")
+    page.wait_for_function("() => { const m = document.getElementById('k-mask'); return !m.hidden && m.naturalWidth > 0; }")
+    assert "your polygons" in page.locator("#k-mask-cap").text_content()
     page.keyboard.press("x")  # save, next face
     page.wait_for_function("() => document.getElementById('k-name').textContent === '00003_0.jpg'")
 

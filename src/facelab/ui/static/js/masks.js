@@ -548,6 +548,12 @@ function strip() {
 let previewBusy = false, previewAgain = false, previewURL = null;
 async function preview() {
   if (!S.face) return;
+  // no polygon: an empty (black) mask would say the face is background; seg train takes the hull for it instead
+  const none = !S.doc.polys.length;
+  $("k-mask").hidden = none;
+  $("k-mask-cap").textContent = none ? "no polygons: seg train learns this face's landmark hull (unless --labels-only)"
+    : "the mask seg train learns from your polygons";
+  if (none) return;
   if (previewBusy) { previewAgain = true; return; }
   previewBusy = true;
   try {
