@@ -112,16 +112,19 @@ def test_each_step_form_is_its_commands_declared_options_without_paths(ws, marke
 
     from facelab.cli import app
 
+    from facelab.ui.steps import STEPS
+
     forms = {s["name"]: s for s in client(ws, marker).get("/api/steps").json()}
-    assert list(forms) == ["frames", "denoise", "extract", "sort", "train", "merge", "video", "eval"]
+    assert list(forms) == ["frames", "denoise", "extract", "sort", "train", "merge", "video", "eval", "export"]
     commands = get_command(app).commands
     for name, form in forms.items():
-        declared = [o for o in commands[name].callback.options if o.kind is not Path and not o.hidden]
+        declared = [*STEPS[name].first, *(o for o in commands[name].callback.options if o.kind is not Path and not o.hidden)]
         names = [f["name"] for f in form["fields"]]
         assert set(names) <= {o.name for o in declared}, name
         assert all(f["help"] == next(o.help for o in declared if o.name == f["name"]) for f in form["fields"])
     assert {"batch_size", "resolution", "archi", "pixel_loss"} <= {f["name"] for f in forms["train"]["fields"]}
     assert forms["extract"]["sides"] == ["src", "dst"] and forms["train"]["sides"] == []
+    assert [f["name"] for f in forms["export"]["fields"]] == ["model", "format", "fp16", "gpu"]  # not --out (a path)
     assert not {"config", "reference", "pretrain", "video"} & {f["name"] for s in forms.values() for f in s["fields"]}
 
 
@@ -145,6 +148,29 @@ def test_a_step_runs_as_a_job_and_reports_its_summary(ws, marker):
     job = wait_for(c, r.json()["id"])
     assert job["state"] == "done", job
     assert job["summary"]["line"].startswith("sort") and job["total"] == job["done"] == 30
+
+
+def test_export_runs_from_the_page_and_its_file_downloads_and_a_path_is_refused(trained_quick_ws, marker, tmp_path):
+    import shutil
+
+    from facelab.export import player_check
+    from facelab.workspace import Workspace
+
+    shutil.copytree(trained_quick_ws.root, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    c = client(ws, marker)
+    job = wait_for(c, c.post("/api/steps/export", json={"values": {"model": "quick"}}, headers=ORIGIN).json()["id"])
+    assert job["state"] == "done", job
+    out = ws.model_root / "quick.dfm"
+    assert job["summary"]["files"] == ["model/quick.dfm"] and player_check(out).resolution == 32
+    r = c.get("/files/model/quick.dfm")
+    assert r.status_code == 200 and r.content == out.read_bytes()
+    assert r.headers["content-type"] == "application/octet-stream" and "quick.dfm" in r.headers["content-disposition"]
+    assert c.get("/files/model/quick/weights.safetensors").status_code == 404  # weights stay out of reach
+    for bad in ("../data_src", "nosuch", str(ws.model_dir("quick"))):  # a name under model/, never a path
+        job = wait_for(c, c.post("/api/steps/export", json={"values": {"model": bad}}, headers=ORIGIN).json()["id"])
+        assert job["state"] == "failed" and "no model" in job["error"], (bad, job)
+    assert sorted(p.name for p in ws.model_root.iterdir()) == ["quick", "quick.dfm"]
 
 
 def test_two_jobs_writing_the_same_files_never_run_at_once_and_a_cancel_keeps_the_work(ws, marker, monkeypatch):

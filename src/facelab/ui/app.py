@@ -31,6 +31,8 @@ from facelab.workspace import Workspace
 HERE = Path(__file__).parent
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4",
                ".webp": "image/webp"}
+DOWNLOADS = (".dfm", ".onnx")
+"""Suffixes ``/files`` serves as a download: the exported models (`facelab export`, the Workspace page's Export)."""
 PAGES = (("/", "workspace", "Workspace"), ("/jobs", "jobs", "Jobs"))
 """``(path, template, title)`` of the pages in the navigation bar, in order (routes modules add theirs)."""
 
@@ -160,9 +162,13 @@ def create_app(ws: Workspace, token: str, host: str = "127.0.0.1", port: int = 7
     @app.get("/files/{fid:path}")
     async def workspace_file(fid: str):
         path = files.resolve(ws, fid)
+        if path.suffix.lower() in DOWNLOADS:
+            return FileResponse(path, media_type="application/octet-stream", filename=path.name,
+                                headers={"cache-control": "no-cache"})
         media = MEDIA_TYPES.get(path.suffix.lower())
         if media is None:
-            raise files.FileIdError(f"{fid}: the UI shows images and videos only", "open other files from the workspace folder")
+            raise files.FileIdError(f"{fid}: the UI shows images and videos only (and gives exported models)",
+                                    "open other files from the workspace folder")
         return FileResponse(path, media_type=media, headers={"cache-control": "no-cache"})
 
     routes.register(app, state, templates)

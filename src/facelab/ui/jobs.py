@@ -16,6 +16,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from facelab import jobs
@@ -157,11 +158,21 @@ class JobManager:
             job.state, job.finished, job.error, job.hint = state, time.time(), error, hint
             if summary is not None:
                 job.summary = {"line": summary.line(), "counts": summary.counts, "warnings": summary.warnings,
-                               "outputs": summary.outputs}
+                               "outputs": summary.outputs, "files": self._file_ids(summary.outputs)}
                 for w in summary.warnings:
                     job.log.append(f"warning: {w}")
                     job.log_seq += 1
             self._touch()
+
+    def _file_ids(self, outputs: list[str]) -> list[str]:
+        """The ids of the outputs that are files inside the workspace (the page links them: a video, an export)."""
+        root = self.ws.root.resolve()
+        found = []
+        for out in outputs:
+            path = Path(out).resolve()
+            if path.is_file() and root in path.parents:
+                found.append(path.relative_to(root).as_posix())
+        return found
 
     def _touch(self) -> None:  # with the lock held
         self.version += 1

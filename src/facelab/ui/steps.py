@@ -30,6 +30,7 @@ class Step:
     sides: tuple[str, ...]  # () for a step without a side
     run: Run
     leave_out: tuple[str, ...] = ()  # flags of the command the UI does not offer (besides paths)
+    first: tuple[Option, ...] = ()  # fields before the command's options (its positional arguments)
 
     def options(self) -> tuple[Option, ...]:
         """The command's declared options the form shows."""
@@ -38,7 +39,7 @@ class Step:
         from facelab.cli import app
 
         declared = get_command(app).commands[self.name].callback.options
-        return tuple(o for o in declared if o.kind is not Path and not o.hidden and o.name not in self.leave_out)
+        return self.first + tuple(o for o in declared if o.kind is not Path and not o.hidden and o.name not in self.leave_out)
 
     def form(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "sides": list(self.sides), "fields": form_fields(self.options())}
@@ -117,6 +118,22 @@ def _denoise(ws, side, v, job, log, marker):
                        force=bool(v.get("force")), job=job)
 
 
+def _export(ws, side, v, job, log, marker):
+    from facelab.errors import WorkspaceError
+    from facelab.stages import export
+
+    name = str(v.get("model") or "quick")
+    # a name under model/ only: the UI never takes a path from the browser
+    if "/" in name or "\\" in name or name.startswith(".") or not ws.model_dir(name).is_dir():
+        raise WorkspaceError(f"no model {name!r} under {ws.model_root}", "give the name of a folder under model/ (the "
+                             "Training page lists them)")
+    return export.run(ws, name, export.ExportSettings(**given(export.OPTIONS, _none(export.OPTIONS, v))), job=job)
+
+
+EXPORT_MODEL = Option("model", str, "quick", "Model to export: a folder under model/ (a face-swap model, or a segmenter "
+                      "such as segmenter); the file is written beside it, model/<name>.dfm.", metavar="NAME",
+                      flags=("MODEL",))  # the command's positional argument, as `facelab export MODEL` spells it
+
 STEPS: dict[str, Step] = {s.name: s for s in (
     Step("frames", "Frames", ("src", "dst"), _frames),
     Step("denoise", "Denoise dst frames", ("dst",), _denoise),
@@ -127,6 +144,7 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("merge", "Merge", (), _merge, leave_out=("preview", "model")),
     Step("video", "Video", (), _video),
     Step("eval", "Evaluate", (), _eval, leave_out=("model",)),
+    Step("export", "Export", (), _export, first=(EXPORT_MODEL,)),
 )}
 """The steps in workflow order."""
 

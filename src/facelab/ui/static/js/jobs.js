@@ -31,6 +31,9 @@ function render(jobs) {
       bar, h("p", { class: "stats" }, stats),
       j.error ? h("p", { class: "error" }, j.error, j.hint ? ` (${j.hint})` : "") : "",
       j.summary ? h("p", { class: "summary" }, j.summary.line) : "",
+      j.summary && (j.summary.files || []).length ? h("p", { class: "files" }, ...j.summary.files.map((id) =>
+        h("a", { href: `/files/${id.split("/").map(encodeURIComponent).join("/")}`, download: id.split("/").pop() },
+          id.split("/").pop()))) : "",
       (logs.get(j.id) || []).length ? h("pre", { class: "log" }, logs.get(j.id).join("\n")) : "");
   }));
   for (const pre of list.querySelectorAll("pre.log")) pre.scrollTop = pre.scrollHeight;
