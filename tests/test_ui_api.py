@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 from starlette.testclient import TestClient  # noqa: E402
 
+from facelab.errors import SettingsError  # noqa: E402
 from facelab.ui.app import create_app  # noqa: E402
 from facelab.ui.security import COOKIE  # noqa: E402
 
@@ -167,10 +168,27 @@ def test_export_runs_from_the_page_and_its_file_downloads_and_a_path_is_refused(
     assert r.status_code == 200 and r.content == out.read_bytes()
     assert r.headers["content-type"] == "application/octet-stream" and "quick.dfm" in r.headers["content-disposition"]
     assert c.get("/files/model/quick/weights.safetensors").status_code == 404  # weights stay out of reach
-    for bad in ("../data_src", "nosuch", str(ws.model_dir("quick"))):  # a name under model/, never a path
+    for bad, error in (("../data_src", "not a valid folder name"), (str(ws.model_dir("quick")), "not a valid folder name"),
+                       ("nosuch", "no model")):  # a name under model/, never a path
         job = wait_for(c, c.post("/api/steps/export", json={"values": {"model": bad}}, headers=ORIGIN).json()["id"])
-        assert job["state"] == "failed" and "no model" in job["error"], (bad, job)
+        assert job["state"] == "failed" and error in job["error"], (bad, job)
     assert sorted(p.name for p in ws.model_root.iterdir()) == ["quick", "quick.dfm"]
+
+
+def test_a_model_name_never_leads_out_of_model(ws, trained_quick_ws, marker):
+    # the merge took `ws.model_dir(<absolute path>)`, which is that path: a model folder anywhere on the disk
+    elsewhere = trained_quick_ws.model_dir("quick")
+    for bad in (str(elsewhere), "../../" + elsewhere.name, "..", ".hidden", "a\\b", ""):
+        with pytest.raises(SettingsError, match="not a valid folder name"):
+            ws.model_dir(bad)
+    assert ws.model_dir("quick") == ws.model_root / "quick"
+    merged = ws.root / "data_dst" / "merged"
+    before = sorted(merged.rglob("*")) if merged.exists() else []
+    c = client(ws, marker)
+    for step in ("merge", "eval"):
+        job = wait_for(c, c.post(f"/api/steps/{step}", json={"values": {"name": str(elsewhere)}}, headers=ORIGIN).json()["id"])
+        assert job["state"] == "failed" and "not a valid folder name" in job["error"], (step, job)
+    assert (sorted(merged.rglob("*")) if merged.exists() else []) == before
 
 
 def test_two_jobs_writing_the_same_files_never_run_at_once_and_a_cancel_keeps_the_work(ws, marker, monkeypatch):

@@ -36,6 +36,14 @@ FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEMO_MARKER = ".facelab_demo.json"
 
 
+def check_folder_name(name: object, what: str = "name") -> str:
+    """``name`` if it is a plain folder name (not empty, no path separator, not hidden, not ``.`` / ``..``), so
+    that ``model/<name>`` stays inside ``model/``; else :class:`SettingsError` starting with ``what``."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise SettingsError(f"{what}: {name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
+    return name
+
+
 def check_side(side: str) -> str:
     if side not in SIDES:
         raise SettingsError(f"unknown side {side!r}", "use 'src' or 'dst'")
@@ -156,7 +164,8 @@ class Workspace:
         return self.root / "model"
 
     def model_dir(self, name: str) -> Path:
-        return self.model_root / name
+        """``model/<name>``: a plain folder name only (:func:`check_folder_name`), never a way out of ``model/``."""
+        return self.model_root / check_folder_name(name, "model name")
 
     def result_path(self, ext: str = "mp4") -> Path:
         return self.root / f"result.{ext}"

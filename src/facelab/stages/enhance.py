@@ -36,7 +36,7 @@ from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
 from facelab.train.checkpoint import CONFIG, WEIGHTS, save_checkpoint
-from facelab.workspace import Workspace
+from facelab.workspace import Workspace, check_folder_name
 
 EVAL_FACES = 16  # faces measured against bicubic at the end of a run
 
@@ -83,8 +83,7 @@ class EnhanceSettings:
                 raise SettingsError(f"{option.name}: None is not allowed", option.hint or f"use {option.range_text()}")
             option.check(value)
         # beyond what a declaration says: a plain folder name, a registered enhancer, a device that exists
-        if not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name or self.name.startswith("."):
-            raise SettingsError(f"name: {self.name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
+        check_folder_name(self.name)
         if self.model not in list_enhancers():
             raise SettingsError(f"model: unknown enhancer {self.model!r}", f"known enhancers: {', '.join(list_enhancers())}")
         resolve_device(self.device)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from facelab import __version__
 from facelab import jobs
-from facelab.errors import FacelabError, SettingsError, WorkspaceError
+from facelab.errors import FacelabError, WorkspaceError
 from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
 from facelab.eval.report import EvalResult, fmt, write_json
 from facelab.options import Option
 from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
-from facelab.workspace import Workspace
+from facelab.workspace import Workspace, check_folder_name
 
 CACHE_FILE = "eval_embeddings.json"
 # the figures shown in the one-line summary (all are in the JSON)
@@ -67,8 +67,7 @@ class EvalSettings:
     def __post_init__(self) -> None:
         for option in OPTIONS:
             option.check(getattr(self, option.name), "eval.")
-        if not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
-            raise SettingsError(f"eval.name: {self.name!r} is not a model folder name", "give the name of a folder under model/")
+        check_folder_name(self.name, "eval.name")
 
 
 OPTIONS = (

@@ -37,7 +37,7 @@ from facelab.progress import track
 from facelab.provenance.marker import Marker, require_marker
 from facelab.seg.options import DEFAULTS, OPTIONS
 from facelab.stages import Summary
-from facelab.workspace import Workspace
+from facelab.workspace import Workspace, check_folder_name
 
 PREVIEW_FACES = 4  # faces per preview row (training, src, dst)
 MAX_PSEUDO_FACES = 3000  # unlabelled faces trained on at most (about 0.8 GB of faces and targets at 256 px)
@@ -55,8 +55,8 @@ def _check(command: str, values: dict) -> None:
     for option in OPTIONS[command]:
         option.check(values[option.name], f"seg {command}: ")
     name = values.get("name")
-    if name is not None and (not name or "/" in name or "\\" in name or name.startswith(".")):
-        raise SettingsError(f"seg {command}: name {name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
+    if name is not None:
+        check_folder_name(name, f"seg {command}: name")
 
 
 @dataclass(frozen=True)

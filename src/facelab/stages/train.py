@@ -57,7 +57,7 @@ from facelab.train.checkpoint import (
 )
 from facelab.train.dataset import DETAIL_BUDGET_BYTES, FaceDataset, detail_bytes
 from facelab.train.loop import TrainOptions, make_optimizer, train
-from facelab.workspace import Workspace
+from facelab.workspace import Workspace, check_folder_name
 
 DEFAULT_BATCH_SIZE = TrainOptions.batch_size
 # defaults of the options saved with a model (None in TrainSettings = the saved value, else these, with the
@@ -121,8 +121,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.model not in list_models():
             raise SettingsError(f"model: unknown model {self.model!r}", f"known models: {', '.join(list_models())}")
-        if self.name is not None and (not self.name or "/" in self.name or "\\" in self.name or self.name.startswith(".")):
-            raise SettingsError(f"name: {self.name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
+        if self.name is not None:
+            check_folder_name(self.name)
         for option in train_options.TRAINER:  # type, range and choices, as declared
             option.check(getattr(self, option.name))
         if self.no_target and self.iterations is not None:

@@ -123,8 +123,7 @@ def _export(ws, side, v, job, log, marker):
     from facelab.stages import export
 
     name = str(v.get("model") or "quick")
-    # a name under model/ only: the UI never takes a path from the browser
-    if "/" in name or "\\" in name or name.startswith(".") or not ws.model_dir(name).is_dir():
+    if not ws.model_dir(name).is_dir():  # model_dir takes a plain name only: the UI never takes a path from the browser
         raise WorkspaceError(f"no model {name!r} under {ws.model_root}", "give the name of a folder under model/ (the "
                              "Training page lists them)")
     return export.run(ws, name, export.ExportSettings(**given(export.OPTIONS, _none(export.OPTIONS, v))), job=job)
