@@ -36,10 +36,15 @@ FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEMO_MARKER = ".facelab_demo.json"
 
 
+def is_folder_name(name: object) -> bool:
+    """Whether ``name`` is a plain folder name (not empty, no path separator, not hidden, not ``.`` / ``..``), so
+    that ``model/<name>`` stays inside ``model/``."""
+    return isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
+
+
 def check_folder_name(name: object, what: str = "name") -> str:
-    """``name`` if it is a plain folder name (not empty, no path separator, not hidden, not ``.`` / ``..``), so
-    that ``model/<name>`` stays inside ``model/``; else :class:`SettingsError` starting with ``what``."""
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+    """``name`` if :func:`is_folder_name`, else :class:`SettingsError` starting with ``what``."""
+    if not is_folder_name(name):
         raise SettingsError(f"{what}: {name!r} is not a valid folder name", "use letters, digits, '-' or '_'")
     return name
 

@@ -22,7 +22,7 @@ from facelab import jobs
 from facelab.errors import WorkspaceError
 from facelab.options import Option
 from facelab.stages import Summary
-from facelab.workspace import Workspace
+from facelab.workspace import Workspace, is_folder_name
 
 # where DeepFaceLive's face aligner (68-point face markers) cuts what each of our face types was trained on:
 # (face coverage, y offset); x offset 0. Derived in docs/export.md ("Crop settings in the players").
@@ -65,7 +65,7 @@ def model_folder(ws: Workspace, model: str | Path, gpu: int | None = None) -> tu
     from facelab.merge.sources import resolve_model_dir
 
     name = str(model)
-    if name and "/" not in name and "\\" not in name and ws.model_dir(name).is_dir():
+    if is_folder_name(name) and ws.model_dir(name).is_dir():
         return resolve_model_dir(ws.model_dir(name), gpu)
     if Path(name).is_dir():
         return resolve_model_dir(Path(name), gpu)
