@@ -112,7 +112,6 @@ def test_each_step_form_is_its_commands_declared_options_without_paths(ws, marke
     from typer.main import get_command
 
     from facelab.cli import app
-
     from facelab.ui.steps import STEPS
 
     forms = {s["name"]: s for s in client(ws, marker).get("/api/steps").json()}
