@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--zoom", type=float, default=1.0, help="when building: crop the dst frames to 1/ZOOM of their "
                     "height about the face before scaling to 720p (2: a face twice as big)")
     ap.add_argument("--updates", type=int, default=20)
+    ap.add_argument("--mask", default=None, help="the mask of every render (default: the merge's default); a "
+                                                  "segmentation-* mask needs model/segmenter in --workspace")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the built workspace (its path is printed)")
     args = ap.parse_args()
@@ -140,12 +142,13 @@ def main() -> None:
         print(f"session opened (model loaded, records read) in {(time.perf_counter() - t) * 1000:.0f} ms")
         with_faces = [n for n, faces in session.face_counts().items() if faces]
         t = time.perf_counter()
-        first = session.render(with_faces[0], MergeSettings())
+        fixed_mask = {"mask": args.mask} if args.mask else {}
+        first = session.render(with_faces[0], MergeSettings(**fixed_mask))
         first_ms = (time.perf_counter() - t) * 1000
         box = cv2.boundingRect(first.mask)
         print(f"frame {first.image.shape[1]}x{first.image.shape[0]}, model {session.predictor.resolution} px, "
               f"{len(with_faces)} frames with faces, blend mask {box[2]}x{box[3]} px; first render {first_ms:.0f} ms")
-        base = MergeSettings()
+        base = MergeSettings(**fixed_mask)
         parts: dict[str, list[float]] = {}
 
         def timed(frame: int, settings: MergeSettings, scale: float = 1.0) -> float:
@@ -175,14 +178,14 @@ def main() -> None:
         worst = 0.0
         for kind, label, fixed in rows:
             parts.clear()
-            ms = [timed(frame, MergeSettings(**{**fixed, **c})) for c in option_changes(args.updates)]
+            ms = [timed(frame, MergeSettings(**{**fixed_mask, **fixed, **c})) for c in option_changes(args.updates)]
             worst = max(worst, float(np.percentile(ms, 50)))
             print(f"  {kind:6s} {label:14s} {stats(ms)}   compose {statistics.median(parts['compose']):6.1f}"
                   f"  mark {statistics.median(parts['mark']):5.1f}")
         exact = session.render(frame, base)
         print(f"\ndrafts of the default (seamless) while a slider moves; draft_scale picks {draft_scale(exact)}")
         for scale in (0.75, 0.5):
-            ms = [timed(frame, MergeSettings(**c), scale) for c in option_changes(args.updates)]
+            ms = [timed(frame, MergeSettings(**fixed_mask, **c), scale) for c in option_changes(args.updates)]
             print(f"  scale {scale:4.2f}            {stats(ms)}")
         parts.clear()
         shown = session.render(frame, base, side_by_side=True)
