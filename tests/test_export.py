@@ -185,6 +185,34 @@ def test_a_foreign_file_without_our_metadata_needs_a_face_type(tiny_model, tmp_p
         load_onnx_predictor(tmp_path / "junk.dfm")
 
 
+def test_verify_reads_the_labels_of_an_exported_swap_model_and_segmenter(tiny_model, tmp_path):
+    import onnx
+    from typer.testing import CliRunner
+
+    from facelab.cli import app
+    from facelab.errors import MediaError
+    from facelab.provenance.verify import verify_file
+
+    swap = export_swap_model(tiny_model("quick"), tmp_path / "swap.dfm").path
+    mask = export_mask_model(_TinySegmenter().eval(), 32, tmp_path / "seg.onnx").path
+    for path, kind, says in ((swap, "swap", "produces synthetic (AI-generated) faces"), (mask, "mask", "segments faces")):
+        report = verify_file(path)
+        assert report.marked and report.watermark is None and not report.manifest.found, path
+        assert report.tags["facelab.kind"] == kind and says in report.tags["facelab.notice"]
+        assert onnx.load(str(path)).doc_string == report.tags["facelab.notice"]
+    foreign = tmp_path / "foreign.onnx"  # another program's model: nothing of ours in it
+    proto = onnx.load(str(swap))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(foreign))
+    assert not verify_file(foreign).marked and verify_file(foreign).tags == {}
+    (tmp_path / "junk.dfm").write_bytes(b"not a model")
+    with pytest.raises(MediaError, match="not an ONNX model"):
+        verify_file(tmp_path / "junk.dfm")
+    runner = CliRunner()
+    assert runner.invoke(app, ["verify", str(swap), str(mask)]).exit_code == 0
+    assert runner.invoke(app, ["verify", str(swap), str(foreign)]).exit_code == 1
+
+
 # --- the command and merge --onnx -------------------------------------------------------------------------------
 
 

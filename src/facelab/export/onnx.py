@@ -60,6 +60,8 @@ SWAP_OUTPUTS = (OUT_FACE_MASK, OUT_CELEB, OUT_CELEB_MASK)
 OUT_MASK = "out_mask:0"
 SYNTHETIC_NOTICE = ("This model produces synthetic (AI-generated) faces of a person. Anything made with it is "
                     "synthetic media and must be labelled as such.")
+MASK_NOTICE = ("This model segments faces (the mask of the visible face) for face replacement with facelab. The faces "
+               "swapped with it are synthetic media and must be labelled as such.")
 
 
 # --- the graphs ------------------------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ def _export(graph: nn.Module, args: tuple, input_names: list[str], output_names:
                 d.dim_value = value
     proto.producer_name = "facelab"
     proto.producer_version = metadata.get("facelab.version", "")
-    proto.doc_string = SYNTHETIC_NOTICE
+    proto.doc_string = metadata["facelab.notice"]
     del proto.metadata_props[:]
     for k, v in metadata.items():
         p = proto.metadata_props.add()
@@ -314,6 +316,7 @@ def export_mask_model(module: nn.Module, resolution: int, out: str | Path, fp16:
         raise SettingsError(f"export_mask_model: resolution {resolution!r} is not allowed", "use a whole number from 8 to 2048")
     out = check_out_path(out)
     graph = MaskGraph(copy.deepcopy(module).eval().cpu().float()).eval()
-    meta = _base_metadata(fp16, {"facelab.kind": "mask", "facelab.resolution": resolution, **(metadata or {})})
+    meta = _base_metadata(fp16, {"facelab.kind": "mask", "facelab.notice": MASK_NOTICE, "facelab.resolution": resolution,
+                                 **(metadata or {})})
     return _export(graph, (torch.rand(2, resolution, resolution, 3),), [IN_FACE], [OUT_MASK], out, meta,
                    {OUT_MASK: 1}, resolution)

@@ -19,15 +19,18 @@ from facelab.provenance.labels import (
     VIDEO_TAGS,
     png_labels,
 )
-from facelab.provenance.manifest import ManifestReport, read_manifest
+from facelab.provenance.manifest import _NOT_FOUND, ManifestReport, read_manifest
 
 if TYPE_CHECKING:
     from facelab.provenance.watermark import Detection
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "VerifyReport", "read_tags", "verify_file"]
+__all__ = ["IMAGE_SUFFIXES", "MODEL_SUFFIXES", "VIDEO_SUFFIXES", "VerifyReport", "read_model_tags", "read_tags", "verify_file"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mpg", ".mpeg", ".webm")
+MODEL_SUFFIXES = (".dfm", ".onnx")  # `facelab export`: the labels are the ONNX file's metadata
+MODEL_NOTE = ("a model file: no pixels to watermark and no manifest, its metadata labels say what it is. The faces "
+              "`facelab merge --onnx` swaps with an exported swap model are marked; other players do not add facelab's marks")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class VerifyReport:
         return (
             DIGITAL_SOURCE_TYPE in (t.get("DigitalSourceType"), t.get("digital_source_type"))
             or t.get("facelab:synthetic") == "true"
+            or t.get("facelab.synthetic") == "true"
             or t.get("synthetic") == "true"
         )
 
@@ -69,8 +73,10 @@ class VerifyReport:
 
 
 def _kind(path: Path) -> str:
-    """``"image"`` or ``"video"`` from the suffix, else by probing the content."""
+    """``"image"``, ``"video"`` or ``"model"`` from the suffix, else (image or video) by probing the content."""
     suffix = path.suffix.lower()
+    if suffix in MODEL_SUFFIXES:
+        return "model"
     if suffix in IMAGE_SUFFIXES:
         return "image"
     if suffix in VIDEO_SUFFIXES:
@@ -141,12 +147,28 @@ def read_tags(path: Path, kind: str | None = None) -> dict[str, str]:
     return {}
 
 
+def read_model_tags(path: Path) -> dict[str, str]:
+    """The ``facelab.*`` metadata of an exported model (``facelab export``: ``facelab.synthetic``,
+    ``facelab.notice``, ``facelab.version``, ``facelab.kind`` ...); empty for another program's ONNX file.
+    :class:`MediaError` for a file that is not an ONNX model."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise MediaError(f"{path} is not an ONNX model file ({str(e).splitlines()[0][:120]})",
+                         "give the .dfm / .onnx file `facelab export` wrote") from e
+    return {p.key: p.value for p in proto.metadata_props if p.key.startswith("facelab.")}
+
+
 def verify_file(path: Path, max_seconds: float | None = None) -> VerifyReport:
     """Check one image or video for facelab's watermark, C2PA manifest and metadata labels.
 
     Args:
-        path: an image (PNG, JPEG, ...) or a video (MP4, MOV, ...); the type is taken
-            from the suffix, or from the content when the suffix is unknown.
+        path: an image (PNG, JPEG, ...), a video (MP4, MOV, ...) or an exported model (``.dfm``, ``.onnx``:
+            its metadata labels only); the type is taken from the suffix, or from the content when the
+            suffix is unknown.
         max_seconds: for videos, look for the watermark in the first ``max_seconds`` only.
 
     Returns:
@@ -166,6 +188,8 @@ def verify_file(path: Path, max_seconds: float | None = None) -> VerifyReport:
         kind = _kind(path)
     except OSError as e:
         raise MediaError(f"{path} cannot be read ({e.strerror or e})", "check the file's permissions") from e
+    if kind == "model":
+        return VerifyReport(watermark=None, manifest=_NOT_FOUND, tags=read_model_tags(path), notes=(MODEL_NOTE,))
     manifest = read_manifest(path)
     tags = read_tags(path, kind)
     notes = []
