@@ -66,7 +66,8 @@ def _verify(files: list[Path], max_seconds: float | None = None) -> None:
     max_seconds = OPTIONS[0].check(max_seconds, "verify.")
     for path in files:
         if not path.is_file():
-            raise FacelabError(f"{path} {'is not a file' if path.exists() else 'does not exist'}", "give the paths of image, video or exported model files")
+            raise FacelabError(f"{path} {'is not a file' if path.exists() else 'does not exist'}",
+                               "give the paths of image, video or exported model files")
     unmarked, failed = 0, []
     for i, path in enumerate(files):
         if i:
@@ -80,7 +81,8 @@ def _verify(files: list[Path], max_seconds: float | None = None) -> None:
         _show(path, report)
         unmarked += not report.marked
     if failed:
-        raise FacelabError(f"{len(failed)} of {len(files)} files could not be checked ({', '.join(map(str, failed))})", "give readable image, video or exported model files")
+        raise FacelabError(f"{len(failed)} of {len(files)} files could not be checked ({', '.join(map(str, failed))})",
+                           "give readable image, video or exported model files")
     if unmarked:
         if len(files) > 1:
             _print(f"\n{unmarked} of {len(files)} files carry no mark")
@@ -88,5 +90,6 @@ def _verify(files: list[Path], max_seconds: float | None = None) -> None:
 
 
 _FILES = inspect.Parameter("files", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                           annotation=Annotated[list[Path], typer.Argument(help="Images, videos or exported models (.dfm, .onnx) to check.", show_default=False)])
+                           annotation=Annotated[list[Path], typer.Argument(
+                               help="Images, videos or exported models (.dfm, .onnx) to check.", show_default=False)])
 app.command("verify")(command(OPTIONS, _verify, _verify.__doc__ or "", arguments=[_FILES]))

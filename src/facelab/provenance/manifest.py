@@ -444,7 +444,8 @@ class ManifestReport:
     notes: tuple[str, ...] = ()
 
 
-_NOT_FOUND = ManifestReport(found=False, valid=False, synthetic=False, generator=None, signer=None, problems=())
+NO_MANIFEST = ManifestReport(found=False, valid=False, synthetic=False, generator=None, signer=None, problems=())
+"""What :func:`read_manifest` reports for a file without a C2PA manifest."""
 
 
 def _generator(manifest: dict) -> str | None:
@@ -501,7 +502,7 @@ def read_manifest(path: Path) -> ManifestReport:
             # The library detects the container from the bytes; the MIME type is only a hint.
             reader = c2pa.Reader.try_create(mime or None, f, context=_context())
             if reader is None:
-                return _NOT_FOUND
+                return NO_MANIFEST
             with reader:
                 manifest = reader.get_active_manifest() or {}
                 state = reader.get_validation_state()

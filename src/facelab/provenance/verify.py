@@ -19,7 +19,7 @@ from facelab.provenance.labels import (
     VIDEO_TAGS,
     png_labels,
 )
-from facelab.provenance.manifest import _NOT_FOUND, ManifestReport, read_manifest
+from facelab.provenance.manifest import NO_MANIFEST, ManifestReport, read_manifest
 
 if TYPE_CHECKING:
     from facelab.provenance.watermark import Detection
@@ -189,7 +189,7 @@ def verify_file(path: Path, max_seconds: float | None = None) -> VerifyReport:
     except OSError as e:
         raise MediaError(f"{path} cannot be read ({e.strerror or e})", "check the file's permissions") from e
     if kind == "model":
-        return VerifyReport(watermark=None, manifest=_NOT_FOUND, tags=read_model_tags(path), notes=(MODEL_NOTE,))
+        return VerifyReport(watermark=None, manifest=NO_MANIFEST, tags=read_model_tags(path), notes=(MODEL_NOTE,))
     manifest = read_manifest(path)
     tags = read_tags(path, kind)
     notes = []
