@@ -141,8 +141,8 @@ def main() -> None:
         session = MergeSession(ws, args.name, "cpu", marker=marker, cache_frames=8)
         print(f"session opened (model loaded, records read) in {(time.perf_counter() - t) * 1000:.0f} ms")
         with_faces = [n for n, faces in session.face_counts().items() if faces]
-        t = time.perf_counter()
         fixed_mask = {"mask": args.mask} if args.mask else {}
+        t = time.perf_counter()
         first = session.render(with_faces[0], MergeSettings(**fixed_mask))
         first_ms = (time.perf_counter() - t) * 1000
         box = cv2.boundingRect(first.mask)

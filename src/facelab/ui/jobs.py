@@ -22,6 +22,7 @@ from typing import Any
 from facelab import jobs
 from facelab.errors import FacelabError
 from facelab.stages import Summary
+from facelab.ui.files import file_id
 from facelab.workspace import Workspace
 
 LOG_LINES = 400  # kept per job for the page's live log
@@ -135,7 +136,7 @@ class JobManager:
             if e.preview is not None:
                 job.preview = time.time()
                 try:
-                    job.preview_path = e.preview.resolve().relative_to(self.ws.root).as_posix()
+                    job.preview_path = file_id(self.ws, e.preview)
                 except ValueError:
                     job.preview_path = None
             if e.values:
@@ -166,13 +167,8 @@ class JobManager:
 
     def _file_ids(self, outputs: list[str]) -> list[str]:
         """The ids of the outputs that are files inside the workspace (the page links them: a video, an export)."""
-        root = self.ws.root.resolve()
-        found = []
-        for out in outputs:
-            path = Path(out).resolve()
-            if path.is_file() and root in path.parents:
-                found.append(path.relative_to(root).as_posix())
-        return found
+        return [file_id(self.ws, Path(out)) for out in outputs
+                if Path(out).is_file() and self.ws.root in Path(out).resolve().parents]
 
     def _touch(self) -> None:  # with the lock held
         self.version += 1

@@ -123,7 +123,9 @@ def _export(ws, side, v, job, log, marker):
     from facelab.stages import export
 
     name = str(v.get("model") or "quick")
-    if not ws.model_dir(name).is_dir():  # model_dir takes a plain name only: the UI never takes a path from the browser
+    # model_dir refuses all but a plain name; checked here too because export.run would try a missing name as a
+    # path (relative to the server's folder): the UI never takes a path from the browser
+    if not ws.model_dir(name).is_dir():
         raise WorkspaceError(f"no model {name!r} under {ws.model_root}", "give the name of a folder under model/ (the "
                              "Training page lists them)")
     return export.run(ws, name, export.ExportSettings(**given(export.OPTIONS, _none(export.OPTIONS, v))), job=job)
