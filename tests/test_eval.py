@@ -544,6 +544,21 @@ def test_src_line_note_says_what_caps_the_sharpness():
     assert note(0.5, None, None) is None
 
 
+def test_sharpness_far_over_dst_and_the_src_line_is_called_a_pattern():
+    from facelab.eval.report import EvalResult
+    from facelab.stages.eval import _sharpness_excess_note
+
+    def note(ratio, line=0.79, at_model=0.68):
+        return _sharpness_excess_note(EvalResult({"sharpness_ratio": ratio, "sharpness_src_line": line,
+                                                  "sharpness_src_line_model": at_model}, [], {}))
+
+    assert "pattern or noise" in note(7.9) and "0.68" in note(7.9)  # an untrained LIAEF128's checker pattern
+    assert note(0.9) is None and note(1.2) is None  # sharper than dst, but within what sharp footage gives
+    assert note(1.6, 1.2, 1.3) is None  # a src far sharper than dst: 1.6 is under 1.5 x its line
+    assert "0.79" in note(2.0, 0.79, float("nan"))  # no model: measured against the footage
+    assert "allows" not in note(2.0, None, None) and note(1.4, None, None) is None
+
+
 def test_src_line_model_size_comes_from_the_trained_model(ws, marker):
     from facelab.stages import train
     from facelab.stages.eval import _model_size
