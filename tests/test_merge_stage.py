@@ -139,6 +139,34 @@ def test_a_retrained_model_renders_again(ws, marker):
     assert s.counts["skipped"] == 0 and any("another model" in w for w in s.warnings)
 
 
+def test_frames_whose_faces_changed_render_again(ws, marker):
+    """The DeepFaceLab routine after a first merge: delete a false face, re-align another, merge again. Only
+    those frames render again; a record of an older facelab (settings only, no faces) still skips the rest."""
+    import dataclasses
+
+    from facelab.faceimage import read_record, rewrite_record
+
+    stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker)
+    before = _mtimes(ws)
+    faces = sorted(ws.aligned_dir("dst").glob("*.jpg"))
+    deleted, moved = read_record(faces[3]), read_record(faces[6])
+    faces[3].unlink()
+    rewrite_record(faces[6], dataclasses.replace(moved, source_landmarks=np.asarray(moved.source_landmarks) + 2.0))
+    s = stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker)
+    assert s.counts["skipped"] == 28 and s.counts["passthrough"] == 1
+    assert any("other faces" in w for w in s.warnings)
+    after = _mtimes(ws)
+    assert {n for n in after if after[n] != before[n]} == {deleted.source_filename, moved.source_filename}
+
+    record = stage._record(ws)
+    saved = record.load()
+    record.begin(saved.settings, {stem: fp[:16] for stem, fp in saved.done.items()})  # as an older facelab wrote it
+    record.close()
+    assert stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker).counts["skipped"] == 30
+    rewrite_record(faces[10], read_record(faces[10]))  # rewritten with the same landmarks: nothing to redo
+    assert stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker).counts["skipped"] == 30
+
+
 def test_batches_over_frames_give_the_same_frames(ws, tmp_path, marker):
     stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=1, marker=marker)
     one = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}

@@ -15,7 +15,7 @@ grow with the clip. Threads rather than processes: on 2 cores
 ``benchmarks/bench_merge.py`` measured a 2-process pool within noise of 2
 threads (1280x720, overlay+rct: 40 frames/s with 2 threads vs 23 with 1 on a
 quiet machine), and threads need no pickling of frames or of the model. Finished frames are skipped on a re-run; the resolved
-settings and each finished frame's fingerprint (model save id and the frame's settings) are kept in the
+settings and each finished frame's fingerprint (model save id, the frame's settings and its faces' landmarks) are kept in the
 step record ``merge`` of dst (:mod:`facelab.steprecord`), and a frame whose fingerprint changed renders again.
 """
 
@@ -86,6 +86,20 @@ def _write_synthetic_png(path: Path, image: np.ndarray, marker: Marker) -> None:
 
 def _fingerprint(model_id: str | None, plan: MergePlan, number: int | None) -> str:
     return hashlib.sha1(f"{model_id}|{plan.fingerprint(number)}".encode()).hexdigest()[:16]
+
+
+def _faces_key(recs: list[FaceRecord]) -> str:
+    """What a frame's merge takes from its face files: each face's index, landmarks and cut (rounded as the
+    face file stores them). A face deleted, added or re-aligned (manual re-extract) changes it."""
+    parts = [(r.face_index, np.round(np.asarray(r.source_landmarks, np.float64), 2).tolist(),
+              np.round(np.asarray(r.image_to_face_mat, np.float64), 5).tolist()) for r in recs]
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:8]
+
+
+def _same_frame(recorded: str | None, wanted: str) -> bool:
+    """A frame's recorded fingerprint matches the wanted one. An older facelab recorded the settings' part
+    only (16 characters, no faces): such a frame is taken as made from the faces there now."""
+    return recorded == wanted or (recorded is not None and len(recorded) == 16 and wanted.startswith(recorded))
 
 
 def _concat(parts: list[PreparedFaces]) -> PreparedFaces:
@@ -419,13 +433,18 @@ def run(
     made_by = model_id if segmenter is None else f"{model_id}|segmenter={segmenter.model_id}"
 
     def wanted(p: Path) -> str:
-        return _fingerprint(made_by, plan, _frame_number(p.stem))
+        """The frame's fingerprint: model, settings and its faces (and its neighbours' for motion blur)."""
+        n = _frame_number(p.stem)
+        faces = _faces_key(by_frame.get(p.name, []))
+        if n is not None and plan.settings_for(n).motion_blur:
+            faces += "".join(_faces_key(by_number.get(n + step, [])) for step in (-1, 1))
+        return _fingerprint(made_by, plan, n) + faces
 
     chosen = [p for p in frames if only is None or (_frame_number(p.stem) or 0) in only]
     todo = [p for p in chosen if force or not _finished(ws, p, plan, done, wanted(p))]
-    changed = sum(1 for p in chosen if p.stem in done and done[p.stem] != wanted(p))
+    changed = sum(1 for p in chosen if p.stem in done and not _same_frame(done[p.stem], wanted(p)))
     if changed:
-        warnings.append(f"{changed} frame(s) were made with other settings or another model: rendered again")
+        warnings.append(f"{changed} frame(s) were made with other settings, another model or other faces: rendered again")
     for p in todo:
         done.pop(p.stem, None)
 
@@ -490,7 +509,7 @@ def _still_done(record: StepRecord, state: dict) -> dict[str, str]:
 
 def _finished(ws: Workspace, p: Path, plan: MergePlan, done: dict[str, str], wanted: str) -> bool:
     """Frame ``p`` was merged with these settings and model, and its outputs are there."""
-    if done.get(p.stem) != wanted:
+    if not _same_frame(done.get(p.stem), wanted):
         return False
     if plan.settings_for(_frame_number(p.stem)).mode == "raw-predict":
         return True
