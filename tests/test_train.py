@@ -254,6 +254,51 @@ def test_interrupted_save_is_detected(datasets, tmp_path):
         load_checkpoint(folder)
 
 
+def test_a_save_on_a_full_disk_leaves_the_last_save_and_no_temporaries(datasets, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from facelab.errors import FacelabError
+    from facelab.train import checkpoint
+
+    model, opt = _trained_tiny(datasets, 1)
+    folder = tmp_path / "m"
+    save_checkpoint(folder, model, opt, {}, {"iteration": 1})
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    calls = []
+
+    def fsync(fd):  # the disk fills up while the second file (the optimizer) is written
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    with pytest.raises(FacelabError, match="disk full") as e:
+        save_checkpoint(folder, model, opt, {}, {"iteration": 2})
+    assert str(folder) in str(e.value) and "MiB" in str(e.value)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no .tmp left, the last save untouched
+    monkeypatch.setattr(checkpoint.os, "fsync", os.fsync)
+    assert load_checkpoint(folder).state["iteration"] == 1
+
+
+def test_training_does_not_start_without_disk_for_its_first_save(ws, marker, monkeypatch):
+    import collections
+
+    from facelab.errors import FacelabError
+    from facelab.stages import train as stage
+
+    real = stage.shutil.disk_usage
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(stage.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))  # 1 MiB free
+    with pytest.raises(FacelabError, match="not enough free disk.*backup due") as e:
+        stage.run(ws, stage.TrainSettings(iterations=2, batch_size=2, device="cpu"), log=lambda s: None, marker=marker)
+    assert "--backups 0" in e.value.hint and not ws.model_dir("quick").exists()
+    monkeypatch.setattr(stage.shutil, "disk_usage", real)
+    stage.run(ws, stage.TrainSettings(iterations=2, batch_size=2, device="cpu"), log=lambda s: None, marker=marker)
+    assert (ws.model_dir("quick") / "weights.safetensors").is_file()
+
+
 def test_predictor_shapes_and_ranges(datasets, tmp_path):
     model, opt = _trained_tiny(datasets, 1)
     save_checkpoint(tmp_path / "m", model, opt, {}, {"iteration": 1})

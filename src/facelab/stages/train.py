@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -380,6 +381,32 @@ def _saver(r: _Run, model, optimizer, options: dict, adversarial, backups: int, 
     return save
 
 
+def _check_free_space(r: _Run, model, optimizer, adversarial, backups: int) -> None:
+    """Refuse to start when the model folder's disk cannot hold the first save (written beside the last one
+    until it is complete) and the backup made after it when one is due, rather than fail there after minutes
+    of training."""
+    def size(x) -> int:  # bytes of the tensors in a (nested) state dict
+        if isinstance(x, torch.Tensor):
+            return x.numel() * x.element_size()
+        values = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+        return sum(size(v) for v in values)
+
+
+    trainable = sum(p.numel() * 4 for g in optimizer.param_groups for p in g["params"] if p.requires_grad) if optimizer else 0
+    one = size(model.state_dict()) + 2 * trainable  # the weights and the optimizer's two moments
+    one += size(adversarial.state_dict()) if adversarial is not None else 0  # a discriminator and its optimizer
+    age = backup_age_seconds(r.model_dir, r.prefix)
+    backup = bool(backups) and (age is None or age >= r.settings.backup_every_minutes * 60)
+    need = one * (2 if backup else 1)
+    folder = next(p for p in (r.model_dir, *r.model_dir.parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise FacelabError(
+            f"not enough free disk for the model: {free / 2**20:.0f} MiB free in {folder}, and a save needs about "
+            f"{one / 2**20:.0f} MiB" + (" plus as much again for the backup due" if backup else ""),
+            "free some space" + (", or train with --backups 0" if backup else "") + "; nothing was changed")
+
+
 def _out_of_memory(r: _Run, opts: TrainOptions, resolution: int) -> FacelabError:
     return FacelabError(
         f"out of {r.device.type.upper()} memory at batch size {opts.batch_size} ({r.settings.model}, {resolution} px)",
@@ -483,6 +510,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     # -- the loop
     options = {**opts.to_dict(), **chosen, "device": settings.resolved_device, "seed": settings.seed, "target_iteration": target}
     save = _saver(r, model, optimizer, options, adversarial, chosen["backups"], log)
+    _check_free_space(r, model, optimizer, adversarial, chosen["backups"])  # on every process: all stop or none
     net = distributed.wrap(TrainForward(model), dist) if dist is not None else model
     try:
         with jobs.running(job):

@@ -55,7 +55,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
-from facelab.errors import ModelError
+from facelab.errors import FacelabError, ModelError
+from facelab.fileio import write_error
 from facelab.models import create_model
 
 FORMAT_VERSION = 1
@@ -94,11 +95,24 @@ def recover(model_dir: str | Path, prefix: str = "") -> None:
 
 def _write_tmp(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a disk that filled up mid-write keeps no part of it
+        raise
     return tmp
+
+
+def _disk_error(error: OSError, folder: Path, what: str, size: int) -> Exception:
+    """The user error for a failed write into a model folder (disk full, read-only ...), naming the folder and
+    the space the write needs; the ``OSError`` itself when the user cannot fix it."""
+    found = write_error(error, folder)
+    if found is None:
+        return error
+    return FacelabError(f"{found.message} ({what} needs {size / 2**20:.0f} MiB there)", found.hint)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -188,10 +202,19 @@ def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: to
     files.append((CONFIG, _json_bytes(config)))
     files.append((STATE, _json_bytes({**state, "save_id": save_id, "options": options,
                                       "has_optimizer": optimizer is not None, "extras": sorted(extras or {})})))
-    tmps = [(_write_tmp(folder / (prefix + name), data), folder / (prefix + name)) for name, data in files]
-    # the commit point: once this record exists the save is complete (recover() finishes the renames)
+    tmps: list[tuple[Path, Path]] = []
     record = _commit_record(folder, prefix)
-    os.replace(_write_tmp(record, _json_bytes({"files": [[t.name, f.name] for t, f in tmps]})), record)
+    try:
+        for name, data in files:
+            tmps.append((_write_tmp(folder / (prefix + name), data), folder / (prefix + name)))
+        # the commit point: once this record exists the save is complete (recover() finishes the renames)
+        os.replace(_write_tmp(record, _json_bytes({"files": [[t.name, f.name] for t, f in tmps]})), record)
+    except BaseException as e:
+        for tmp, _ in tmps:  # not committed: the saved model stays as it was, and no part of this one is left
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _disk_error(e, folder, "the model's save", sum(len(d) for _, d in files)) from e
+        raise
     _fsync_dir(folder)
     for tmp, final in tmps:  # state.json is last in the list
         os.replace(tmp, final)
@@ -397,13 +420,18 @@ def backup_checkpoint(model_dir: str | Path, keep: int = 3, prefix: str = "") ->
     name = f"{stamp}-{max(same) + 1}" if same else stamp  # several in one second: numbered, in order
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     extra_files = [f"{name}.safetensors" for name in _read_json(folder / (prefix + STATE)).get("extras", [])] \
         if (folder / (prefix + STATE)).is_file() else []
-    for base in (CONFIG, WEIGHTS, OPTIMIZER, STATE, *extra_files):
-        if (folder / (prefix + base)).is_file():
-            shutil.copyfile(folder / (prefix + base), tmp / (prefix + base))
-    os.replace(tmp, root / name)
+    sources = [folder / (prefix + base) for base in (CONFIG, WEIGHTS, OPTIMIZER, STATE, *extra_files)
+               if (folder / (prefix + base)).is_file()]
+    try:
+        tmp.mkdir()
+        for source in sources:
+            shutil.copyfile(source, tmp / source.name)
+        os.replace(tmp, root / name)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-made backup would only hold the space the user must free
+        raise _disk_error(e, root, "a backup of the model", sum(p.stat().st_size for p in sources)) from e
     _fsync_dir(root)
     for old in list_backups(folder, prefix)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
