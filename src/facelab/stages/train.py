@@ -391,7 +391,6 @@ def _check_free_space(r: _Run, model, optimizer, adversarial, backups: int) -> N
         values = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
         return sum(size(v) for v in values)
 
-
     trainable = sum(p.numel() * 4 for g in optimizer.param_groups for p in g["params"] if p.requires_grad) if optimizer else 0
     one = size(model.state_dict()) + 2 * trainable  # the weights and the optimizer's two moments
     one += size(adversarial.state_dict()) if adversarial is not None else 0  # a discriminator and its optimizer
