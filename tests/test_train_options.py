@@ -334,6 +334,7 @@ def test_quick_starts_without_random_warp_and_with_expression_matching_other_mod
     assert saved("quick") is False  # quick's own default
     assert priority("quick")[0] is False
     assert saved("quick", "expression_power") == 0.05  # and its expression matching
+    assert saved("quick", "clip_grad") is True  # and its gradient clipping
     run(ws, TrainSettings(model="quick", name="warped", iterations=1, random_warp=True, eyes_mouth_priority=True, **quiet),
         log=lambda s: None, marker=marker)
     assert saved("warped") is True and priority("warped") == (True, 10.0)  # quick's own priority weight
@@ -344,6 +345,7 @@ def test_quick_starts_without_random_warp_and_with_expression_matching_other_mod
         log=lambda s: None, marker=marker)
     assert saved("h64") is True  # DeepFaceLab's default for the other models
     assert saved("h64", "expression_power") == 0.0
+    assert saved("h64", "clip_grad") is False
     assert priority("h64") == (True, 30.0)  # and the usual priority weight
 
 
@@ -379,6 +381,23 @@ def test_lr_dropout_keeps_some_weights_unchanged_and_clip_grad_still_trains(samp
             assert unchanged < 0.1
     with pytest.raises(SettingsError, match="lr_dropout"):
         __import__("facelab.stages.train", fromlist=["TrainSettings"]).TrainSettings(lr_dropout=1.5)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 30.0])
+def test_clip_gradients_gives_torchs_clipped_gradients(scale):
+    from facelab.train.loop import clip_gradients
+
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(40, 30)) for _ in range(3)] + [torch.nn.Parameter(torch.randn(5))]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours[:3], theirs[:3]):  # the last one has no gradient
+        a.grad = torch.randn_like(a) * scale
+        b.grad = a.grad.clone()
+    norm = clip_gradients(ours, 1.0)
+    assert torch.equal(norm, torch.nn.utils.clip_grad_norm_(theirs, 1.0))
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours[:3], theirs[:3]))
+    total = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours[:3]]))
+    assert (float(norm) > 1.0) == (scale > 1) and abs(float(total) - min(float(norm), 1.0)) < 1e-4  # clipped to 1
 
 
 def test_sae_archi_letters_compare_normalised_and_training_keys_change(ws, marker):

@@ -228,8 +228,13 @@ TRAINER: tuple[Option, ...] = (
                "(figures in the README, \"Swap quality per training minute\"). The warp deforms each input by about a "
                "pixel (at 64 px) around the face's own place and scale; until 2026-12-04 it also shrank every input to "
                "83 %, which blurred every model trained with it"),
-    Option("clip_grad", bool, False, "Clip the gradient norm to 1 (saved; default off).", flags=("--clip-grad/--no-clip-grad",),
-           saved=True, group=_LATE, doc="clip the gradient norm to 1 for steadier training"),
+    Option("clip_grad", bool, False, "Clip the gradient norm to 1 (saved; default off, quick: on).", flags=("--clip-grad/--no-clip-grad",),
+           saved=True, group=_LATE, shown_default="off (`quick`: on)",
+           doc="clip the gradient norm to 1 for steadier training: a step whose gradients are longer is scaled down "
+               "to 1, the others are left as they are. A new `quick` model starts with it on: on `quick` it acts on "
+               "about 1 % of the steps (the early loss spikes) and over nine paired runs on three pairs it rescued "
+               "the mouth of the two runs that had lost it and left the other figures within their noise, for "
+               "1.1 ms of a ~95 ms step (docs/quality.md, session 26)"),
     Option("lr_dropout", float, 0.0, "Share of weight updates dropped each step, 0 (off) to <1, e.g. 0.3 (saved).",
            flags=("--lr-dropout",), lo=0, hi=1, hi_open=True, saved=True, group=_LATE, shown_default="0 (off)",
            hint="use a share from 0 (off) to below 1, e.g. 0.3",
