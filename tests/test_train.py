@@ -282,6 +282,29 @@ def test_a_save_on_a_full_disk_leaves_the_last_save_and_no_temporaries(datasets,
     assert load_checkpoint(folder).state["iteration"] == 1
 
 
+def test_a_backup_on_a_full_disk_leaves_no_half_copy(datasets, tmp_path, monkeypatch):
+    import errno
+
+    from facelab.errors import FacelabError
+    from facelab.train import checkpoint
+
+    model, opt = _trained_tiny(datasets, 1)
+    folder = tmp_path / "m"
+    save_checkpoint(folder, model, opt, {}, {"iteration": 1})
+    real, calls = checkpoint.shutil.copyfile, []
+
+    def copyfile(a, b):  # the disk fills up at the second file
+        calls.append(a)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(checkpoint.shutil, "copyfile", copyfile)
+    with pytest.raises(FacelabError, match="disk full.*a backup of the model needs"):
+        checkpoint.backup_checkpoint(folder)
+    assert list((folder / "backups").iterdir()) == []
+
+
 def test_training_does_not_start_without_disk_for_its_first_save(ws, marker, monkeypatch):
     import collections
 

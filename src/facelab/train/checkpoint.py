@@ -106,12 +106,12 @@ def _write_tmp(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def _disk_error(error: OSError, folder: Path, what: str, size: int) -> Exception:
+def _disk_error(error: OSError, folder: Path, what: str, size: int) -> FacelabError | None:
     """The user error for a failed write into a model folder (disk full, read-only ...), naming the folder and
-    the space the write needs; the ``OSError`` itself when the user cannot fix it."""
+    the space the write needs; None when the user cannot fix it."""
     found = write_error(error, folder)
     if found is None:
-        return error
+        return None
     return FacelabError(f"{found.message} ({what} needs {size / 2**20:.0f} MiB there)", found.hint)
 
 
@@ -212,8 +212,8 @@ def save_checkpoint(model_dir: str | Path, model: torch.nn.Module, optimizer: to
     except BaseException as e:
         for tmp, _ in tmps:  # not committed: the saved model stays as it was, and no part of this one is left
             tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise _disk_error(e, folder, "the model's save", sum(len(d) for _, d in files)) from e
+        if isinstance(e, OSError) and (err := _disk_error(e, folder, "the model's save", sum(len(d) for _, d in files))):
+            raise err from e
         raise
     _fsync_dir(folder)
     for tmp, final in tmps:  # state.json is last in the list
@@ -431,7 +431,9 @@ def backup_checkpoint(model_dir: str | Path, keep: int = 3, prefix: str = "") ->
         os.replace(tmp, root / name)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)  # a half-made backup would only hold the space the user must free
-        raise _disk_error(e, root, "a backup of the model", sum(p.stat().st_size for p in sources)) from e
+        if err := _disk_error(e, root, "a backup of the model", sum(p.stat().st_size for p in sources)):
+            raise err from e
+        raise
     _fsync_dir(root)
     for old in list_backups(folder, prefix)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
