@@ -160,6 +160,56 @@ def test_iter_frames_corrupt_midstream(tmp_path):
             pass
 
 
+def write_turned(frames, path: Path, degrees: int, hflip: bool = False, vflip: bool = False) -> None:
+    """Store ``frames`` losslessly with a display matrix (as a phone stores its portrait clips)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264rgb", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt, stream.options = "bgr24", {"qp": "0"}
+        stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
+        for image in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")))
+        out.mux(stream.encode())
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, -90])
+@pytest.mark.parametrize("hflip,vflip", [(False, False), (True, False), (False, True)])
+def test_display_matrix_frames_come_upright(tmp_path, degrees, hflip, vflip):
+    # A face frame stored as is, with a display matrix: iter_frames returns what a player shows
+    # (PyAV's set_display_rotation: turned counter-clockwise by `degrees`, then mirrored), pixel for pixel.
+    _, _, stored = next(iter_frames(SAMPLE_DST))
+    stored = stored[:200, :300]  # not square, so a quarter turn shows in the shape
+    write_turned([stored], tmp_path / "turned.mp4", degrees, hflip, vflip)
+    shown = np.rot90(stored, k=degrees // 90)
+    shown = shown[:, ::-1] if hflip else shown
+    shown = shown[::-1] if vflip else shown
+    _, _, got = next(iter_frames(tmp_path / "turned.mp4"))
+    assert got.shape == shown.shape and np.array_equal(got, shown)
+    info = probe(tmp_path / "turned.mp4")
+    assert (info.height, info.width) == shown.shape[:2]
+
+
+def test_frames_stage_phone_portrait_clip(tmp_path):
+    # A portrait phone clip: frames stored turned a quarter, a -90 degree matrix turns them back for
+    # display. The frames step writes them upright (the detector, the merge and result.mp4 all see
+    # the face as the viewer does); frames written by an older facelab in the stored orientation are
+    # not resumed into.
+    upright = [image for _, _, image in iter_frames(SAMPLE_DST)][:8]
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    write_turned([np.rot90(image, k=1) for image in upright], ws.root / "data_dst.mp4", -90)
+    frames_stage.run(ws, "dst")
+    written = [cv2.imread(str(p)) for p in ws.frame_paths("dst")]
+    assert len(written) == 8 and all(np.array_equal(a, b) for a, b in zip(written, upright, strict=True))
+    record = frames_stage.read_record(ws, "dst")
+    assert (record["width"], record["height"]) == (360, 288)
+
+    step_record = frames_stage._record(ws, "dst")
+    step_record.begin({**step_record.load().settings, "width": 288, "height": 360})  # an older run, killed
+    with pytest.raises(WorkspaceError, match="another video or other settings"):
+        frames_stage.run(ws, "dst")
+
+
 def test_hevc_mov_probes_and_decodes():
     mov = shared("person_d_pyfeat_man/video/face_noface.mov")
     info = probe(mov)

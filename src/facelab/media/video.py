@@ -70,6 +70,8 @@ class VideoInfo:
     the container or, where it does not say (MPEG-PS, some AVI/MKV), from
     decoding every frame. ``duration`` is in seconds (container duration, else
     ``frame_count / fps``). The audio fields describe the first audio stream.
+    ``width`` and ``height`` are the size players show (a stored frame turned by
+    its display matrix, as :func:`iter_frames` returns it).
     """
 
     path: Path
@@ -137,6 +139,8 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         count = int(stream.frames or 0)
         width, height = stream.codec_context.width, stream.codec_context.height
+        if _first_frame_transposed(container, stream):  # shown as players show it (a phone's portrait clip)
+            width, height = height, width
         audio = container.streams.audio[0] if container.streams.audio else None
         audio_codec = audio.codec_context.name if audio is not None else None
         audio_rate = int(audio.codec_context.sample_rate) if audio is not None else None
@@ -151,6 +155,16 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
     if width <= 0 or height <= 0:
         raise MediaError(f"{path}: the video stream has no frame size", _NOT_VIDEO_HINT)
     return VideoInfo(path, width, height, fps, count, duration, audio is not None, audio_codec, audio_rate, video_codec)
+
+
+def _first_frame_transposed(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> bool:
+    """Whether the first frame's display matrix is a quarter turn (width and height swap when shown)."""
+    try:
+        frame = next(container.decode(stream), None)
+    except av.FFmpegError:
+        return False
+    transform = None if frame is None else _display_transform(frame)
+    return transform is not None and transform[0]
 
 
 def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
@@ -224,8 +238,41 @@ def is_vfr(timestamps: list[float], fps: Fraction | float, tolerance: float = 0.
     return bool(np.max(np.abs(t - grid)) > tolerance / float(fps))
 
 
+def _display_transform(frame: av.VideoFrame) -> tuple[bool, bool, bool] | None:
+    """How to turn a decoded frame the way players show it: ``(transpose, flip_columns, flip_rows)``
+    from the frame's display matrix (phones store portrait video landscape with a 90 degree
+    matrix), or ``None`` when it has none or it is not a quarter turn or mirror.
+
+    The matrix maps a stored pixel ``(x, y)`` to ``(a x + c y, b x + d y)`` shown (libavutil's
+    display.h, rows ``a b u / c d v / x y w``); only its signs and zeros matter here.
+    """
+    data = frame.side_data.get("DISPLAYMATRIX")
+    if data is None:
+        return None
+    m = np.frombuffer(bytes(data), dtype=np.int32, count=9).astype(np.float64)
+    a, b, c, d = np.round(m[[0, 1, 3, 4]] / 65536.0).astype(int)
+    if abs(a) + abs(d) == 2 and b == c == 0:
+        transform = (False, a < 0, d < 0)
+    elif abs(b) + abs(c) == 2 and a == d == 0:  # shown x comes from stored y: a quarter turn
+        transform = (True, c < 0, b < 0)
+    else:
+        return None  # not axis-aligned (or scaled): decode as stored
+    return None if transform == (False, False, False) else transform
+
+
 def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
-    return np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+    """The frame as players show it: ``(H, W, 3) uint8`` BGR, turned by its display matrix."""
+    image = frame.to_ndarray(format="bgr24")
+    transform = _display_transform(frame)
+    if transform is not None:
+        transpose, flip_columns, flip_rows = transform
+        if transpose:
+            image = image.transpose(1, 0, 2)
+        if flip_columns:
+            image = image[:, ::-1]
+        if flip_rows:
+            image = image[::-1]
+    return np.ascontiguousarray(image)
 
 
 def iter_frames(path: str | Path, fps: float | Fraction | None = None) -> Iterator[tuple[int, float, np.ndarray]]:

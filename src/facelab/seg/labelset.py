@@ -49,12 +49,11 @@ def read_source(root: Path, source: str) -> np.ndarray:
         if image is None:
             raise FileNotFoundError(f"cannot read {full}")
         return image
-    import av
+    from facelab.media import iter_frames
 
-    with av.open(str(full)) as c:
-        for i, f in enumerate(c.decode(video=0)):
-            if i == int(frame):
-                return f.to_ndarray(format="bgr24")
+    for i, _, image in iter_frames(full):  # upright, as the frames step writes them
+        if i == int(frame):
+            return image
     raise FileNotFoundError(f"{full} has no frame {frame}")
 
 

@@ -184,6 +184,8 @@ def run(
     record = read_record(ws, side)
     existing = ws.frame_paths(side)
     same = record is not None and all(record.get(k) == v for k, v in ident.items())
+    # Frames of a phone's portrait clip written by a facelab that did not turn them upright have the stored size.
+    same = same and record.get("width", info.width) == info.width and record.get("height", info.height) == info.height
     if force:
         _delete_frames(folder)
         _record(ws, side).reset()  # and the records of steps that changed the frames in place (denoise)
