@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.video.reformatter import Interpolation
 import cv2
 import numpy as np
 import pytest
@@ -208,6 +209,73 @@ def test_frames_stage_phone_portrait_clip(tmp_path):
     step_record.begin({**step_record.load().settings, "width": 288, "height": 360})  # an older run, killed
     with pytest.raises(WorkspaceError, match="another video or other settings"):
         frames_stage.run(ws, "dst")
+
+
+ACCURATE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+
+
+def write_yuv(image: np.ndarray, path: Path, colorspace: int, name_it: bool) -> None:
+    """One frame as H.264 4:2:0 converted with YUV matrix ``colorspace`` (1: BT.709, 5: BT.601); named in
+    the stream or not (many cameras and editors write videos that do not say)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = image.shape[:2]
+        stream.pix_fmt, stream.options = "yuv420p", {"qp": "0"}
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(
+            format="yuv420p", dst_colorspace=colorspace, dst_color_range=1, interpolation=ACCURATE | Interpolation.FULL_CHR_H_INP)
+        if name_it:
+            stream.codec_context.colorspace, stream.codec_context.color_range = colorspace, 1
+            frame.colorspace, frame.color_range = colorspace, 1
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+def player_view(path: Path) -> tuple[np.ndarray, int]:
+    """The first frame as a player converts it (the matrix the stream names, else BT.709 from 1280 wide or
+    577 high, BT.601 below; rounded, chroma interpolated), and the matrix the stream names (2: none)."""
+    with av.open(str(path)) as c:
+        frame = next(c.decode(video=0))
+        named = int(frame.colorspace)
+        matrix = named if named != 2 else (1 if frame.width >= 1280 or frame.height > 576 else 5)
+        return frame.to_ndarray(format="bgr24", src_colorspace=matrix, interpolation=ACCURATE | Interpolation.FULL_CHR_H_INT), named
+
+
+@pytest.mark.parametrize("size,named", [((1280, 720), True), ((1280, 720), False), ((360, 288), False)])
+def test_colours_as_players_show_them(tmp_path, size, named):
+    # A face frame as an HD camera clip naming BT.709, one that does not name it (players assume BT.709
+    # for HD, BT.601 for SD): facelab decodes it as a player shows it, and its result names the matrix
+    # it used, so a player shows the result in the source's colours (the background untouched).
+    _, _, face = next(iter_frames(SAMPLE_DST))
+    image = cv2.resize(face, size, interpolation=cv2.INTER_CUBIC)
+    clip = tmp_path / "clip.mp4"
+    write_yuv(image, clip, 1 if size[0] >= 1280 else 5, named)
+    shown, _ = player_view(clip)
+    _, _, decoded = next(iter_frames(clip))
+    assert np.array_equal(decoded, shown)
+    write_video([decoded], tmp_path / "result.mp4", Fraction(25), crf=0)
+    result, result_names = player_view(tmp_path / "result.mp4")
+    assert result_names == (1 if size[0] >= 1280 else 5)
+    difference = result.astype(int) - shown
+    assert np.abs(difference).mean() < 1.0 and np.abs(difference.reshape(-1, 3).mean(0)).max() < 0.2  # no colour cast
+
+
+def test_frames_stage_warns_of_hdr(tmp_path):
+    # An HLG clip (a phone's HDR mode) is decoded without tone mapping: the frames step says so and how to convert.
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    _, _, face = next(iter_frames(SAMPLE_DST))
+    with av.open(str(ws.root / "data_dst.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = face.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.color_trc, stream.codec_context.color_primaries, stream.codec_context.colorspace = 18, 9, 9
+        frame = av.VideoFrame.from_ndarray(face, format="bgr24").reformat(format="yuv420p")
+        frame.color_trc = 18
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    assert probe(ws.root / "data_dst.mp4").hdr and not probe(SAMPLE_DST).hdr
+    summary = frames_stage.run(ws, "dst")
+    assert any("HDR" in w and "SDR" in w for w in summary.warnings) and len(ws.frame_paths("dst")) == 1
 
 
 def test_hevc_mov_probes_and_decodes():

@@ -172,6 +172,9 @@ def run(
         fps = None
 
     info = probe(video, count_frames=False)
+    if info.hdr:
+        summary.warnings.append(f"{video.name} is HDR (PQ or HLG): its frames are not tone-mapped and will look flat and "
+                                "the faces' colours off; convert it to SDR first (docs/video-tools.md, 'Colours')")
     if fps is not None and fps >= info.fps:
         summary.warnings.append(f"fps={fps:g} is not below the video's {float(info.fps):g} fps: keeping every frame")
         fps = None
