@@ -214,6 +214,27 @@ def test_frames_stage_phone_portrait_clip(tmp_path):
 ACCURATE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 
+@pytest.mark.parametrize("sar,shown", [(Fraction(4, 3), (480, 288)), (Fraction(8, 9), (360, 324)), (Fraction(1), (360, 288))])
+def test_frames_come_in_square_pixels(tmp_path, sar, shown):
+    # DV, DVD and HDV store a wide picture in narrow pixels (or a tall one in wide): frames come stretched
+    # to the shape players show (never shrunk), so faces keep their proportions and the result, written
+    # in square pixels, plays at the source's shape.
+    upright = [image for _, _, image in iter_frames(SAMPLE_DST)][:2]
+    clip = tmp_path / "anamorphic.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264rgb", rate=25)
+        stream.height, stream.width = upright[0].shape[:2]
+        stream.pix_fmt, stream.options = "bgr24", {"qp": "0"}
+        stream.codec_context.sample_aspect_ratio = sar
+        for image in upright:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode())
+    info = probe(clip)
+    assert (info.width, info.height) == shown
+    for (_, _, got), image in zip(iter_frames(clip), upright, strict=True):
+        assert np.array_equal(got, cv2.resize(image, shown, interpolation=cv2.INTER_CUBIC) if sar != 1 else image)
+
+
 def write_yuv(image: np.ndarray, path: Path, colorspace: int, name_it: bool) -> None:
     """One frame as H.264 4:2:0 converted with YUV matrix ``colorspace`` (1: BT.709, 5: BT.601); named in
     the stream or not (many cameras and editors write videos that do not say)."""

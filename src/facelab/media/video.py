@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from math import gcd
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
@@ -71,8 +73,9 @@ class VideoInfo:
     the container or, where it does not say (MPEG-PS, some AVI/MKV), from
     decoding every frame. ``duration`` is in seconds (container duration, else
     ``frame_count / fps``). The audio fields describe the first audio stream.
-    ``width`` and ``height`` are the size players show (a stored frame turned by
-    its display matrix, as :func:`iter_frames` returns it). ``hdr``: the video is coded
+    ``width`` and ``height`` are the size players show, in square pixels (a stored
+    frame stretched by its pixel aspect and turned by its display matrix, as
+    :func:`iter_frames` returns it). ``hdr``: the video is coded
     with a PQ or HLG transfer (HDR), which facelab does not tone-map.
     """
 
@@ -142,6 +145,7 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         count = int(stream.frames or 0)
         width, height = stream.codec_context.width, stream.codec_context.height
+        width, height = _square_size(width, height, _pixel_aspect(stream))
         first = _first_frame(container, stream)
         transform = None if first is None else _display_transform(first)
         if transform is not None and transform[0]:  # shown as players show it (a phone's portrait clip)
@@ -170,8 +174,9 @@ def _first_frame(container: av.container.InputContainer, stream: av.video.stream
         return None
 
 
-def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
-    """Yield ``(index, time, av frame)`` of every decoded frame; errors become MediaError.
+def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, Callable[[], np.ndarray]]]:
+    """Yield ``(index, time, image)`` of every decoded frame, ``image()`` converting it (to BGR as players
+    show it: :func:`_to_bgr`) only when called; errors become MediaError.
 
     With ``seek_to`` > 0 decoding starts at a key frame at or before that time (seconds)
     and ``index`` is ``-1`` (unknown) for every frame; times stay exact.
@@ -180,6 +185,7 @@ def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, a
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         fps = _stream_fps(stream)
+        sar = _pixel_aspect(stream)
         start = stream.start_time or 0
         tb = Fraction(stream.time_base.numerator, stream.time_base.denominator) if stream.time_base else None
         seeked = False
@@ -210,7 +216,7 @@ def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, a
             if seeked and index == 0 and t > seek_to:  # the seek overshot: decode from the start instead
                 yield from _decode(path)
                 return
-            yield (-1 if seeked else index), t, frame
+            yield (-1 if seeked else index), t, partial(_to_bgr, frame, sar)
             index += 1
 
 
@@ -224,11 +230,11 @@ def iter_frames_between(path: str | Path, start: float, end: float) -> Iterator[
     """
     path = _check_file(path)
     eps = 1e-6  # times are compared to the microsecond, so 2.6 includes a frame at 13/5 s
-    for _, t, frame in _decode(path, seek_to=float(start)):
+    for _, t, image in _decode(path, seek_to=float(start)):
         if t >= end - eps:
             return
         if t >= start - eps:
-            yield float(t), _to_bgr(frame)
+            yield float(t), image()
 
 
 def is_vfr(timestamps: list[float], fps: Fraction | float, tolerance: float = 0.25) -> bool:
@@ -277,9 +283,27 @@ def _is_hd(width: int, height: int) -> bool:
     return width >= 1280 or height > 576
 
 
-def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
+def _pixel_aspect(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """The width of a stored pixel over its height (DV, DVD and HDV store wide pictures in narrow pixels);
+    None when the video does not say or its pixels are square. The container's figure first, as FFmpeg reads it."""
+    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if sar is not None and sar.numerator > 0 and sar.denominator > 0:
+            return None if sar == 1 else Fraction(sar.numerator, sar.denominator)
+    return None
+
+
+def _square_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
+    """The size in square pixels: the stored picture stretched (never shrunk, so no detail is lost) to its
+    shown shape."""
+    if sar is None:
+        return width, height
+    return (round(width * sar), height) if sar > 1 else (width, round(height / sar))
+
+
+def _to_bgr(frame: av.VideoFrame, sar: Fraction | None = None) -> np.ndarray:
     """The frame as players show it: ``(H, W, 3) uint8`` BGR, converted by the YUV matrix the video names
-    (else the one players assume for its size) and turned by its display matrix."""
+    (else the one players assume for its size), stretched to square pixels by the stream's pixel aspect
+    ``sar`` and turned by its display matrix."""
     if frame.format.name.startswith("yuv"):
         matrix = None
         if frame.colorspace == _UNSPECIFIED:
@@ -289,6 +313,9 @@ def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
         image = frame.to_ndarray(format="bgr24", src_colorspace=matrix, interpolation=_FROM_YUV)
     else:
         image = frame.to_ndarray(format="bgr24")
+    size = _square_size(image.shape[1], image.shape[0], sar)
+    if size != (image.shape[1], image.shape[0]):
+        image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
     transform = _display_transform(frame)
     if transform is not None:
         transpose, flip_columns, flip_rows = transform
@@ -320,8 +347,8 @@ def iter_frames(path: str | Path, fps: float | Fraction | None = None) -> Iterat
     """
     path = _check_file(path)
     if fps is None:
-        for index, t, frame in _decode(path):
-            yield index, float(t), _to_bgr(frame)
+        for index, t, image in _decode(path):
+            yield index, float(t), image()
         return
     if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not fps > 0:
         raise SettingsError(f"fps must be a positive number, got {fps!r}", "use e.g. fps=5, or None for every frame")
@@ -330,23 +357,23 @@ def iter_frames(path: str | Path, fps: float | Fraction | None = None) -> Iterat
     prev: tuple[int, Fraction, av.VideoFrame] | None = None
     last_emitted = -1
     src_interval = Fraction(0)
-    for index, t, frame in _decode(path):
+    for index, t, image in _decode(path):
         if prev is not None:
             src_interval = t - prev[1]
         while k * step <= t:
             g = k * step
-            chosen = (index, t, frame)
+            chosen = (index, t, image)
             if prev is not None and g - prev[1] <= t - g:  # ties go to the earlier frame
                 chosen = prev
             if chosen[0] != last_emitted:
                 last_emitted = chosen[0]
-                yield chosen[0], float(chosen[1]), _to_bgr(chosen[2])
+                yield chosen[0], float(chosen[1]), chosen[2]()
             k += 1
-        prev = (index, t, frame)
+        prev = (index, t, image)
     # Grid points after the last frame's time still belong to it while they fall
     # within half a frame of it (the last frame covers [t, t + interval)).
     if prev is not None and prev[0] != last_emitted and k * step - prev[1] <= src_interval / 2:
-        yield prev[0], float(prev[1]), _to_bgr(prev[2])
+        yield prev[0], float(prev[1]), prev[2]()
 
 
 def read_video_tags(path: str | Path) -> dict[str, str]:
