@@ -235,6 +235,43 @@ def test_frames_come_in_square_pixels(tmp_path, sar, shown):
         assert np.array_equal(got, cv2.resize(image, shown, interpolation=cv2.INTER_CUBIC) if sar != 1 else image)
 
 
+def combing(image: np.ndarray) -> float:
+    """Mean distance of each line from the mean of its neighbours: high where lines alternate (interlace combs)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float64)
+    return float(np.abs(grey[1:-1] - (grey[:-2] + grey[2:]) / 2).mean())
+
+
+def test_interlaced_frames_are_deinterlaced(tmp_path):
+    # Broadcast-style interlaced H.264 (top field first) of a face panning 4 px per field (1/50 s):
+    # decoded frames carry no combs (bwdif), one frame per frame at the same times.
+    faces = [image for _, _, image in iter_frames(SAMPLE_DST)][:10]
+
+    def panned(image: np.ndarray, field: int) -> np.ndarray:
+        shift = np.float32([[1, 0, 4 * field - 40], [0, 1, 0]])
+        return cv2.warpAffine(image, shift, image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+
+    progressive = [panned(face, 2 * i) for i, face in enumerate(faces)]
+    woven = []
+    for i, face in enumerate(faces):
+        frame = progressive[i].copy()
+        frame[1::2] = panned(face, 2 * i + 1)[1::2]  # the second field, 1/50 s later
+        woven.append(frame)
+    clip = tmp_path / "interlaced.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = faces[0].shape[:2]
+        stream.pix_fmt, stream.options = "yuv420p", {"x264-params": "tff=1", "crf": "10"}
+        for image in woven:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")))
+        out.mux(stream.encode())
+    assert probe(clip).interlaced and not probe(SAMPLE_DST).interlaced
+    got = list(iter_frames(clip))
+    assert [i for i, _, _ in got] == list(range(10)) and [t for _, t, _ in got] == pytest.approx([i / 25 for i in range(10)])
+    progressive, interlaced = np.mean([combing(f) for f in progressive]), np.mean([combing(f) for f in woven])
+    decoded = np.mean([combing(image) for _, _, image in got])
+    assert interlaced > 2 * progressive and decoded < 1.25 * progressive, (progressive, interlaced, decoded)
+
+
 def write_yuv(image: np.ndarray, path: Path, colorspace: int, name_it: bool) -> None:
     """One frame as H.264 4:2:0 converted with YUV matrix ``colorspace`` (1: BT.709, 5: BT.601); named in
     the stream or not (many cameras and editors write videos that do not say)."""

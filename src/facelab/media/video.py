@@ -7,6 +7,7 @@ flat however long the video is.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -76,7 +77,8 @@ class VideoInfo:
     ``width`` and ``height`` are the size players show, in square pixels (a stored
     frame stretched by its pixel aspect and turned by its display matrix, as
     :func:`iter_frames` returns it). ``hdr``: the video is coded
-    with a PQ or HLG transfer (HDR), which facelab does not tone-map.
+    with a PQ or HLG transfer (HDR), which facelab does not tone-map. ``interlaced``:
+    its first frame is, so :func:`iter_frames` deinterlaces it.
     """
 
     path: Path
@@ -90,6 +92,7 @@ class VideoInfo:
     audio_sample_rate: int | None = None
     video_codec: str = ""
     hdr: bool = False
+    interlaced: bool = False
 
 
 def _check_file(path: str | Path) -> Path:
@@ -151,6 +154,7 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
         if transform is not None and transform[0]:  # shown as players show it (a phone's portrait clip)
             width, height = height, width
         hdr = first is not None and int(first.color_trc) in _HDR_TRANSFERS
+        interlaced = first is not None and bool(first.interlaced_frame)
         audio = container.streams.audio[0] if container.streams.audio else None
         audio_codec = audio.codec_context.name if audio is not None else None
         audio_rate = int(audio.codec_context.sample_rate) if audio is not None else None
@@ -164,7 +168,7 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
         duration = float(count / fps)
     if width <= 0 or height <= 0:
         raise MediaError(f"{path}: the video stream has no frame size", _NOT_VIDEO_HINT)
-    return VideoInfo(path, width, height, fps, count, duration, audio is not None, audio_codec, audio_rate, video_codec, hdr)
+    return VideoInfo(path, width, height, fps, count, duration, audio is not None, audio_codec, audio_rate, video_codec, hdr, interlaced)
 
 
 def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> av.VideoFrame | None:
@@ -172,6 +176,35 @@ def _first_frame(container: av.container.InputContainer, stream: av.video.stream
         return next(container.decode(stream), None)
     except av.FFmpegError:
         return None
+
+
+def _deinterlaced(frames: Iterator[av.VideoFrame], stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """``frames``, with interlaced ones deinterlaced (FFmpeg's bwdif, one frame out per frame in, so the
+    count and times stay) when the first is interlaced (broadcast and DV footage); else as they come.
+
+    Interlaced frames hold two half-frames from moments 1/50 s apart: a moving face shows combs, which
+    the detector, the model and the merge would all take for the face.
+    """
+    first = next(frames, None)
+    if first is None:
+        return
+    if not first.interlaced_frame:
+        yield first
+        yield from frames
+        return
+    graph = av.filter.Graph()
+    source, sink = graph.add_buffer(template=stream), graph.add("buffersink")
+    deinterlace = graph.add("bwdif", mode="send_frame", parity="auto", deint="interlaced")
+    source.link_to(deinterlace)
+    deinterlace.link_to(sink)
+    graph.configure()
+    for frame in itertools.chain([first], frames, [None]):  # None flushes the last frame out
+        graph.push(frame)
+        while True:
+            try:
+                yield graph.pull()
+            except (av.BlockingIOError, av.EOFError):
+                break
 
 
 def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, Callable[[], np.ndarray]]]:
@@ -195,7 +228,7 @@ def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, C
                 seeked = True
             except av.FFmpegError:
                 container.seek(0)
-        frames = container.decode(stream)
+        frames = _deinterlaced(container.decode(stream), stream)
         index = 0
         while True:
             try:
@@ -208,7 +241,7 @@ def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, C
                     "the file is corrupt from there on; re-download or re-encode it (e.g. `ffmpeg -i in -c:v libx264 out.mp4`)",
                 ) from e
             if frame.pts is not None and tb is not None:
-                t = (frame.pts - start) * tb
+                t = frame.pts * (Fraction(frame.time_base) if frame.time_base else tb) - start * tb
             elif seeked:
                 raise MediaError(f"{path}: frames have no timestamps after seeking", "re-encode the video (e.g. to mp4)")
             else:

@@ -231,6 +231,8 @@ def run(
     step_record.finish({"frame_count": count, "timestamps": times, "vfr": vfr})
 
     summary.counts.update(frames=count, written=written, resumed=kept)
+    if info.interlaced:
+        summary.counts["deinterlaced (bwdif)"] = count
     summary.outputs.append(str(folder))
     summary.seconds = time.perf_counter() - t0
     return summary
