@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from facelab.errors import SettingsError, WorkspaceError
+from facelab.media import iter_frames, read_timecode, shift_timecode
 from facelab.stages import cut as cut_stage
 from facelab.stages import denoise as denoise_stage
 from facelab.stages import frames as frames_stage
@@ -129,6 +130,51 @@ def test_cut_keeps_range_and_chosen_track(two_track, tmp_path, track):
     segs = [audio_mono(video, t)[int(0.6 * 16000):int(2.6 * 16000)] for t in (0, 1)]
     c_chosen, c_other = _corr(got, segs[track]), _corr(got, segs[1 - track])
     assert c_chosen > 0.8 and c_other < 0.3, (c_chosen, c_other)
+
+
+# --- timecode ----------------------------------------------------------------------
+@pytest.mark.parametrize("start,frames,fps,expected", [
+    ("01:00:00:00", 25, Fraction(25), "01:00:01:00"),
+    ("01:00:00:00", 24, Fraction(25), "01:00:00:24"),
+    ("23:59:59:24", 1, Fraction(25), "00:00:00:00"),  # wraps at 24 hours
+    ("10:00:00:00", 24 * 3600, Fraction(24000, 1001), "11:00:00:00"),  # 23.976 counts at 24
+    # drop-frame (29.97): numbers 0 and 1 are skipped each minute except every tenth
+    ("00:00:59;29", 1, Fraction(30000, 1001), "00:01:00;02"),
+    ("00:09:59;29", 1, Fraction(30000, 1001), "00:10:00;00"),
+    ("00:00:00;00", 17982, Fraction(30000, 1001), "00:10:00;00"),
+    ("00:00:00;00", 107892, Fraction(30000, 1001), "01:00:00;00"),
+    ("00:01:00;02", -1, Fraction(30000, 1001), "00:00:59;29"),
+    ("00:00:59;59", 1, Fraction(60000, 1001), "00:01:00;04"),  # 59.94 skips four
+])
+def test_shift_timecode(start, frames, fps, expected):
+    assert shift_timecode(start, frames, fps) == expected
+
+
+def test_timecode_follows_the_shot_through_cut_and_video(tmp_path, marker):
+    # A camera clip starting at 10:00:00:00: cut from 1 s, then swapped: the result and its mask video
+    # carry the cut's first-frame timecode (10:00:01:00), so they drop back into the edit in place.
+    source = tmp_path / "take.mov"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
+        stream.metadata["timecode"] = "10:00:00:00"
+        for _, _, image in iter_frames(SAMPLE_DST):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")))
+        out.mux(stream.encode())
+    assert read_timecode(source) == "10:00:00:00" and read_timecode(SAMPLE_DST) is None
+    cut_stage.run(source, cut_stage.CutSettings("1", "2.5"))
+    assert read_timecode(tmp_path / "take_cut.mov") == "10:00:01:00"
+
+    ws = new_ws(tmp_path, tmp_path / "take_cut.mov")
+    frames_stage.run(ws, "dst")
+    ws.merged_dir.mkdir(parents=True, exist_ok=True)
+    ws.merged_mask_dir.mkdir(parents=True, exist_ok=True)
+    for p in ws.frame_paths("dst"):
+        shutil.copy(p, ws.merged_dir / p.name)
+        cv2.imwrite(str(ws.merged_mask_dir / p.name), cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2GRAY))
+    video_stage.run(ws, video_stage.VideoSettings(mask_video=True), marker=marker)
+    assert read_timecode(ws.result_path("mp4")) == "10:00:01:00"
+    assert read_timecode(ws.result_path("mp4").with_name("result_mask.mp4")) == "10:00:01:00"
 
 
 def test_cut_errors(two_track, tmp_path):

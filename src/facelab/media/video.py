@@ -478,6 +478,7 @@ def write_video(
     timestamps: Sequence[float | Fraction] | None = None,
     audio_track: int = 0,
     audio_start: float | Fraction = 0,
+    timecode: str | None = None,
 ) -> int:
     """Encode frames to a video file, with the audio of another file.
 
@@ -501,6 +502,8 @@ def write_video(
             ``timestamps[0]`` becomes time 0. ``None``: the regular ``i / fps`` grid.
         audio_track: which audio stream of ``audio_from``.
         audio_start: seconds into ``audio_from``'s video that become time 0 (for cuts).
+        timecode: the first frame's SMPTE timecode (``HH:MM:SS:FF``), written as the video
+            stream's tag (a timecode track in MP4/MOV); None: none.
 
     Returns:
         The number of frames written.
@@ -552,6 +555,8 @@ def write_video(
                 if stream is None:
                     shape = image.shape
                     stream = _add_stream(out, spec, rate, time_base, image.shape, bit_rate, crf)
+                    if timecode:
+                        stream.metadata["timecode"] = timecode
                     audio = mux_audio(out, audio_path, audio_track, audio_start, _AUDIO_CODEC[fmt]) if audio_path is not None else None
                 if pts is not None and count >= len(pts):
                     raise MediaError(f"more frames than timestamps ({len(pts)}) for {out_path.name}", "give one timestamp per frame")

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from facelab import jobs
 from facelab.errors import MediaError, SettingsError
-from facelab.media import is_vfr, iter_frames_between, parse_bitrate, probe, write_video
+from facelab.media import is_vfr, iter_frames_between, parse_bitrate, probe, read_timecode, shift_timecode, write_video
 from facelab.media.audio import count_audio_tracks, describe_audio_tracks
 from facelab.options import Option
 from facelab.stages import Summary
@@ -137,6 +138,7 @@ def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summar
         timestamps=all_times if vfr else None,
         audio_track=track,
         audio_start=all_times[0],
+        timecode=_cut_timecode(video, all_times[0], info.fps),
     )
     summary.counts.update(frames=written, seconds=round(all_times[-1] - all_times[0] + 1 / float(info.fps), 3),
                           audio_track=track if n_audio else "none")
@@ -144,6 +146,12 @@ def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summar
         summary.counts["variable-rate frames"] = written
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _cut_timecode(video: Path, first: float, fps: Fraction) -> str | None:
+    """The source's start timecode moved to the cut's first frame (``first`` seconds in); None without one."""
+    timecode = read_timecode(video)
+    return shift_timecode(timecode, round(first * fps), fps) if timecode else None
 
 
 def _times_only(video: Path, start: float, end: float):

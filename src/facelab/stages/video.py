@@ -34,7 +34,7 @@ from facelab import jobs
 from facelab.options import Option
 from facelab.errors import MediaError, WorkspaceError
 from facelab.fileio import read_image
-from facelab.media import parse_bitrate, write_video
+from facelab.media import parse_bitrate, read_timecode, write_video
 from facelab.progress import track
 from facelab.provenance.manifest import SUPPORTED_SUFFIXES
 from facelab.provenance.marker import Marker, require_marker
@@ -228,6 +228,7 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
         audio_from = None
         summary.warnings.append("no data_dst video: the result has no audio")
 
+    timecode = read_timecode(audio_from) if audio_from is not None else None  # the result drops back in the edit
     source = _with_alpha(ws, frames, summary, marker) if settings.format == "mov-alpha" else _read_all(frames, summary, marker)
     written = write_video(
         track(source, len(frames), "video"),
@@ -239,6 +240,7 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
         crf=settings.crf,
         codec=codec,
         timestamps=timestamps,
+        timecode=timecode,
     )
     if out.suffix.lower() in SUPPORTED_SUFFIXES:
         marker.sign_file(out, title=out.name)  # last: the manifest binds the finished file's bytes
@@ -247,7 +249,7 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
                                 " invisible watermark and container tags only (use mp4 or mov-alpha for all three)")
     if settings.mask_video:
         write_video(track(_masks(ws, frames), len(frames), "mask video"), mask_out, fps, tags=marker.video_tags,
-                    bitrate=settings.bitrate, crf=settings.crf, codec=mask_codec, timestamps=timestamps)
+                    bitrate=settings.bitrate, crf=settings.crf, codec=mask_codec, timestamps=timestamps, timecode=timecode)
     record.begin(asdict(settings))
     record.finish({"fps": f"{fps.numerator}/{fps.denominator}", "frames": written, "vfr": timestamps is not None,
                    "audio_from": audio_from.name if audio_from else None, "output": out.name,
