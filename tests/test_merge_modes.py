@@ -14,9 +14,11 @@ from facelab.align import face_matrix, hull_mask, transform_points, warp_image
 from facelab.errors import SettingsError
 from facelab.faceimage import FaceRecord
 from facelab.merge import MergeSettings, compose_faces, merge_frame, predict_faces, prepare_faces, run_predictor
+from facelab.media import iter_frames
 from facelab.merge.compose import face_layers
+from facelab.merge.sources import motions
 
-from tests.conftest import ASTRONAUT
+from tests.conftest import ASTRONAUT, shared
 
 R = 96
 
@@ -358,6 +360,33 @@ def test_sharpen_sharpens_and_blurs(grid, swap):
         return cv2.Laplacian(face, cv2.CV_32F).var()
 
     assert detail(-60) < detail(0) < detail(60)
+
+
+def test_motion_is_not_taken_across_a_cut_or_from_another_person(dst_frames, find_faces):
+    # Three frames of the GRID speaker, then a second shot: another speaker, smaller and further left.
+    # The face's motion comes from its neighbours only while they continue it: at the cut (and next to
+    # another person) it is the one-sided motion within the shot, not the jump (which blurred the face
+    # by up to a quarter of its width on both frames at every cut).
+    shot = [cv2.imread(str(p)) for p in dst_frames[:3]]
+    _, _, b = next(iter_frames(shared("grid_av/lbax4n.mpg")))
+    second = cv2.copyMakeBorder(cv2.resize(b, (180, 144)), 72, 72, 40, 140, cv2.BORDER_REPLICATE)
+    by_number = {n: find_faces(image) for n, image in enumerate(shot + [second], start=1)}
+    assert all(len(recs) == 1 for recs in by_number.values())
+    centre = {n: np.asarray(recs[0].source_landmarks, np.float64).mean(0) for n, recs in by_number.items()}
+    both_sides = motions(by_number[2], 2, by_number)[0]
+    np.testing.assert_allclose(both_sides, ((centre[2] - centre[1]) + (centre[3] - centre[2])) / 2, atol=1e-6)
+    before_cut = motions(by_number[3], 3, by_number)[0]
+    np.testing.assert_allclose(before_cut, centre[3] - centre[2], atol=1e-6)
+    assert np.hypot(*before_cut) < 2 and np.hypot(*(centre[4] - centre[3])) > 30
+    assert motions(by_number[4], 4, by_number) == [None]  # first of its shot, none after it here
+    # another person beside the face in the next frame, detected first (face index 0, as the face's own
+    # index in frame 2): the face's motion still comes from the face itself
+    beside = find_faces(np.concatenate([shot[2], cv2.imread(str(dst_frames[40]))], axis=1))
+    assert len(beside) == 2
+    other_first = sorted(beside, key=lambda r: -float(np.asarray(r.source_landmarks)[:, 0].mean()))
+    other_first = [dataclasses.replace(r, face_index=i) for i, r in enumerate(other_first)]
+    moved = motions(by_number[2], 2, {1: by_number[1], 2: by_number[2], 3: other_first})[0]
+    np.testing.assert_allclose(moved, both_sides, atol=1e-6)
 
 
 def test_motion_blur_needs_motion(grid, swap):

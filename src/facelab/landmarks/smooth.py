@@ -30,6 +30,16 @@ def face_size(landmarks: np.ndarray) -> float:
     return float(np.sqrt(max(span[0], 1.0) * max(span[1], 1.0)))
 
 
+def linked(previous: np.ndarray, current: np.ndarray) -> bool:
+    """Whether face landmarks ``current`` can be the face ``previous`` one frame later: its centre within
+    ``LINK`` of its size and its landmarks moved under ``JUMP`` of it on average. Not across a scene cut
+    that moves the face, nor to another person beside it."""
+    previous, current = np.asarray(previous, np.float64), np.asarray(current, np.float64)
+    size = face_size(current)
+    centre_moved = float(np.linalg.norm(previous.mean(0) - current.mean(0)))
+    return centre_moved < LINK * size and float(np.linalg.norm(previous - current, axis=1).mean()) < JUMP * size
+
+
 def thumbnail(image: np.ndarray) -> np.ndarray:
     """``(32, 32) float32`` grey thumbnail of an ``(H, W, 3) uint8`` BGR frame, for cut detection."""
     import cv2
@@ -68,12 +78,10 @@ def build_tracks(frames: list[list[np.ndarray]], cuts: list[bool] | None = None)
         for i, lm in enumerate(faces):
             seg = None
             if not cut and prev:
-                size = face_size(lm)
                 centre = np.asarray(lm, np.float64).mean(0)
                 dists = [np.linalg.norm(np.asarray(p, np.float64).mean(0) - centre) if j not in taken and j in open_ else np.inf for j, p in enumerate(prev)]
                 j = int(np.argmin(dists))
-                moved = float(np.linalg.norm(np.asarray(prev[j], np.float64) - lm, axis=1).mean()) if np.isfinite(dists[j]) else np.inf
-                if dists[j] < LINK * size and moved < JUMP * size:
+                if np.isfinite(dists[j]) and linked(prev[j], lm):
                     seg = open_[j]
                     taken.add(j)
             if seg is None:

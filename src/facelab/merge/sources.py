@@ -15,6 +15,7 @@ import numpy as np
 from facelab.device import resolve_device
 from facelab.errors import FaceFileError, ModelError, SettingsError, WorkspaceError
 from facelab.faceimage import FaceRecord, read_record
+from facelab.landmarks.smooth import linked
 from facelab.workspace import Workspace
 
 
@@ -43,17 +44,22 @@ def group_records(aligned: list[Path]) -> tuple[dict[str, list[FaceRecord]], lis
 
 
 def motions(recs: list[FaceRecord], number: int | None, by_number: dict[int, list[FaceRecord]]) -> list[tuple[float, float] | None]:
-    """Per face: its landmark centre's motion in pixels per frame, from the previous and next frames' face of
-    the same index (one side if the other is missing); None without neighbours."""
+    """Per face: its landmark centre's motion in pixels per frame, from the same face in the previous and
+    next frames (one side if the other has none); None without. The same face is the nearest one that
+    continues it (:func:`facelab.landmarks.smooth.linked`): a face on the other side of a scene cut, or
+    another person, is not motion, and blurring by it smeared the faces at every cut."""
     out: list[tuple[float, float] | None] = []
     for rec in recs:
-        here = np.asarray(rec.source_landmarks, np.float64).mean(0)
+        points = np.asarray(rec.source_landmarks, np.float64)
+        here = points.mean(0)
         near = []
         for step in (-1, 1):
-            other = next((r for r in by_number.get(number + step, []) if r.face_index == rec.face_index), None) \
-                if number is not None else None
-            if other is not None:
-                near.append((np.asarray(other.source_landmarks, np.float64).mean(0) - here) * step)
+            others = [np.asarray(r.source_landmarks, np.float64) for r in by_number.get(number + step, [])] \
+                if number is not None else []
+            moves = [(other.mean(0) - here) * step for other in others
+                     if (linked(other, points) if step < 0 else linked(points, other))]
+            if moves:
+                near.append(min(moves, key=lambda v: float(np.hypot(*v))))
         out.append(tuple(np.mean(near, 0)) if near else None)
     return out
 
