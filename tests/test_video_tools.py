@@ -177,6 +177,66 @@ def test_timecode_follows_the_shot_through_cut_and_video(tmp_path, marker):
     assert read_timecode(ws.result_path("mp4").with_name("result_mask.mp4")) == "10:00:01:00"
 
 
+def test_result_keeps_every_audio_track_and_surround(two_track, tmp_path, marker):
+    # A dst with two audio tracks (its speech; another speaker, tagged as a second language) and one
+    # with 5.1 sound (the speech on the centre channel): the result keeps both tracks, in order, with
+    # their languages, and the six channels (before: the first track only, downmixed to stereo).
+    with av.open(str(two_track)) as c, av.open(str(tmp_path / "tagged.mkv"), "w") as o:
+        video_in = c.streams.video[0]
+        streams = {video_in.index: o.add_stream_from_template(video_in)}
+        for a, lang in zip(c.streams.audio, ("eng", "fra")):
+            streams[a.index] = o.add_stream_from_template(a)
+            streams[a.index].metadata["language"] = lang
+        for packet in c.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                o.mux(packet)
+    ws = new_ws(tmp_path, tmp_path / "tagged.mkv")
+    frames_stage.run(ws, "dst")
+    ws.merged_dir.mkdir(parents=True, exist_ok=True)
+    for p in ws.frame_paths("dst"):
+        shutil.copy(p, ws.merged_dir / p.name)
+    video_stage.run(ws, marker=marker)
+    result = ws.result_path("mp4")
+    with av.open(str(result)) as c:
+        assert [a.metadata.get("language") for a in c.streams.audio] == ["eng", "fra"]
+    for track in (0, 1):
+        expected = audio_mono(two_track, track)[: len(audio_mono(result, track))]
+        assert _corr(audio_mono(result, track), expected) > 0.8
+        assert _corr(audio_mono(result, track), audio_mono(two_track, 1 - track)) < 0.3
+
+    speech, rate = audio_mono(SAMPLE_DST, rate=48000), 48000
+    surround = np.zeros((6, len(speech)), np.float32)
+    surround[2] = speech  # 5.1: FL FR FC LFE BL BR
+    clip = tmp_path / "surround.mp4"
+    with av.open(str(SAMPLE_DST)) as c, av.open(str(clip), "w") as o:
+        v = o.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 360, 288, "yuv420p"
+        a = o.add_stream("aac", rate=rate)
+        a.layout = "5.1"
+        for i, f in enumerate(c.decode(video=0)):
+            nf = av.VideoFrame.from_ndarray(f.to_ndarray(format="yuv420p"), format="yuv420p")
+            nf.pts, nf.time_base = i, Fraction(1, 25)
+            o.mux(v.encode(nf))
+        o.mux(v.encode(None))
+        for k in range(0, surround.shape[1], 1024):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(surround[:, k:k + 1024]), format="fltp", layout="5.1")
+            af.sample_rate, af.pts, af.time_base = rate, k, Fraction(1, rate)
+            o.mux(a.encode(af))
+        o.mux(a.encode(None))
+    ws = new_ws(tmp_path / "surround", clip)
+    frames_stage.run(ws, "dst")
+    ws.merged_dir.mkdir(parents=True, exist_ok=True)
+    for p in ws.frame_paths("dst"):
+        shutil.copy(p, ws.merged_dir / p.name)
+    video_stage.run(ws, marker=marker)
+    with av.open(str(ws.result_path("mp4"))) as c:
+        assert c.streams.audio[0].codec_context.channels == 6
+        channels = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    energy = (channels**2).mean(1)
+    assert energy.argmax() == 2 and energy[2] > 20 * np.delete(energy, 2).max()
+
+
 def test_cut_errors(two_track, tmp_path):
     video = tmp_path / "talk.mp4"
     shutil.copy(two_track, video)

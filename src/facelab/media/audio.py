@@ -67,12 +67,14 @@ class AudioTrack:
         allowed, self._frame_size = _CODECS[codec]
         rate = in_audio.codec_context.sample_rate
         rate = rate if rate in allowed else 48000
-        channels = in_audio.codec_context.channels
-        self._layout = "mono" if channels == 1 else "stereo"  # more channels are downmixed
+        self._layout, self._channels = _out_layout(in_audio.codec_context.channels, codec)
         self._rate = rate
         self.stream = out.add_stream(codec, rate=rate)
         self.stream.layout = self._layout
-        self.stream.bit_rate = (96_000 if codec == "aac" else 128_000) * (1 if channels == 1 else 2)
+        per_channel = 128_000 if codec == "mp2" else 96_000 if self._channels <= 2 else 64_000  # 5.1: 384 kbit/s
+        self.stream.bit_rate = per_channel * self._channels
+        if in_audio.metadata.get("language"):  # a dub or a commentary keeps its name in players' track menus
+            self.stream.metadata["language"] = in_audio.metadata["language"]
         self.stream.codec_context.time_base = Fraction(1, rate)
         self._in_stream = in_audio
         self._limit: Fraction | None = None  # seconds; set by finish()
@@ -119,7 +121,7 @@ class AudioTrack:
     def _encode_packets(self) -> Iterator[tuple[Fraction, av.Packet]]:
         rate = self._rate
         resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=rate)
-        buf = np.zeros((1 if self._layout == "mono" else 2, 0), dtype=np.float32)
+        buf = np.zeros((self._channels, 0), dtype=np.float32)
         cursor: int | None = None  # output sample index of buf[:, 0]
         skip = 0  # source samples still to drop before output time 0
         tb_in = Fraction(self._in_stream.time_base.numerator, self._in_stream.time_base.denominator)
@@ -190,6 +192,13 @@ class AudioTrack:
                 yield packet
         except av.FFmpegError as e:
             raise MediaError(f"{self.source}: reading audio failed ({e.strerror or e})", "re-encode the video's audio") from e
+
+
+def _out_layout(channels: int, codec: str) -> tuple[str, int]:
+    """The output channel layout and count for a source of ``channels``: mono, stereo, and with AAC also
+    5.1 and 7.1 are kept; anything else is downmixed to stereo (MP2 has no surround)."""
+    kept = {1: "mono", 2: "stereo"} | ({6: "5.1", 8: "7.1"} if codec == "aac" else {})
+    return (kept[channels], channels) if channels in kept else ("stereo", 2)
 
 
 def describe_audio_tracks(source: str | Path) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from facelab.errors import MediaError, SettingsError
-from facelab.media.audio import mux_audio
+from facelab.media.audio import AudioTrack, count_audio_tracks, mux_audio
 from facelab.media.mp4tags import set_mp4_tag
 
 __all__ = ["CODECS", "Codec", "VideoInfo", "is_vfr", "iter_frames", "parse_bitrate", "probe", "read_video_tags", "write_video"]
@@ -476,7 +476,7 @@ def write_video(
     *,
     codec: str | None = None,
     timestamps: Sequence[float | Fraction] | None = None,
-    audio_track: int = 0,
+    audio_track: int | str = 0,
     audio_start: float | Fraction = 0,
     timecode: str | None = None,
 ) -> int:
@@ -500,7 +500,8 @@ def write_video(
         codec: a key of :data:`CODECS` (default: H.264, MPEG-4 part 2 in AVI, MPEG-1 in MPG).
         timestamps: one time in seconds per frame (variable frame rate), increasing;
             ``timestamps[0]`` becomes time 0. ``None``: the regular ``i / fps`` grid.
-        audio_track: which audio stream of ``audio_from``.
+        audio_track: which audio stream of ``audio_from`` (index among its audio streams), or
+            ``"all"``: every one, in order, each with its language tag.
         audio_start: seconds into ``audio_from``'s video that become time 0 (for cuts).
         timecode: the first frame's SMPTE timecode (``HH:MM:SS:FF``), written as the video
             stream's tag (a timecode track in MP4/MOV); None: none.
@@ -543,7 +544,7 @@ def write_video(
     tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")
     options = {"movflags": "use_metadata_tags"} if fmt in ("mp4", "mov") else {}
     count = 0
-    audio = None
+    audio: list[AudioTrack] = []
     try:
         with av.open(str(tmp), mode="w", format=fmt, options=options) as out:
             for key, value in (tags or {}).items():
@@ -557,7 +558,7 @@ def write_video(
                     stream = _add_stream(out, spec, rate, time_base, image.shape, bit_rate, crf)
                     if timecode:
                         stream.metadata["timecode"] = timecode
-                    audio = mux_audio(out, audio_path, audio_track, audio_start, _AUDIO_CODEC[fmt]) if audio_path is not None else None
+                    audio = _add_audio(out, audio_path, audio_track, audio_start, _AUDIO_CODEC[fmt])
                 if pts is not None and count >= len(pts):
                     raise MediaError(f"more frames than timestamps ({len(pts)}) for {out_path.name}", "give one timestamp per frame")
                 frame = _to_av_frame(image, spec)
@@ -566,24 +567,42 @@ def write_video(
                 for packet in stream.encode(frame):
                     out.mux(packet)
                 count += 1
-                if audio is not None:
-                    audio.advance(out, _end_time(count, rate, pts, time_base))
+                for track in audio:
+                    track.advance(out, _end_time(count, rate, pts, time_base))
             if stream is None:
                 raise MediaError(f"no frames to write to {out_path}", "the frame folder is empty")
             for packet in stream.encode(None):
                 out.mux(packet)
-            if audio is not None:
-                audio.finish(out, _end_time(count, rate, pts, time_base))
+            for track in audio:
+                track.finish(out, _end_time(count, rate, pts, time_base))
         if fmt in ("mp4", "mov") and tags and "encoder" in tags:
             set_mp4_tag(tmp, "encoder", str(tags["encoder"]))  # libavformat overwrote it
         os.replace(tmp, out_path)
     except av.FFmpegError as e:
         raise MediaError(f"writing {out_path} failed ({e.strerror or e})", "check free disk space and the settings") from e
     finally:
-        if audio is not None:
-            audio.close()
+        for track in audio:
+            track.close()
         tmp.unlink(missing_ok=True)
     return count
+
+
+def _add_audio(out, source: Path | None, track: int | str, start: float | Fraction, codec: str) -> list[AudioTrack]:
+    """The audio streams to copy into ``out``: track ``track`` of ``source`` or, with ``"all"``, every one."""
+    if source is None:
+        return []
+    if track == "all":
+        tracks: list[AudioTrack] = []
+        try:
+            for index in range(count_audio_tracks(source)):
+                tracks.append(AudioTrack(out, source, track=index, start=start, codec=codec))
+        except BaseException:
+            for opened in tracks:
+                opened.close()
+            raise
+        return tracks
+    one = mux_audio(out, source, track, start, codec)
+    return [] if one is None else [one]
 
 
 def _time_base(rate: Fraction, timestamps, spec: Codec) -> tuple[Fraction, list[int] | None]:

@@ -235,6 +235,7 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
         out,
         fps,
         audio_from=audio_from,
+        audio_track="all",  # a second microphone, a dub or a commentary stays
         tags=marker.video_tags,
         bitrate=settings.bitrate,
         crf=settings.crf,
