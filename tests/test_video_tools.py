@@ -237,6 +237,26 @@ def test_result_keeps_every_audio_track_and_surround(two_track, tmp_path, marker
     assert energy.argmax() == 2 and energy[2] > 20 * np.delete(energy, 2).max()
 
 
+def test_video_of_an_image_sequence_dst(tmp_path, marker, merged_ws):
+    # A VFX plate given as images (no data_dst video): the result needs --fps, and says so; with it the
+    # result has the frames at that rate (29.97 = 30000/1001). With a dst video --fps is ignored, saying why.
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    ws.merged_dir.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(sorted(shared("person_a_franck/frames").glob("*.jpg"))[:12]):
+        shutil.copy(p, ws.frames_dir("dst") / p.name)
+        cv2.imwrite(str(ws.merged_dir / f"{p.stem}.png"), cv2.imread(str(p)))
+    with pytest.raises(WorkspaceError, match="no video to take their frame rate") as e:
+        video_stage.run(ws, marker=marker)
+    assert "--fps" in e.value.hint
+    summary = video_stage.run(ws, video_stage.VideoSettings(fps=29.97), marker=marker)
+    with av.open(str(ws.result_path("mp4"))) as c:
+        assert c.streams.video[0].average_rate == Fraction(30000, 1001) and c.streams.video[0].frames == 12
+    assert any("no audio" in w for w in summary.warnings)
+    summary = video_stage.run(merged_ws, video_stage.VideoSettings(fps=30), force=True, marker=marker)
+    assert any("--fps 30 ignored" in w for w in summary.warnings) and summary.counts["fps"] == 25
+
+
 def test_cut_errors(two_track, tmp_path):
     video = tmp_path / "talk.mp4"
     shutil.copy(two_track, video)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -67,12 +68,15 @@ class VideoSettings:
       constant quality set by ``crf``. Lossless formats ignore it.
     - ``crf``: x264 constant rate factor 0-51 (0 lossless, 18 visually lossless).
     - ``mask_video``: also write ``result_mask.<ext>`` from ``data_dst/merged_mask``.
+    - ``fps``: the frame rate of a dst given as images (no ``data_dst`` video to take it from);
+      23.976, 29.97 and 59.94 mean the NTSC rates (24000/1001, ...).
     """
 
     bitrate: str | float | None = None
     crf: int = 18
     format: str = "mp4"
     mask_video: bool = False
+    fps: float | None = None
 
     def __post_init__(self) -> None:
         if self.bitrate is not None:
@@ -96,8 +100,34 @@ OPTIONS = (
            doc="x264 constant rate factor without `--bitrate`: 0 lossless, 18 visually lossless, higher is smaller"),
     Option("mask_video", bool, False, "Also write result_mask.<ext> from data_dst/merged_mask.", flags=("--mask-video",),
            doc="also write `result_mask.<ext>` from `data_dst/merged_mask`"),
+    Option("fps", float, None, "Frame rate when the dst frames were given as images (no data_dst video); 29.97 means "
+                               "30000/1001.", lo=1, hi=240, shown_default="the dst video's",
+           doc="frame rate of a dst given as an image sequence (no `data_dst` video); 23.976, 29.97, 59.94 are the NTSC rates"),
 )
 """Every setting of :class:`VideoSettings`, declared once (see :mod:`facelab.options`)."""
+
+
+def _timing(ws: Workspace, settings: VideoSettings, merged: int, summary: Summary) -> tuple[Fraction, int]:
+    """``(fps, dst frame count)``: from the dst video's frames, else (frames given as images) ``--fps``."""
+    try:
+        fps, count = frame_timing(ws, "dst")
+    except WorkspaceError:
+        if settings.fps is None:
+            raise WorkspaceError("data_dst holds frames but no video to take their frame rate from",
+                                 "give it: `facelab video --fps 25` (or copy the dst video in as data_dst.mp4)") from None
+        return _rate(settings.fps), merged
+    if settings.fps is not None and _rate(settings.fps) != fps:
+        summary.warnings.append(f"--fps {settings.fps:g} ignored: the dst frames came from a video at {float(fps):.3f} fps "
+                                "(their times and the audio follow it)")
+    return fps, count
+
+
+def _rate(fps: float) -> Fraction:
+    """A frame rate as a fraction: 23.976, 29.97 and 59.94 (to 0.01) are the NTSC rates N*1000/1001."""
+    ntsc = round(fps * 1.001)
+    if ntsc % 6 == 0 and abs(fps - ntsc / 1.001) < 0.01 and abs(fps - ntsc) > 0.01:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(1000)
 
 
 def merged_frames(ws: Workspace) -> list[Path]:
@@ -212,13 +242,13 @@ def run(ws: Workspace, settings: VideoSettings = VideoSettings(), force: bool = 
         saved = record.load()
         recorded = saved.settings if saved is not None and saved.settings else None
         legacy = recorded is not None and settings.format == "mp4" and not settings.mask_video and "format" not in recorded
-        same = recorded == asdict(settings) or legacy
+        same = (recorded is not None and {**asdict(VideoSettings()), **recorded} == asdict(settings)) or legacy
         if same and all(p.stat().st_mtime > newest for p in outputs):
             summary.counts.update({"frames": len(frames), "skipped (up to date, --force redoes)": len(frames)})
             summary.seconds = time.perf_counter() - t0
             return summary
 
-    fps, dst_count = frame_timing(ws, "dst")
+    fps, dst_count = _timing(ws, settings, len(frames), summary)
     if len(frames) != dst_count:
         summary.warnings.append(f"{len(frames)} merged frames but the dst video has {dst_count}: the result's length differs")
     timestamps = _timestamps_for(ws, frames, summary)
