@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from facelab.errors import SettingsError, WorkspaceError
+from facelab.fileio import read_image
 from facelab.media import iter_frames, read_timecode, shift_timecode
 from facelab.stages import cut as cut_stage
 from facelab.stages import denoise as denoise_stage
@@ -238,14 +239,18 @@ def test_result_keeps_every_audio_track_and_surround(two_track, tmp_path, marker
 
 
 def test_video_of_an_image_sequence_dst(tmp_path, marker, merged_ws):
-    # A VFX plate given as images (no data_dst video): the result needs --fps, and says so; with it the
-    # result has the frames at that rate (29.97 = 30000/1001). With a dst video --fps is ignored, saying why.
+    # A VFX plate given as 16-bit TIFF images (no data_dst video): the frames are found and read as 8 bits;
+    # the result needs --fps, and says so; with it the result has the frames at that rate (29.97 =
+    # 30000/1001). With a dst video --fps is ignored, saying why.
     ws = Workspace(tmp_path / "ws")
     ws.create()
     ws.merged_dir.mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(sorted(shared("person_a_franck/frames").glob("*.jpg"))[:12]):
-        shutil.copy(p, ws.frames_dir("dst") / p.name)
-        cv2.imwrite(str(ws.merged_dir / f"{p.stem}.png"), cv2.imread(str(p)))
+        image = cv2.imread(str(p))
+        cv2.imwrite(str(ws.frames_dir("dst") / f"plate.{1001 + i}.tif"), image.astype(np.uint16) * 257)  # 16-bit TIFF
+        cv2.imwrite(str(ws.merged_dir / f"plate.{1001 + i}.png"), image)
+    frames = ws.frame_paths("dst")
+    assert len(frames) == 12 and np.array_equal(read_image(frames[0]), cv2.imread(str(sorted(shared("person_a_franck/frames").glob("*.jpg"))[0])))
     with pytest.raises(WorkspaceError, match="no video to take their frame rate") as e:
         video_stage.run(ws, marker=marker)
     assert "--fps" in e.value.hint

@@ -32,7 +32,7 @@ from facelab.steprecord import Legacy, StepRecord
 from facelab.types import SIDES
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v", ".wmv", ".flv", ".ts")
-FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")  # a plate may come as any of these
 DEMO_MARKER = ".facelab_demo.json"
 
 
