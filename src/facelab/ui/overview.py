@@ -47,7 +47,7 @@ def overview(ws: Workspace) -> dict[str, Any]:
     for side in SIDES:
         videos = [p.name for p in ws.input_entries(side) if p.is_file()]
         no_face = ws.no_face_list(side)
-        sides[side] = {"video": videos[0] if videos else None, "frames": _count(ws.frames_dir(side)),
+        sides[side] = {"video": videos[0] if videos else None, "frames": len(ws.frame_paths(side)),
                        "faces": _count(ws.aligned_dir(side)), "trash": _count(ws.trash_dir(side)),
                        "no_face_frames": len(no_face.read_text().split()) if no_face.is_file() else 0}
     models = _models(ws)
