@@ -8,6 +8,8 @@ import os
 import threading
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -91,6 +93,17 @@ def test_files_are_served_by_workspace_id_and_ids_that_leave_the_workspace_are_r
         assert r.content != face.read_bytes()
     (ws.root / "notes.txt").write_text("not an image")
     assert c.get("/files/notes.txt").status_code == 404
+
+
+def test_a_tiff_frame_is_shown_as_png(ws, marker):
+    # A plate's 16-bit TIFF frame (browsers show no TIFF): the UI sends it as PNG, the same pixels in 8 bits.
+    face = cv2.imread(str(ws.aligned_paths("src")[0]))
+    plate = ws.frames_dir("dst") / "plate.1001.tif"
+    cv2.imwrite(str(plate), face.astype(np.uint16) * 257)
+    r = client(ws, marker).get(f"/files/{plate.relative_to(ws.root).as_posix()}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert np.array_equal(cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED), face)
+    plate.unlink()
 
 
 def test_file_id_resolution_unit(ws):

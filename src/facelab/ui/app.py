@@ -14,12 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from facelab.errors import FacelabError, SettingsError
+from facelab.fileio import read_image
 from facelab.provenance.marker import Marker
 from facelab.ui import files
 from facelab.ui.jobs import JobConflict, JobManager, writes_of
@@ -31,6 +33,8 @@ from facelab.workspace import Workspace
 HERE = Path(__file__).parent
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4",
                ".webp": "image/webp"}
+SHOWN_AS_PNG = (".tif", ".tiff", ".bmp")
+"""Frame formats ``/files`` converts to PNG (a plate's frames; browsers show none of them)."""
 DOWNLOADS = (".dfm", ".onnx")
 """Suffixes ``/files`` serves as a download: the exported models (`facelab export`, the Workspace page's Export)."""
 PAGES = (("/", "workspace", "Workspace"), ("/jobs", "jobs", "Jobs"))
@@ -165,6 +169,9 @@ def create_app(ws: Workspace, token: str, host: str = "127.0.0.1", port: int = 7
         if path.suffix.lower() in DOWNLOADS:
             return FileResponse(path, media_type="application/octet-stream", filename=path.name,
                                 headers={"cache-control": "no-cache"})
+        if path.suffix.lower() in SHOWN_AS_PNG:  # a plate's TIFF or BMP frame: browsers show neither
+            png = await asyncio.to_thread(lambda: cv2.imencode(".png", read_image(path))[1].tobytes())
+            return Response(png, media_type="image/png", headers={"cache-control": "no-cache"})
         media = MEDIA_TYPES.get(path.suffix.lower())
         if media is None:
             raise files.FileIdError(f"{fid}: the UI shows images and videos only (and gives exported models)",
