@@ -306,7 +306,8 @@ _HDR_TRANSFERS = (16, 18)  # AVCOL_TRC_SMPTE2084 (PQ), AVCOL_TRC_ARIB_STD_B67 (H
 _UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED: the video does not name its YUV matrix
 # swscale's default YUV <-> RGB conversions truncate and drop chroma samples: a 4:2:0 round trip came out
 # 2.3 levels darker (mean abs error 2.1 on a 720p face); rounded, with chroma interpolated on the way back
-# and averaged on the way in: no bias, error 0.66. Costs 2.6 ms more per 720p frame decoded, 0.5 encoded.
+# and averaged on the way in: no bias, error 0.66. Decoding a 720p frame takes 8.5 ms instead of 3.7
+# (benchmarks/bench_media.py); encoding is dominated by x264 either way.
 _FROM_YUV = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 _TO_YUV = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
 
@@ -387,7 +388,7 @@ def iter_frames(path: str | Path, fps: float | Fraction | None = None) -> Iterat
         raise SettingsError(f"fps must be a positive number, got {fps!r}", "use e.g. fps=5, or None for every frame")
     step = 1 / Fraction(fps).limit_denominator(1_000_000)
     k = 0  # index of the next grid point k * step
-    prev: tuple[int, Fraction, av.VideoFrame] | None = None
+    prev: tuple[int, Fraction, Callable[[], np.ndarray]] | None = None
     last_emitted = -1
     src_interval = Fraction(0)
     for index, t, image in _decode(path):
@@ -591,18 +592,17 @@ def _add_audio(out, source: Path | None, track: int | str, start: float | Fracti
     """The audio streams to copy into ``out``: track ``track`` of ``source`` or, with ``"all"``, every one."""
     if source is None:
         return []
-    if track == "all":
-        tracks: list[AudioTrack] = []
-        try:
-            for index in range(count_audio_tracks(source)):
-                tracks.append(AudioTrack(out, source, track=index, start=start, codec=codec))
-        except BaseException:
-            for opened in tracks:
-                opened.close()
-            raise
-        return tracks
-    one = mux_audio(out, source, track, start, codec)
-    return [] if one is None else [one]
+    tracks: list[AudioTrack] = []
+    try:
+        for index in range(count_audio_tracks(source)) if track == "all" else [track]:
+            opened = mux_audio(out, source, index, start, codec)
+            if opened is not None:
+                tracks.append(opened)
+    except BaseException:
+        for opened in tracks:
+            opened.close()
+        raise
+    return tracks
 
 
 def _time_base(rate: Fraction, timestamps, spec: Codec) -> tuple[Fraction, list[int] | None]:
