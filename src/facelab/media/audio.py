@@ -195,10 +195,12 @@ class AudioTrack:
 
 
 def _out_layout(channels: int, codec: str) -> tuple[str, int]:
-    """The output channel layout and count for a source of ``channels``: mono, stereo, and with AAC also
-    5.1 and 7.1 are kept; anything else is downmixed to stereo (MP2 has no surround)."""
-    kept = {1: "mono", 2: "stereo"} | ({6: "5.1", 8: "7.1"} if codec == "aac" else {})
-    return (kept[channels], channels) if channels in kept else ("stereo", 2)
+    """The output channel layout and count for a source of ``channels``: mono and stereo are kept; with
+    AAC 5.1 too, and 7.1 is downmixed to 5.1 (PyAV cannot build an 8-plane frame); anything else goes
+    to stereo (MP2 has no surround)."""
+    if channels <= 2:
+        return ("mono", 1) if channels == 1 else ("stereo", 2)
+    return ("5.1", 6) if codec == "aac" and channels >= 6 else ("stereo", 2)
 
 
 def describe_audio_tracks(source: str | Path) -> str:
