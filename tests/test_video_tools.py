@@ -262,6 +262,18 @@ def test_video_of_an_image_sequence_dst(tmp_path, marker, merged_ws):
     assert any("--fps 30 ignored" in w for w in summary.warnings) and summary.counts["fps"] == 25
 
 
+def test_cut_keeps_every_audio_track_when_asked(two_track, tmp_path):
+    video = tmp_path / "talk.mp4"
+    shutil.copy(two_track, video)
+    s = cut_stage.run(video, cut_stage.CutSettings("0.6", "2.6", all_audio=True))
+    assert s.counts["audio_track"] == "all"
+    out = tmp_path / "talk_cut.mp4"
+    for track in (0, 1):
+        got = audio_mono(out, track)
+        segs = [audio_mono(video, t)[int(0.6 * 16000):int(2.6 * 16000)] for t in (0, 1)]
+        assert _corr(got, segs[track]) > 0.8 and _corr(got, segs[1 - track]) < 0.3
+
+
 def test_cut_errors(two_track, tmp_path):
     video = tmp_path / "talk.mp4"
     shutil.copy(two_track, video)

@@ -48,13 +48,14 @@ def parse_time(text: str | float | int) -> float:
 class CutSettings:
     """``start``/``end``: seconds (or ``HH:MM:SS.mmm`` strings); ``audio_track``: index among the
     audio streams; ``bitrate``: megabits per second as in DeepFaceLab (``8``; ``"8M"`` and ``"800k"`` also
-    work, read by :func:`facelab.media.parse_bitrate` like `video`'s), ``None`` for quality-based (CRF 18).
-    Declared in :data:`OPTIONS`."""
+    work, read by :func:`facelab.media.parse_bitrate` like `video`'s), ``None`` for quality-based (CRF 18);
+    ``all_audio``: keep every audio track instead (each with its language tag). Declared in :data:`OPTIONS`."""
 
     start: float | str
     end: float | str
     audio_track: int = 0
     bitrate: float | str | None = None
+    all_audio: bool = False
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
@@ -82,6 +83,8 @@ OPTIONS = (
     Option("bitrate", str, None, "Video bitrate in megabits/s as in DeepFaceLab, e.g. 8 (8M and 800k also work; default: "
                                  "quality-based, CRF 18).", metavar="MBIT", shown_default="quality-based (CRF 18)",
            doc="target bitrate in megabits/s (`8`; `8M` and `800k` also work)"),
+    Option("all_audio", bool, False, "Keep every audio track (a second microphone, a dub), not only --audio-track's.",
+           flags=("--all-audio",), doc="keep every audio track, in order, with its language tag (instead of `--audio-track`)"),
 )
 """Every setting of :class:`CutSettings`, declared once (see :mod:`facelab.options`)."""
 
@@ -136,12 +139,12 @@ def run(video: str | Path, settings: CutSettings, force: bool = False) -> Summar
         audio_from=video if n_audio else None,
         bitrate=settings.bitrate,
         timestamps=all_times if vfr else None,
-        audio_track=track,
+        audio_track="all" if settings.all_audio else track,
         audio_start=all_times[0],
         timecode=_cut_timecode(video, all_times[0], info.fps),
     )
     summary.counts.update(frames=written, seconds=round(all_times[-1] - all_times[0] + 1 / float(info.fps), 3),
-                          audio_track=track if n_audio else "none")
+                          audio_track=("all" if settings.all_audio else track) if n_audio else "none")
     if vfr:
         summary.counts["variable-rate frames"] = written
     summary.seconds = time.perf_counter() - t0
