@@ -13,8 +13,8 @@ import pytest
 from facelab.align import face_matrix, hull_mask, transform_points, warp_image
 from facelab.errors import SettingsError
 from facelab.faceimage import FaceRecord
-from facelab.merge import MergeSettings, compose_faces, merge_frame, predict_faces, prepare_faces, run_predictor
 from facelab.media import iter_frames
+from facelab.merge import MergeSettings, compose_faces, merge_frame, predict_faces, prepare_faces, run_predictor
 from facelab.merge.compose import face_layers
 from facelab.merge.sources import motions
 

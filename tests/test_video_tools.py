@@ -238,6 +238,13 @@ def test_result_keeps_every_audio_track_and_surround(two_track, tmp_path, marker
     assert energy.argmax() == 2 and energy[2] > 20 * np.delete(energy, 2).max()
 
 
+@pytest.mark.parametrize("fps,rate", [(25, Fraction(25)), (24, Fraction(24)), (12.5, Fraction(25, 2)), (50, Fraction(50)),
+                                      (23.976, Fraction(24000, 1001)), (29.97, Fraction(30000, 1001)),
+                                      (59.94, Fraction(60000, 1001)), (14.985, Fraction(15000, 1001))])
+def test_video_fps_reads_ntsc_rates(fps, rate):
+    assert video_stage._rate(fps) == rate
+
+
 def test_video_of_an_image_sequence_dst(tmp_path, marker, merged_ws):
     # A VFX plate given as 16-bit TIFF images (no data_dst video): the frames are found and read as 8 bits;
     # the result needs --fps, and says so; with it the result has the frames at that rate (29.97 =

@@ -33,11 +33,6 @@ def read_timecode(path: str | Path) -> str | None:
     return None
 
 
-def _drops(rate: int) -> int:
-    """Frame numbers a drop-frame count skips each minute at nominal ``rate`` (2 at 30, 4 at 60)."""
-    return round(rate / 15)
-
-
 def shift_timecode(timecode: str, frames: int, fps: Fraction | float) -> str:
     """``timecode`` moved ``frames`` frames later, at the video's ``fps`` (the count runs at its rounded
     rate: 25, 30 for 29.97, 24 for 23.976); drop-frame timecodes stay drop-frame. Wraps at 24 hours.
@@ -51,7 +46,7 @@ def shift_timecode(timecode: str, frames: int, fps: Fraction | float) -> str:
     h, m, s, sep, f = match.groups()
     h, m, s, f = int(h), int(m), int(s), int(f)
     rate = max(1, round(float(fps)))
-    drop = _drops(rate) if sep in ";," else 0
+    drop = round(rate / 15) if sep in ";," else 0  # numbers skipped a minute: 2 at 30, 4 at 60
     minutes = 60 * h + m
     number = ((minutes * 60) + s) * rate + f - drop * (minutes - minutes // 10)
     number = (number + frames) % _frames_per_day(rate, drop)

@@ -230,7 +230,7 @@ def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, C
                 container.seek(0)
         frames = _deinterlaced(container.decode(stream), stream)
         index = 0
-        transform: tuple[bool, bool, bool] | None | str = "unread"  # the display matrix, read off the first frame
+        transform: tuple[bool, bool, bool] | None = None  # the display matrix, read off the first frame
         while True:
             try:
                 frame = next(frames)
@@ -250,7 +250,7 @@ def _decode(path: Path, seek_to: float = 0.0) -> Iterator[tuple[int, Fraction, C
             if seeked and index == 0 and t > seek_to:  # the seek overshot: decode from the start instead
                 yield from _decode(path)
                 return
-            if transform == "unread":
+            if index == 0:
                 # Once a stream: reading a frame's side data ties it in a reference cycle, so every frame read
                 # that way stayed in memory until Python's cycle collector ran (180 MB over 700 small frames).
                 transform = _display_transform(frame)

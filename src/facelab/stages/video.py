@@ -123,9 +123,9 @@ def _timing(ws: Workspace, settings: VideoSettings, merged: int, summary: Summar
 
 
 def _rate(fps: float) -> Fraction:
-    """A frame rate as a fraction: 23.976, 29.97 and 59.94 (to 0.01) are the NTSC rates N*1000/1001."""
+    """A frame rate as a fraction: within 0.01 of an NTSC rate N*1000/1001 (23.976, 29.97, 59.94, ...) it is that rate."""
     ntsc = round(fps * 1.001)
-    if ntsc % 6 == 0 and abs(fps - ntsc / 1.001) < 0.01 and abs(fps - ntsc) > 0.01:
+    if abs(fps - ntsc / 1.001) < 0.01 and abs(fps - ntsc) > 0.01:
         return Fraction(ntsc * 1000, 1001)
     return Fraction(fps).limit_denominator(1000)
 

@@ -14,14 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cv2
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from facelab.errors import FacelabError, SettingsError
-from facelab.fileio import read_image
+from facelab.fileio import encode_image, read_image
 from facelab.provenance.marker import Marker
 from facelab.ui import files
 from facelab.ui.jobs import JobConflict, JobManager, writes_of
@@ -170,7 +169,7 @@ def create_app(ws: Workspace, token: str, host: str = "127.0.0.1", port: int = 7
             return FileResponse(path, media_type="application/octet-stream", filename=path.name,
                                 headers={"cache-control": "no-cache"})
         if path.suffix.lower() in SHOWN_AS_PNG:  # a plate's TIFF or BMP frame: browsers show neither
-            png = await asyncio.to_thread(lambda: cv2.imencode(".png", read_image(path))[1].tobytes())
+            png = await asyncio.to_thread(lambda: encode_image(read_image(path), ".png"))
             return Response(png, media_type="image/png", headers={"cache-control": "no-cache"})
         media = MEDIA_TYPES.get(path.suffix.lower())
         if media is None:
