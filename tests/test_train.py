@@ -456,3 +456,18 @@ def test_device_auto_resolves():
     dev = resolve_device("auto")
     assert dev.type in ("cpu", "cuda", "mps")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_cpu_threads_follow_omp_num_threads_then_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from facelab.device import cpu_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads() == 3 and cpu_threads(share=2) == 1 and cpu_threads(share=8) == 1
+    cores = len(os.sched_getaffinity(0))
+    for unset in ("", "0", "many"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert cpu_threads() == cores
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_threads() == cores and cpu_threads(share=cores) == 1

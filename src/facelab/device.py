@@ -1,6 +1,8 @@
-"""Choosing the torch device: the best GPU by default, or the one the user names."""
+"""Choosing the torch device: the best GPU by default, or the one the user names; and how many CPU threads."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -39,3 +41,16 @@ def resolve_device(device: str) -> torch.device:
             raise SettingsError(f"device: {device!r} is not available ({have})", "use auto or cpu" if not count else f"use cuda:0..cuda:{count - 1}")
         return torch.device("cuda", index)
     raise SettingsError(f"device: unknown device {device!r}", hint)
+
+
+def cpu_threads(share: int = 1) -> int:
+    """Threads for torch on the CPU: ``OMP_NUM_THREADS`` where it is set (a machine shared with other jobs,
+    or test workers side by side), else the cores this process may run on; divided among ``share``
+    processes (distributed training on one machine)."""
+    try:
+        cores = int(os.environ.get("OMP_NUM_THREADS") or 0)
+    except ValueError:
+        cores = 0
+    if cores <= 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, share))

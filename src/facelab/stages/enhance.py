@@ -17,7 +17,6 @@ neither, until Ctrl+C, which saves and returns normally.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from facelab import jobs
-from facelab.device import resolve_device
+from facelab.device import cpu_threads, resolve_device
 from facelab.enhance import create_enhancer, list_enhancers
 from facelab.enhance.data import DegradeOptions, margin
 from facelab.enhance.inference import load_checkpoint
@@ -132,7 +131,7 @@ def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = p
     paths = ws.require_aligned("src")
     device = resolve_device(settings.device)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(cpu_threads())
     model_dir = ws.model_dir(settings.name)
     model, state, saved, opt_state = _build(settings, model_dir, device)
     scale = int(model.config["scale"])

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -175,7 +174,7 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     """Train (or continue) the segmenter; see the module docstring."""
     import torch
 
-    from facelab.device import resolve_device
+    from facelab.device import cpu_threads, resolve_device
     from facelab.seg.data import load_faces
     from facelab.seg.training import EVAL_BATCH, SegLoopOptions, SegTask, iou, make_optimizer, predict
     from facelab.train import runner
@@ -187,8 +186,8 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     by_side = _face_paths(ws, settings.side)
     paths = [p for ps in by_side.values() for p in ps]
     device = resolve_device(settings.device)
-    if device.type == "cpu":  # every core, unless OMP_NUM_THREADS says fewer (a machine shared with other jobs)
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1))
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads())
     model_dir = ws.model_dir(settings.name)
     net, state, saved, opt_state = _build(settings, model_dir, paths, device)
     r, face_type = net.resolution, net.face_type

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from facelab import jobs
-from facelab.device import resolve_device
+from facelab.device import cpu_threads, resolve_device
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.models import MODELS, create_model, list_models
 from facelab.provenance.marker import Marker, require_marker
@@ -457,7 +457,7 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     else:
         src_paths, dst_paths = ws.require_aligned("src"), ws.require_aligned("dst")
     if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (dist.world if dist else 1)))
+        torch.set_num_threads(cpu_threads(dist.world if dist else 1))
     main = dist is None or dist.is_main
     r = _Run(settings, ws.model_dir(settings.folder), settings.prefix, device, dist, log if main else (lambda _s: None), [])
 
