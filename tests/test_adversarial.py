@@ -132,7 +132,8 @@ def test_patch_discriminator_learns_real_faces_from_blurred_copies(sample_faces_
     with torch.no_grad():  # judged on 4 faces it did not train on
         r, f = per_face(real[12:]), per_face(fake[12:])
     gap = (r.mean() - f.mean()).item()
-    assert gap > 0.4 and gap > 10 * abs(gap0), (gap, gap0)  # seeds 0-3 gave 0.63-0.85
+    # seeds 0-5 gave 0.38-0.74 on an AVX2 CPU (0.63-0.85 for seeds 0-3 on an AVX-512 one); untrained: about 1e-3
+    assert gap > 0.2 and gap > 10 * abs(gap0), (gap, gap0)
     assert r.min() > f.max()  # every held-out real face scores above every blurred one
 
 
