@@ -7,7 +7,13 @@ tests that need it skip with a reason otherwise.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Test workers side by side (pytest -n): one CPU thread each, in this process and in the facelab
+    # commands the tests start, or two-thread torch in two workers fights for two cores (3x slower steps).
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import cv2
 import numpy as np
