@@ -167,6 +167,36 @@ def test_frames_whose_faces_changed_render_again(ws, marker):
     assert stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker).counts["skipped"] == 30
 
 
+def test_frames_denoised_after_the_merge_render_again(ws, marker):
+    """`denoise dst` changes the frames in place: a merge made before it renders every frame again, and so
+    does a second pass (--force); a record of a facelab that did not look at denoising skips as it did."""
+    from facelab.stages import denoise
+
+    for p in ws.frame_paths("dst")[8:]:
+        p.unlink()
+
+    def merge():
+        return stage.run(ws, "quick", MergeSettings(), device="cpu", marker=marker).counts
+
+    assert merge()["frames"] == 8
+    before = {n: cv2.imread(str(ws.merged_dir / n)) for n in _mtimes(ws)}
+    denoise.run(ws, denoise.DenoiseSettings(factor=12))
+    assert merge()["skipped"] == 0
+    changed = [n for n, im in before.items() if np.abs(cv2.imread(str(ws.merged_dir / n)).astype(int) - im).mean() > 0.5]
+    assert len(changed) == 8  # the denoised frames are what was merged
+    assert merge()["skipped"] == 8
+    denoise.run(ws, denoise.DenoiseSettings(factor=12), force=True)
+    assert merge()["skipped"] == 0
+
+    record = stage._record(ws)  # as a facelab before this wrote it: no denoising in the fingerprints
+    saved = record.load()
+    old = {k: v for k, v in saved.settings.items() if k != "denoise_in_fingerprint"}
+    record.begin(old, {stem: fp.split("|denoised=")[0] for stem, fp in saved.done.items()})
+    record.close()
+    assert all("|denoised=" not in fp for fp in stage._record(ws).load().done.values())
+    assert merge()["skipped"] == 8
+
+
 def test_batches_over_frames_give_the_same_frames(ws, tmp_path, marker):
     stage.run(ws, "quick", MergeSettings(mode="overlay"), device="cpu", batch_size=1, marker=marker)
     one = {p.name: cv2.imread(str(p)) for p in ws.merged_dir.glob("*.png")}

@@ -17,7 +17,9 @@ denoising again with another factor would filter already-filtered frames:
 that is refused unless ``force`` (which denoises the current frames once more;
 to start from clean frames, re-extract with ``facelab frames dst --force``).
 On resume, neighbours before the resume point are already denoised, which
-only slightly changes the first resumed frame.
+only slightly changes the first resumed frame. A merge made before renders the
+frames denoised since again (:func:`filtered_frames`; the record's ``pass``
+counts ``--force`` passes).
 """
 
 from __future__ import annotations
@@ -87,6 +89,19 @@ def _record(ws: Workspace) -> StepRecord:
     return ws.step_record(STEP, "dst", legacy=_legacy)
 
 
+def filtered_frames(ws: Workspace) -> dict[str, str]:
+    """``frame name -> key`` of the dst frames this step changed in place: the key names the filter and the
+    pass (``--force`` denoising again is a new pass), so a merge renders again the frames it changed since."""
+    saved = _record(ws).load()
+    if saved is None or not saved.settings:
+        return {}
+    key = saved.fingerprint
+    if saved.done:
+        return {name: key for name in saved.done}
+    names = [p.name for p in ws.frame_paths("dst")]  # an old record holds a count: the first frames
+    return {name: key for name in names[:_frames_done(saved, names)]}
+
+
 def _legacy(folder: Path) -> Saved | None:
     """``denoise.json`` of facelab before step records: the settings, ``done`` (how many frames, a prefix
     of the sorted frame list; names are not recorded, so the prefix is named when it is resumed) and
@@ -125,7 +140,9 @@ def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: boo
     step_record = _record(ws)
     saved = step_record.load()
     record = saved.settings if saved is not None and saved.settings else None
-    done = 0
+    done, passes = 0, int(record.get("pass", 1)) if record is not None else 1
+    if record is not None and force:
+        passes += 1  # the frames are filtered once more: a new pass, not the same frames
     if record is not None and not force:
         if record.get("factor") != settings.factor:
             raise WorkspaceError(
@@ -141,7 +158,7 @@ def run(ws: Workspace, settings: DenoiseSettings = DenoiseSettings(), force: boo
         return summary
 
     base = {"factor": settings.factor, "method": f"fastNlMeansDenoisingColoredMulti r={RADIUS} t={TEMPLATE} s={SEARCH}",
-            "frame_count": len(names), "names_head": names[:1]}
+            "frame_count": len(names), "names_head": names[:1], "pass": passes}
     step_record.begin(base, names[:done])
     # Sliding window of frames as read *before* they were replaced.
     cache: dict[int, np.ndarray] = {}

@@ -65,7 +65,7 @@ from facelab.pipeline import prefetch
 from facelab.progress import track
 from facelab.provenance.labels import label_png
 from facelab.provenance.marker import Marker, require_marker
-from facelab.stages import Summary
+from facelab.stages import Summary, denoise
 from facelab.steprecord import Saved, StepRecord
 from facelab.workspace import Workspace
 
@@ -426,8 +426,11 @@ def run(
         d.mkdir(parents=True, exist_ok=True)
     record = _record(ws)
     state = {"model": name, "gpu": gpu, "model_id": model_id, "resolution": int(predictor.resolution),
-             "face_type": str(predictor.face_type), "plan": plan.to_dict(), "onnx": str(onnx) if onnx is not None else None}
-    done = _still_done(record, state)
+             "face_type": str(predictor.face_type), "plan": plan.to_dict(), "onnx": str(onnx) if onnx is not None else None,
+             "denoise_in_fingerprint": True}
+    # dst frames denoised in place since they were merged render again
+    filtered = {Path(name).stem: key for name, key in denoise.filtered_frames(ws).items()}
+    done = _still_done(record, state, filtered)
 
     # the segmenter's weights are part of what makes a frame: retrained, the frames that use it render again
     made_by = model_id if segmenter is None else f"{model_id}|segmenter={segmenter.model_id}"
@@ -438,7 +441,7 @@ def run(
         faces = _faces_key(by_frame.get(p.name, []))
         if n is not None and plan.settings_for(n).motion_blur:
             faces += "".join(_faces_key(by_number.get(n + step, [])) for step in (-1, 1))
-        return _fingerprint(made_by, plan, n) + faces
+        return _fingerprint(made_by, plan, n) + faces + _denoised_key(p.stem, filtered)
 
     chosen = [p for p in frames if only is None or (_frame_number(p.stem) or 0) in only]
     todo = [p for p in chosen if force or not _finished(ws, p, plan, done, wanted(p))]
@@ -497,14 +500,22 @@ def _faces_by_frame(ws: Workspace, frames: list[Path], aligned: list[Path], warn
     return by_frame, by_number
 
 
-def _still_done(record: StepRecord, state: dict) -> dict[str, str]:
+def _denoised_key(stem: str, filtered: dict[str, str]) -> str:
+    """The part of a frame's fingerprint that says its dst frame was denoised in place (and which pass)."""
+    return f"|denoised={filtered[stem]}" if stem in filtered else ""
+
+
+def _still_done(record: StepRecord, state: dict, filtered: dict[str, str]) -> dict[str, str]:
     """``frame stem -> fingerprint`` of the frames the record holds as finished, if they were made with the same
-    model folder, GPU variant and resolution (a change of any of these makes every frame stale)."""
+    model folder, GPU variant and resolution (a change of any of these makes every frame stale). A record of
+    facelab before frame fingerprints named denoising is read as made from the frames as they are now."""
     saved = record.load()
     old = saved.settings if saved is not None else {}
     if any(old.get(k) != state[k] for k in ("model", "gpu", "resolution")):
         return {}
-    return dict(saved.done)
+    if old.get("denoise_in_fingerprint"):
+        return dict(saved.done)
+    return {stem: fp if len(fp) == 16 else fp + _denoised_key(stem, filtered) for stem, fp in saved.done.items()}
 
 
 def _finished(ws: Workspace, p: Path, plan: MergePlan, done: dict[str, str], wanted: str) -> bool:
