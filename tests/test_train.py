@@ -310,14 +310,15 @@ def test_training_does_not_start_without_disk_for_its_first_save(ws, marker, mon
 
     from facelab.errors import FacelabError
     from facelab.stages import train as stage
+    from facelab.train import checkpoint
 
-    real = stage.shutil.disk_usage
+    real = checkpoint.shutil.disk_usage
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(stage.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))  # 1 MiB free
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))  # 1 MiB free
     with pytest.raises(FacelabError, match="not enough free disk.*backup due") as e:
         stage.run(ws, stage.TrainSettings(iterations=2, batch_size=2, device="cpu"), log=lambda s: None, marker=marker)
     assert "--backups 0" in e.value.hint and not ws.model_dir("quick").exists()
-    monkeypatch.setattr(stage.shutil, "disk_usage", real)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", real)
     stage.run(ws, stage.TrainSettings(iterations=2, batch_size=2, device="cpu"), log=lambda s: None, marker=marker)
     assert (ws.model_dir("quick") / "weights.safetensors").is_file()
 

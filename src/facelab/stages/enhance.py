@@ -34,7 +34,7 @@ from facelab.enhance.training import LoopOptions, evaluate, make_optimizer, trai
 from facelab.errors import FacelabError, ModelError, SettingsError
 from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
-from facelab.train.checkpoint import CONFIG, WEIGHTS, save_checkpoint
+from facelab.train.checkpoint import CONFIG, WEIGHTS, require_free_space, save_bytes, save_checkpoint
 from facelab.workspace import Workspace, check_folder_name
 
 EVAL_FACES = 16  # faces measured against bicubic at the end of a run
@@ -149,6 +149,7 @@ def run(ws: Workspace, settings: EnhanceSettings, log: Callable[[str], None] = p
         except (ValueError, KeyError) as e:
             raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the enhancer: {e}", "delete it to restart the optimizer") from e
 
+    require_free_space(model_dir, save_bytes(model.state_dict(), optimizer=optimizer), "the enhancer")
     degrade = DegradeOptions()
     stored = _stored_size(paths)
     # room for random shifts, where the faces are large enough that the targets stay real pixels

@@ -178,7 +178,7 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
     from facelab.seg.data import load_faces
     from facelab.seg.training import EVAL_BATCH, SegLoopOptions, SegTask, iou, make_optimizer, predict
     from facelab.train import runner
-    from facelab.train.checkpoint import save_checkpoint
+    from facelab.train.checkpoint import require_free_space, save_bytes, save_checkpoint
 
     marker = require_marker(marker, "seg train")  # it marks the previews
     t0 = time.monotonic()
@@ -224,6 +224,7 @@ def train(ws: Workspace, settings: SegTrainSettings = SegTrainSettings(), log: C
         except (ValueError, KeyError) as e:
             raise ModelError(f"{model_dir / 'optimizer.safetensors'} does not fit the segmenter: {e}",
                              "delete it to restart the optimizer") from e
+    require_free_space(model_dir, save_bytes(net.state_dict(), optimizer=optimizer), "the segmenter")
     opts = SegLoopOptions(batch_size=batch_size, seed=settings.seed)
     options = {"batch_size": batch_size, "seed": settings.seed, "device": settings.device, "side": settings.side,
                "pseudo_labels": settings.pseudo_labels, "iou_loss": settings.iou_loss}

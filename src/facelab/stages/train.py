@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ from facelab.train.checkpoint import (
     load_checkpoint,
     model_variants,
     read_config,
+    require_free_space,
+    save_bytes,
     save_checkpoint,
 )
 from facelab.train.dataset import DETAIL_BUDGET_BYTES, FaceDataset, detail_bytes
@@ -382,28 +383,12 @@ def _saver(r: _Run, model, optimizer, options: dict, adversarial, backups: int, 
 
 
 def _check_free_space(r: _Run, model, optimizer, adversarial, backups: int) -> None:
-    """Refuse to start when the model folder's disk cannot hold the first save (written beside the last one
-    until it is complete) and the backup made after it when one is due, rather than fail there after minutes
-    of training."""
-    def size(x) -> int:  # bytes of the tensors in a (nested) state dict
-        if isinstance(x, torch.Tensor):
-            return x.numel() * x.element_size()
-        values = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
-        return sum(size(v) for v in values)
-
-    trainable = sum(p.numel() * 4 for g in optimizer.param_groups for p in g["params"] if p.requires_grad) if optimizer else 0
-    one = size(model.state_dict()) + 2 * trainable  # the weights and the optimizer's two moments
-    one += size(adversarial.state_dict()) if adversarial is not None else 0  # a discriminator and its optimizer
+    """The first save (weights, optimizer, a discriminator and its optimizer) and the backup due after it
+    must fit on the model folder's disk before training starts."""
+    one = save_bytes(model.state_dict(), adversarial.state_dict() if adversarial is not None else {}, optimizer=optimizer)
     age = backup_age_seconds(r.model_dir, r.prefix)
     backup = bool(backups) and (age is None or age >= r.settings.backup_every_minutes * 60)
-    need = one * (2 if backup else 1)
-    folder = next(p for p in (r.model_dir, *r.model_dir.parents) if p.exists())
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise FacelabError(
-            f"not enough free disk for the model: {free / 2**20:.0f} MiB free in {folder}, and a save needs about "
-            f"{one / 2**20:.0f} MiB" + (" plus as much again for the backup due" if backup else ""),
-            "free some space" + (", or train with --backups 0" if backup else "") + "; nothing was changed")
+    require_free_space(r.model_dir, one, backup=backup)
 
 
 def _out_of_memory(r: _Run, opts: TrainOptions, resolution: int) -> FacelabError:

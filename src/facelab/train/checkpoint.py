@@ -115,6 +115,33 @@ def _disk_error(error: OSError, folder: Path, what: str, size: int) -> FacelabEr
     return FacelabError(f"{found.message} ({what} needs {size / 2**20:.0f} MiB there)", found.hint)
 
 
+def save_bytes(*states: Any, optimizer: torch.optim.Optimizer | None = None) -> int:
+    """About the bytes one save writes: the tensors in ``states`` (state dicts, nested) and, for
+    ``optimizer``, Adam's two float32 moments per trainable parameter (its state before the first step)."""
+    def size(x: Any) -> int:
+        if isinstance(x, torch.Tensor):
+            return x.numel() * x.element_size()
+        values = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+        return sum(size(v) for v in values)
+
+    moments = sum(p.numel() * 4 for g in optimizer.param_groups for p in g["params"] if p.requires_grad) if optimizer else 0
+    return sum(size(s) for s in states) + 2 * moments
+
+
+def require_free_space(model_dir: Path, one: int, what: str = "the model", backup: bool = False) -> None:
+    """Refuse to start a training when the disk of ``model_dir`` cannot hold its first save of ``one`` bytes
+    (written beside the last one until it is complete) and, with ``backup``, the backup due after it, rather
+    than fail there after minutes of training."""
+    need = one * (2 if backup else 1)
+    folder = next(p for p in (model_dir, *model_dir.parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise FacelabError(
+            f"not enough free disk for {what}: {free / 2**20:.0f} MiB free in {folder}, and a save needs about "
+            f"{one / 2**20:.0f} MiB" + (" plus as much again for the backup due" if backup else ""),
+            "free some space" + (", or train with --backups 0" if backup else "") + "; nothing was changed")
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
