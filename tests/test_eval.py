@@ -559,6 +559,21 @@ def test_sharpness_far_over_dst_and_the_src_line_is_called_a_pattern():
     assert "allows" not in note(2.0, None, None) and note(1.4, None, None) is None
 
 
+def test_compare_does_not_rank_a_painted_pattern_as_sharper():
+    from facelab.eval.report import compare
+
+    trained = {"version": 1, "summary": {"sharpness_ratio": 0.48, "sharpness_src_line": 0.74, "jitter_ratio": 1.0}}
+    checker = {"version": 1, "summary": {"sharpness_ratio": 7.9, "sharpness_src_line": 0.68, "jitter_ratio": 1.4}}
+    lines = compare(trained, checker, "trained", "untrained")
+    row = next(line.split() for line in lines if line.startswith("sharpness_ratio"))
+    assert row[-1] == "?" and lines[-1].startswith("? sharpness_ratio of untrained is over 1.5")
+    assert next(line.split() for line in lines if line.startswith("jitter_ratio"))[-1] == "A"
+    sharper = {"version": 1, "summary": {"sharpness_ratio": 0.62, "sharpness_src_line": 0.74}}
+    lines = compare(trained, sharper)
+    assert next(line.split() for line in lines if line.startswith("sharpness_ratio"))[-1] == "B"
+    assert not lines[-1].startswith("?")
+
+
 def test_src_line_model_size_comes_from_the_trained_model(ws, marker):
     from facelab.stages import train
     from facelab.stages.eval import _model_size

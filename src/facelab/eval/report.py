@@ -52,6 +52,22 @@ TARGETS: dict[str, tuple[str, float | str]] = {
 }
 """Issue 10's targets. A string value is a rule on other summary figures (resolved per run)."""
 
+SHARPNESS_EXCESS = 1.5
+"""A sharpness ratio over this, and over this many times the src line, is read as a pattern, not detail."""
+
+
+def sharpness_pattern(summary: dict[str, Any]) -> tuple[float, float | None] | None:
+    """``(sharpness_ratio, what the src footage allows)`` where the swap is far sharper than dst and than its src
+    footage allows: an untrained or diverging model paints a checker pattern or noise, which the Laplacian reads
+    as sharpness (a 20-iteration LIAEF128 scored 7.9 against a src line of 0.68). None where it is not."""
+    ratio = _finite(summary.get("sharpness_ratio"))
+    ref = next((v for v in (_finite(summary.get("sharpness_src_line_model")), _finite(summary.get("sharpness_src_line")))
+                if v is not None and v > 0), None)
+    if ratio is None or not ratio > max(SHARPNESS_EXCESS, SHARPNESS_EXCESS * (ref or 0.0)):
+        return None
+    return ratio, ref
+
+
 BETTER: dict[str, str] = {
     "face_found_share": "higher", "sharpness_ratio": "higher", "identity_closer_share": "higher",
     "mouth_corr": "higher", "eye_corr": "higher",
@@ -222,11 +238,17 @@ def compare(a: dict[str, Any], b: dict[str, Any], name_a: str = "A", name_b: str
     sa, sb = a.get("summary", {}), b.get("summary", {})
     keys = [k for k in SUMMARY_KEYS if k in sa or k in sb] + sorted((set(sa) | set(sb)) - set(SUMMARY_KEYS))
     rows = [("metric", name_a, name_b, "B-A", "better")]
+    patterns = [name for name, summary in ((name_a, sa), (name_b, sb)) if sharpness_pattern(summary)]
     for k in keys:
         va, vb = _finite(sa.get(k)), _finite(sb.get(k))
         if va is None and vb is None:
             continue
         diff = f"{vb - va:+.3g}" if va is not None and vb is not None else "-"
-        rows.append((k, fmt(va), fmt(vb), diff, _better(k, va, vb)))
+        better = "?" if k == "sharpness_ratio" and patterns else _better(k, va, vb)
+        rows.append((k, fmt(va), fmt(vb), diff, better))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    if patterns:
+        lines.append(f"? sharpness_ratio of {' and '.join(patterns)} is over {SHARPNESS_EXCESS:g} and over {SHARPNESS_EXCESS:g}x "
+                     "what its src footage allows: a pattern or noise the model paints, not detail, so it is not ranked")
+    return lines

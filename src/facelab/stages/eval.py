@@ -20,7 +20,7 @@ from facelab import __version__
 from facelab import jobs
 from facelab.errors import FacelabError, WorkspaceError
 from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
-from facelab.eval.report import EvalResult, fmt, write_json
+from facelab.eval.report import EvalResult, fmt, sharpness_pattern, write_json
 from facelab.options import Option
 from facelab.provenance.marker import Marker, require_marker
 from facelab.stages import Summary
@@ -233,10 +233,6 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marke
                    warnings=warnings), result
 
 
-SHARPNESS_EXCESS = 1.5
-"""A sharpness ratio over this, and over this many times the src line, is read as a pattern, not detail."""
-
-
 def _steady_pose_note(result: EvalResult) -> str | None:
     """Where the pose target is missed but the head follows dst once the clip's steady offset is taken out, say so:
     the offset is mostly the two faces' shapes read as pose by the generic-face estimator (docs/eval.md)."""
@@ -272,15 +268,12 @@ def _src_line_note(result: EvalResult) -> str | None:
 
 
 def _sharpness_excess_note(result: EvalResult) -> str | None:
-    """Where the swap is far sharper than dst and than the src footage allows, say that the excess is not detail:
-    an untrained or diverging model paints a checker pattern or noise, which the Laplacian reads as sharpness
-    (a 20-iteration LIAEF128 scored 7.9 against a src line of 0.68), so a met target then means nothing."""
-    s = result.summary
-    ratio = s.get("sharpness_ratio")
-    ref = next((v for v in (s.get("sharpness_src_line_model"), s.get("sharpness_src_line"))
-                if v is not None and v > 0), None)
-    if ratio is None or not ratio > max(SHARPNESS_EXCESS, SHARPNESS_EXCESS * (ref or 0.0)):
+    """Where the swap is far sharper than dst and than the src footage allows, say that the excess is not detail
+    (:func:`~facelab.eval.report.sharpness_pattern`), so a met target then means nothing."""
+    found = sharpness_pattern(result.summary)
+    if found is None:
         return None
+    ratio, ref = found
     allows = f", and the src footage allows {ref:.3g}" if ref is not None else ""
     return (f"sharpness_ratio {ratio:.3g}: the swapped face has more fine contrast than the dst face{allows}: that "
             "is a pattern or noise the model paints (not trained enough, or diverging), not detail; look at the "
