@@ -1,11 +1,13 @@
 """Decode and encode speed of facelab.media, and the `frames` step, on the shipped GRID clip.
 
-    python benchmarks/bench_media.py [--repeat 3] [--sizes 360x288,1280x720,1920x1080]
+    python benchmarks/bench_media.py [--repeat 3] [--sizes 360x288,1280x720,1920x1080] [--hdr hlg|pq]
 
 At each size the GRID clip (75 frames, 360x288) is scaled up and stored as H.264 naming BT.709;
 printed: decoding to BGR as players show it (the YUV matrix, rounding and chroma interpolation,
 display matrix and pixel aspect applied), encoding BGR frames to H.264 (CRF 18, matrix named),
 and the `frames` step (decode + PNG write) into a scratch workspace. Best of ``--repeat`` runs.
+With ``--hdr``, the clip is 10-bit HEVC in HLG or PQ (the GRID frames mastered into HDR as BT.2408 maps
+SDR), so decoding includes the tone mapping to SDR.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import av
 import cv2
 
-from facelab.media import iter_frames, write_video
+from facelab.media import hdr, iter_frames, write_video
 from facelab.stages.demo import SAMPLE_DST, sample_path
 from facelab.stages import frames as frames_stage
 from facelab.workspace import Workspace
@@ -52,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="360x288,1280x720,1920x1080")
+    parser.add_argument("--hdr", choices=["hlg", "pq"], help="an HDR clip (10-bit HEVC) instead of SDR H.264")
     args = parser.parse_args()
     source = [image for _, _, image in iter_frames(sample_path(SAMPLE_DST))]
     n = len(source)
@@ -61,7 +64,11 @@ def main() -> None:
         for text in args.sizes.split(","):
             size = tuple(int(v) for v in text.split("x"))
             clip = tmp / f"clip_{text}.mp4"
-            make_clip(clip, size, source)
+            if args.hdr:
+                hdr.write_hdr_clip([cv2.resize(im, size, interpolation=cv2.INTER_CUBIC) for im in source], clip,
+                                   hdr.HLG if args.hdr == "hlg" else hdr.PQ)
+            else:
+                make_clip(clip, size, source)
             decoded = [image for _, _, image in iter_frames(clip)]
             t_dec = best(lambda: sum(1 for _ in iter_frames(clip)), args.repeat)
             t_enc = best(lambda: write_video(iter(decoded), tmp / "out.mp4", Fraction(25)), args.repeat)

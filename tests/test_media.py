@@ -334,23 +334,53 @@ def test_colours_as_players_show_them(tmp_path, size, named):
     assert np.abs(difference).mean() < 1.0 and np.abs(difference.reshape(-1, 3).mean(0)).max() < 0.2  # no colour cast
 
 
-def test_frames_stage_warns_of_hdr(tmp_path):
-    # An HLG clip (a phone's HDR mode) is decoded without tone mapping: the frames step says so and how to convert.
+# --- HDR ------------------------------------------------------------------------------------------
+
+
+def test_hdr_transfer_functions_meet_the_standards_anchor_points():
+    from facelab.media import hdr
+
+    # SMPTE ST 2084: 100 nits at 50.8 % signal, HDR reference white (203 nits) at 58 %, 1,000 nits at 75.2 %
+    assert np.allclose(hdr.pq_inverse_eotf(np.array([100.0, 203.0, 1000.0])), [0.5081, 0.5807, 0.7518], atol=5e-4)
+    assert np.allclose(hdr.pq_eotf(hdr.pq_inverse_eotf(np.array([0.1, 203.0, 4000.0]))), [0.1, 203.0, 4000.0], rtol=1e-6)
+    # BT.2408: HDR reference white is 75 % HLG signal, shown at 203 nits on the 1,000-nit reference display
+    grey = np.full((1, 1, 3), round(0.75 * 65280), np.uint16)
+    assert abs(float(hdr.display_light(grey, hdr.HLG)[0, 0, 0]) - 1.0) < 0.01
+    assert np.allclose(hdr.hlg_inverse_oetf(hdr.hlg_oetf(np.array([0.01, 1 / 12, 0.5, 1.0]))), [0.01, 1 / 12, 0.5, 1.0])
+    # BT.2087: BT.709 white and primaries are inside BT.2020; the matrix keeps white white
+    assert np.allclose(hdr.BT2020_TO_BT709.sum(1), 1.0, atol=1e-4)
+    # highlights roll off: brighter stays brighter, nothing clips to white before the peak
+    nits = np.array([50.0, 150.0, 203.0, 400.0, 1000.0])
+    light = np.repeat((nits / hdr.REFERENCE_WHITE)[None, :, None], 3, axis=2).astype(np.float32)
+    shown = hdr.to_sdr(light)[0, :, 0].astype(int)
+    assert list(shown) == sorted(set(shown)) and shown[-1] == 255 and shown[2] < 250
+
+
+@pytest.mark.parametrize("transfer", [18, 16], ids=["hlg", "pq"])
+def test_hdr_clips_are_tone_mapped_as_an_sdr_screen_shows_them(tmp_path, transfer):
+    from facelab.media import hdr
+
+    # A phone's HDR clip (HLG on iPhones, PQ elsewhere): read as SDR it was flat and grey (mean abs 32 / 49 levels
+    # off on this face); tone-mapped, the face under white comes back within a level or two, with no colour cast.
     ws = Workspace(tmp_path / "ws")
     ws.create()
     _, _, face = next(iter_frames(SAMPLE_DST))
-    with av.open(str(ws.root / "data_dst.mp4"), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.height, stream.width = face.shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.color_trc, stream.codec_context.color_primaries, stream.codec_context.colorspace = 18, 9, 9
-        frame = av.VideoFrame.from_ndarray(face, format="bgr24").reformat(format="yuv420p")
-        frame.color_trc = 18
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode())
+    hdr.write_hdr_clip([face, face], ws.root / "data_dst.mp4", transfer)
     assert probe(ws.root / "data_dst.mp4").hdr and not probe(SAMPLE_DST).hdr
+    with av.open(str(ws.root / "data_dst.mp4")) as c:
+        as_sdr = next(c.decode(video=0)).to_ndarray(format="bgr24")
+    assert np.abs(as_sdr.astype(int) - face).mean() > 25
     summary = frames_stage.run(ws, "dst")
-    assert any("HDR" in w and "SDR" in w for w in summary.warnings) and len(ws.frame_paths("dst")) == 1
+    assert summary.counts["tone-mapped (HDR to SDR BT.709)"] == 2
+    frame = cv2.imread(str(ws.frame_paths("dst")[0])).astype(int)
+    assert np.abs(frame - face).mean() < 2.0 and np.abs((frame - face).reshape(-1, 3).mean(0)).max() < 0.5
+    # frames written by a facelab that did not tone-map are not resumed into
+    record = frames_stage._record(ws, "dst")
+    saved = record.load()
+    record.begin({k: v for k, v in saved.settings.items() if k != "tone_map"}, saved.done)
+    record.close()
+    with pytest.raises(WorkspaceError, match="--force"):
+        frames_stage.run(ws, "dst")
 
 
 def test_hevc_mov_probes_and_decodes():

@@ -23,6 +23,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from facelab.errors import MediaError, SettingsError
+from facelab.media import hdr
 from facelab.media.audio import AudioTrack, count_audio_tracks, mux_audio
 from facelab.media.mp4tags import set_mp4_tag
 
@@ -77,7 +78,7 @@ class VideoInfo:
     ``width`` and ``height`` are the size players show, in square pixels (a stored
     frame stretched by its pixel aspect and turned by its display matrix, as
     :func:`iter_frames` returns it). ``hdr``: the video is coded
-    with a PQ or HLG transfer (HDR), which facelab does not tone-map. ``interlaced``:
+    with a PQ or HLG transfer (HDR); :func:`iter_frames` tone-maps it to SDR (:mod:`facelab.media.hdr`). ``interlaced``:
     its first frame is, so :func:`iter_frames` deinterlaces it.
     """
 
@@ -153,7 +154,7 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
         transform = None if first is None else _display_transform(first)
         if transform is not None and transform[0]:  # shown as players show it (a phone's portrait clip)
             width, height = height, width
-        hdr = first is not None and int(first.color_trc) in _HDR_TRANSFERS
+        is_hdr = first is not None and hdr.is_hdr(first)
         interlaced = first is not None and bool(first.interlaced_frame)
         audio = container.streams.audio[0] if container.streams.audio else None
         audio_codec = audio.codec_context.name if audio is not None else None
@@ -168,7 +169,7 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
         duration = float(count / fps)
     if width <= 0 or height <= 0:
         raise MediaError(f"{path}: the video stream has no frame size", _NOT_VIDEO_HINT)
-    return VideoInfo(path, width, height, fps, count, duration, audio is not None, audio_codec, audio_rate, video_codec, hdr, interlaced)
+    return VideoInfo(path, width, height, fps, count, duration, audio is not None, audio_codec, audio_rate, video_codec, is_hdr, interlaced)
 
 
 def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> av.VideoFrame | None:
@@ -307,7 +308,6 @@ def _display_transform(frame: av.VideoFrame) -> tuple[bool, bool, bool] | None:
     return None if transform == (False, False, False) else transform
 
 
-_HDR_TRANSFERS = (16, 18)  # AVCOL_TRC_SMPTE2084 (PQ), AVCOL_TRC_ARIB_STD_B67 (HLG)
 _UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED: the video does not name its YUV matrix
 # swscale's default YUV <-> RGB conversions truncate and drop chroma samples: a 4:2:0 round trip came out
 # 2.3 levels darker (mean abs error 2.1 on a 720p face); rounded, with chroma interpolated on the way back
@@ -345,7 +345,9 @@ def _to_bgr(frame: av.VideoFrame, sar: Fraction | None = None,
     (else the one players assume for its size), stretched to square pixels by the stream's pixel aspect
     ``sar`` and turned by its display matrix (``transform``: :func:`_display_transform` of the stream's
     first frame)."""
-    if frame.format.name.startswith("yuv"):
+    if hdr.is_hdr(frame):
+        image = hdr.frame_to_sdr_bgr(frame)
+    elif frame.format.name.startswith("yuv"):
         matrix = None
         if frame.colorspace == _UNSPECIFIED:
             # FFmpeg's converter assumes BT.601 for any size; players assume BT.709 for HD, and so must we,

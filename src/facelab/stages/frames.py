@@ -27,7 +27,7 @@ from facelab import jobs
 from facelab.options import Option
 from facelab.errors import MediaError, WorkspaceError
 from facelab.fileio import write_image
-from facelab.media import is_vfr, iter_frames, probe
+from facelab.media import hdr, is_vfr, iter_frames, probe
 from facelab.progress import track
 from facelab.stages import Summary
 from facelab.steprecord import Saved, StepRecord, read_old_json
@@ -172,9 +172,6 @@ def run(
         fps = None
 
     info = probe(video, count_frames=False)
-    if info.hdr:
-        summary.warnings.append(f"{video.name} is HDR (PQ or HLG): its frames are not tone-mapped and will look flat and "
-                                "the faces' colours off; convert it to SDR first (docs/video-tools.md, 'Colours')")
     if fps is not None and fps >= info.fps:
         summary.warnings.append(f"fps={fps:g} is not below the video's {float(info.fps):g} fps: keeping every frame")
         fps = None
@@ -184,6 +181,8 @@ def run(
     ws.state_dir(side).mkdir(parents=True, exist_ok=True)
 
     ident = {**_video_id(video), "requested_fps": fps, "format": settings.format}
+    if info.hdr:  # frames of an HDR clip written before decoding tone-mapped it look flat: not resumed into
+        ident["tone_map"] = hdr.METHOD
     record = read_record(ws, side)
     existing = ws.frame_paths(side)
     same = record is not None and all(record.get(k) == v for k, v in ident.items())
@@ -233,6 +232,8 @@ def run(
     summary.counts.update(frames=count, written=written, resumed=kept)
     if info.interlaced:
         summary.counts["deinterlaced (bwdif)"] = count
+    if info.hdr:
+        summary.counts["tone-mapped (HDR to SDR BT.709)"] = count
     summary.outputs.append(str(folder))
     summary.seconds = time.perf_counter() - t0
     return summary
