@@ -44,13 +44,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def cpu_threads(share: int = 1) -> int:
-    """Threads for torch on the CPU: ``OMP_NUM_THREADS`` where it is set (a machine shared with other jobs,
-    or test workers side by side), else the cores this process may run on; divided among ``share``
-    processes (distributed training on one machine)."""
+    """Threads for torch on the CPU: ``OMP_NUM_THREADS`` where it is set (a machine shared with other jobs, test
+    workers side by side; a count per process, as torchrun sets it), else the cores this process may run on,
+    divided among ``share`` processes (distributed training on one machine)."""
     try:
-        cores = int(os.environ.get("OMP_NUM_THREADS") or 0)
+        given = int(os.environ.get("OMP_NUM_THREADS") or 0)
     except ValueError:
-        cores = 0
-    if cores <= 0:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        given = 0
+    if given > 0:
+        return given
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, share))
