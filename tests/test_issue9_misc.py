@@ -321,6 +321,34 @@ def test_demo_accepts_an_earlier_versions_demo_workspace(tmp_path, no_steps, mar
     assert json.loads((ws.root / demo.MARKER).read_text())["trained_minutes"] == 5
 
 
+@pytest.mark.parametrize("done, min_iterations, more", [
+    (2500, 2000, None),  # a fast CPU: the budget alone
+    (1500, 2000, 500 * 300 / 1500 / 60),  # a slow one: on at the measured rate (1.67 min)
+    (900, 2000, 5.0),  # so slow that the estimate passes the cap: at most --minutes more
+    (900, 0, None),  # 0: strictly --minutes
+])
+def test_demo_trains_on_towards_min_iterations_on_a_slow_cpu(tmp_path, monkeypatch, marker, done, min_iterations, more):
+    from facelab.stages import Summary, demo, extract, frames, merge, train, video
+
+    calls, lines = [], []
+    monkeypatch.setattr(frames, "run", lambda *a, **k: Summary(step="frames"))
+    monkeypatch.setattr(extract, "run", lambda *a, **k: Summary(step="extract"))
+    monkeypatch.setattr(merge, "run", lambda *a, **k: Summary(step="merge"))
+    monkeypatch.setattr(video, "run", lambda *a, **k: Summary(step="video"))
+
+    def fake_train(ws, settings, log, marker):
+        calls.append(settings.minutes)
+        total = done if len(calls) == 1 else min_iterations
+        return Summary(step="train", counts={"iteration": total}, seconds=300.0)
+
+    monkeypatch.setattr(train, "run", fake_train)
+    ws = _demo_ws(tmp_path)
+    demo.run(ws, minutes=5.0, min_iterations=min_iterations, report=lambda s: None, log=lines.append, marker=marker)
+    assert calls[0] == 5.0 and calls[1:] == ([] if more is None else [pytest.approx(more)])
+    assert any("slow CPU" in line for line in lines) == (more is not None)
+    assert json.loads((ws.root / demo.MARKER).read_text())["trained_minutes"] == 5.0
+
+
 def _demo_cli(monkeypatch, ws_root: Path, *args, input=None, tty=False):
     import typer.testing
     from typer.testing import CliRunner

@@ -251,7 +251,7 @@ _TOOLS = {
     "eval": ("eval", "EvalSettings", {"model", "compare"}, {"source": "frames", "gpu": -1, "workers": 33}, {"progress"}),
     "cut": ("cut", "CutSettings", {"force"}, {"start": "1:2:3:4", "end": "5:x", "audio_track": -1, "bitrate": "8 parsecs"},
             set()),
-    "demo": ("demo", None, {"force", "yes"}, {"minutes": 0}, set()),
+    "demo": ("demo", None, {"force", "yes"}, {"minutes": 0, "min_iterations": -1}, set()),
 }
 
 

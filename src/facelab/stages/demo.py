@@ -43,8 +43,22 @@ _OWN_FOLDER = "run the demo in a folder of its own, e.g. `facelab -w demo_worksp
 OPTIONS = (
     Option("minutes", float, 5.0, "Training budget in minutes (default 5).", lo=0, lo_open=True, metavar="M",
            doc="training budget; run again with more minutes, the demo's model trains on up to that total"),
+    Option("min_iterations", int, 2000, "On a slow CPU, train on past --minutes to this many iterations (0: never).",
+           lo=0, metavar="N",
+           doc="a CPU that trains fewer iterations than this in `--minutes` (float32 without AVX-512, say) trains on "
+               "towards them, for at most `--minutes` more: under about 2,000 iterations the demo's swap has not learnt "
+               "to open its mouth; 0 keeps strictly to `--minutes`"),
 )
 """The settings of :func:`run`, declared once (see :mod:`facelab.options`): each is a keyword of ``run``."""
+
+
+def _minutes_to(min_iterations: int, trained: Summary, cap: float) -> float:
+    """Minutes more that reach ``min_iterations`` at the rate of the run ``trained`` summarises (its time
+    includes loading the faces, so the estimate errs long), at most ``cap``; 0 when it has them."""
+    done, seconds = int(trained.counts.get("iteration", 0)), trained.seconds
+    if done >= min_iterations or done <= 0 or seconds <= 0:
+        return 0.0
+    return min(cap, (min_iterations - done) * seconds / done / 60)
 
 
 def sample_path(name: str) -> Path:
@@ -162,6 +176,7 @@ def prepare(ws: Workspace, force: bool = False) -> None:
 def run(
     ws: Workspace,
     minutes: float = 5.0,
+    min_iterations: int = 2000,
     force: bool = False,
     report: Callable[[Summary], None] = lambda s: print(s.line()),
     log: Callable[[str], None] = print,
@@ -171,18 +186,21 @@ def run(
     """Build the demo workspace, run frames, extract, train, merge and video; return result.mp4's path.
     ``marker`` marks the previews, frames and video (required: without one nothing is changed).
 
+    Training runs ``minutes``; where the model has fewer than ``min_iterations`` by then (a slow CPU), it goes on
+    for the time those take at the rate measured, at most ``minutes`` more.
     Run again, it continues (finished steps are skipped, training tops up to ``minutes``);
     ``force`` starts over in the same demo workspace (ask the user first: it deletes the
     demo's frames, faces, model and result).
 
     Raises:
         WorkspaceError: ``ws`` is not the demo's (see :func:`check_workspace`); nothing is changed.
-        SettingsError: ``minutes`` is not above 0; nothing is changed.
+        SettingsError: ``minutes`` is not above 0, or ``min_iterations`` is below 0; nothing is changed.
     """
     from facelab.merge.compose import MergeSettings
     from facelab.stages import extract, frames, merge, train, video
 
     by_name(OPTIONS)["minutes"].check(minutes, "demo.")
+    by_name(OPTIONS)["min_iterations"].check(min_iterations, "demo.")
     marker = require_marker(marker, "demo")
     prepare(ws, force=force)
 
@@ -197,8 +215,14 @@ def run(
     if state.get("trained_minutes", 0) >= minutes:
         log(f"train: skipped (the demo model already trained {state['trained_minutes']:g} min; --force starts over)")
     else:
-        report(train.run(ws, train.TrainSettings(model=MODEL, minutes=minutes - state.get("trained_minutes", 0)), log=log,
-                         marker=marker))
+        summary = train.run(ws, train.TrainSettings(model=MODEL, minutes=minutes - state.get("trained_minutes", 0)),
+                            log=log, marker=marker)
+        report(summary)
+        more = _minutes_to(min_iterations, summary, minutes)
+        if more:
+            log(f"train: {summary.counts['iteration']} iterations in {summary.seconds / 60:.1f} min (a slow CPU): training "
+                f"on towards {min_iterations}, about {more:.1f} min more (--min-iterations 0 keeps to --minutes)")
+            report(train.run(ws, train.TrainSettings(model=MODEL, minutes=more), log=log, marker=marker))
         atomic_write_json(state_path, {**state, "made_by": "facelab demo", "trained_minutes": minutes})
         trained_now = True
     # a model that changed makes earlier merged frames stale
