@@ -188,13 +188,19 @@ def test_frames_denoised_after_the_merge_render_again(ws, marker):
     denoise.run(ws, denoise.DenoiseSettings(factor=12), force=True)
     assert merge()["skipped"] == 0
 
-    record = stage._record(ws)  # as a facelab before this wrote it: no denoising in the fingerprints
-    saved = record.load()
-    old = {k: v for k, v in saved.settings.items() if k != "denoise_in_fingerprint"}
-    record.begin(old, {stem: fp.split("|denoised=")[0] for stem, fp in saved.done.items()})
-    record.close()
-    assert all("|denoised=" not in fp for fp in stage._record(ws).load().done.values())
-    assert merge()["skipped"] == 8
+    def as_an_older_facelab_wrote_it():  # no denoising in the fingerprints
+        record = stage._record(ws)
+        saved = record.load()
+        old = {k: v for k, v in saved.settings.items() if k != "denoise_in_fingerprint"}
+        record.begin(old, {stem: fp.split("|denoised=")[0] for stem, fp in saved.done.items()})
+        record.close()
+        assert all("|denoised=" not in fp for fp in stage._record(ws).load().done.values())
+
+    as_an_older_facelab_wrote_it()
+    assert merge()["skipped"] == 8  # upgrading renders nothing again
+    as_an_older_facelab_wrote_it()
+    denoise.run(ws, denoise.DenoiseSettings(factor=12), force=True)  # denoised after that merge, before upgrading
+    assert merge()["skipped"] == 0
 
 
 def test_batches_over_frames_give_the_same_frames(ws, tmp_path, marker):

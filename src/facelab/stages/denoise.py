@@ -102,6 +102,14 @@ def filtered_frames(ws: Workspace) -> dict[str, str]:
     return {name: key for name in names[:_frames_done(saved, names)]}
 
 
+def last_written(ws: Workspace) -> float | None:
+    """When this step last changed the dst frames' record (its header or journal; seconds since the epoch),
+    None when it never ran."""
+    record = _record(ws)
+    times = [p.stat().st_mtime for p in (record.header_path, record.journal_path, record.folder / LEGACY_RECORD) if p.exists()]
+    return max(times, default=None)
+
+
 def _legacy(folder: Path) -> Saved | None:
     """``denoise.json`` of facelab before step records: the settings, ``done`` (how many frames, a prefix
     of the sorted frame list; names are not recorded, so the prefix is named when it is resumed) and

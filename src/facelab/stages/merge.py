@@ -430,7 +430,7 @@ def run(
              "denoise_in_fingerprint": True}
     # dst frames denoised in place since they were merged render again
     filtered = {Path(name).stem: key for name, key in denoise.filtered_frames(ws).items()}
-    done = _still_done(record, state, filtered)
+    done = _still_done(record, state, filtered, denoise.last_written(ws))
 
     # the segmenter's weights are part of what makes a frame: retrained, the frames that use it render again
     made_by = model_id if segmenter is None else f"{model_id}|segmenter={segmenter.model_id}"
@@ -505,17 +505,23 @@ def _denoised_key(stem: str, filtered: dict[str, str]) -> str:
     return f"|denoised={filtered[stem]}" if stem in filtered else ""
 
 
-def _still_done(record: StepRecord, state: dict, filtered: dict[str, str]) -> dict[str, str]:
+def _still_done(record: StepRecord, state: dict, filtered: dict[str, str], denoised_at: float | None) -> dict[str, str]:
     """``frame stem -> fingerprint`` of the frames the record holds as finished, if they were made with the same
     model folder, GPU variant and resolution (a change of any of these makes every frame stale). A record of
-    facelab before frame fingerprints named denoising is read as made from the frames as they are now."""
+    facelab before frame fingerprints named denoising is read as made from the frames as they are now, unless
+    ``denoise dst`` ran after it was written (``denoised_at``)."""
     saved = record.load()
     old = saved.settings if saved is not None else {}
     if any(old.get(k) != state[k] for k in ("model", "gpu", "resolution")):
         return {}
-    if old.get("denoise_in_fingerprint"):
+    if old.get("denoise_in_fingerprint") or (denoised_at is not None and denoised_at > _written(record)):
         return dict(saved.done)
     return {stem: fp if len(fp) == 16 else fp + _denoised_key(stem, filtered) for stem, fp in saved.done.items()}
+
+
+def _written(record: StepRecord) -> float:
+    """When ``record`` was last written (header or journal), 0 when it was not."""
+    return max((p.stat().st_mtime for p in (record.header_path, record.journal_path) if p.exists()), default=0.0)
 
 
 def _finished(ws: Workspace, p: Path, plan: MergePlan, done: dict[str, str], wanted: str) -> bool:
