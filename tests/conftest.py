@@ -275,3 +275,19 @@ def page(browser, live_ui):
     pg.goto(live_ui.url)
     yield pg
     context.close()
+
+
+@pytest.fixture()
+def disk_free(monkeypatch):
+    """``disk_free(n)``: the disk of every model folder reports ``n`` bytes free to the pre-training check
+    (``None``: the real figure again)."""
+    import collections
+
+    from facelab.train import checkpoint
+
+    real, usage = checkpoint.shutil.disk_usage, collections.namedtuple("usage", "total used free")
+
+    def set_free(n: int | None) -> None:
+        monkeypatch.setattr(checkpoint.shutil, "disk_usage", real if n is None else lambda _p: usage(10**9, 10**9 - n, n))
+
+    return set_free

@@ -200,14 +200,10 @@ def test_ctrl_c_saves(ws, monkeypatch, marker):
     assert json.loads((ws.model_dir("enhancer") / "state.json").read_text())["iteration"] == 3
 
 
-def test_training_does_not_start_without_disk_for_its_first_save(ws, marker, monkeypatch):
-    import collections
-
+def test_training_does_not_start_without_disk_for_its_first_save(ws, marker, disk_free):
     from facelab.errors import FacelabError
-    from facelab.train import checkpoint
 
-    usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**10, 2**10))  # 1 KiB free
+    disk_free(2**10)
     with pytest.raises(FacelabError, match="not enough free disk for the enhancer"):
         enhance.run(ws, EnhanceSettings(iterations=1, **TINY), log=_quiet, marker=marker)
     assert not ws.model_dir("enhancer").exists()

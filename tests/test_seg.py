@@ -294,14 +294,10 @@ def _train(ws, marker, log=_quiet, **kw):
     return seg.train(ws, settings, log=log, marker=marker)
 
 
-def test_training_does_not_start_without_disk_for_its_first_save(ws, marker, monkeypatch):
-    import collections
-
+def test_training_does_not_start_without_disk_for_its_first_save(ws, marker, disk_free):
     from facelab.errors import FacelabError
-    from facelab.train import checkpoint
 
-    usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))  # 1 MiB free
+    disk_free(2**20)
     with pytest.raises(FacelabError, match=r"not enough free disk for the segmenter: 1 MiB free .* needs about \d+ MiB"):
         _train(ws, marker, iterations=2)
     assert not ws.model_dir("segmenter").exists()

@@ -19,6 +19,8 @@ An SDR frame mapped into HDR the BT.2408 way comes back within a few levels wher
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import cv2
 import numpy as np
@@ -59,6 +61,7 @@ _SCALE = 65280.0  # swscale's 16-bit RGB holds full signal (1.0) as 255 * 256
 
 
 def is_hdr(frame: av.VideoFrame) -> bool:
+    """The frame is coded with a PQ or HLG transfer."""
     return int(frame.color_trc) in TRANSFERS
 
 
@@ -143,7 +146,7 @@ def signal_from_sdr(bgr: np.ndarray, transfer: int) -> np.ndarray:
     return hlg_oetf(nits / (HLG_PEAK * np.power(np.maximum(scene_luma, 1e-12), 0.2))[..., None])
 
 
-def write_hdr_clip(images: list[np.ndarray], path, transfer: int, rate: int = 25) -> None:
+def write_hdr_clip(images: list[np.ndarray], path: str | Path, transfer: int, rate: int = 25) -> None:
     """SDR BGR frames (:func:`signal_from_sdr`) as a 10-bit HEVC clip tagged as phones tag HDR: BT.2020,
     limited range, ``transfer`` (:data:`PQ` or :data:`HLG`). For tests and benchmarks."""
     with av.open(str(path), "w") as out:
@@ -164,12 +167,12 @@ def write_hdr_clip(images: list[np.ndarray], path, transfer: int, rate: int = 25
 
 # Chroma interpolated and rounded, as for SDR (facelab.media.video); with 16-bit RGB out, swscale's bilinear
 # filter with FULL_CHR_H_INT returns garbage (mean error 30 % on a real face), its bicubic one 0.09 %.
-_FROM_YUV = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+_FROM_YUV10 = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
 def frame_to_sdr_bgr(frame: av.VideoFrame) -> np.ndarray:
     """An HDR frame (:func:`is_hdr`) as an SDR screen shows it: ``(H, W, 3) uint8`` BGR, BT.709."""
     matrix = Colorspace.BT2020 if int(frame.colorspace) in (2, BT2020) else None  # unnamed: HDR is BT.2020
-    rgb16 = frame.to_ndarray(format="rgb48le", src_colorspace=matrix, interpolation=_FROM_YUV)
+    rgb16 = frame.to_ndarray(format="rgb48le", src_colorspace=matrix, interpolation=_FROM_YUV10)
     primaries = int(frame.color_primaries)
     return to_sdr(display_light(rgb16, int(frame.color_trc)), BT2020 if primaries == 2 else primaries)

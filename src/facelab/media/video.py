@@ -342,7 +342,7 @@ def _square_size(width: int, height: int, sar: Fraction | None) -> tuple[int, in
 def _to_bgr(frame: av.VideoFrame, sar: Fraction | None = None,
             transform: tuple[bool, bool, bool] | None = None) -> np.ndarray:
     """The frame as players show it: ``(H, W, 3) uint8`` BGR, converted by the YUV matrix the video names
-    (else the one players assume for its size), stretched to square pixels by the stream's pixel aspect
+    (else the one players assume for its size; an HDR frame tone-mapped to SDR, :mod:`facelab.media.hdr`), stretched to square pixels by the stream's pixel aspect
     ``sar`` and turned by its display matrix (``transform``: :func:`_display_transform` of the stream's
     first frame)."""
     if hdr.is_hdr(frame):
