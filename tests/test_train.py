@@ -184,6 +184,44 @@ def test_dataset_needs_faces():
         FaceDataset([], 32)
 
 
+def test_a_face_set_too_large_for_memory_is_refused_before_a_face_is_read(ws, monkeypatch):
+    from facelab.train import dataset
+
+    paths = ws.aligned_paths("src")
+    monkeypatch.setattr(dataset, "available_memory", lambda: dataset.set_bytes(len(paths), 128, False) - 1)
+    monkeypatch.setattr(dataset, "_load_one", lambda *a: pytest.fail("read a face"))
+    with pytest.raises(WorkspaceError) as e:
+        FaceDataset(paths, 128, detail=False)
+    assert "need" in str(e.value) and "GiB" in str(e.value)
+    assert "sort src --by final --target" in e.value.hint
+
+
+def test_the_detail_copies_are_dropped_when_only_the_faces_fit_in_memory(ws, monkeypatch):
+    from facelab.train import dataset
+
+    paths = ws.aligned_paths("src")[:6]
+    assert FaceDataset(paths, 32).detail is not None
+    monkeypatch.setattr(dataset, "available_memory", lambda: dataset.set_bytes(len(paths), 32, False))
+    d = FaceDataset(paths, 32)
+    assert d.detail is None and len(d) == 6
+
+
+def test_faces_loaded_in_chunks_stay_with_their_files_when_one_cannot_be_read(ws, monkeypatch):
+    from facelab.train import dataset
+
+    paths = ws.aligned_paths("src")[:8]
+    paths[3].write_bytes(paths[3].read_bytes()[:200])  # truncated
+    monkeypatch.setattr(dataset, "LOAD_CHUNK", 3)
+    d = FaceDataset(paths, 32)
+    assert len(d.skipped) == 1 and paths[3].name in d.skipped[0]
+    assert d.paths == paths[:3] + paths[4:] and d.faces.shape[0] == d.masks.shape[0] == d.detail.shape[0] == 7
+    for k, p in enumerate(d.paths):
+        one = FaceDataset([p], 32)
+        assert np.array_equal(d.faces[k], one.faces[0]) and np.array_equal(d.masks[k], one.masks[0])
+        assert np.array_equal(d.detail[k], one.detail[0]) and np.array_equal(d.extra_masks[k], one.extra_masks[0])
+        assert d.yaw[k] == one.yaw[0] and np.array_equal(d.landmarks[k], one.landmarks[0])
+
+
 # --- checkpoints and predictor --------------------------------------------------------
 
 

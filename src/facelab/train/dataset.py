@@ -118,6 +118,57 @@ def _load_or_error(path: Path, resolution: int, face_type: str | None, detail: b
 DETAIL_BUDGET_BYTES = 1 << 30
 
 
+LOAD_CHUNK = 256  # faces decoded at once while loading a set
+
+
+def set_bytes(count: int, resolution: int, detail: bool) -> int:
+    """Memory a :class:`FaceDataset` of ``count`` faces holds: face, hull mask (float32), eyes+mouth and
+    frame masks, landmarks, and the twice-size copy where kept."""
+    per_face = resolution * resolution * (3 + 4 + 2) + 68 * 2 * 4 + 4
+    return count * per_face + (detail_bytes(count, resolution) if detail else 0)
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still take: Linux's ``MemAvailable``, lowered to a cgroup v2 limit where one
+    is set (a container); None where neither can be read (macOS, Windows)."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if avail is not None and limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def fits_in_memory(count: int, resolution: int, detail: bool) -> bool:
+    avail = available_memory()
+    return avail is None or set_bytes(count, resolution, detail) <= avail
+
+
+def check_memory(count: int, resolution: int, detail: bool) -> None:
+    """Refuse, before reading a face, a set that cannot fit in memory (the system would kill the process
+    part-way through loading it), and say how to make it fit."""
+    need, avail = set_bytes(count, resolution, detail), available_memory()
+    if avail is None or need <= avail:
+        return
+    fits = int(avail * 0.8) // max(set_bytes(1, resolution, detail), 1)
+    gib = lambda b: f"{b / 2**30:.1f} GiB"  # noqa: E731
+    raise WorkspaceError(
+        f"{count} faces at {resolution} px need {gib(need)} of memory to train on (the faces are held in RAM), "
+        f"and {gib(avail)} is available",
+        f"keep a subset balanced over head poses: `facelab sort src --by final --target {max(fits, 1)}` (or dst, "
+        "whichever side is this large; the rest goes to aligned_trash, nothing is deleted), train at a smaller "
+        "--resolution, or close other programs")
+
+
 def detail_bytes(count: int, resolution: int) -> int:
     """Memory of ``count`` faces kept at twice ``resolution`` (``FaceDataset.detail``)."""
     return count * (2 * resolution) ** 2 * 3
@@ -153,29 +204,52 @@ class FaceDataset:
         self.paths = [Path(p) for p in paths]
         self.resolution = resolution
         self.augment = augment
-        if detail is None:
-            detail = detail_bytes(len(self.paths), resolution) <= DETAIL_BUDGET_BYTES
-        with ThreadPoolExecutor(4) as pool:  # cv2 decoding releases the GIL
-            loaded = list(pool.map(lambda p: _load_or_error(p, resolution, face_type, detail), self.paths))
-        # a face file that cannot be read is left out, named once in `skipped`; the rest trains
-        self.skipped = [x.message for x in loaded if isinstance(x, FaceFileError)]
-        kept = [(p, x) for p, x in zip(self.paths, loaded) if not isinstance(x, FaceFileError)]
-        if not kept:
-            raise WorkspaceError(f"none of the {len(self.paths)} aligned faces can be read (e.g. {self.skipped[0]})",
-                                 "re-run `facelab extract` for this side")
-        self.paths, loaded = [p for p, _ in kept], [x for _, x in kept]
-        self.faces = np.stack([x[0] for x in loaded])
-        self.masks = np.stack([x[1] for x in loaded])
-        self.recropped = sum(x[2] for x in loaded)
-        self.outside = sum(x[3] for x in loaded)
-        self.segmented = sum(x[7] for x in loaded)  # faces whose mask is the segmenter's (`seg apply`), not the hull
-        self.yaw = np.array([x[4] for x in loaded], np.float32)
+        if detail is None:  # kept while it fits its budget and the memory left; the set trains without it otherwise
+            detail = (detail_bytes(len(self.paths), resolution) <= DETAIL_BUDGET_BYTES
+                      and fits_in_memory(len(self.paths), resolution, True))
+        n, r = len(self.paths), resolution
+        check_memory(n, r, detail)
+        # filled in place, a chunk of faces at a time: holding every loaded face and then stacking
+        # them took twice the set's memory at the peak
+        self.faces = np.empty((n, r, r, 3), np.uint8)
+        self.masks = np.empty((n, r, r), np.float32)
         # (N, R, R, 2) uint8: eyes+mouth region, and the part of the face that lay inside its frame
-        self.extra_masks = np.stack([x[5] for x in loaded])
-        self.landmarks = np.stack([x[6] for x in loaded])  # (N, 68, 2) in pixels of the R x R faces
+        self.extra_masks = np.empty((n, r, r, 2), np.uint8)
+        self.landmarks = np.empty((n, 68, 2), np.float32)  # in pixels of the R x R faces
+        self.yaw = np.empty(n, np.float32)
+        self.detail = np.empty((n, 2 * r, 2 * r, 3), np.uint8) if detail else None
+        self.recropped = self.outside = self.segmented = 0  # segmented: the mask is the segmenter's, not the hull
+        self.skipped = []  # a face file that cannot be read is left out, named once here; the rest trains
+        kept_paths: list[Path] = []
+        with ThreadPoolExecutor(4) as pool:  # cv2 decoding releases the GIL
+            for start in range(0, n, LOAD_CHUNK):
+                chunk = self.paths[start:start + LOAD_CHUNK]
+                for p, x in zip(chunk, pool.map(lambda p: _load_or_error(p, r, face_type, detail), chunk)):
+                    if isinstance(x, FaceFileError):
+                        self.skipped.append(x.message)
+                        continue
+                    k = len(kept_paths)
+                    kept_paths.append(p)
+                    self.faces[k], self.masks[k], self.extra_masks[k], self.landmarks[k] = x[0], x[1], x[5], x[6]
+                    self.yaw[k] = x[4]
+                    self.recropped += x[2]
+                    self.outside += x[3]
+                    self.segmented += x[7]
+                    if self.detail is not None:
+                        if x[8] is None:  # a file no larger than R: no face gets a detail copy
+                            self.detail = None
+                        else:
+                            self.detail[k] = x[8]
+        if not kept_paths:
+            raise WorkspaceError(f"none of the {n} aligned faces can be read (e.g. {self.skipped[0]})",
+                                 "re-run `facelab extract` for this side")
+        k = len(kept_paths)
+        self.paths = kept_paths
+        if k < n:  # copies, so the skipped faces' rows are given back
+            self.faces, self.masks, self.extra_masks = self.faces[:k].copy(), self.masks[:k].copy(), self.extra_masks[:k].copy()
+            self.landmarks, self.yaw = self.landmarks[:k].copy(), self.yaw[:k].copy()
+            self.detail = None if self.detail is None else self.detail[:k].copy()
         self._yaw_order = np.argsort(self.yaw, kind="stable")
-        bigs = [x[8] for x in loaded]
-        self.detail = np.stack(bigs) if detail and all(b is not None for b in bigs) else None
 
     @property
     def mismatched(self) -> int:
