@@ -27,7 +27,7 @@ from facelab.eval import metrics as M
 from facelab.eval.report import EvalFileError, compare, fmt, load_json, resolve_targets
 from facelab.faceimage import read_face, read_record
 from facelab.fileio import read_image
-from facelab.stages.eval import EvalSettings, run
+from facelab.stages.eval import EvalSettings, frame_range, run
 from facelab.workspace import Workspace
 
 FRAMES = 16  # dst frames measured in the workspace tests (of the fixture's 30)
@@ -215,6 +215,46 @@ def test_result_video_pairs_in_order(eval_ws, tmp_path):
     assert [i for i, _, _ in got] == list(range(5))
     for (_, dst, out), ref in zip(got, frames):
         assert out.shape == dst.shape and np.abs(out.astype(int) - ref).mean() < 3  # near-lossless H.264
+
+
+def test_a_window_of_the_clip_pairs_the_same_frames_from_merged_frames_and_from_the_video(eval_ws, tmp_path):
+    from facelab.eval.frames import pair_frames
+    from facelab.media.video import write_video
+
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    for p in eval_ws.frame_paths("dst")[:8]:
+        shutil.copy(p, ws.frames_dir("dst") / p.name)
+    frames = [read_image(p) for p in ws.frame_paths("dst")]
+    names = [p.name for p in ws.frame_paths("dst")]
+    merged = [cv2.GaussianBlur(f, (0, 0), 1 + k) for k, f in enumerate(frames)]  # each output frame its own
+    ws.merged_dir.mkdir(parents=True, exist_ok=True)
+    for name, m in zip(names, merged):
+        cv2.imwrite(str(ws.merged_dir / f"{Path(name).stem}.png"), m)
+    write_video(merged, ws.result_path("mp4"), 25, crf=0)
+    for source in ("merged", "result"):
+        pairs = pair_frames(ws, source).window(*frame_range("3:5"))
+        assert pairs.names == names[2:5]
+        got = list(pairs)
+        assert [i for i, _, _ in got] == [0, 1, 2]
+        for (_, dst, out), k in zip(got, (2, 3, 4)):
+            assert np.array_equal(dst, frames[k]) and np.abs(out.astype(int) - merged[k]).mean() < 3
+    assert pair_frames(ws).window(*frame_range("6:")).names == names[5:]
+    with pytest.raises(SettingsError, match="past the last"):
+        pair_frames(ws).window(*frame_range("9:12"))
+
+
+@pytest.mark.parametrize("text", ["5", "0:3", "4:2", "a:b", "x:"])
+def test_a_bad_frame_range_is_refused_with_the_form_it_takes(text):
+    with pytest.raises(SettingsError, match="FIRST:LAST"):
+        EvalSettings(frames=text)
+
+
+def test_eval_of_a_stretch_measures_only_its_frames(results, eval_ws, tmp_path):
+    _set_merged(eval_ws, lambda k, frame, rec: frame)
+    _, result = run(eval_ws, EvalSettings(frames="2:4", progress=False, workers=0, cache=False))
+    assert [r["frame"] for r in result.frames] == [p.name for p in eval_ws.frame_paths("dst")[1:4]]
+    assert result.summary["sharpness_ratio"] == pytest.approx(1.0, abs=0.02)
 
 
 def test_errors_name_the_missing_step(eval_ws, tmp_path):

@@ -40,6 +40,16 @@ class FramePairs:
     merged: list[Path] | None = None
     video: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    first: int = 0  # position in data_dst (and in the video) of the first pair: a window of the clip, :meth:`window`
+
+    def window(self, first: int, last: int | None) -> FramePairs:
+        """The pairs of dst frames ``first`` to ``last`` (0-based, inclusive; None or past the end: to the end)."""
+        end = len(self.dst) if last is None else min(last + 1, len(self.dst))
+        if not 0 <= first < end:
+            raise SettingsError(f"eval.frames: frame {first + 1} is past the last of the {len(self.dst)} measured frames",
+                                f"give a range within 1:{len(self.dst)}")
+        merged = self.merged[first:end] if self.merged is not None else None
+        return FramePairs(self.source, self.dst[first:end], merged, self.video, list(self.warnings), self.first + first)
 
     def __len__(self) -> int:
         return len(self.dst)
@@ -53,16 +63,19 @@ class FramePairs:
         if self.merged is not None:
             for i, (d, m) in enumerate(zip(self.dst, self.merged)):
                 dst = read_image(d)
-                yield i, dst, _fit(_read_output(m), dst.shape, m.name, i)
+                yield i, dst, _fit(_read_output(m), dst.shape, m.name, self.first + i)
             return
         from facelab.media.video import iter_frames
 
         assert self.video is not None
-        for i, _, frame in iter_frames(self.video):
+        for j, _, frame in iter_frames(self.video):
+            i = j - self.first
+            if i < 0:
+                continue
             if i >= len(self.dst):
                 break
             dst = read_image(self.dst[i])
-            yield i, dst, _fit(frame, dst.shape, f"{self.video.name} frame {i}", i)
+            yield i, dst, _fit(frame, dst.shape, f"{self.video.name} frame {j}", j)
 
     def load(self, indices: set[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """The ``(dst, output)`` frames of some indices (the video is decoded up to the last one)."""
@@ -70,7 +83,7 @@ class FramePairs:
         if self.merged is not None:
             for i in sorted(indices):
                 dst = read_image(self.dst[i])
-                out[i] = (dst, _fit(_read_output(self.merged[i]), dst.shape, self.merged[i].name, i))
+                out[i] = (dst, _fit(_read_output(self.merged[i]), dst.shape, self.merged[i].name, self.first + i))
             return out
         for i, d, o in self:
             if i in indices:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from facelab import __version__
 from facelab import jobs
-from facelab.errors import FacelabError, WorkspaceError
+from facelab.errors import FacelabError, SettingsError, WorkspaceError
 from facelab.eval.frames import SOURCES, pair_frames, swapped_faces
 from facelab.eval.report import EvalResult, fmt, sharpness_pattern, write_json
 from facelab.options import Option
@@ -48,6 +48,8 @@ class EvalSettings:
         device: where the model runs for ``reconstruction``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
         workers: processes computing identity embeddings; None: one per CPU core, at most 4; 0: none (in-process).
         cache: reuse identity embeddings of unchanged dst frames and src faces from earlier runs.
+        frames: measure only the dst frames ``A:B`` (1-based, inclusive, as the frame files count; ``A:`` to
+            the end, ``:B`` from the first); None: every frame.
         json: write the result here (None: not written).
         html: write the report here (None: not written).
         progress: draw a progress bar on a terminal (from Python only: the CLI always draws it on a terminal).
@@ -60,6 +62,7 @@ class EvalSettings:
     device: str = "auto"
     workers: int | None = None
     cache: bool = True
+    frames: str | None = None
     json: Path | None = None
     html: Path | None = None
     progress: bool = True
@@ -68,6 +71,22 @@ class EvalSettings:
         for option in OPTIONS:
             option.check(getattr(self, option.name), "eval.")
         check_folder_name(self.name, "eval.name")
+        if self.frames is not None:
+            frame_range(self.frames)
+
+
+def frame_range(text: str) -> tuple[int, int | None]:
+    """``"A:B"`` -> 0-based ``(first, last)`` (inclusive; last None: to the end)."""
+    a, sep, b = text.partition(":")
+    try:
+        first = int(a) if a.strip() else 1
+        last = int(b) if b.strip() else None
+    except ValueError:
+        first = last = 0
+    if not sep or first < 1 or (last is not None and last < first):
+        raise SettingsError(f"eval.frames: {text!r} is not a range of frames",
+                            "give FIRST:LAST, counted from 1 as the frame files are (e.g. 1:750; 3001: to the end)")
+    return first - 1, None if last is None else last - 1
 
 
 OPTIONS = (
@@ -94,6 +113,11 @@ OPTIONS = (
     Option("workers", int, None, "Processes for identity embeddings (default: one per core, at most 4; 0: none).", lo=0,
            hi=32, hint="use 0 (in-process) to 32", shown_default="one per core, at most 4",
            doc="processes computing identity embeddings; 0 computes them in the eval process"),
+    Option("frames", str, None, "Measure only dst frames FIRST:LAST (counted from 1, as the frame files; 3001: to the "
+                                "end). Default: every frame.", metavar="A:B", shown_default="every frame",
+           doc="measure a stretch of a long clip (eval takes about 0.2 s a frame on 2 cores): the dst frames FIRST to "
+               "LAST, counted from 1 as the frame files are; `A:` runs to the end. Jitter and flicker are read within "
+               "the stretch"),
     Option("cache", bool, True, "Reuse the identity embeddings of unchanged frames and faces "
                                 "(data_dst/.facelab/eval_embeddings.json); --no-cache computes every one again.",
            flags=("--cache/--no-cache",), doc="`--no-cache` computes every embedding again"),
@@ -179,6 +203,8 @@ def run(ws: Workspace, settings: EvalSettings = EvalSettings(), *, marker: Marke
     pairs, boxes = None, None
     try:
         pairs = pair_frames(ws, settings.source)
+        if settings.frames is not None:
+            pairs = pairs.window(*frame_range(settings.frames))
     except WorkspaceError:
         if not settings.reconstruction:
             raise
