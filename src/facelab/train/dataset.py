@@ -245,10 +245,10 @@ class FaceDataset:
                                  "re-run `facelab extract` for this side")
         k = len(kept_paths)
         self.paths = kept_paths
-        if k < n:  # copies, so the skipped faces' rows are given back
-            self.faces, self.masks, self.extra_masks = self.faces[:k].copy(), self.masks[:k].copy(), self.extra_masks[:k].copy()
-            self.landmarks, self.yaw = self.landmarks[:k].copy(), self.yaw[:k].copy()
-            self.detail = None if self.detail is None else self.detail[:k].copy()
+        if k < n:  # views: the skipped faces' rows were never written, so they hold no memory
+            self.faces, self.masks, self.extra_masks = self.faces[:k], self.masks[:k], self.extra_masks[:k]
+            self.landmarks, self.yaw = self.landmarks[:k], self.yaw[:k]
+            self.detail = None if self.detail is None else self.detail[:k]
         self._yaw_order = np.argsort(self.yaw, kind="stable")
 
     @property
