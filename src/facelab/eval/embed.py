@@ -1,135 +1,69 @@
-"""dlib identity embeddings for eval, computed in worker processes.
+"""Identity embeddings for eval, computed beside the measuring in batches.
 
-The descriptor is :mod:`facelab.identity`'s (dlib's ResNet, 128-d). dlib holds
-the GIL while it runs (~90 ms per face on one core), so threads do not help;
-eval cuts the 150 px face chip in the main process (what
-``compute_face_descriptor(image, shape)`` does inside) and sends only the chip,
-as raw bytes over a pipe, to a few worker processes (``python -c`` running
-:func:`serve`), which overlaps the embeddings with detection. Plain subprocesses,
-not ``multiprocessing``: a fork would copy ONNX Runtime's threads mid-flight, and
-spawn re-imports the caller's ``__main__`` (a script without a main guard breaks).
-The chip path gives bit-identical vectors to :func:`facelab.identity.embed_face`
-(checked in ``tests/test_eval.py``).
-
-This module imports nothing heavy at the top so a worker starts quickly.
+The descriptor is :mod:`facelab.identity`'s (dlib's ResNet, 128-d, its weights run in torch). Eval
+cuts each face's 150 px chip where it measures the frame and queues it; one thread embeds the queued
+chips in batches (torch frees the GIL while it computes, so this overlaps with detection). Until
+2026-12-07 dlib itself computed them in worker processes, at 90-120 ms a face, most of eval's time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
-import subprocess
-import sys
 import threading
 from concurrent.futures import Future
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from facelab.checks import check_image, check_points
+from facelab.identity import embed_chips, face_chip
 
-CHIP_SIZE, CHIP_PADDING = 150, 0.25  # dlib's defaults for the face recognition network
-
-
-@lru_cache(maxsize=1)
-def _net():
-    import dlib
-    import face_recognition_models
-
-    return dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-
-
-def face_chip(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """The aligned ``(150, 150, 3) uint8`` RGB chip dlib's network reads, from a BGR image and its ``(68, 2)`` landmarks."""
-    import dlib
-
-    check_image(image, "face_chip image", dtype=np.uint8)
-    pts = check_points(landmarks, "face_chip landmarks", count=68, what="landmarks")
-    x0, y0 = pts.min(0)
-    x1, y1 = pts.max(0)
-    shape = dlib.full_object_detection(dlib.rectangle(int(x0), int(y0), int(x1), int(y1)),
-                                       [dlib.point(int(round(x)), int(round(y))) for x, y in pts])
-    rgb = np.ascontiguousarray(image[..., ::-1])
-    return np.asarray(dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
-
-
-def embed_chip(chip: np.ndarray) -> np.ndarray:
-    """``(128,) float32`` embedding of a chip from :func:`face_chip`."""
-    return np.asarray(_net().compute_face_descriptor(np.ascontiguousarray(chip)), np.float32)
-
-
-def serve() -> None:
-    """Worker loop (run by :class:`Embedder` as ``python -c``): read raw chips from stdin, write raw
-    ``(128,) float32`` embeddings to stdout, until stdin closes."""
-    import sys
-
-    size = CHIP_SIZE * CHIP_SIZE * 3
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    try:
-        _net()
-        while True:
-            data = inp.read(size)
-            if len(data) < size:
-                return
-            out.write(embed_chip(np.frombuffer(data, np.uint8).reshape(CHIP_SIZE, CHIP_SIZE, 3)).tobytes())
-            out.flush()
-    except (KeyboardInterrupt, BrokenPipeError):
-        return  # Ctrl+C reaches the whole process group: the parent reports it, the worker just ends
-
-
-_RESULT_BYTES = 128 * 4
-
-
-class _Worker(threading.Thread):
-    """One worker process and the thread that feeds it chips from the shared queue (pipe I/O frees the GIL)."""
-
-    def __init__(self, jobs: queue.Queue) -> None:
-        super().__init__(daemon=True)
-        self.jobs = jobs
-        # a fresh interpreter running serve(): no fork of this process's threads, no re-import of __main__;
-        # it imports this facelab, wherever it was found
-        env = dict(os.environ)
-        here = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen([sys.executable, "-c", "from facelab.eval.embed import serve; serve()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.start()
-
-    def run(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        while True:
-            item = self.jobs.get()
-            if item is None:
-                break
-            chip, future = item
-            try:
-                self.proc.stdin.write(np.ascontiguousarray(chip, np.uint8).tobytes())
-                self.proc.stdin.flush()
-                data = self.proc.stdout.read(_RESULT_BYTES)
-                if len(data) != _RESULT_BYTES:
-                    raise RuntimeError(f"the embedding worker stopped (exit status {self.proc.poll()})")
-                future.set_result(np.frombuffer(data, np.float32).copy())
-            except (OSError, RuntimeError) as e:
-                future.set_exception(e)
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        self.proc.wait()
+BATCH = 16  # chips embedded at once, at most
 
 
 class Embedder:
-    """Embeds faces in ``workers`` worker processes (0: in this process). Use as a context manager;
-    :meth:`submit` returns a ``concurrent.futures.Future`` of the ``(128,) float32`` embedding."""
+    """Embeds faces on a thread of its own using ``workers`` CPU threads (0: in the caller, as each face is
+    submitted). Use as a context manager; :meth:`submit` returns a ``concurrent.futures.Future`` of the
+    ``(128,) float32`` embedding."""
 
     def __init__(self, workers: int = 2, cache: EmbeddingCache | None = None) -> None:
         self.workers = int(workers)
         self.cache = cache
         self._jobs: queue.Queue = queue.Queue()
-        self._threads = [_Worker(self._jobs) for _ in range(self.workers)]
+        self._thread: threading.Thread | None = None
+        self._torch_threads: int | None = None
+        if self.workers:
+            import torch
+
+            self._torch_threads = torch.get_num_threads()
+            torch.set_num_threads(self.workers)
+            self._thread = threading.Thread(target=self._run, name="eval-embeddings", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            items = [self._jobs.get()]
+            while items[-1] is not None and len(items) < BATCH:
+                try:
+                    items.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            if items[-1] is None:
+                items.pop()
+                done = True
+            live = [(chip, future) for chip, future in items if future.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            try:
+                vectors = embed_chips(np.stack([chip for chip, _ in live]))
+            except Exception as e:  # noqa: BLE001 - handed to whoever waits on the futures
+                for _, future in live:
+                    future.set_exception(e)
+                continue
+            for (_, future), vec in zip(live, vectors):
+                future.set_result(vec.copy())
 
     def submit(self, image: np.ndarray, landmarks: np.ndarray, key: str | None = None) -> Future:
         """Embed the face with ``landmarks`` in ``image``; with a ``key`` the cache is asked first and told after."""
@@ -142,14 +76,16 @@ class Embedder:
             cache = self.cache
             future.add_done_callback(lambda f: cache.put(key, f.result()) if not f.cancelled() and f.exception() is None else None)
         chip = face_chip(image, landmarks)
-        if not self._threads:
-            future.set_result(embed_chip(chip))
+        if self._thread is None:
+            future.set_result(embed_chips(chip[None])[0])
         else:
             self._jobs.put((chip, future))
         return future
 
     def close(self, cancel: bool = False) -> None:
-        """Stop the workers after the queued faces (``cancel``: drop the queued faces first)."""
+        """Stop after the queued faces (``cancel``: drop the queued faces first)."""
+        if self._thread is None:
+            return
         while cancel:
             try:
                 item = self._jobs.get_nowait()
@@ -157,11 +93,13 @@ class Embedder:
                 break
             if item is not None:
                 item[1].cancel()
-        for _ in self._threads:
-            self._jobs.put(None)
-        for t in self._threads:
-            t.join()
-        self._threads = []
+        self._jobs.put(None)
+        self._thread.join()
+        self._thread = None
+        if self._torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
 
     def __enter__(self) -> Embedder:
         return self
