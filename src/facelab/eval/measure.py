@@ -165,7 +165,7 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
             one to each dst face, blended into the dst frame, gives ``sharpness_src_line`` and
             ``identity_src_line``, and cut wider over the forehead ``identity_src_line_whole``:
             :mod:`facelab.eval.src_line`).
-        workers: processes for identity embeddings (0: in this process).
+        workers: CPU threads for identity embeddings, computed beside the measuring (0: in turn with it).
         mask_dir: ``data_dst/merged_mask`` (the blend masks, for the seam); None or missing masks: the
             68-point hull's edge is used instead.
         progress: draw a progress bar (on a terminal).
@@ -185,7 +185,7 @@ def measure(pairs: FramePairs, records: dict[str, FaceRecord], finder: FaceFinde
     src_line = SrcLine(list(src_faces), *(model_size or (FACE_TYPE, None)))
     wider = src_line.cut(WIDER)
     with Embedder(workers, cache) as embedder:
-        # the src faces go first, so the workers embed them while the first frames are read
+        # the src faces go first, so they are embedded while the first frames are read
         src_futures = src_identity(src_faces, embedder)
         items = iter(pairs)
         for i, dst, out in (track(items, len(pairs), "eval") if progress else items):

@@ -11,7 +11,6 @@ asked. ``--reconstruction`` also measures the model on its held-out faces.
 from __future__ import annotations
 
 import datetime
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,8 @@ class EvalSettings:
         reconstruction: also measure the model's reconstructions of its held-out faces (SSIM, PSNR).
         gpu: with ``reconstruction``, the model trained with ``--gpu N`` (files ``gpuN_*``).
         device: where the model runs for ``reconstruction``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
-        workers: processes computing identity embeddings; None: one per CPU core, at most 4; 0: none (in-process).
+        workers: CPU threads computing identity embeddings beside the measuring; None: one per CPU core, at most 4;
+            0: each in turn with the measuring.
         cache: reuse identity embeddings of unchanged dst frames and src faces from earlier runs.
         frames: measure only the dst frames ``A:B`` (1-based, inclusive, as the frame files count; ``A:`` to
             the end, ``:B`` from the first); None: every frame.
@@ -110,9 +110,11 @@ OPTIONS = (
            metavar="INDEX", doc="`--reconstruction` loads the model trained with `facelab train --gpu INDEX` (files `gpuINDEX_*`)"),
     Option("device", str, "auto", "With --reconstruction: auto, cpu, cuda, cuda:N or mps (default auto).", metavar="D",
            shown_default="`auto`", doc="where the `--reconstruction` model runs: `auto`, `cpu`, `cuda`, `cuda:N` or `mps`"),
-    Option("workers", int, None, "Processes for identity embeddings (default: one per core, at most 4; 0: none).", lo=0,
-           hi=32, hint="use 0 (in-process) to 32", shown_default="one per core, at most 4",
-           doc="processes computing identity embeddings; 0 computes them in the eval process"),
+    Option("workers", int, None, "CPU threads for identity embeddings, computed in batches beside the measuring "
+                                 "(default: one per core, at most 4; 0: one at a time, in turn with it).", lo=0,
+           hi=32, hint="use 0 (in turn) to 32", shown_default="one per core, at most 4",
+           doc="CPU threads computing identity embeddings in batches beside the measuring; 0 computes each in turn "
+               "with the measuring"),
     Option("frames", str, None, "Measure only dst frames FIRST:LAST (counted from 1, as the frame files; 3001: to the "
                                 "end). Default: every frame.", metavar="A:B", shown_default="every frame",
            doc="measure a stretch of a long clip (eval takes about 0.2 s a frame on 2 cores): the dst frames FIRST to "
@@ -128,8 +130,9 @@ OPTIONS = (
 def _workers(settings: EvalSettings) -> int:
     if settings.workers is not None:
         return settings.workers
-    cores = os.cpu_count() or 1
-    return min(4, cores) if cores > 1 else 0
+    from facelab.device import cpu_threads
+
+    return min(4, cpu_threads())
 
 
 def _reconstruction(ws: Workspace, settings: EvalSettings) -> tuple[dict[str, float], list[str]]:
