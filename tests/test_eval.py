@@ -199,15 +199,20 @@ def test_bad_eval_files(tmp_path):
 # --- frame sources and errors ---------------------------------------------------------
 
 
+def _ws_with_dst_frames(eval_ws: Workspace, root: Path, n: int) -> tuple[Workspace, list[np.ndarray]]:
+    """A new workspace holding the first ``n`` dst frames of ``eval_ws`` (and nothing else), and those frames."""
+    ws = Workspace(root)
+    ws.create()
+    for p in eval_ws.frame_paths("dst")[:n]:
+        shutil.copy(p, ws.frames_dir("dst") / p.name)
+    return ws, [read_image(p) for p in ws.frame_paths("dst")]
+
+
 def test_result_video_pairs_in_order(eval_ws, tmp_path):
     from facelab.eval.frames import pair_frames
     from facelab.media.video import write_video
 
-    ws = Workspace(tmp_path / "ws")
-    ws.create()
-    for p in eval_ws.frame_paths("dst")[:5]:
-        shutil.copy(p, ws.frames_dir("dst") / p.name)
-    frames = [read_image(p) for p in ws.frame_paths("dst")]
+    ws, frames = _ws_with_dst_frames(eval_ws, tmp_path / "ws", 5)
     write_video(frames, ws.result_path("mp4"), 25, crf=0)
     pairs = pair_frames(ws)
     assert pairs.source == "result.mp4" and pairs.names == [p.name for p in ws.frame_paths("dst")]
@@ -221,11 +226,7 @@ def test_a_window_of_the_clip_pairs_the_same_frames_from_merged_frames_and_from_
     from facelab.eval.frames import pair_frames
     from facelab.media.video import write_video
 
-    ws = Workspace(tmp_path / "ws")
-    ws.create()
-    for p in eval_ws.frame_paths("dst")[:8]:
-        shutil.copy(p, ws.frames_dir("dst") / p.name)
-    frames = [read_image(p) for p in ws.frame_paths("dst")]
+    ws, frames = _ws_with_dst_frames(eval_ws, tmp_path / "ws", 8)
     names = [p.name for p in ws.frame_paths("dst")]
     merged = [cv2.GaussianBlur(f, (0, 0), 1 + k) for k, f in enumerate(frames)]  # each output frame its own
     ws.merged_dir.mkdir(parents=True, exist_ok=True)
