@@ -128,3 +128,23 @@ def test_the_runner_stops_on_cancel_and_on_ctrl_c_with_a_save_and_the_log_as_eve
     logged = [e for e in events if e.message]
     assert [e.message for e in logged] == [line for line in lines if line.startswith("[iter ") and "ms/it" in line][-3:]
     assert [e.done for e in logged] == [1, 2, 3] and all(e.rate > 0 for e in logged)
+
+
+def test_off_a_terminal_a_long_step_writes_a_progress_line_every_interval(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from facelab import progress
+
+    buf = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=buf, force_terminal=False, width=80))
+    monkeypatch.delenv("FACELAB_QUIET", raising=False)
+    clock = iter([0.0, 10.0, 31.0, 45.0, 62.0, 70.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    bars = progress.Bars(skip=("train",))
+    for done in (1, 10, 31, 45, 62, 100):  # one event per item at these times; the last ends the step
+        bars(jobs.Event("extract src", done, 100))
+    bars(jobs.Event("train", 5, 10))
+    lines = buf.getvalue().splitlines()
+    assert lines == ["extract src: 31 / 100 (31 %), 0m31s, eta 1m09s", "extract src: 62 / 100 (62 %), 1m02s, eta 0m38s"]
