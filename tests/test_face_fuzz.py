@@ -223,3 +223,17 @@ def test_merge_reads_only_sane_records(fuzzed_ws):
     for recs in by_frame.values():
         for rec in recs:
             _sane(rec)
+
+
+def test_rows_of_numbers_are_checked_as_strictly_as_single_numbers():
+    """check_json_tree takes a list holding only floats at once (landmarks, matrices: most of a face's
+    metadata); a non-finite number or one nested too deep is refused there as anywhere else."""
+    from facelab.face_checks import check_json_tree
+
+    check_json_tree({"landmarks": [[1.5, 2.0], [3.25, -4.0]], "m": [0.5, 1.0, 2.0]})
+    for bad in ([1.0, float("nan")], [[2.0, float("inf")]], {"a": [[-float("inf")]]}):
+        with pytest.raises(ValueError, match="non-finite"):
+            check_json_tree(bad)
+    with pytest.raises(ValueError, match="nested more than 3"):
+        check_json_tree({"a": {"b": [1.0, 2.0]}}, max_depth=3)  # the floats sit at depth 4
+    check_json_tree({"a": [1.0, 2.0]}, max_depth=3)

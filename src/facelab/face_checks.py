@@ -85,6 +85,10 @@ def check_json_tree(doc: Any, max_depth: int = MAX_DEPTH) -> None:
                 _check_str(k)
                 stack.append((x, depth + 1))
         elif isinstance(v, list):
+            if depth < max_depth and all(type(x) is float for x in v):  # a row of numbers (landmarks, matrices)
+                if not all(map(math.isfinite, v)):
+                    raise ValueError("metadata holds a non-finite number")
+                continue
             stack.extend((x, depth + 1) for x in v)
         elif isinstance(v, str):
             _check_str(v)
