@@ -110,6 +110,10 @@ class StepRecord:
         return self.folder / f"{self.step}{JOURNAL_SUFFIX}"
 
     # --- reading ----------------------------------------------------------------------------
+    def written_at(self) -> float | None:
+        """When the record was last written (its header or journal; seconds since the epoch), None if never."""
+        return max((p.stat().st_mtime for p in (self.header_path, self.journal_path) if p.exists()), default=None)
+
     def load(self) -> Saved | None:
         """The record as last written plus its journal; ``None`` if there is none or it cannot be read
         (the step then starts afresh, as with no record). A workspace of older facelab versions is

@@ -106,8 +106,9 @@ def last_written(ws: Workspace) -> float | None:
     """When this step last changed the dst frames' record (its header or journal; seconds since the epoch),
     None when it never ran."""
     record = _record(ws)
-    times = [p.stat().st_mtime for p in (record.header_path, record.journal_path, record.folder / LEGACY_RECORD) if p.exists()]
-    return max(times, default=None)
+    legacy = record.folder / LEGACY_RECORD
+    times = (record.written_at(), legacy.stat().st_mtime if legacy.exists() else None)
+    return max((t for t in times if t is not None), default=None)
 
 
 def _legacy(folder: Path) -> Saved | None:

@@ -514,14 +514,9 @@ def _still_done(record: StepRecord, state: dict, filtered: dict[str, str], denoi
     old = saved.settings if saved is not None else {}
     if any(old.get(k) != state[k] for k in ("model", "gpu", "resolution")):
         return {}
-    if old.get("denoise_in_fingerprint") or (denoised_at is not None and denoised_at > _written(record)):
+    if old.get("denoise_in_fingerprint") or (denoised_at is not None and denoised_at > (record.written_at() or 0.0)):
         return dict(saved.done)
     return {stem: fp if len(fp) == 16 else fp + _denoised_key(stem, filtered) for stem, fp in saved.done.items()}
-
-
-def _written(record: StepRecord) -> float:
-    """When ``record`` was last written (header or journal), 0 when it was not."""
-    return max((p.stat().st_mtime for p in (record.header_path, record.journal_path) if p.exists()), default=0.0)
 
 
 def _finished(ws: Workspace, p: Path, plan: MergePlan, done: dict[str, str], wanted: str) -> bool:
