@@ -65,9 +65,7 @@ def embed_face(image: np.ndarray, landmarks: Landmarks) -> np.ndarray:
     Returns:
         ``(128,) float32`` vector.
     """
-    check_image(image, "embed_face image", dtype=np.uint8)
-    check_points(landmarks, "embed_face landmarks", count=68, what="landmarks")
-    return embed_chips(face_chip(image, landmarks)[None])[0]
+    return embed_chips(face_chip(image, landmarks)[None])[0]  # face_chip checks both
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
