@@ -274,6 +274,30 @@ def test_mask_editor_shows_a_face_whose_polygons_cannot_be_read(ws, marker):
     assert read_polygons(path) == []
 
 
+def test_mask_list_reads_each_face_file_once_until_it_changes(ws, marker, monkeypatch):
+    from facelab.ui.routes import masks
+
+    reads = []
+    real = masks.read_record
+    monkeypatch.setattr(masks, "read_record", lambda path: reads.append(path.name) or real(path))
+    c = Client(ws, marker)
+    first = ok(c.get("/api/masks/dst/faces"))
+    assert len(reads) == 30 and all(f["polygons"] == 0 for f in first["faces"])
+    reads.clear()
+    assert ok(c.get("/api/masks/dst/faces", params={"order": "uncertainty"}))["faces"] == first["faces"]
+    assert ok(c.get("/api/masks/dst/faces", params={"place": "all"}))["faces"] == first["faces"]
+    assert reads == []  # reopened, reordered: no file read again
+
+    # a face changed outside the page (another tool, another server) is read anew; a moved one is not
+    name = first["faces"][3]["name"]
+    write_polygons(ws.aligned_dir("dst") / name, [Polygon("include", [[1, 1], [60, 2], [30, 50]])])
+    ok(c.post(f"/api/masks/dst/faces/{first['faces'][4]['name']}/move", {"to": "confirmed"}))
+    after = ok(c.get("/api/masks/dst/faces", params={"place": "all"}))["faces"]
+    assert reads == [name]
+    assert [f["polygons"] for f in after if f["name"] == name] == [1]
+    assert [f["place"] for f in after if f["name"] == first["faces"][4]["name"]] == ["confirmed"]
+
+
 # --- in the browser: the end-to-end items ---------------------------------------------------------------
 
 

@@ -108,7 +108,9 @@ class SortPlan:
 
 # --- the cache of per-face values --------------------------------------------------------------------
 
-def _key(path: Path, st: os.stat_result) -> str:
+def file_key(path: Path, st: os.stat_result) -> str:
+    """A face file's identity for a cache of values read from it: inode, modification time and size. A rename or
+    a move within the file system keeps it; facelab's writes (atomic: a new file renamed over the old) change it."""
     who = str(st.st_ino) if st.st_ino else path.name  # some file systems have no inode numbers
     return f"{who}-{st.st_mtime_ns}-{st.st_size}"
 
@@ -194,7 +196,7 @@ def _keyed(paths: list[Path]) -> list[tuple[Path, str]]:
     out = []
     for p in paths:
         try:
-            out.append((p, _key(p, p.stat())))
+            out.append((p, file_key(p, p.stat())))
         except FileNotFoundError:
             continue  # moved away while we listed
     return out
