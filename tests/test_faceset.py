@@ -209,3 +209,26 @@ def test_coverage_table_counts_open_mouths():
     assert "dst mouths wider than 95% of src: 1" in text  # only the 0.30 mouth is wider than src's 0.21
     assert "+0.01 / +0.21 / +0.21" in text  # src min / median / max; the dst row leaves the unusable face out
     assert "+0.02 / +0.02 / +0.30" in text
+
+
+def test_side_argument_may_be_given_as_side_flag(ws):
+    """`facelab seg` takes `--side`; the commands whose side is an argument take that spelling too."""
+    from typer.main import get_command
+
+    from facelab.cli import app, side_flag_as_argument
+
+    run = CliRunner().invoke
+    r = run(app, ["-w", str(ws.root), "faceset", "pack", "--side", "dst", "--keep"])
+    assert r.exit_code == 0, r.output
+    assert (ws.frames_dir("dst") / "aligned.faceset").is_file() and len(ws.aligned_paths("dst")) == 30
+    r = run(app, ["-w", str(ws.root), "sort", "--by", "blur", "--side=src"])
+    assert r.exit_code == 0 and "sort src" in r.output, r.output
+    r = run(app, ["-w", str(ws.root), "sort", "--by", "blur", "--side"])
+    assert r.exit_code == 2 and "Missing argument" in r.output, r.output
+    r = run(app, ["-w", str(ws.root), "sort", "--side", "both"])
+    assert r.exit_code == 2 and "'both' is not one of 'src', 'dst'" in r.output, r.output
+
+    commands = get_command(app).commands
+    sort_cmd = commands["sort"]
+    assert side_flag_as_argument(sort_cmd, ["--by", "blur", "--", "--side"]) == ["--by", "blur", "--", "--side"]
+    assert side_flag_as_argument(commands["workspace"], ["--side", "src"]) == ["--side", "src"]  # no side argument

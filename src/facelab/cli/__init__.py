@@ -60,7 +60,32 @@ def on_interrupt(kept: Callable[[], str]) -> Iterator[None]:
         raise Interrupted(message) from None
 
 
-class _OrderedGroup(TyperGroup):
+def side_flag_as_argument(cmd, args: list[str]) -> list[str]:
+    """``--side src`` (``--side=src``) taken as the side argument of a command that takes it as one (``facelab
+    frames src``): ``facelab seg`` spells it ``--side``, and a user who learnt one way types it everywhere."""
+    if cmd is None or not any(p.name == "side" and p.param_type_name == "argument" for p in cmd.params):
+        return args
+    out: list[str] = []
+    rest = iter(args)
+    for a in rest:
+        if a == "--":  # what follows is arguments only
+            out += [a, *rest]
+        elif a == "--side":
+            out += [v for v in (next(rest, None),) if v is not None]  # no value: click says the side is missing
+        else:
+            out.append(a.removeprefix("--side=") if a.startswith("--side=") else a)
+    return out
+
+
+class SideGroup(TyperGroup):
+    """A command group whose commands' side argument may also be given as ``--side`` (:func:`side_flag_as_argument`)."""
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        return name, cmd, side_flag_as_argument(cmd, rest)
+
+
+class _OrderedGroup(SideGroup):
     def list_commands(self, ctx) -> list[str]:
         names = super().list_commands(ctx)
         rank = {n: i for i, n in enumerate(COMMAND_ORDER)}

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
-from facelab.cli import FaceTypeOpt, Side, app, console, current_workspace, report
+from facelab.cli import FaceTypeOpt, Side, SideGroup, app, console, current_workspace, report
 from facelab.options import command
 from facelab.stages import faceset
 
 faceset_app = typer.Typer(
+    cls=SideGroup,
     help="Face-set utilities: debug images, names, pack, resize, metadata, coverage, DeepFaceLab import/export.",
     no_args_is_help=True,
 )
