@@ -112,3 +112,16 @@ def test_style_power_on_a_young_model_warns(ws, marker):
     assert not any("style power" in w for w in plain.warnings)
     styled = stage.run(ws, stage.TrainSettings(iterations=2, face_style_power=1.0, **kw), log=lambda s: None, marker=marker)
     assert any("style power on a model at iteration 1" in w and "take the swap over" in w for w in styled.warnings)
+
+
+def test_a_run_ending_before_the_swap_settles_says_so(ws, marker, monkeypatch):
+    from facelab.models.quick import Quick
+    from facelab.stages import train as stage
+
+    assert Quick.SETTLED_ITERATIONS == 1800
+    monkeypatch.setattr(Quick, "SETTLED_ITERATIONS", 3)
+    kw = dict(model="quick", batch_size=2, device="cpu", architecture=(("resolution", 32),))
+    young = stage.run(ws, stage.TrainSettings(iterations=2, **kw), log=lambda s: None, marker=marker)
+    assert any("quick at iteration 2: its swap settles at about 3" in w and "`facelab train` again" in w for w in young.warnings)
+    settled = stage.run(ws, stage.TrainSettings(iterations=3, **kw), log=lambda s: None, marker=marker)
+    assert not any("settles" in w for w in settled.warnings)

@@ -297,6 +297,13 @@ def test_mask_list_reads_each_face_file_once_until_it_changes(ws, marker, monkey
     assert [f["polygons"] for f in after if f["name"] == name] == [1]
     assert [f["place"] for f in after if f["name"] == first["faces"][4]["name"]] == ["confirmed"]
 
+    kept = masks._Summaries()  # what it keeps stays bounded: stale entries go once they outnumber the faces
+    kept.by_key = {str(k): (0, False, None) for k in range(1100)}
+    kept.forget_old({"1"}, faces=100)
+    assert len(kept.by_key) == 1100
+    kept.forget_old({"1"}, faces=10)
+    assert list(kept.by_key) == ["1"]
+
 
 # --- in the browser: the end-to-end items ---------------------------------------------------------------
 

@@ -24,6 +24,10 @@ class SwapModel(nn.Module):
     ``RECOMPUTES``: the model can recompute activations in the backward pass instead of keeping them (the
     trainer's optimizer mode 3 sets ``recompute_activations``), trading about 30 % speed for memory.
 
+    ``SETTLED_ITERATIONS``: the iterations a new model of this kind was measured to need before its swap
+    settles (the mouth follows dst's, every frame shows src); ``facelab train`` ending under it says so
+    (``None``: not measured).
+
     :meth:`train_outputs` is what the trainer calls; models override it to give more from one pass."""
 
     config: dict
@@ -31,6 +35,7 @@ class SwapModel(nn.Module):
     TRAINING_QUESTIONS: ClassVar[tuple[str, ...]] = ()
     EYES_MOUTH_WEIGHT: ClassVar[float | None] = None
     RECOMPUTES: ClassVar[bool] = False
+    SETTLED_ITERATIONS: ClassVar[int | None] = None
     recompute_activations: bool = False
 
     @property

@@ -128,6 +128,11 @@ class Quick(SharedInterModel):
     # mouth (0.89 -> 0.34 on one seed); at 10 franck-grid kept it, the demo's pose was 0.4 deg better than at
     # 30, and the demo's bad-mouth seeds were rescued as well. Measured 2026-12-06 (docs/quality.md, session 19).
     EYES_MOUTH_WEIGHT = 10.0
+    # Under about 1,800 iterations the swap has not settled: at 919-1,026 iterations (5 minutes of a float32 CPU)
+    # the mouth opened a third as wide as dst's or moved against it on 5 of 9 runs (three pairs, three seeds) and
+    # franck-grid showed dst's face on 19-29 % of frames on two seeds; at 1,848-2,042 every run showed src on
+    # every frame and the demo's and franck-grid's mouths met their target. Measured 2026-12-08 (docs/quality.md).
+    SETTLED_ITERATIONS = 1800
 
     @staticmethod
     def resolve_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -411,13 +411,17 @@ def _warn_variants(r: _Run) -> None:
                           f" give --gpu {others[0]} to continue that one instead")
 
 
-def _summary(r: _Run, state: dict, seconds: float) -> Summary:
+def _summary(r: _Run, state: dict, seconds: float, settled: int | None) -> Summary:
     history = state["loss_history"]
     counts: dict[str, float] = {"iteration": state["iteration"]}
     if history:
         counts["src_loss"], counts["dst_loss"] = history[-1][1], history[-1][2]
     if state.get("stopped") == "interrupted":
         r.warnings.append("training was interrupted; the model was saved and continues from here next time")
+    if settled and not r.settings.pretrain and state["iteration"] < settled:
+        r.warnings.append(f"{r.settings.model} at iteration {state['iteration']}: its swap settles at about {settled} "
+                          "(before that the mouth may not follow dst's, and some frames still show dst's face); "
+                          "`facelab train` again continues this model")
     return Summary(step="train", counts=counts, seconds=seconds, outputs=[str(r.model_dir)], warnings=r.warnings)
 
 
@@ -508,4 +512,4 @@ def run(ws: Workspace, settings: TrainSettings, log: Callable[[str], None] = pri
     finally:
         distributed.close(dist)
 
-    return _summary(r, state, time.monotonic() - t0)
+    return _summary(r, state, time.monotonic() - t0, type(model).SETTLED_ITERATIONS)

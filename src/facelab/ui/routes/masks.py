@@ -57,7 +57,7 @@ def register(app, state, templates) -> None:
     ws: Workspace = state.ws
     locks = {"src": threading.Lock(), "dst": threading.Lock()}
     live = state.seg_live = getattr(state, "seg_live", None) or LiveSegmenter(ws)
-    summaries = _Summaries()
+    summaries = {"src": _Summaries(), "dst": _Summaries()}
     state.pages.append(("/masks", "masks", "Mask editor"))
 
     @app.get("/masks", include_in_schema=False)
@@ -80,7 +80,7 @@ def register(app, state, templates) -> None:
             raise SettingsError(f"no place {place!r}", f"places: {', '.join(PLACES)}, all")
         if order not in ORDERS:
             raise SettingsError(f"no order {order!r}", f"orders: {', '.join(ORDERS)}")
-        return await locked(side, lambda: _list(ws, side, place, order, live, summaries))
+        return await locked(side, lambda: _list(ws, side, place, order, live, summaries[side]))
 
     @app.get("/api/masks/{side}/faces/{name}")
     async def get_face(side: str, name: str):
@@ -183,10 +183,10 @@ def _info(rec) -> dict[str, Any] | None:
 
 
 class _Summaries:
-    """What the face list shows of each face file (polygon count, applied mask, its uncertainty), kept per
-    :func:`~facelab.faceset.browse.file_key`: reopening the list, changing side, place or order reads no file
-    again (4,800 faces: 3.6 s of metadata reads a listing before), and a face whose file changed (a save, `seg
-    apply`) is read anew. Only listings write it, each under its side's lock."""
+    """What the face list shows of each face file of one side (polygon count, applied mask, its uncertainty),
+    kept per :func:`~facelab.faceset.browse.file_key`: reopening the list, changing side, place or order reads
+    no file again (4,800 faces: 4-6 s of metadata reads a listing before), and a face whose file changed (a
+    save, `seg apply`) is read anew. Only listings of the side use it, under the side's lock."""
 
     def __init__(self) -> None:
         self.by_key: dict[str, tuple[int | None, bool, float | None]] = {}
@@ -206,10 +206,11 @@ class _Summaries:
             found = self.by_key[key] = (n, applied, unsure)
         return found
 
-    def keep_only(self, keys: set[str]) -> None:
-        """Forget the files no longer listed once they outnumber the listed ones (deleted or rewritten faces)."""
-        if len(self.by_key) > 2 * len(keys) + 1000:
-            self.by_key = {k: v for k, v in self.by_key.items() if k in keys}
+    def forget_old(self, seen: set[str], faces: int) -> None:
+        """Keep only the ``seen`` keys once the entries outnumber the side's ``faces`` twice over (faces deleted
+        or rewritten since they were read)."""
+        if len(self.by_key) > 2 * faces + 1000:
+            self.by_key = {k: v for k, v in self.by_key.items() if k in seen}
 
 
 def _list(ws: Workspace, side: str, place: str, order: str, live: LiveSegmenter, summaries: _Summaries) -> dict[str, Any]:
@@ -230,7 +231,7 @@ def _list(ws: Workspace, side: str, place: str, order: str, live: LiveSegmenter,
                 unsure = live.cached_uncertainty(path, st.st_mtime_ns, model_id=model_id)
             out.append({"name": path.name, "place": p, "id": files.file_id(ws, path), "polygons": n,
                         "uncertainty": unsure, "applied": applied})
-    summaries.keep_only(seen)
+    summaries.forget_old(seen, sum(len(v) for v in listed.values()))
     if place == "all":
         out.sort(key=lambda f: f["name"])
     if order == "uncertainty":  # least sure first; faces without a figure after, by name (stable)
