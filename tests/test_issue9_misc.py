@@ -330,7 +330,7 @@ def test_demo_accepts_an_earlier_versions_demo_workspace(tmp_path, no_steps, mar
 def test_demo_trains_on_towards_min_iterations_on_a_slow_cpu(tmp_path, monkeypatch, marker, done, min_iterations, more):
     from facelab.stages import Summary, demo, extract, frames, merge, train, video
 
-    calls, lines = [], []
+    calls, lines, reported = [], [], []
     monkeypatch.setattr(frames, "run", lambda *a, **k: Summary(step="frames"))
     monkeypatch.setattr(extract, "run", lambda *a, **k: Summary(step="extract"))
     monkeypatch.setattr(merge, "run", lambda *a, **k: Summary(step="merge"))
@@ -339,13 +339,17 @@ def test_demo_trains_on_towards_min_iterations_on_a_slow_cpu(tmp_path, monkeypat
     def fake_train(ws, settings, log, marker):
         calls.append(settings.minutes)
         total = done if len(calls) == 1 else min_iterations
-        return Summary(step="train", counts={"iteration": total}, seconds=300.0)
+        unsettled = [f"quick at iteration {total}: {train.UNSETTLED} 1800 ...; `facelab train` again continues this model"]
+        return Summary(step="train", counts={"iteration": total}, seconds=300.0, warnings=unsettled if total < 1800 else [])
 
     monkeypatch.setattr(train, "run", fake_train)
     ws = _demo_ws(tmp_path)
-    demo.run(ws, minutes=5.0, min_iterations=min_iterations, report=lambda s: None, log=lines.append, marker=marker)
+    demo.run(ws, minutes=5.0, min_iterations=min_iterations, report=reported.append, log=lines.append, marker=marker)
     assert calls[0] == 5.0 and calls[1:] == ([] if more is None else [pytest.approx(more)])
     assert any("slow CPU" in line for line in lines) == (more is not None)
+    # the advice to train again is left out where the demo trains on itself, and kept where it stops there
+    first = next(s for s in reported if s.step == "train")
+    assert any(train.UNSETTLED in w for w in first.warnings) == (done < 1800 and more is None)
     assert json.loads((ws.root / demo.MARKER).read_text())["trained_minutes"] == 5.0
 
 

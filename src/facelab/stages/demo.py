@@ -217,8 +217,10 @@ def run(
     else:
         summary = train.run(ws, train.TrainSettings(model=MODEL, minutes=minutes - state.get("trained_minutes", 0)),
                             log=log, marker=marker)
-        report(summary)
         more = _minutes_to(min_iterations, summary, minutes)
+        if more:  # it trains on right here: no advice to run `facelab train` again
+            summary.warnings = [w for w in summary.warnings if train.UNSETTLED not in w]
+        report(summary)
         if more:
             log(f"train: {summary.counts['iteration']} iterations in {summary.seconds / 60:.1f} min (a slow CPU): training "
                 f"on towards {min_iterations}, about {more:.1f} min more (--min-iterations 0 keeps to --minutes)")

@@ -411,6 +411,10 @@ def _warn_variants(r: _Run) -> None:
                           f" give --gpu {others[0]} to continue that one instead")
 
 
+UNSETTLED = "its swap settles at about"
+"""In the warning of a run that stopped under its model's ``SETTLED_ITERATIONS`` (a caller that trains on drops it)."""
+
+
 def _summary(r: _Run, state: dict, seconds: float, settled: int | None) -> Summary:
     history = state["loss_history"]
     counts: dict[str, float] = {"iteration": state["iteration"]}
@@ -419,7 +423,7 @@ def _summary(r: _Run, state: dict, seconds: float, settled: int | None) -> Summa
     if state.get("stopped") == "interrupted":
         r.warnings.append("training was interrupted; the model was saved and continues from here next time")
     if settled and not r.settings.pretrain and state["iteration"] < settled:
-        r.warnings.append(f"{r.settings.model} at iteration {state['iteration']}: its swap settles at about {settled} "
+        r.warnings.append(f"{r.settings.model} at iteration {state['iteration']}: {UNSETTLED} {settled} "
                           "(before that the mouth may not follow dst's, and some frames still show dst's face); "
                           "`facelab train` again continues this model")
     return Summary(step="train", counts=counts, seconds=seconds, outputs=[str(r.model_dir)], warnings=r.warnings)
